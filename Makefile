@@ -1,0 +1,65 @@
+# Kiln: `make run` starts the server, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+WASM_BINDGEN_VERSION := $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+SITE := target/site
+PKG := $(SITE)/pkg
+WASM_PROFILE := wasm-release
+WASM := target/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln_app.wasm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run build test tools npm chromium site lint unit e2e clean
+
+## make run: release build, then Kiln on 127.0.0.1:4040 with data in ./data
+run: build
+	target/release/kiln serve --listen 127.0.0.1:4040 --data-dir ./data --site-root $(SITE)
+
+## make build: target/release/kiln plus the site assets in target/site
+build: tools npm site
+	cargo build --release -p kiln-server
+
+## make test: fmt, clippy, unit and integration tests, the wasm build, Playwright
+test: tools npm chromium lint unit site e2e
+
+tools:
+	rustup target add wasm32-unknown-unknown
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$(WASM_BINDGEN_VERSION)" ]; then \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (the lockfile's version)"; \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+npm: end2end/node_modules/.package-lock.json
+
+end2end/node_modules/.package-lock.json: end2end/package.json end2end/package-lock.json
+	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
+chromium:
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+## The browser half: the app crate for wasm, bound by wasm-bindgen, shrunk by wasm-opt.
+site:
+	cargo build -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate --profile $(WASM_PROFILE)
+	mkdir -p $(PKG)
+	wasm-bindgen --target web --no-typescript --out-dir $(PKG) --out-name kiln $(WASM)
+	end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+		$(PKG)/kiln_bg.wasm -o $(PKG)/kiln_bg.wasm
+	cp style/main.css $(PKG)/kiln.css
+	@echo "wasm: $$(stat -c %s $(PKG)/kiln_bg.wasm) bytes, $$(gzip -9c $(PKG)/kiln_bg.wasm | wc -c) gzipped"
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+unit:
+	cargo test --workspace
+
+e2e: site
+	cargo build -p kiln-server
+	end2end/run.sh target/debug/kiln
+
+clean:
+	cargo clean
+	rm -rf end2end/node_modules end2end/test-results

@@ -1,0 +1,206 @@
+//! Folded ("collapsed") stacks: `frame;frame;frame count`, one stack per line.
+//!
+//! The parser works on bytes and inserts frames straight into a [`CallTree`], so a line costs
+//! one hash lookup per frame and no allocation once its frames have been seen. Invalid UTF-8 in
+//! a frame name is replaced (agents do send it), never rejected.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::tree::{CallTree, FlatTree, ROOT};
+
+/// How each line carries its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// `stack count`, split on the last space (Pyroscope's `folded`/`collapsed`).
+    Counted,
+    /// One stack per line, each counting 1 (Pyroscope's `lines`).
+    Lines,
+}
+
+/// Limits applied while parsing untrusted input.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    /// Frames beyond this depth are dropped from the leaf end (Pyroscope truncates too).
+    pub max_depth: usize,
+    /// A longer line is an error.
+    pub max_line_len: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits { max_depth: 1024, max_line_len: 1 << 20 }
+    }
+}
+
+/// A line that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses folded text into a new tree.
+pub fn parse(input: &[u8], format: LineFormat, limits: ParseLimits) -> Result<CallTree, ParseError> {
+    let mut tree = CallTree::new();
+    parse_into(&mut tree, input, format, limits)?;
+    Ok(tree)
+}
+
+/// Parses folded text, adding every stack to `tree`. On error `tree` may hold part of the
+/// input: callers that must not keep partial data parse into a fresh tree first.
+pub fn parse_into(
+    tree: &mut CallTree,
+    input: &[u8],
+    format: LineFormat,
+    limits: ParseLimits,
+) -> Result<(), ParseError> {
+    for (index, raw_line) in input.split(|&b| b == b'\n').enumerate() {
+        let line_no = index + 1;
+        if raw_line.len() > limits.max_line_len {
+            return Err(ParseError {
+                line: line_no,
+                reason: format!("line is longer than {} bytes", limits.max_line_len),
+            });
+        }
+        let line = trim_ascii(raw_line);
+        if line.is_empty() {
+            continue;
+        }
+        let (stack, value) = match format {
+            LineFormat::Lines => (line, 1),
+            LineFormat::Counted => split_count(line).map_err(|reason| ParseError { line: line_no, reason })?,
+        };
+        let mut node = ROOT;
+        for (depth, frame) in stack.split(|&b| b == b';').enumerate() {
+            if depth >= limits.max_depth {
+                break;
+            }
+            let name: Cow<'_, str> = String::from_utf8_lossy(frame);
+            node = tree.child(node, &name);
+        }
+        tree.add_self(node, value);
+    }
+    Ok(())
+}
+
+fn trim_ascii(line: &[u8]) -> &[u8] {
+    let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+    let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &line[start..end]
+}
+
+fn split_count(line: &[u8]) -> Result<(&[u8], u64), String> {
+    let Some(space) = line.iter().rposition(|&b| b == b' ' || b == b'\t') else {
+        return Err("expected `stack count`, found no count".into());
+    };
+    let (stack, count) = (trim_ascii(&line[..space]), &line[space + 1..]);
+    if stack.is_empty() {
+        return Err("empty stack".into());
+    }
+    let count = std::str::from_utf8(count).map_err(|_| "count is not a number".to_string())?;
+    let value = count.parse::<u64>().map_err(|_| {
+        if count.starts_with('-') {
+            format!("negative count `{count}`")
+        } else if !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit()) {
+            format!("count `{count}` is too large")
+        } else {
+            format!("count `{}` is not a whole number", truncate(count, 40))
+        }
+    })?;
+    Ok((stack, value))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Prints a tree as folded text, one line per stack with self samples, in preorder.
+pub fn print(tree: &FlatTree) -> String {
+    let mut out = String::new();
+    for (frames, value) in tree.stacks() {
+        out.push_str(&frames.join(";"));
+        out.push(' ');
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> FlatTree {
+        parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).unwrap().to_flat()
+    }
+
+    #[test]
+    fn parses_and_prints_back() {
+        let flat = parse_ok("a;b 1\na;c 2\n");
+        assert_eq!(flat.total(), 3);
+        assert_eq!(print(&flat), "a;b 1\na;c 2\n");
+    }
+
+    #[test]
+    fn splits_on_last_space_and_tolerates_crlf_and_blank_lines() {
+        let flat = parse_ok("main;do work;fn(a, b) 5\r\n\r\n  \nmain 1");
+        assert_eq!(print(&flat), "main 1\nmain;do work;fn(a, b) 5\n");
+    }
+
+    #[test]
+    fn lines_format_counts_one_per_line() {
+        let flat = parse(b"a;b\na;b\na", LineFormat::Lines, ParseLimits::default()).unwrap().to_flat();
+        assert_eq!(print(&flat), "a 1\na;b 2\n");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let flat = parse(b"a;\xff\xfe 2", LineFormat::Counted, ParseLimits::default()).unwrap().to_flat();
+        assert_eq!(flat.total(), 2);
+        assert!(flat.names.iter().any(|n| n.contains('\u{fffd}')));
+    }
+
+    #[test]
+    fn depth_is_truncated() {
+        let limits = ParseLimits { max_depth: 2, ..ParseLimits::default() };
+        let flat = parse(b"a;b;c;d 3", LineFormat::Counted, limits).unwrap().to_flat();
+        assert_eq!(print(&flat), "a;b 3\n");
+    }
+
+    #[test]
+    fn bad_lines_name_the_line_and_reason() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("a 1\nb\n", 2, "no count"),
+            ("a 1\nb -3", 2, "negative"),
+            ("a x", 1, "not a whole number"),
+            ("a 99999999999999999999999", 1, "too large"),
+            ("  7", 1, "no count"),
+        ];
+        for (input, line, reason) in cases {
+            let err = parse(input.as_bytes(), LineFormat::Counted, ParseLimits::default()).unwrap_err();
+            assert_eq!(err.line, *line, "{input:?}");
+            assert!(err.reason.contains(reason), "{input:?}: {}", err.reason);
+        }
+    }
+
+    #[test]
+    fn overlong_line_is_rejected() {
+        let limits = ParseLimits { max_line_len: 8, ..ParseLimits::default() };
+        let err = parse(b"a 1\nabcdefghij 1", LineFormat::Counted, limits).unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+}

@@ -1,0 +1,17 @@
+//! Kiln's profile model.
+//!
+//! Everything here is pure computation over stacks and trees: no I/O, no clock, no threads, so
+//! the same code runs in the server (ingest, storage, query) and in the browser (the wasm
+//! flamegraph). The data flows in one direction:
+//!
+//! folded text → [`folded`] → [`CallTree`] (mutable, merged) → [`FlatTree`] (immutable, preorder
+//! columns) → [`codec`] bytes → [`FlatTree`] in the browser → [`layout`] rectangles on a canvas.
+
+pub mod codec;
+pub mod folded;
+pub mod layout;
+pub mod selector;
+pub mod top;
+mod tree;
+
+pub use tree::{CallTree, FlatTree, NodeId, ROOT};

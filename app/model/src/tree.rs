@@ -1,0 +1,367 @@
+//! Call trees: the mutable [`CallTree`] that stacks are merged into, and the immutable
+//! [`FlatTree`] that queries return and the viewer draws.
+
+use std::collections::HashMap;
+
+/// Index of a node in a [`CallTree`] or a [`FlatTree`].
+pub type NodeId = u32;
+
+/// The root node ("total") of every tree.
+pub const ROOT: NodeId = 0;
+
+/// The name every tree gives its root, as Pyroscope's flamebearer does.
+pub const ROOT_NAME: &str = "total";
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: u32,
+    parent: NodeId,
+    total: u64,
+    self_value: u64,
+}
+
+/// A call tree that stacks and other trees are merged into.
+///
+/// Nodes live in one arena; frame names are interned once. Children are found through a map
+/// keyed by (parent, name) so that inserting a stack costs one hash lookup per frame and no
+/// allocation once the frames are known.
+#[derive(Debug, Clone)]
+pub struct CallTree {
+    names: Vec<Box<str>>,
+    name_ids: HashMap<Box<str>, u32>,
+    nodes: Vec<Node>,
+    children: HashMap<(NodeId, u32), NodeId>,
+}
+
+impl Default for CallTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CallTree {
+    /// An empty tree: just the root, with a total of zero.
+    pub fn new() -> Self {
+        let mut tree =
+            CallTree { names: Vec::new(), name_ids: HashMap::new(), nodes: Vec::new(), children: HashMap::new() };
+        let root_name = tree.intern(ROOT_NAME);
+        tree.nodes.push(Node { name: root_name, parent: ROOT, total: 0, self_value: 0 });
+        tree
+    }
+
+    /// The sum of every sample in the tree.
+    pub fn total(&self) -> u64 {
+        self.nodes[ROOT as usize].total
+    }
+
+    /// Number of nodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when nothing was ever added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1 && self.total() == 0
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        let boxed: Box<str> = name.into();
+        self.names.push(boxed.clone());
+        self.name_ids.insert(boxed, id);
+        id
+    }
+
+    /// The child of `parent` called `name`, created (with zero values) if missing.
+    pub fn child(&mut self, parent: NodeId, name: &str) -> NodeId {
+        let name = self.intern(name);
+        self.child_by_name_id(parent, name)
+    }
+
+    fn child_by_name_id(&mut self, parent: NodeId, name: u32) -> NodeId {
+        let next = self.nodes.len() as NodeId;
+        *self.children.entry((parent, name)).or_insert_with(|| {
+            self.nodes.push(Node { name, parent, total: 0, self_value: 0 });
+            next
+        })
+    }
+
+    /// Adds `value` samples to the stack `frames` (root first).
+    pub fn add_stack<'a, I>(&mut self, frames: I, value: u64)
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut node = ROOT;
+        for frame in frames {
+            node = self.child(node, frame);
+        }
+        self.add_self(node, value);
+    }
+
+    /// Adds `value` samples to `node` itself, and to the totals of it and its ancestors.
+    pub fn add_self(&mut self, node: NodeId, value: u64) {
+        if value == 0 {
+            return;
+        }
+        self.nodes[node as usize].self_value = self.nodes[node as usize].self_value.saturating_add(value);
+        let mut cursor = node;
+        loop {
+            let n = &mut self.nodes[cursor as usize];
+            n.total = n.total.saturating_add(value);
+            if cursor == ROOT {
+                break;
+            }
+            cursor = n.parent;
+        }
+    }
+
+    /// Merges every sample of `other` into this tree (by frame name, path by path).
+    pub fn merge_flat(&mut self, other: &FlatTree) {
+        self.merge_flat_scaled(other, 1, 1);
+    }
+
+    /// Merges `other` with every value multiplied by `num / den` (rounded down): used to
+    /// average series across uploads without a floating-point detour.
+    pub fn merge_flat_scaled(&mut self, other: &FlatTree, num: u64, den: u64) {
+        let den = den.max(1);
+        let scale = |v: u64| -> u64 { ((v as u128 * num as u128) / den as u128) as u64 };
+        let name_map: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
+        let mut mapped: Vec<NodeId> = Vec::with_capacity(other.len());
+        for i in 0..other.len() {
+            let here = if i == 0 {
+                ROOT
+            } else {
+                let parent = mapped[other.parent[i] as usize];
+                self.child_by_name_id(parent, name_map[other.name[i] as usize])
+            };
+            mapped.push(here);
+            let n = &mut self.nodes[here as usize];
+            n.total = n.total.saturating_add(scale(other.total[i]));
+            n.self_value = n.self_value.saturating_add(scale(other.self_value[i]));
+        }
+    }
+
+    /// Freezes the tree into preorder columns, children sorted by name so that the same
+    /// samples always give the same bytes whatever order they arrived in.
+    pub fn to_flat(&self) -> FlatTree {
+        let mut kids: Vec<Vec<NodeId>> = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate().skip(1) {
+            kids[n.parent as usize].push(i as NodeId);
+        }
+        for list in &mut kids {
+            list.sort_by(|a, b| {
+                self.names[self.nodes[*a as usize].name as usize]
+                    .cmp(&self.names[self.nodes[*b as usize].name as usize])
+            });
+        }
+        // Only names that survive into the flat tree are kept, renumbered by first use.
+        let mut name_remap: Vec<u32> = vec![u32::MAX; self.names.len()];
+        let mut flat = FlatTree::default();
+        let mut stack: Vec<(NodeId, NodeId)> = vec![(ROOT, ROOT)];
+        while let Some((node, flat_parent)) = stack.pop() {
+            let n = &self.nodes[node as usize];
+            if node != ROOT && n.total == 0 {
+                continue;
+            }
+            let remapped = &mut name_remap[n.name as usize];
+            if *remapped == u32::MAX {
+                *remapped = flat.names.len() as u32;
+                flat.names.push(self.names[n.name as usize].to_string());
+            }
+            let flat_index = flat.len() as NodeId;
+            flat.name.push(*remapped);
+            flat.parent.push(flat_parent);
+            flat.total.push(n.total);
+            flat.self_value.push(n.self_value);
+            for &child in kids[node as usize].iter().rev() {
+                stack.push((child, flat_index));
+            }
+        }
+        flat
+    }
+}
+
+/// An immutable call tree in preorder columns: node 0 is the root, every node comes after its
+/// parent and before its next sibling, siblings in name order.
+///
+/// This is the shape queries return, the binary codec carries and the viewer lays out:
+/// columns instead of node structs so that a million-node tree is four flat arrays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlatTree {
+    /// Frame names, indexed by [`FlatTree::name`].
+    pub names: Vec<String>,
+    /// Name index of each node.
+    pub name: Vec<u32>,
+    /// Parent of each node (the root is its own parent).
+    pub parent: Vec<NodeId>,
+    /// Samples in each node and its descendants.
+    pub total: Vec<u64>,
+    /// Samples in each node itself.
+    pub self_value: Vec<u64>,
+}
+
+impl FlatTree {
+    /// Number of nodes, the root included (0 only for a tree that was never built).
+    pub fn len(&self) -> usize {
+        self.name.len()
+    }
+
+    /// True for a tree with no nodes at all.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty()
+    }
+
+    /// Total samples (the root's total).
+    pub fn total(&self) -> u64 {
+        self.total.first().copied().unwrap_or(0)
+    }
+
+    /// The frame name of `node`.
+    pub fn name_of(&self, node: NodeId) -> &str {
+        &self.names[self.name[node as usize] as usize]
+    }
+
+    /// The path from the root's first child down to `node`, as node ids.
+    pub fn path_to(&self, node: NodeId) -> Vec<NodeId> {
+        let mut path = Vec::new();
+        let mut cursor = node;
+        while cursor != ROOT {
+            path.push(cursor);
+            cursor = self.parent[cursor as usize];
+        }
+        path.reverse();
+        path
+    }
+
+    /// Every stack that has self samples, root first, with its self value: the folded view.
+    pub fn stacks(&self) -> Vec<(Vec<&str>, u64)> {
+        let mut out = Vec::new();
+        let mut path: Vec<&str> = Vec::new();
+        let depth = self.depths();
+        for i in 1..self.len() {
+            path.truncate(depth[i] as usize - 1);
+            path.push(self.name_of(i as NodeId));
+            if self.self_value[i] > 0 {
+                out.push((path.clone(), self.self_value[i]));
+            }
+        }
+        out
+    }
+
+    /// Depth of every node (the root is 0).
+    pub fn depths(&self) -> Vec<u32> {
+        let mut depth = vec![0u32; self.len()];
+        for i in 1..self.len() {
+            depth[i] = depth[self.parent[i] as usize] + 1;
+        }
+        depth
+    }
+
+    /// Checks the invariants the rest of the model relies on; returns what is broken.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.len();
+        if self.parent.len() != n || self.total.len() != n || self.self_value.len() != n {
+            return Err("columns differ in length".into());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if self.parent[0] != ROOT {
+            return Err("root must be its own parent".into());
+        }
+        let mut child_sum = vec![0u64; n];
+        for i in 1..n {
+            let p = self.parent[i] as usize;
+            if p >= i {
+                return Err(format!("node {i} comes before its parent {p}"));
+            }
+            child_sum[p] = child_sum[p].saturating_add(self.total[i]);
+        }
+        for i in 0..n {
+            if self.name[i] as usize >= self.names.len() {
+                return Err(format!("node {i} has no name"));
+            }
+            if child_sum[i].saturating_add(self.self_value[i]) != self.total[i] {
+                return Err(format!("node {i}: total is not self plus children"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the tree back into a mutable [`CallTree`].
+    pub fn to_call_tree(&self) -> CallTree {
+        let mut tree = CallTree::new();
+        tree.merge_flat(self);
+        tree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tree_of(stacks: &[(Vec<String>, u64)]) -> FlatTree {
+        let mut tree = CallTree::new();
+        for (frames, value) in stacks {
+            tree.add_stack(frames.iter().map(String::as_str), *value);
+        }
+        tree.to_flat()
+    }
+
+    #[test]
+    fn totals_add_up_and_children_are_sorted() {
+        let mut tree = CallTree::new();
+        tree.add_stack(["a", "c"], 2);
+        tree.add_stack(["a", "b"], 1);
+        tree.add_stack(["a"], 4);
+        let flat = tree.to_flat();
+        assert_eq!(flat.total(), 7);
+        let names: Vec<&str> = (0..flat.len()).map(|i| flat.name_of(i as NodeId)).collect();
+        assert_eq!(names, ["total", "a", "b", "c"]);
+        assert_eq!(flat.total, [7, 7, 1, 2]);
+        assert_eq!(flat.self_value, [0, 4, 1, 2]);
+        flat.validate().unwrap();
+    }
+
+    #[test]
+    fn recursion_keeps_separate_nodes() {
+        let flat = tree_of(&[(vec!["f".into(), "f".into(), "f".into()], 3)]);
+        assert_eq!(flat.len(), 4);
+        assert_eq!(flat.path_to(3).len(), 3);
+    }
+
+    fn stacks_strategy() -> impl Strategy<Value = Vec<(Vec<String>, u64)>> {
+        let frame = prop::sample::select(vec!["main", "a", "b", "c", "ünï", "<x>"]).prop_map(String::from);
+        prop::collection::vec((prop::collection::vec(frame, 1..8), 1u64..1000), 0..40)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_order_independent(stacks in stacks_strategy(), split in 0usize..40) {
+            let whole = tree_of(&stacks);
+            let split = split.min(stacks.len());
+            let (left, right) = stacks.split_at(split);
+            let mut merged = CallTree::new();
+            merged.merge_flat(&tree_of(right));
+            merged.merge_flat(&tree_of(left));
+            prop_assert_eq!(merged.to_flat(), whole.clone());
+            let mut reversed = stacks.clone();
+            reversed.reverse();
+            prop_assert_eq!(tree_of(&reversed), whole);
+        }
+
+        #[test]
+        fn flat_trees_are_valid_and_conserve_totals(stacks in stacks_strategy()) {
+            let flat = tree_of(&stacks);
+            prop_assert!(flat.validate().is_ok());
+            let expected: u64 = stacks.iter().map(|(_, v)| v).sum();
+            prop_assert_eq!(flat.total(), expected);
+            let from_stacks: u64 = flat.stacks().iter().map(|(_, v)| v).sum();
+            prop_assert_eq!(from_stacks, expected);
+        }
+    }
+}

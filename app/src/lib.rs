@@ -1,0 +1,69 @@
+//! Kiln's web app: server-rendered pages that hydrate into a WebAssembly flamegraph viewer.
+//!
+//! Pages live in [`pages`], each with the `#[server]` functions it calls. The flamegraph
+//! (canvas drawing through web-sys, layout from `kiln-model`) lives in [`flame`]. Server-only
+//! code sits behind the `ssr` feature; the hydrate entry behind `hydrate`.
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    SsrMode, StaticSegment,
+    components::{Route, Router, Routes},
+};
+
+pub mod flame;
+pub mod format;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod source;
+
+pub use kiln_model as model;
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The app: a header and the routed pages.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="kiln" href="/pkg/kiln.css" />
+        <Title text="Kiln" />
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"Kiln"</a>
+                <span class="tagline">"continuous profiling"</span>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                    <Route path=StaticSegment("") view=pages::home::HomePage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("explore") view=pages::explore::ExplorePage ssr=SsrMode::Async />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The browser entry: attaches the wasm app to the server-rendered HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

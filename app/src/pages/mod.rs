@@ -1,0 +1,4 @@
+//! The routed pages.
+
+pub mod explore;
+pub mod home;

@@ -1,0 +1,81 @@
+//! One error type for every HTTP endpoint: a status and a JSON body, decided in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// What went wrong, as the client needs to hear it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed (a parameter, a line, a field): 400.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// Where (line, parameter), when known.
+        detail: Option<Value>,
+    },
+    /// A body or decompressed body over a limit: 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A content type or encoding Kiln does not read: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed but unusable (e.g. a profile with no samples of any known type): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Something on the server's side (storage): 500, details only in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// A 400 with just a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        AppError::BadRequest { message: message.into(), detail: None }
+    }
+
+    /// A 400 with a structured detail.
+    pub fn bad_request_with(message: impl Into<String>, detail: Value) -> Self {
+        AppError::BadRequest { message: message.into(), detail: Some(detail) }
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for AppError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::query::QueryError> for AppError {
+    fn from(e: crate::query::QueryError) -> Self {
+        AppError::bad_request(e.0)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                json!({ "error": "internal error; see the server log" })
+            }
+            AppError::BadRequest { message, detail } => json!({ "error": message, "detail": detail }),
+            other => json!({ "error": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

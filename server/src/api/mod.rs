@@ -1,0 +1,85 @@
+//! The HTTP API: one axum [`Router`] with the REST endpoints (ingest, render, health,
+//! metrics) beside the Leptos pages and server functions.
+
+mod error;
+mod render;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, extract::DefaultBodyLimit};
+use kiln_app::source::SharedSource;
+use kiln_app::{App, shell};
+use leptos::prelude::{LeptosOptions, provide_context};
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+
+use crate::ingest::{self, IngestLimits};
+use crate::metrics::Metrics;
+use crate::query::StoreSource;
+use crate::storage::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Stored profiles.
+    pub store: Arc<Store>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Upload limits.
+    pub limits: IngestLimits,
+    /// Where the site's assets are and what they are called.
+    pub leptos: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+/// The whole application as one router, ready to serve or to test with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let source = SharedSource(Arc::new(StoreSource(state.store.clone())));
+    let context = move || provide_context(source.clone());
+    let routes = generate_route_list(App);
+    let shell_options = state.leptos.clone();
+    Router::new()
+        .route("/ingest", post(ingest::ingest))
+        .route("/pyroscope/ingest", post(ingest::ingest))
+        .route("/render", get(render::render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .leptos_routes_with_context(&state, routes, context, move || shell(shell_options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_status))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_status(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.record_status(response.status().as_u16());
+    response
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    // The store is open once the state exists; check its directory is still there.
+    if state.store.dir().is_dir() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "data directory is gone").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

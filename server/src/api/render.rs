@@ -1,0 +1,49 @@
+//! `GET /render`: a query's merged tree in the format the caller asks for.
+
+use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use kiln_model::{codec, folded};
+use serde::Deserialize;
+
+use super::{AppError, AppState};
+use crate::query::{self, Query};
+use crate::timespec;
+
+/// Query string of `/render`.
+#[derive(Debug, Deserialize)]
+pub struct RenderParams {
+    query: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    format: Option<String>,
+}
+
+/// `/render?query=app.cpu{…}&from=…&until=…&format=tree|folded`.
+pub async fn render(
+    State(state): State<AppState>,
+    params: Result<QueryString<RenderParams>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let QueryString(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
+    let text = params
+        .query
+        .or(params.name)
+        .ok_or_else(|| AppError::bad_request("missing `query` (e.g. `query=myapp.cpu`)"))?;
+    let now = timespec::now_unix();
+    let time = |v: Option<String>, default: i64| -> Result<i64, AppError> {
+        v.filter(|s| !s.is_empty()).map_or(Ok(default), |s| timespec::parse(&s, now).map_err(AppError::bad_request))
+    };
+    // With no range, everything stored is in view.
+    let from = time(params.from, i64::MIN)?;
+    let until = time(params.until, i64::MAX)?;
+    let query = Query::parse(&text, from, until)?;
+    let tree = query::merge(&state.store, &query);
+    match params.format.as_deref().unwrap_or("tree") {
+        "tree" => Ok(([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], codec::encode(&tree)).into_response()),
+        "folded" | "collapsed" => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], folded::print(&tree)).into_response())
+        }
+        other => Err(AppError::bad_request(format!("unknown format `{other}`; supported: tree, folded"))),
+    }
+}

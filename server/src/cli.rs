@@ -1,0 +1,136 @@
+//! The `kiln` command line: flags with environment-variable fallbacks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use leptos::prelude::LeptosOptions;
+use tracing_subscriber::EnvFilter;
+
+use crate::api::{AppState, router};
+use crate::edge::{self, EdgeConfig};
+use crate::ingest::IngestLimits;
+use crate::metrics::Metrics;
+use crate::storage::Store;
+
+/// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingest API, query API and the web UI on one port.
+    Serve(ServeArgs),
+}
+
+/// Where the built site (wasm, JS, CSS) is looked for when no flag or variable says.
+const DEFAULT_SITE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
+
+/// `kiln serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (Pyroscope agents look for port 4040).
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:4040")]
+    pub listen: SocketAddr,
+    /// Directory for stored profiles (created if missing).
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Directory of the built web assets (`pkg/kiln.js`, `pkg/kiln.wasm`, `pkg/kiln.css`).
+    #[arg(long, env = "KILN_SITE_ROOT", default_value = DEFAULT_SITE_ROOT)]
+    pub site_root: PathBuf,
+    /// Largest accepted request body, as sent, in bytes.
+    #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = IngestLimits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Largest accepted body after decompression, in bytes.
+    #[arg(long, env = "KILN_MAX_DECOMPRESSED_BYTES", default_value_t = IngestLimits::default().max_decompressed_bytes)]
+    pub max_decompressed_bytes: usize,
+    /// Frames kept per stack; deeper stacks are cut at the leaf end.
+    #[arg(long, env = "KILN_MAX_STACK_DEPTH", default_value_t = IngestLimits::default().max_stack_depth)]
+    pub max_stack_depth: usize,
+    /// Connections served at once.
+    #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = EdgeConfig::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds shutdown waits for in-flight requests.
+    #[arg(long, env = "KILN_DRAIN_TIMEOUT", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+}
+
+/// Runs the command line; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info,kiln_server=info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kiln: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Leptos options: taken from cargo-leptos' environment when it runs us (`cargo leptos
+/// watch`), else built from the flags.
+fn leptos_options(args: &ServeArgs) -> Result<LeptosOptions, String> {
+    if std::env::var_os("LEPTOS_OUTPUT_NAME").is_some() {
+        let conf = leptos::prelude::get_configuration(None).map_err(|e| format!("leptos configuration: {e}"))?;
+        return Ok(conf.leptos_options);
+    }
+    Ok(LeptosOptions::builder()
+        .output_name("kiln")
+        .site_root(args.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(args.listen)
+        .build())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = Store::open(&args.data_dir)
+        .map_err(|e| format!("cannot open the data directory {}: {e}", args.data_dir.display()))?;
+    if !args.site_root.join("pkg").is_dir() {
+        tracing::warn!(site_root = %args.site_root.display(), "no built site assets here: pages will render but not hydrate (run `make build`)");
+    }
+    let state = AppState {
+        store: Arc::new(store),
+        metrics: Arc::new(Metrics::default()),
+        limits: IngestLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_decompressed_bytes: args.max_decompressed_bytes,
+            max_stack_depth: args.max_stack_depth,
+            ..IngestLimits::default()
+        },
+        leptos: leptos_options(&args)?,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "Kiln is serving on http://{local}");
+    let edge_config = EdgeConfig {
+        max_connections: args.max_connections,
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+    };
+    edge::serve(listener, router(state.clone()), state.metrics.clone(), edge_config, edge::shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

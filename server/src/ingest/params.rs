@@ -1,0 +1,183 @@
+//! `/ingest` query parameters and the naming model: `name=app.type{k=v}` → a series.
+
+use std::collections::BTreeMap;
+
+use kiln_model::selector::{MatchOp, Selector};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::IngestLimits;
+use crate::api::AppError;
+use crate::storage::{Aggregation, ProfileMeta, SeriesKey};
+use crate::timespec;
+
+/// The query string of `/ingest`, as Pyroscope agents send it.
+#[derive(Debug, Default, Deserialize)]
+pub struct IngestParams {
+    /// `app.type{k=v,…}`.
+    pub name: Option<String>,
+    /// Start of the window (Unix s/ms/µs/ns or `now-…`).
+    pub from: Option<String>,
+    /// End of the window.
+    pub until: Option<String>,
+    /// Body format.
+    pub format: Option<String>,
+    /// Samples per second.
+    #[serde(rename = "sampleRate")]
+    pub sample_rate: Option<String>,
+    /// Agent name.
+    #[serde(rename = "spyName")]
+    pub spy_name: Option<String>,
+    /// Sample unit.
+    pub units: Option<String>,
+    /// `sum` or `average`.
+    #[serde(rename = "aggregationType")]
+    pub aggregation_type: Option<String>,
+}
+
+fn param_error(parameter: &str, message: String) -> AppError {
+    AppError::bad_request_with(message, json!({ "parameter": parameter }))
+}
+
+impl IngestParams {
+    /// Validates the parameters into the upload's metadata.
+    pub fn to_meta(&self, limits: &IngestLimits, now: i64) -> Result<ProfileMeta, AppError> {
+        let name = self
+            .name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| param_error("name", "missing `name` (e.g. `name=myapp.cpu{env=prod}`)".into()))?;
+        let units = self.units.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "samples".into());
+        let aggregation = match self.aggregation_type.as_deref() {
+            None | Some("") | Some("sum") => Aggregation::Sum,
+            Some("average") | Some("avg") => Aggregation::Average,
+            Some(other) => {
+                return Err(param_error(
+                    "aggregationType",
+                    format!("aggregationType `{other}` must be `sum` or `average`"),
+                ));
+            }
+        };
+        let series = series_from_name(name, &units, aggregation, limits)?;
+        let time = |p: &str, v: &Option<String>| -> Result<Option<i64>, AppError> {
+            v.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| timespec::parse(s, now))
+                .transpose()
+                .map_err(|e| param_error(p, e))
+        };
+        let until = time("until", &self.until)?.unwrap_or(now);
+        let from = time("from", &self.from)?.unwrap_or(until);
+        if from > until {
+            return Err(param_error("from", format!("`from` ({from}) is after `until` ({until})")));
+        }
+        let sample_rate = match self.sample_rate.as_deref().filter(|s| !s.is_empty()) {
+            None => 100,
+            Some(s) => s.parse::<u32>().ok().filter(|&r| r > 0).ok_or_else(|| {
+                param_error("sampleRate", format!("sampleRate `{s}` must be a positive whole number"))
+            })?,
+        };
+        Ok(ProfileMeta {
+            series,
+            from,
+            until,
+            units,
+            sample_rate,
+            spy_name: self.spy_name.clone().unwrap_or_default(),
+            aggregation,
+        })
+    }
+}
+
+/// The series a name designates. A name ending in a known profile type (`myapp.cpu`) carries
+/// its type; otherwise the whole name is the application and the type follows from the units.
+pub fn series_from_name(
+    name: &str,
+    units: &str,
+    aggregation: Aggregation,
+    limits: &IngestLimits,
+) -> Result<SeriesKey, AppError> {
+    let selector = Selector::parse(name).map_err(|e| param_error("name", format!("name `{name}`: {e}")))?;
+    if !selector.is_exact() {
+        return Err(param_error("name", format!("name `{name}`: labels must be `key=value`")));
+    }
+    if selector.matchers.len() > limits.max_labels {
+        return Err(param_error("name", format!("more than {} labels", limits.max_labels)));
+    }
+    let mut labels = BTreeMap::new();
+    for m in selector.matchers {
+        debug_assert_eq!(m.op, MatchOp::Eq);
+        if m.name.len() > limits.max_label_bytes || m.value.len() > limits.max_label_bytes {
+            return Err(param_error(
+                "name",
+                format!("label `{}` is longer than {} bytes", m.name, limits.max_label_bytes),
+            ));
+        }
+        labels.insert(m.name, m.value);
+    }
+    let profile_type = selector.profile_type.unwrap_or_else(|| type_from_units(units, aggregation));
+    Ok(SeriesKey { app: selector.app, profile_type, labels })
+}
+
+/// Pyroscope's convention for names without a type: in-use memory is averaged, allocations
+/// summed.
+fn type_from_units(units: &str, aggregation: Aggregation) -> String {
+    match (units, aggregation) {
+        ("samples", _) => "cpu",
+        ("objects", Aggregation::Average) => "inuse_objects",
+        ("objects", Aggregation::Sum) => "alloc_objects",
+        ("bytes", Aggregation::Average) => "inuse_space",
+        ("bytes", Aggregation::Sum) => "alloc_space",
+        ("goroutines", _) => "goroutines",
+        ("lock_samples", _) => "mutex_count",
+        ("lock_nanoseconds", _) => "mutex_duration",
+        (other, _) => other,
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(query: &str) -> Result<ProfileMeta, AppError> {
+        let params: IngestParams = serde_json::from_value(serde_json::Value::Object(
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect(),
+        ))
+        .unwrap();
+        params.to_meta(&IngestLimits::default(), 1_000)
+    }
+
+    #[test]
+    fn names_split_into_app_type_and_labels() {
+        let m = meta("name=myapp.cpu{env=prod}&from=900&until=1000").unwrap();
+        assert_eq!((m.series.app.as_str(), m.series.profile_type.as_str()), ("myapp", "cpu"));
+        assert_eq!(m.series.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!((m.from, m.until, m.sample_rate), (900, 1000, 100));
+        let dotted = meta("name=my.app&units=bytes&aggregationType=average").unwrap();
+        assert_eq!((dotted.series.app.as_str(), dotted.series.profile_type.as_str()), ("my.app", "inuse_space"));
+        assert_eq!((dotted.from, dotted.until), (1000, 1000));
+    }
+
+    #[test]
+    fn bad_parameters_name_themselves() {
+        for (query, parameter) in [
+            ("from=1", "name"),
+            ("name=a{b=c}}{", "name"),
+            ("name=a&from=later", "from"),
+            ("name=a&from=2000&until=1000", "from"),
+            ("name=a&sampleRate=-5", "sampleRate"),
+            ("name=a&aggregationType=max", "aggregationType"),
+            ("name=a{x=~y}", "name"),
+        ] {
+            match meta(query) {
+                Err(AppError::BadRequest { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
+}

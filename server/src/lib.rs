@@ -1,0 +1,17 @@
+//! The Kiln server.
+//!
+//! - [`edge`]: the accept loop, connection limits, graceful shutdown.
+//! - [`api`]: the axum router, one error type, health and metrics.
+//! - [`ingest`]: one module per wire format, all ending in [`storage::Upload`].
+//! - [`storage`]: the write-ahead log and the in-memory head that queries read.
+//! - [`query`]: selecting series and merging them into one call tree.
+//! - [`cli`]: flags and environment, the `kiln` subcommands.
+
+pub mod api;
+pub mod cli;
+pub mod edge;
+pub mod ingest;
+pub mod metrics;
+pub mod query;
+pub mod storage;
+pub mod timespec;
