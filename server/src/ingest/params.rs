@@ -64,7 +64,7 @@ impl IngestParams {
                 .filter(|s| !s.is_empty())
                 .map(|s| timespec::parse(s, now))
                 .transpose()
-                .map_err(|e| param_error(p, e))
+                .map_err(|e| param_error(p, format!("`{p}`: {e}")))
         };
         let until = time("until", &self.until)?.unwrap_or(now);
         let from = time("from", &self.from)?.unwrap_or(until);

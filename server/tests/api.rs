@@ -1,0 +1,157 @@
+//! The router end to end without a socket: `oneshot` requests against a real store in a temp
+//! directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use kiln_model::codec;
+use kiln_server::api::{AppState, router};
+use kiln_server::ingest::IngestLimits;
+use kiln_server::metrics::Metrics;
+use kiln_server::storage::Store;
+use leptos::prelude::LeptosOptions;
+use tower::ServiceExt;
+
+fn app(dir: &Path) -> Router {
+    let state = AppState {
+        store: Arc::new(Store::open(dir).unwrap()),
+        metrics: Arc::new(Metrics::default()),
+        limits: IngestLimits { max_decompressed_bytes: 8 << 20, ..IngestLimits::default() },
+        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+    };
+    router(state)
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn post(app: &Router, uri: &str, body: impl Into<Body>) -> (StatusCode, String) {
+    send(app, Request::post(uri).body(body.into()).unwrap()).await
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+fn real(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/model/tests/data").join(name)
+}
+
+#[tokio::test]
+async fn folded_uploads_merge_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    assert_eq!(
+        post(&app, "/ingest?name=shop.cpu%7Benv%3Dprod%7D", "a;b 1\na;c 2").await,
+        (StatusCode::OK, String::new())
+    );
+    assert_eq!(
+        post(&app, "/pyroscope/ingest?name=shop.cpu%7Benv%3Dprod%7D&format=lines", "a;c\na;c\n").await.0,
+        StatusCode::OK
+    );
+    let (status, folded) = get(&app, "/render?query=shop.cpu&format=folded").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(folded, "a;b 1\na;c 4\n");
+
+    let response = app
+        .clone()
+        .oneshot(Request::get("/render?query=shop.cpu%7Benv%3D%22prod%22%7D").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[header::CONTENT_TYPE], codec::CONTENT_TYPE);
+    let tree = codec::decode(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(tree.total(), 5);
+
+    let (_, other_env) = get(&app, "/render?query=shop.cpu%7Benv%3D%22dev%22%7D&format=folded").await;
+    assert_eq!(other_env, "", "label matchers select series");
+}
+
+#[tokio::test]
+async fn perf_script_is_collapsed_like_inferno_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let gz = std::fs::read(real("example-perf-stacks.txt.gz")).unwrap();
+    // Gzip with no Content-Encoding header, as some agents send it.
+    assert_eq!(post(&app, "/ingest?name=perf&format=perf_script", gz).await, (StatusCode::OK, String::new()));
+    let (_, folded) = get(&app, "/render?query=perf&format=folded").await;
+    let expected = std::fs::read_to_string(real("example-perf-stacks-collapsed.txt")).unwrap();
+    assert_eq!(sorted_lines(&folded), sorted_lines(&expected));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    post(&app, "/ingest?name=keep", "base 7").await;
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b'a'; 20 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    let cases: Vec<(&str, Body, StatusCode, &str)> = vec![
+        ("/ingest?name=keep", "ok 1\nbad -3\n".into(), StatusCode::BAD_REQUEST, "line 2"),
+        ("/ingest?name=keep", "ok 99999999999999999999999".into(), StatusCode::BAD_REQUEST, "too large"),
+        ("/ingest", "ok 1".into(), StatusCode::BAD_REQUEST, "missing `name`"),
+        ("/ingest?name=a%7Bb%3Dc%7D%7D%7B", "ok 1".into(), StatusCode::BAD_REQUEST, "name"),
+        ("/ingest?name=keep&format=bogus", "ok 1".into(), StatusCode::BAD_REQUEST, "perf_script"),
+        ("/ingest?name=keep&from=yesterday", "ok 1".into(), StatusCode::BAD_REQUEST, "from"),
+        ("/ingest?name=keep", vec![0x1f, 0x8b, 8, 0, 0, 0].into(), StatusCode::BAD_REQUEST, "gzip"),
+        ("/ingest?name=keep", bomb.into(), StatusCode::PAYLOAD_TOO_LARGE, "larger than"),
+    ];
+    for (uri, body, status, needle) in cases {
+        let (got, text) = post(&app, uri, body).await;
+        assert_eq!(got, status, "{uri}: {text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{uri}: not JSON: {text}"));
+        assert!(json["error"].as_str().unwrap().contains(needle), "{uri}: {text}");
+    }
+    assert_eq!(get(&app, "/render?query=keep&format=folded").await.1, "base 7\n");
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(metrics.contains("kiln_ingest_errors_total 8"), "{metrics}");
+    assert!(metrics.contains("kiln_ingest_uploads_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn health_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+    let (_, empty_home) = get(&app, "/").await;
+    assert!(empty_home.contains("No profiles yet"), "{empty_home}");
+    post(&app, "/ingest?name=web.cpu", "main;serve 40\nmain;<b>bold</b> 2").await;
+    let (status, home) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains(r#"href="/explore?query=web""#), "{home}");
+    let (_, explore) = get(&app, "/explore?query=web").await;
+    assert!(explore.contains("<canvas"), "{explore}");
+    assert!(explore.contains("42 samples in total"), "{explore}");
+    assert!(explore.contains("&lt;b&gt;bold&lt;/b&gt;") && !explore.contains("<b>bold"), "names are escaped");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let app = app(dir.path());
+        post(&app, "/ingest?name=svc.cpu", "a;b 3\nc 1").await;
+        post(&app, "/ingest?name=svc.cpu", "a;b 2").await;
+        get(&app, "/render?query=svc.cpu&format=folded").await.1
+    };
+    let app = app(dir.path());
+    assert_eq!(get(&app, "/render?query=svc.cpu&format=folded").await.1, before);
+    assert_eq!(before, "a;b 5\nc 1\n");
+}
