@@ -68,7 +68,7 @@ async fn folded_uploads_merge_and_render() {
 
     let response = app
         .clone()
-        .oneshot(Request::get("/render?query=shop.cpu%7Benv%3D%22prod%22%7D").body(Body::empty()).unwrap())
+        .oneshot(Request::get("/render?format=tree&query=shop.cpu%7Benv%3D%22prod%22%7D").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.headers()[header::CONTENT_TYPE], codec::CONTENT_TYPE);
@@ -154,4 +154,37 @@ async fn data_survives_a_restart() {
     let app = app(dir.path());
     assert_eq!(get(&app, "/render?query=svc.cpu&format=folded").await.1, before);
     assert_eq!(before, "a;b 5\nc 1\n");
+}
+
+#[tokio::test]
+async fn render_json_is_pyroscopes_flamebearer() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    post(&app, "/ingest?name=fb.cpu&from=1700000000&until=1700000010&spyName=rbspy&sampleRate=99", "a;b 1").await;
+    post(&app, "/ingest?name=fb.cpu&from=1700000020&until=1700000030&spyName=rbspy&sampleRate=99", "a;c 2").await;
+    let (status, body) = get(&app, "/render?query=fb.cpu&from=1700000000&until=1700000100").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        json["flamebearer"],
+        serde_json::json!({
+            "names": ["total", "a", "b", "c"],
+            "levels": [[0, 3, 0, 0], [0, 3, 0, 1], [0, 1, 1, 2, 0, 2, 2, 3]],
+            "numTicks": 3,
+            "maxSelf": 2,
+        })
+    );
+    assert_eq!(json["metadata"]["format"], "single");
+    assert_eq!(json["metadata"]["spyName"], "rbspy");
+    assert_eq!(json["metadata"]["sampleRate"], 99);
+    assert_eq!(json["metadata"]["units"], "samples");
+    assert_eq!(json["timeline"]["startTime"], 1700000000);
+    assert_eq!(json["timeline"]["durationDelta"], 10);
+    assert_eq!(json["timeline"]["samples"], serde_json::json!([1, 0, 2, 0, 0, 0, 0, 0, 0, 0]));
+
+    let (status, outside) = get(&app, "/render?query=fb.cpu&from=1600000000&until=1600000100").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(outside.contains(r#""numTicks":0"#), "{outside}");
+    let (status, error) = get(&app, "/render?query=fb.cpu&from=now&until=now-1h").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }

@@ -8,6 +8,7 @@
 //! columns) → [`codec`] bytes → [`FlatTree`] in the browser → [`layout`] rectangles on a canvas.
 
 pub mod codec;
+pub mod flamebearer;
 pub mod folded;
 pub mod layout;
 pub mod selector;

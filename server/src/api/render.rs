@@ -1,13 +1,15 @@
 //! `GET /render`: a query's merged tree in the format the caller asks for.
 
+use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use kiln_model::{codec, folded};
+use kiln_model::{codec, flamebearer, folded};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::{AppError, AppState};
-use crate::query::{self, Query};
+use crate::query::{self, Merged, Query};
 use crate::timespec;
 
 /// Query string of `/render`.
@@ -20,7 +22,26 @@ pub struct RenderParams {
     format: Option<String>,
 }
 
-/// `/render?query=app.cpu{…}&from=…&until=…&format=tree|folded`.
+/// Pyroscope's `/render` answer: flamebearer, metadata, timeline.
+fn flamebearer_profile(name: &str, merged: &Merged) -> Value {
+    json!({
+        "flamebearer": flamebearer::encode(&merged.tree),
+        "metadata": {
+            "format": "single",
+            "spyName": merged.spy_name,
+            "sampleRate": merged.sample_rate,
+            "units": merged.units,
+            "name": name,
+        },
+        "timeline": {
+            "startTime": merged.timeline.start_time,
+            "samples": merged.timeline.samples,
+            "durationDelta": merged.timeline.step,
+        },
+    })
+}
+
+/// `/render?query=app.cpu{…}&from=…&until=…&format=json|tree|folded`.
 pub async fn render(
     State(state): State<AppState>,
     params: Result<QueryString<RenderParams>, QueryRejection>,
@@ -38,12 +59,13 @@ pub async fn render(
     let from = time(params.from, i64::MIN)?;
     let until = time(params.until, i64::MAX)?;
     let query = Query::parse(&text, from, until)?;
-    let tree = query::merge(&state.store, &query);
-    match params.format.as_deref().unwrap_or("tree") {
-        "tree" => Ok(([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], codec::encode(&tree)).into_response()),
+    let merged = query::merge(&state.store, &query);
+    match params.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
+        "tree" => Ok(([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], codec::encode(&merged.tree)).into_response()),
         "folded" | "collapsed" => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], folded::print(&tree)).into_response())
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], folded::print(&merged.tree)).into_response())
         }
-        other => Err(AppError::bad_request(format!("unknown format `{other}`; supported: tree, folded"))),
+        other => Err(AppError::bad_request(format!("unknown format `{other}`; supported: json, tree, folded"))),
     }
 }

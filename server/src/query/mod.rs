@@ -9,7 +9,7 @@ use kiln_app::source::ProfileSource;
 use kiln_model::selector::{MatchOp, Selector};
 use kiln_model::{CallTree, FlatTree};
 
-use crate::storage::{Aggregation, SeriesKey, Store};
+use crate::storage::{Aggregation, SeriesKey, Store, Upload};
 
 /// A query that cannot be answered as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,14 +58,67 @@ fn default_profile_type(store: &Store, app: &str) -> Option<String> {
     if types.contains("cpu") { Some("cpu".into()) } else { types.into_iter().next() }
 }
 
-/// Merges every upload the query selects into one tree.
-pub fn merge(store: &Store, query: &Query) -> FlatTree {
+/// A query's answer: the merged tree, its units and a timeline.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// Every selected upload merged by frame name.
+    pub tree: FlatTree,
+    /// The profile type that was merged (`None` when the app has no data).
+    pub profile_type: Option<String>,
+    /// Sample unit of the series (`samples`, `nanoseconds`, `bytes`, …).
+    pub units: String,
+    /// Samples per second, for converting samples to CPU time.
+    pub sample_rate: u32,
+    /// Agent that sent the newest upload.
+    pub spy_name: String,
+    /// Total value per time step.
+    pub timeline: Timeline,
+}
+
+/// Value per time step over the query's range.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeline {
+    /// Unix seconds of the first step.
+    pub start_time: i64,
+    /// Seconds per step.
+    pub step: i64,
+    /// Sum of the uploads starting in each step.
+    pub samples: Vec<u64>,
+}
+
+/// At most this many timeline points; never steps below ten seconds (agents' interval).
+const MAX_TIMELINE_POINTS: i64 = 1000;
+const MIN_STEP: i64 = 10;
+
+fn timeline(uploads: &[&Arc<Upload>], from: i64, until: i64) -> Timeline {
+    // An open range is narrowed to the data it holds.
+    let from = if from == i64::MIN { uploads.iter().map(|u| u.meta.from).min().unwrap_or(0) } else { from };
+    let until = if until == i64::MAX { uploads.iter().map(|u| u.meta.until).max().unwrap_or(from) + 1 } else { until };
+    let span = until.saturating_sub(from).max(1);
+    let step = ((span + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS).max(MIN_STEP);
+    let start_time = from.div_euclid(step) * step;
+    let points = ((until - start_time + step - 1) / step).max(1) as usize;
+    let mut samples = vec![0u64; points];
+    for upload in uploads {
+        let index = (upload.meta.from.max(start_time) - start_time) / step;
+        if let Some(slot) = samples.get_mut(index as usize) {
+            *slot += upload.tree.total();
+        }
+    }
+    Timeline { start_time, step, samples }
+}
+
+/// Merges every upload the query selects into one tree, with its timeline.
+pub fn merge(store: &Store, query: &Query) -> Merged {
     let app = &query.selector.app;
-    let Some(profile_type) = query.selector.profile_type.clone().or_else(|| default_profile_type(store, app)) else {
-        return CallTree::new().to_flat();
+    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, app));
+    let uploads = match &profile_type {
+        Some(ty) => store.select(|key| key.app == *app && key.profile_type == *ty && query.labels_match(key)),
+        None => Vec::new(),
     };
-    let uploads = store.select(|key| key.app == *app && key.profile_type == profile_type && query.labels_match(key));
-    let in_range: Vec<_> = uploads.iter().filter(|u| u.meta.until > query.from && u.meta.from < query.until).collect();
+    let mut in_range: Vec<&Arc<Upload>> =
+        uploads.iter().filter(|u| u.meta.until >= query.from && u.meta.from < query.until).collect();
+    in_range.sort_by_key(|u| u.meta.from);
     let mut tree = CallTree::new();
     let averaged = in_range.iter().filter(|u| u.meta.aggregation == Aggregation::Average).count() as u64;
     for upload in &in_range {
@@ -74,7 +127,15 @@ pub fn merge(store: &Store, query: &Query) -> FlatTree {
             Aggregation::Average => tree.merge_flat_scaled(&upload.tree, 1, averaged),
         }
     }
-    tree.to_flat()
+    let newest = in_range.last();
+    Merged {
+        tree: tree.to_flat(),
+        profile_type,
+        units: newest.map_or_else(|| "samples".into(), |u| u.meta.units.clone()),
+        sample_rate: newest.map_or(100, |u| u.meta.sample_rate),
+        spy_name: newest.map_or_else(String::new, |u| u.meta.spy_name.clone()),
+        timeline: timeline(&in_range, query.from, query.until),
+    }
 }
 
 /// The app's view of the store: what its server functions call.
@@ -97,6 +158,6 @@ impl ProfileSource for StoreSource {
 
     fn merged_tree(&self, query: &str) -> Result<FlatTree, String> {
         let query = Query::parse(query, i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
-        Ok(merge(&self.0, &query))
+        Ok(merge(&self.0, &query).tree)
     }
 }
