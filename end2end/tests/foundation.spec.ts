@@ -107,3 +107,23 @@ test("bad uploads get a clear 400 and change nothing", async ({ request }) => {
   const folded = await request.get(`/render?query=${APP}.cpu&format=folded`);
   expect(await folded.text()).not.toContain("main;ok");
 });
+
+test("search highlights matches, shows the matched share and filters the table; Escape zooms out", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}`);
+  await expect(page.locator(".flame-status")).toHaveText("");
+  const before = await page.locator("canvas.flame-canvas").screenshot();
+  await page.getByLabel("Search functions").fill("TOK");
+  await expect(page.locator(".flame-matched")).toHaveText("Matched 50 of 135 samples (37.0%)");
+  await expect(page.locator("table.top-table tbody td.name")).toHaveText(["tokenize"]);
+  await expect.poll(async () => Buffer.compare(await page.locator("canvas.flame-canvas").screenshot(), before)).not.toBe(0);
+  await page.getByLabel("Search functions").fill("");
+  await expect(page.locator(".flame-matched")).toHaveText("");
+  await expect(page.locator("table.top-table tbody tr")).toHaveCount(6);
+
+  const canvas = page.locator("canvas.flame-canvas");
+  const box = (await canvas.boundingBox())!;
+  await canvas.click({ position: { x: box.width * 0.8, y: 2 * 18 + 9 } });
+  await expect(page.locator(".breadcrumb button.current")).toHaveText("render");
+  await canvas.press("Escape");
+  await expect(page.locator(".breadcrumb button.current")).toHaveText("main");
+});

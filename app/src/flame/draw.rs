@@ -9,10 +9,18 @@ use super::{Loaded, ROW_HEIGHT};
 
 const FONT: &str = "12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
 const TEXT_PAD: f64 = 3.0;
+/// Search hits stand out in a hue no frame colour uses.
+const SEARCH_MATCH: (u16, u8, u8) = (285, 70, 62);
 
 /// Sizes the canvas to its box (sharp on high-DPI screens), draws every visible frame and
 /// returns the rectangles for hit testing.
-pub fn draw(canvas: &HtmlCanvasElement, data: &Loaded, focus: NodeId, hovered: Option<NodeId>) -> Vec<FrameRect> {
+pub fn draw(
+    canvas: &HtmlCanvasElement,
+    data: &Loaded,
+    focus: NodeId,
+    hovered: Option<NodeId>,
+    matches: Option<&[bool]>,
+) -> Vec<FrameRect> {
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
     let width = f64::from(canvas.client_width().max(1));
@@ -40,7 +48,14 @@ pub fn draw(canvas: &HtmlCanvasElement, data: &Loaded, focus: NodeId, hovered: O
             continue;
         };
         let name = data.tree.name_of(node);
-        let (hue, sat, light) = frame_color(name);
+        let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
+            Some(true) => SEARCH_MATCH,
+            Some(false) => {
+                let (hue, _, _) = frame_color(name);
+                (hue, 10, 85)
+            }
+            None => frame_color(name),
+        };
         // Ancestors of the zoomed frame are context, not content: draw them faded.
         let light = if rect.depth < focus_depth { light.saturating_add(20).min(92) } else { light };
         ctx.set_fill_style_str(&format!("hsl({hue} {sat}% {light}%)"));

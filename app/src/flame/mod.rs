@@ -9,7 +9,8 @@ mod fetch;
 
 use std::sync::Arc;
 
-use kiln_model::layout::{FrameRect, Geometry, hit_test};
+use kiln_model::layout::{FrameRect, Geometry, hit_test, parent_focus};
+use kiln_model::search::{matched_total, name_matches};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
@@ -42,7 +43,14 @@ struct Hover {
 
 /// The flamegraph of `query`.
 #[component]
-pub fn FlameGraph(#[prop(into)] query: Signal<String>) -> impl IntoView {
+pub fn FlameGraph(
+    /// The query whose merged tree is drawn.
+    #[prop(into)]
+    query: Signal<String>,
+    /// Frames containing this text are highlighted, the rest dimmed (empty: no search).
+    #[prop(into)]
+    search: Signal<String>,
+) -> impl IntoView {
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
     let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let status = RwSignal::new(String::from("Loading flamegraph…"));
@@ -76,13 +84,30 @@ pub fn FlameGraph(#[prop(into)] query: Signal<String>) -> impl IntoView {
     let resize_handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
     on_cleanup(move || resize_handle.remove());
 
+    // Per-name match flags, recomputed only when the tree or the search changes.
+    let matches = Memo::new(move |_| {
+        let needle = search.get();
+        loaded.with(|data| data.as_ref().map(|d| name_matches(&d.tree, &needle)).filter(|m| m.contains(&true)))
+    });
+    let matched = move || {
+        let flags = matches.get()?;
+        let data = loaded.get()?;
+        let total = matched_total(&data.tree, &flags);
+        Some(format!(
+            "Matched {} of {} samples ({})",
+            group_digits(total),
+            group_digits(data.tree.total()),
+            percent(total, data.tree.total())
+        ))
+    };
+
     Effect::new(move |_| {
         resized.track();
         let (Some(data), Some(canvas)) = (loaded.get(), canvas_ref.get()) else {
             return;
         };
         let hovered = hover.get().and_then(|h| h.node);
-        let drawn = draw::draw(&canvas, &data, focus.get(), hovered);
+        let drawn = matches.with(|m| draw::draw(&canvas, &data, focus.get(), hovered, m.as_deref()));
         rects.set_value(drawn);
     });
 
@@ -154,16 +179,27 @@ pub fn FlameGraph(#[prop(into)] query: Signal<String>) -> impl IntoView {
         Some(view! { <div class="flame-tooltip" role="tooltip" style=style>{body}</div> })
     };
 
+    // Escape walks the zoom back up one level.
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape"
+            && let Some(data) = loaded.get_untracked()
+        {
+            focus.update(|f| *f = parent_focus(&data.tree, *f));
+        }
+    };
+
     view! {
-        <div class="flamegraph">
+        <div class="flamegraph" on:keydown=on_key>
             <nav class="breadcrumb" aria-label="Zoom path">
                 <ol>{breadcrumb}</ol>
             </nav>
             <p class="flame-status" aria-live="polite">{move || status.get()}</p>
+            <p class="flame-matched" aria-live="polite">{matched}</p>
             <div class="flame-canvas-wrap">
                 <canvas
                     node_ref=canvas_ref
                     class="flame-canvas"
+                    tabindex="0"
                     aria-label="Flamegraph; the table below lists the same functions"
                     on:click=on_click
                     on:mousemove=on_move

@@ -37,14 +37,27 @@ pub fn ExplorePage() -> impl IntoView {
     let params = use_query_map();
     let query = Memo::new(move |_| params.read().get("query").unwrap_or_default());
     let table = Resource::new(move || query.get(), top_functions);
+    let search = RwSignal::new(String::new());
     view! {
         <section class="explore">
             <h1 class="query">{move || query.get()}</h1>
-            <FlameGraph query />
+            <div class="toolbar">
+                <label class="search">
+                    <span>"Search"</span>
+                    <input
+                        type="search"
+                        placeholder="function name"
+                        aria-label="Search functions"
+                        prop:value=move || search.get()
+                        on:input=move |ev| search.set(event_target_value(&ev))
+                    />
+                </label>
+            </div>
+            <FlameGraph query search />
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match table.await {
-                        Ok(table) => view! { <TopTableView table /> }.into_any(),
+                        Ok(table) => view! { <TopTableView table search /> }.into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -54,10 +67,11 @@ pub fn ExplorePage() -> impl IntoView {
 }
 
 #[component]
-fn TopTableView(table: TopTable) -> impl IntoView {
+fn TopTableView(table: TopTable, search: RwSignal<String>) -> impl IntoView {
     let total = table.total;
-    let note = (table.functions > table.rows.len())
-        .then(|| format!("Showing the top {} of {} functions.", table.rows.len(), table.functions));
+    let rows = table.rows;
+    let note = (table.functions > rows.len())
+        .then(|| format!("Showing the top {} of {} functions.", rows.len(), table.functions));
     view! {
         <p class="summary">{format!("{} samples in total", group_digits(total))}</p>
         <table class="top-table">
@@ -70,9 +84,11 @@ fn TopTableView(table: TopTable) -> impl IntoView {
                 </tr>
             </thead>
             <tbody>
-                {table
-                    .rows
-                    .into_iter()
+                {move || {
+                    let needle = search.get().trim().to_lowercase();
+                    rows.iter()
+                    .filter(|row| needle.is_empty() || row.name.to_lowercase().contains(&needle))
+                    .cloned()
                     .map(|row| {
                         view! {
                             <tr>
@@ -86,7 +102,8 @@ fn TopTableView(table: TopTable) -> impl IntoView {
                             </tr>
                         }
                     })
-                    .collect_view()}
+                    .collect_view()
+                }}
             </tbody>
         </table>
         {note.map(|n| view! { <p class="note">{n}</p> })}
