@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::tree::{CallTree, FlatTree, ROOT};
+use crate::tree::{CallTree, FlatTree, NodeId, ROOT};
 
 /// How each line carries its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,9 @@ pub fn parse_into(
     format: LineFormat,
     limits: ParseLimits,
 ) -> Result<(), ParseError> {
+    // The previous line's frames and nodes: sorted input (what collapse tools print) shares
+    // long prefixes between neighbouring lines, which are then walked without hashing.
+    let mut previous: Vec<(&[u8], NodeId)> = Vec::new();
     for (index, raw_line) in input.split(|&b| b == b'\n').enumerate() {
         let line_no = index + 1;
         if raw_line.len() > limits.max_line_len {
@@ -82,12 +85,25 @@ pub fn parse_into(
             LineFormat::Counted => split_count(line).map_err(|reason| ParseError { line: line_no, reason })?,
         };
         let mut node = ROOT;
+        let mut shared = true;
         for (depth, frame) in stack.split(|&b| b == b';').enumerate() {
             if depth >= limits.max_depth {
                 break;
             }
+            if shared && previous.get(depth).is_some_and(|(f, _)| *f == frame) {
+                node = previous[depth].1;
+                continue;
+            }
+            shared = false;
+            previous.truncate(depth);
             let name: Cow<'_, str> = String::from_utf8_lossy(frame);
             node = tree.child(node, &name);
+            previous.push((frame, node));
+        }
+        if shared {
+            // The whole stack was a prefix of the previous one: forget the deeper frames.
+            let depth = stack.split(|&b| b == b';').count().min(limits.max_depth);
+            previous.truncate(depth);
         }
         tree.add_self(node, value);
     }
@@ -194,6 +210,34 @@ mod tests {
             let err = parse(input.as_bytes(), LineFormat::Counted, ParseLimits::default()).unwrap_err();
             assert_eq!(err.line, *line, "{input:?}");
             assert!(err.reason.contains(reason), "{input:?}: {}", err.reason);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prefix_reuse_gives_the_same_tree_as_plain_insertion(
+            mut lines in proptest::collection::vec((proptest::collection::vec(0u8..4, 1..7), 1u64..50), 0..40),
+            sort in proptest::bool::ANY,
+            max_depth in 1usize..8,
+        ) {
+            if sort {
+                lines.sort();
+            }
+            let text: String = lines
+                .iter()
+                .map(|(frames, v)| {
+                    let names: Vec<String> = frames.iter().map(|f| format!("f{f}")).collect();
+                    format!("{} {v}\n", names.join(";"))
+                })
+                .collect();
+            let limits = ParseLimits { max_depth, ..ParseLimits::default() };
+            let parsed = parse(text.as_bytes(), LineFormat::Counted, limits).unwrap().to_flat();
+            let mut expected = CallTree::new();
+            for (frames, v) in &lines {
+                let names: Vec<String> = frames.iter().take(max_depth).map(|f| format!("f{f}")).collect();
+                expected.add_stack(names.iter().map(String::as_str), *v);
+            }
+            proptest::prop_assert_eq!(parsed, expected.to_flat());
         }
     }
 

@@ -2,6 +2,62 @@
 //! [`FlatTree`] that queries return and the viewer draws.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small multiplicative hasher (the Fx hash used inside rustc): frame names and (parent,
+/// name) pairs are trusted-size keys hashed millions of times per upload, where SipHash's
+/// DoS resistance costs more than it protects (a tree is per request, bounded by body limits).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Index of a node in a [`CallTree`] or a [`FlatTree`].
 pub type NodeId = u32;
@@ -28,9 +84,9 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct CallTree {
     names: Vec<Box<str>>,
-    name_ids: HashMap<Box<str>, u32>,
+    name_ids: FxMap<Box<str>, u32>,
     nodes: Vec<Node>,
-    children: HashMap<(NodeId, u32), NodeId>,
+    children: FxMap<(NodeId, u32), NodeId>,
 }
 
 impl Default for CallTree {
@@ -43,7 +99,7 @@ impl CallTree {
     /// An empty tree: just the root, with a total of zero.
     pub fn new() -> Self {
         let mut tree =
-            CallTree { names: Vec::new(), name_ids: HashMap::new(), nodes: Vec::new(), children: HashMap::new() };
+            CallTree { names: Vec::new(), name_ids: FxMap::default(), nodes: Vec::new(), children: FxMap::default() };
         let root_name = tree.intern(ROOT_NAME);
         tree.nodes.push(Node { name: root_name, parent: ROOT, total: 0, self_value: 0 });
         tree
