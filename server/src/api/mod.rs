@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
+        .route("/push.v1.PusherService/Push", post(ingest::push::push))
         .route("/render", get(render::render))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -9,7 +9,8 @@ use flate2::read::MultiGzDecoder;
 use super::IngestLimits;
 use crate::api::AppError;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first bytes of every gzip stream.
+pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// The body's bytes with any gzip layer removed.
 pub fn decode(body: &[u8], headers: &HeaderMap, limits: &IngestLimits) -> Result<Vec<u8>, AppError> {

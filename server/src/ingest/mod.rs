@@ -2,15 +2,23 @@
 //!
 //! `POST /ingest` (Pyroscope's legacy API, also at `/pyroscope/ingest`) reads its series from the
 //! `name` parameter and its samples from the body in the format `format` names. Each wire format
-//! has its own module; all of them end in a [`kiln_model::CallTree`].
+//! has its own module; all of them end in a [`kiln_model::CallTree`]. A `multipart/form-data`
+//! body (the Go agent) carries a pprof in its `profile` part; `format` is then absent or `pprof`.
+//!
+//! `POST /push.v1.PusherService/Push` ([`push`]) is the Connect endpoint newer agents use.
+//!
+//! One request is one [`crate::storage::Store::append`]: all its series are stored or none.
 
 mod body;
 mod collapse;
+mod multipart;
 mod params;
+pub mod pprof;
+pub mod push;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State, rejection::QueryRejection};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use kiln_model::folded::{self, LineFormat, ParseLimits};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -51,8 +59,19 @@ impl Default for IngestLimits {
 }
 
 /// The wire formats `/ingest` reads, as users spell them in `format=`.
-pub const FORMATS: &[&str] =
-    &["folded", "collapsed", "lines", "perf_script", "dtrace", "sample", "vtune", "vsprof", "ghcprof", "guess"];
+pub const FORMATS: &[&str] = &[
+    "folded",
+    "collapsed",
+    "lines",
+    "pprof",
+    "perf_script",
+    "dtrace",
+    "sample",
+    "vtune",
+    "vsprof",
+    "ghcprof",
+    "guess",
+];
 
 /// `POST /ingest`.
 pub async fn ingest(
@@ -80,11 +99,35 @@ async fn ingest_inner(
     let limits = state.limits;
     let meta = params.to_meta(&limits, crate::timespec::now_unix())?;
     let body = body::decode(&body, headers, &limits)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(boundary) = multipart::boundary(content_type) {
+        if !matches!(params.format.as_deref(), None | Some("") | Some("pprof")) {
+            return Err(AppError::bad_request_with(
+                "a multipart/form-data body carries pprof; drop `format` or set it to `pprof`",
+                json!({ "parameter": "format" }),
+            ));
+        }
+        let parts = multipart::parse(&body, &boundary)?;
+        let profile = parts
+            .iter()
+            .find(|p| p.name == "profile")
+            .ok_or_else(|| AppError::bad_request("multipart body has no `profile` part"))?;
+        let config = match parts.iter().find(|p| p.name == "sample_type_config") {
+            Some(part) => sample_type_config(part.data, &limits)?,
+            None => pprof::SampleTypeConfigs::new(),
+        };
+        let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits)?;
+        return store(state, uploads).await;
+    }
     let format = params.format.as_deref().unwrap_or("folded");
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     let tree = match format {
         "folded" | "collapsed" => parse_folded(&body, LineFormat::Counted, parse_limits)?,
         "lines" => parse_folded(&body, LineFormat::Lines, parse_limits)?,
+        "pprof" => {
+            let uploads = pprof_uploads(&body, &params, &meta, &pprof::SampleTypeConfigs::new(), &limits)?;
+            return store(state, uploads).await;
+        }
         raw if collapse::is_raw_format(raw) => {
             let collapsed = collapse::collapse(raw, &body)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
@@ -100,8 +143,50 @@ async fn ingest_inner(
         // Agents send empty profiles when nothing ran; that is a success with nothing to keep.
         return Ok(StatusCode::OK);
     }
-    state.store.append(vec![Upload { meta, tree: tree.to_flat() }]).await?;
+    store(state, vec![Upload { meta, tree: tree.to_flat() }]).await
+}
+
+/// Appends the uploads of one request in one go.
+async fn store(state: &AppState, uploads: Vec<Upload>) -> Result<StatusCode, AppError> {
+    // An empty list (a profile with no samples) is a success with nothing to keep.
+    state.store.append(uploads).await?;
     Ok(StatusCode::OK)
+}
+
+/// A pprof sent to `/ingest`: the name gives the application (its type suffix, if any, is
+/// dropped: the sample types say what the data is) and labels; the query string's range and
+/// rate win over the profile's when given.
+fn pprof_uploads(
+    raw: &[u8],
+    params: &IngestParams,
+    meta: &crate::storage::ProfileMeta,
+    config: &pprof::SampleTypeConfigs,
+    limits: &IngestLimits,
+) -> Result<Vec<Upload>, AppError> {
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let dest = pprof::Destination {
+        app: &meta.series.app,
+        labels: &meta.series.labels,
+        range: (given(&params.from) || given(&params.until)).then_some((meta.from, meta.until)),
+        sample_rate: given(&params.sample_rate).then_some(meta.sample_rate),
+        spy_name: &meta.spy_name,
+        config,
+    };
+    pprof::uploads(raw, &dest, limits, crate::timespec::now_unix())
+}
+
+fn sample_type_config(data: &[u8], limits: &IngestLimits) -> Result<pprof::SampleTypeConfigs, AppError> {
+    let data = if data.starts_with(&body::GZIP_MAGIC) {
+        body::gunzip(data, limits.max_decompressed_bytes)?
+    } else {
+        data.to_vec()
+    };
+    serde_json::from_slice(&data).map_err(|e| {
+        AppError::bad_request_with(
+            format!("sample_type_config is not valid: {e}"),
+            json!({ "part": "sample_type_config" }),
+        )
+    })
 }
 
 fn parse_folded(body: &[u8], format: LineFormat, limits: ParseLimits) -> Result<kiln_model::CallTree, AppError> {

@@ -1,0 +1,304 @@
+//! `POST /push.v1.PusherService/Push`: Pyroscope's Connect (unary RPC) ingest, used by the
+//! Rust agent 2.x and the Python agent 1.4.
+//!
+//! The request is a `push.v1.PushRequest` as `application/proto`, or in the proto3 JSON mapping
+//! as `application/json` (`rawProfile` in base64), gzipped or not. Each series' raw samples are
+//! pprof profiles, decoded by [`super::pprof`] (which documents how sample types become Kiln
+//! profile types).
+//!
+//! **Naming.** `service_name` is the application. When it ends in a known profile type
+//! (`agenttest.cpu`), that suffix is dropped, exactly as `/ingest` reads `name=agenttest.cpu`: so
+//! `query=agenttest.cpu` finds the same CPU data whichever protocol the agent spoke. `__name__`
+//! (the profile family, `process_cpu`, `memory`, …) is not stored: the pprof's sample types
+//! already say what each series is (`process_cpu` → `cpu`, `memory` → `alloc_space`,
+//! `inuse_space`, …). Other labels starting with `__` are dropped; the rest are series labels.
+//!
+//! Success is 200 with an empty `PushResponse`; errors use the Connect shape
+//! `{"code": "...", "message": "..."}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use kiln_model::selector::KNOWN_PROFILE_TYPES;
+use prost::Message;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{body, pprof};
+use crate::api::{AppError, AppState};
+use crate::storage::Upload;
+
+/// `push.v1.PushRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct PushRequest {
+    /// One entry per series.
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<RawProfileSeries>,
+}
+
+/// `push.v1.RawProfileSeries`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RawProfileSeries {
+    /// The series' labels, `service_name` and `__name__` included.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+    /// Its profiles.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<RawSample>,
+}
+
+/// `types.v1.LabelPair`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LabelPair {
+    /// Label name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Label value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `push.v1.RawSample`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RawSample {
+    /// A pprof, gzipped or not.
+    #[prost(bytes = "vec", tag = "1")]
+    pub raw_profile: Vec<u8>,
+    /// The agent's id for the upload (unused).
+    #[prost(string, tag = "2")]
+    pub id: String,
+}
+
+/// The proto3 JSON mapping of the same messages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JsonPushRequest {
+    series: Vec<JsonSeries>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JsonSeries {
+    labels: Vec<JsonLabel>,
+    samples: Vec<JsonSample>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JsonLabel {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JsonSample {
+    #[serde(rename = "rawProfile", alias = "raw_profile")]
+    raw_profile: String,
+}
+
+/// An [`AppError`] answered in the Connect error shape.
+#[derive(Debug)]
+pub struct ConnectError(pub AppError);
+
+impl From<AppError> for ConnectError {
+    fn from(e: AppError) -> Self {
+        ConnectError(e)
+    }
+}
+
+impl IntoResponse for ConnectError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "resource_exhausted",
+            StatusCode::INTERNAL_SERVER_ERROR => "internal",
+            _ => "invalid_argument",
+        };
+        let message = match &self.0 {
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "push failed");
+                "internal error; see the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "code": code, "message": message }))).into_response()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Proto,
+    Json,
+}
+
+/// `POST /push.v1.PusherService/Push`.
+pub async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ConnectError> {
+    if let Ok(body) = &body {
+        state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    }
+    let result = push_inner(&state, &headers, body).await;
+    match &result {
+        Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
+        Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
+    };
+    let codec = result?;
+    Ok(match codec {
+        Codec::Proto => ([(header::CONTENT_TYPE, "application/proto")], Bytes::new()).into_response(),
+        Codec::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
+    })
+}
+
+async fn push_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Codec, AppError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let codec = match media.as_str() {
+        "application/proto" => Codec::Proto,
+        "application/json" => Codec::Json,
+        _ => {
+            return Err(AppError::UnsupportedMediaType(format!(
+                "Content-Type `{content_type}` is not supported; send application/proto or application/json"
+            )));
+        }
+    };
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
+        _ => AppError::bad_request(e.body_text()),
+    })?;
+    let limits = state.limits;
+    let body = body::decode(&body, headers, &limits)?;
+    let request = match codec {
+        Codec::Proto => {
+            PushRequest::decode(&body[..]).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
+        }
+        Codec::Json => from_json(&body)?,
+    };
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let spy_name: String = user_agent.chars().take(128).collect();
+    let now = crate::timespec::now_unix();
+    let mut uploads: Vec<Upload> = Vec::new();
+    for series in &request.series {
+        let (app, labels) = series_labels(&series.labels, &limits)?;
+        let config = pprof::SampleTypeConfigs::new();
+        let dest = pprof::Destination {
+            app: &app,
+            labels: &labels,
+            range: None,
+            sample_rate: None,
+            spy_name: &spy_name,
+            config: &config,
+        };
+        for sample in &series.samples {
+            uploads.extend(pprof::uploads(&sample.raw_profile, &dest, &limits, now)?);
+        }
+    }
+    state.store.append(uploads).await?;
+    Ok(codec)
+}
+
+fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {
+    let json: JsonPushRequest =
+        serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("not a PushRequest in JSON: {e}")))?;
+    let series = json
+        .series
+        .into_iter()
+        .map(|s| {
+            let samples = s
+                .samples
+                .into_iter()
+                .map(|sample| {
+                    // proto3 JSON allows standard or URL-safe base64, padded or not.
+                    let text = sample.raw_profile.trim_end_matches('=').replace('-', "+").replace('_', "/");
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(text)
+                        .map(|raw_profile| RawSample { raw_profile, id: String::new() })
+                        .map_err(|e| AppError::bad_request(format!("rawProfile is not base64: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+            let labels = s.labels.into_iter().map(|l| LabelPair { name: l.name, value: l.value }).collect();
+            Ok(RawProfileSeries { labels, samples })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok(PushRequest { series })
+}
+
+/// The application and the series labels of a pushed series.
+fn series_labels(
+    pairs: &[LabelPair],
+    limits: &super::IngestLimits,
+) -> Result<(String, BTreeMap<String, String>), AppError> {
+    let mut app = None;
+    let mut labels = BTreeMap::new();
+    for pair in pairs {
+        if pair.name.len() > limits.max_label_bytes || pair.value.len() > limits.max_label_bytes {
+            return Err(AppError::bad_request(format!(
+                "label `{}` is longer than {} bytes",
+                pair.name, limits.max_label_bytes
+            )));
+        }
+        match pair.name.as_str() {
+            "service_name" => app = Some(pair.value.trim().to_string()),
+            name if name.starts_with("__") || name.is_empty() => {}
+            name => {
+                labels.insert(name.to_string(), pair.value.clone());
+            }
+        }
+    }
+    if labels.len() > limits.max_labels {
+        return Err(AppError::bad_request(format!("more than {} labels", limits.max_labels)));
+    }
+    let app = app
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| AppError::bad_request("series has no `service_name` label (the application name)"))?;
+    let app = match app.rsplit_once('.') {
+        Some((head, ty)) if !head.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty) => head.to_string(),
+        _ => app,
+    };
+    Ok((app, labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str, value: &str) -> LabelPair {
+        LabelPair { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn service_name_is_the_app_and_internal_labels_are_dropped() {
+        let limits = super::super::IngestLimits::default();
+        let (app, labels) = series_labels(
+            &[pair("__name__", "process_cpu"), pair("service_name", "agenttest.cpu"), pair("env", "test")],
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(app, "agenttest");
+        assert_eq!(labels, BTreeMap::from([("env".to_string(), "test".to_string())]));
+        assert_eq!(series_labels(&[pair("service_name", "my.app")], &limits).unwrap().0, "my.app");
+        assert!(series_labels(&[pair("env", "test")], &limits).is_err());
+    }
+
+    #[test]
+    fn json_requests_carry_base64_profiles() {
+        let body = br#"{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"AQI-_w","ID":"x"}]}]}"#;
+        let request = from_json(body).unwrap();
+        assert_eq!(request.series[0].samples[0].raw_profile, [1, 2, 0x3e, 0xff]);
+        assert!(from_json(br#"{"series":[{"samples":[{"rawProfile":"***"}]}]}"#).is_err());
+    }
+}
