@@ -1,4 +1,4 @@
-//! Real agent uploads (captured in /work/shared/agents) replayed through the whole router, then
+//! Real agent uploads (captured copies in tests/data/agents) replayed through the whole router, then
 //! read back with `/render`: golden folded output, totals, and bad input that must change
 //! nothing.
 //!
@@ -21,7 +21,7 @@ use leptos::prelude::LeptosOptions;
 use prost::Message;
 use tower::ServiceExt;
 
-const AGENTS: &str = "/work/shared/agents";
+const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/agents");
 
 /// A captured agent and what its uploads add up to.
 struct Capture {
