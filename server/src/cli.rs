@@ -60,6 +60,39 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, env = "KILN_DRAIN_TIMEOUT", default_value_t = 30)]
     pub drain_timeout_secs: u64,
+    /// How long a connection may sit idle between requests before Kiln closes it (`120s`,
+    /// `2m` or plain seconds). Keep it above the clients' own idle limit (90 s for Go and
+    /// reqwest pools) so that they, not Kiln, close idle connections; HTTP/1.1 responses
+    /// advertise 5 s less in `Keep-Alive`.
+    #[arg(long, env = "KILN_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// HTTP/1: how long a request's headers may take, counted from its first byte.
+    #[arg(long, env = "KILN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// HTTP/1: the longest wait for the next piece of a request body.
+    #[arg(long, env = "KILN_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// The longest a request may take until its response starts; slower ones get 408.
+    #[arg(long, env = "KILN_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or plain seconds (`120`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 120s, 2m or 120"))?;
+    let seconds = |factor: u64| {
+        number.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+    };
+    match unit.trim() {
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "ms" => Ok(Duration::from_millis(number)),
+        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m or h")),
+    }
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -126,11 +159,49 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "Kiln is serving on http://{local}");
+    if args.idle_timeout <= Duration::from_secs(90) {
+        tracing::warn!(idle_timeout = ?args.idle_timeout, "idle timeout at or under 90 s: Go and reqwest clients keep idle connections that long and may lose uploads to the close");
+    }
     let edge_config = EdgeConfig {
         max_connections: args.max_connections,
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        idle_timeout: args.idle_timeout,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        request_timeout: args.request_timeout,
+        ..EdgeConfig::default()
     };
     edge::serve(listener, router(state.clone()), state.metrics.clone(), edge_config, edge::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-3s").is_err());
+    }
+
+    #[test]
+    fn serve_flags_have_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["kiln", "serve"]).expect("defaults parse");
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.idle_timeout, EdgeConfig::default().idle_timeout);
+        assert_eq!(args.header_read_timeout, EdgeConfig::default().header_read_timeout);
+        assert_eq!(args.body_read_timeout, EdgeConfig::default().body_read_timeout);
+        assert_eq!(args.request_timeout, EdgeConfig::default().request_timeout);
+        let cli = Cli::try_parse_from(["kiln", "serve", "--idle-timeout", "3m"]).expect("flag parses");
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.idle_timeout, Duration::from_secs(180));
+    }
 }
