@@ -188,3 +188,25 @@ async fn render_json_is_pyroscopes_flamebearer() {
     let (status, error) = get(&app, "/render?query=fb.cpu&from=now&until=now-1h").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }
+
+#[tokio::test]
+async fn apps_labels_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    post(&app, "/ingest?name=api.cpu%7Benv%3Dprod%2Cregion%3Deu%7D&until=1700000000", "a 1").await;
+    post(&app, "/ingest?name=api.cpu%7Benv%3Ddev%7D&until=1700000100", "a 1").await;
+    post(&app, "/ingest?name=other.alloc_space%7Bpod%3Dx%7D&until=1600000000", "a 1").await;
+    let (_, apps) = get(&app, "/api/apps").await;
+    let apps: serde_json::Value = serde_json::from_str(&apps).unwrap();
+    assert_eq!(apps[0]["name"], "api");
+    assert_eq!(apps[0]["profileTypes"], serde_json::json!(["cpu"]));
+    assert_eq!(apps[0]["labelNames"], serde_json::json!(["env", "region"]));
+    assert_eq!(apps[0]["lastSeen"], 1700000100);
+    assert_eq!(apps[1]["name"], "other");
+    assert_eq!(get(&app, "/labels?query=api.cpu").await.1, r#"["__name__","env","region"]"#);
+    assert_eq!(get(&app, "/labels?query=api.cpu%7Benv%3D%22dev%22%7D").await.1, r#"["__name__","env"]"#);
+    assert_eq!(get(&app, "/label-values?label=env&query=api").await.1, r#"["dev","prod"]"#);
+    assert_eq!(get(&app, "/label-values?label=env&query=api%7Benv!%3D%22dev%22%7D").await.1, r#"["prod"]"#);
+    assert_eq!(get(&app, "/label-values?label=__name__").await.1, r#"["api.cpu","other.alloc_space"]"#);
+    assert_eq!(get(&app, "/label-values?query=api").await.0, StatusCode::BAD_REQUEST);
+}

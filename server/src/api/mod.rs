@@ -2,6 +2,7 @@
 //! metrics) beside the Leptos pages and server functions.
 
 mod error;
+mod labels;
 mod render;
 
 use std::sync::Arc;
@@ -55,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(ingest::push::push))
         .route("/render", get(render::render))
+        .route("/pyroscope/render", get(render::render))
+        .route("/api/apps", get(labels::apps))
+        .route("/labels", get(labels::labels))
+        .route("/label-values", get(labels::label_values))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

@@ -40,6 +40,14 @@ impl Query {
         Ok(Query { selector, from, until })
     }
 
+    /// True when `key` belongs to the query's application (and type, when named) and its
+    /// labels match.
+    pub fn selects(&self, key: &SeriesKey) -> bool {
+        key.app == self.selector.app
+            && self.selector.profile_type.as_ref().is_none_or(|t| *t == key.profile_type)
+            && self.labels_match(key)
+    }
+
     fn labels_match(&self, key: &SeriesKey) -> bool {
         self.selector.matchers.iter().all(|m| {
             let value = key.labels.get(&m.name).map(String::as_str).unwrap_or("");
