@@ -11,6 +11,7 @@ pub mod codec;
 pub mod flamebearer;
 pub mod folded;
 pub mod layout;
+pub mod sandwich;
 pub mod search;
 pub mod selector;
 pub mod top;

@@ -124,6 +124,40 @@ impl Selector {
     }
 }
 
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Eq => "=",
+            MatchOp::NotEq => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        })
+    }
+}
+
+/// The query form: `app.type{name="value",…}`, values quoted and escaped, so that parsing the
+/// printed text gives back the same selector.
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.app)?;
+        if let Some(ty) = &self.profile_type {
+            write!(f, ".{ty}")?;
+        }
+        if self.matchers.is_empty() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        for (i, m) in self.matchers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let escaped = m.value.replace('\\', "\\\\").replace('"', "\\\"");
+            write!(f, "{}{}\"{}\"", m.name, m.op, escaped)?;
+        }
+        f.write_str("}")
+    }
+}
+
 fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
     let mut out = Vec::new();
     let mut rest = body.trim_start();
@@ -219,6 +253,16 @@ mod tests {
                 m("y", MatchOp::NotRegex, "z"),
             ]
         );
+    }
+
+    #[test]
+    fn prints_what_it_parses() {
+        for text in [r#"app.cpu{env="prod",region=~"eu-.*",x!="a\"b\\c"}"#, "my.app", "a.alloc_space"] {
+            let s = Selector::parse(text).unwrap();
+            assert_eq!(s.to_string(), text);
+            assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
+        }
+        assert_eq!(Selector::parse("a.cpu{env=prod}").unwrap().to_string(), r#"a.cpu{env="prod"}"#);
     }
 
     #[test]
