@@ -26,6 +26,56 @@ pub fn group_digits(value: u64) -> String {
     out
 }
 
+/// A value in its unit, as a person reads it: `1,234 samples`, `1.50 s`, `2.0 MiB`.
+pub fn format_value(value: u64, units: &str) -> String {
+    match units {
+        "nanoseconds" => format_duration_ns(value),
+        "bytes" => format_bytes(value),
+        "" => group_digits(value),
+        unit => format!("{} {unit}", group_digits(value)),
+    }
+}
+
+fn format_duration_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    match ns {
+        n if n >= 3_600e9 => format!("{:.2} h", n / 3_600e9),
+        n if n >= 60e9 => format!("{:.2} min", n / 60e9),
+        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
+        n => format!("{n} ns"),
+    }
+}
+
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC` (civil-from-days, no time zone database).
+pub fn format_unix_time(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+}
+
 /// `part` as a percentage of `whole`, one decimal.
 pub fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
@@ -46,5 +96,12 @@ mod tests {
         assert_eq!(group_digits(123), "123");
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(percent(1, 0), "0%");
+        assert_eq!(format_value(1234, "samples"), "1,234 samples");
+        assert_eq!(format_value(1_500_000_000, "nanoseconds"), "1.50 s");
+        assert_eq!(format_value(3 * 1024 * 1024, "bytes"), "3.0 MiB");
+        assert_eq!(format_value(12, "bytes"), "12 B");
+        assert_eq!(format_unix_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_unix_time(1_764_079_200), "2025-11-25 14:00 UTC");
+        assert_eq!(format_unix_time(951_782_400), "2000-02-29 00:00 UTC");
     }
 }

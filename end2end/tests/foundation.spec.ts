@@ -36,7 +36,7 @@ test("home lists the app and the explorer draws its merged flamegraph", async ({
   const link = page.getByRole("link", { name: APP, exact: true });
   await expect(link).toBeVisible();
   await link.click();
-  await expect(page).toHaveURL(new RegExp(`/explore\\?query=${APP}$`));
+  await expect(page).toHaveURL(new RegExp(`/explore\\?query=${APP}`));
 
   for (const [name, self, total] of [
     ["main", "0", "135"],
@@ -46,8 +46,8 @@ test("home lists the app and the explorer draws its merged flamegraph", async ({
     ["tokenize", "50", "50"],
     ["idle", "10", "10"],
   ]) {
-    await expect(row(page, name).locator("td.self")).toHaveText(self);
-    await expect(row(page, name).locator("td.total")).toHaveText(total);
+    await expect(row(page, name).locator("td.self")).toHaveText(`${self} samples`);
+    await expect(row(page, name).locator("td.total")).toHaveText(`${total} samples`);
   }
 
   await expect(page.locator(".flame-status")).toHaveText("");
@@ -80,7 +80,7 @@ test("click zooms with a breadcrumb, hover shows a tooltip, reload keeps the dat
   await expect(current).toHaveText("all");
 
   await page.reload();
-  await expect(row(page, "draw").locator("td.total")).toHaveText("75");
+  await expect(row(page, "draw").locator("td.total")).toHaveText("75 samples");
   await expect.poll(() => canvasInkedPixels(page)).toBeGreaterThan(1000);
 });
 
@@ -94,6 +94,7 @@ test("frame names are text, never markup", async ({ page, request }) => {
   });
   await page.goto(`/explore?query=xss.cpu`);
   await expect(page.locator("td.name", { hasText: evil })).toHaveText(evil);
+  await expect(page.locator("h1.query")).toHaveText("xss.cpu");
   await expect(page.locator("table img")).toHaveCount(0);
   await expect(page.locator(".flame-status")).toHaveText("");
   expect(dialogs).toBe(0);
@@ -113,7 +114,8 @@ test("search highlights matches, shows the matched share and filters the table; 
   await expect(page.locator(".flame-status")).toHaveText("");
   const before = await page.locator("canvas.flame-canvas").screenshot();
   await page.getByLabel("Search functions").fill("TOK");
-  await expect(page.locator(".flame-matched")).toHaveText("Matched 50 of 135 samples (37.0%)");
+  await expect(page.locator(".flame-matched")).toHaveText("Matched 50 samples of 135 samples (37.0%)");
+  await expect(page).toHaveURL(/search=TOK/);
   await expect(page.locator("table.top-table tbody td.name")).toHaveText(["tokenize"]);
   await expect.poll(async () => Buffer.compare(await page.locator("canvas.flame-canvas").screenshot(), before)).not.toBe(0);
   await page.getByLabel("Search functions").fill("");

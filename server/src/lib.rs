@@ -7,6 +7,8 @@
 //! - [`query`]: selecting series and merging them into one call tree.
 //! - [`cli`]: flags and environment, the `kiln` subcommands.
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod cli;
 pub mod edge;

@@ -33,6 +33,23 @@ pub fn parse(value: &str, now: i64) -> Result<i64, String> {
     })
 }
 
+/// A query range `[from, until)` in Unix seconds. Absent ends are open. Relative forms in
+/// `until` count from the end of the current second, so `until=now` includes an upload
+/// stamped this very second.
+pub fn parse_range(from: Option<&str>, until: Option<&str>, now: i64) -> Result<(i64, i64), String> {
+    let from = match from.filter(|s| !s.is_empty()) {
+        Some(text) => parse(text, now).map_err(|e| format!("`from`: {e}"))?,
+        None => i64::MIN,
+    };
+    let until = match until.filter(|s| !s.is_empty()) {
+        Some(text) if text.trim_start().starts_with("now") => parse(text, now + 1),
+        Some(text) => parse(text, now),
+        None => Ok(i64::MAX),
+    }
+    .map_err(|e| format!("`until`: {e}"))?;
+    Ok((from, until))
+}
+
 /// `10s`, `15m`, `1h`, `7d`, `2w`, or plain seconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -53,6 +70,14 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_include_the_current_second() {
+        assert_eq!(parse_range(Some("now-1h"), Some("now"), 100_000), Ok((96_400, 100_001)));
+        assert_eq!(parse_range(None, None, 5), Ok((i64::MIN, i64::MAX)));
+        assert_eq!(parse_range(Some("10"), Some("20"), 5), Ok((10, 20)));
+        assert!(parse_range(Some("x"), None, 5).unwrap_err().contains("`from`"));
+    }
 
     #[test]
     fn parses_every_form() {

@@ -20,6 +20,7 @@ pub fn draw(
     focus: NodeId,
     hovered: Option<NodeId>,
     matches: Option<&[bool]>,
+    bottom_up: bool,
 ) -> Vec<FrameRect> {
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
@@ -40,8 +41,10 @@ pub fn draw(
 
     let rects = visible_frames(&data.tree, &data.geometry, focus, width);
     let focus_depth = data.geometry.depth[focus as usize];
+    let max_depth = data.geometry.max_depth;
     for rect in &rects {
-        let y = f64::from(rect.depth) * ROW_HEIGHT;
+        let row = if bottom_up { max_depth - rect.depth } else { rect.depth };
+        let y = f64::from(row) * ROW_HEIGHT;
         let Some(node) = rect.node else {
             ctx.set_fill_style_str("#d8d2c8");
             ctx.fill_rect(rect.x, y, rect.width, ROW_HEIGHT - 1.0);

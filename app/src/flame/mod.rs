@@ -1,11 +1,12 @@
-//! The flamegraph: fetched as a binary tree, laid out by `kiln-model`, drawn on a `<canvas>`
-//! through web-sys. Click zooms, the breadcrumb walks back up, hover shows a tooltip.
+//! The flamegraph: a tree laid out by `kiln-model` and drawn on a `<canvas>` through web-sys.
+//! Click zooms, the breadcrumb walks back up, Escape goes up one level, hover shows a tooltip,
+//! right-click opens a menu (focus, sandwich, copy name).
 //!
 //! Everything here runs only in the browser (effects and event handlers); on the server the
 //! component renders its empty canvas and controls, which hydration then brings to life.
 
 mod draw;
-mod fetch;
+pub mod fetch;
 
 use std::sync::Arc;
 
@@ -14,71 +15,67 @@ use kiln_model::search::{matched_total, name_matches};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
-use crate::format::{group_digits, percent};
+use crate::format::{format_value, percent};
 
 /// Height of one row of frames, in CSS pixels.
 pub const ROW_HEIGHT: f64 = 18.0;
 
-/// A tree ready to draw: the data and its geometry, computed once per fetch.
+/// A tree ready to draw: the data, its geometry (computed once), and its sample unit.
 pub struct Loaded {
     /// The merged tree.
     pub tree: FlatTree,
     /// Per-node positions in sample units.
     pub geometry: Geometry,
+    /// Unit of the values (`samples`, `nanoseconds`, `bytes`, …).
+    pub units: String,
 }
 
 impl Loaded {
-    fn new(tree: FlatTree) -> Self {
+    /// Computes the geometry of `tree`.
+    pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
-        Loaded { tree, geometry }
+        Loaded { tree, geometry, units }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Hover {
+struct Pointer {
     node: Option<NodeId>,
     x: f64,
     y: f64,
 }
 
-/// The flamegraph of `query`.
+/// A flamegraph of `data`.
 #[component]
 pub fn FlameGraph(
-    /// The query whose merged tree is drawn.
+    /// The tree to draw (`None` while loading or when there is nothing).
     #[prop(into)]
-    query: Signal<String>,
+    data: Signal<Option<Arc<Loaded>>>,
     /// Frames containing this text are highlighted, the rest dimmed (empty: no search).
     #[prop(into)]
     search: Signal<String>,
+    /// Root at the bottom (a flame graph) instead of the top (an icicle graph).
+    #[prop(optional)]
+    bottom_up: bool,
+    /// Where the menu's "Sandwich" entry leads for a function name.
+    #[prop(optional, into)]
+    sandwich_href: Option<Callback<String, String>>,
+    /// What the canvas shows, for assistive technology.
+    #[prop(default = "Flamegraph; the table lists the same functions")]
+    label: &'static str,
 ) -> impl IntoView {
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
-    let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
-    let status = RwSignal::new(String::from("Loading flamegraph…"));
     let focus = RwSignal::new(ROOT);
-    let hover = RwSignal::<Option<Hover>>::new(None);
+    let hover = RwSignal::<Option<Pointer>>::new(None);
+    let menu = RwSignal::<Option<Pointer>>::new(None);
     let resized = RwSignal::new(0u32);
     let rects = StoredValue::new(Vec::<FrameRect>::new());
 
+    // A new tree starts unzoomed.
     Effect::new(move |_| {
-        let query = query.get();
-        status.set("Loading flamegraph…".into());
-        leptos::task::spawn_local(async move {
-            match fetch::tree(&query).await {
-                Ok(tree) if tree.total() == 0 => {
-                    loaded.set(None);
-                    status.set("No samples for this query.".into());
-                }
-                Ok(tree) => {
-                    focus.set(ROOT);
-                    loaded.set(Some(Arc::new(Loaded::new(tree))));
-                    status.set(String::new());
-                }
-                Err(e) => {
-                    loaded.set(None);
-                    status.set(format!("Could not load the flamegraph: {e}"));
-                }
-            }
-        });
+        data.track();
+        focus.set(ROOT);
+        menu.set(None);
     });
 
     let resize_handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
@@ -87,27 +84,28 @@ pub fn FlameGraph(
     // Per-name match flags, recomputed only when the tree or the search changes.
     let matches = Memo::new(move |_| {
         let needle = search.get();
-        loaded.with(|data| data.as_ref().map(|d| name_matches(&d.tree, &needle)).filter(|m| m.contains(&true)))
+        data.with(|d| d.as_ref().map(|d| name_matches(&d.tree, &needle)).filter(|m| m.contains(&true)))
     });
     let matched = move || {
         let flags = matches.get()?;
-        let data = loaded.get()?;
-        let total = matched_total(&data.tree, &flags);
+        let d = data.get()?;
+        let total = matched_total(&d.tree, &flags);
         Some(format!(
-            "Matched {} of {} samples ({})",
-            group_digits(total),
-            group_digits(data.tree.total()),
-            percent(total, data.tree.total())
+            "Matched {} of {} ({})",
+            format_value(total, &d.units),
+            format_value(d.tree.total(), &d.units),
+            percent(total, d.tree.total())
         ))
     };
 
+    let max_row = move || data.with(|d| d.as_ref().map_or(0, |d| d.geometry.max_depth));
     Effect::new(move |_| {
         resized.track();
-        let (Some(data), Some(canvas)) = (loaded.get(), canvas_ref.get()) else {
+        let (Some(d), Some(canvas)) = (data.get(), canvas_ref.get()) else {
             return;
         };
         let hovered = hover.get().and_then(|h| h.node);
-        let drawn = matches.with(|m| draw::draw(&canvas, &data, focus.get(), hovered, m.as_deref()));
+        let drawn = matches.with(|m| draw::draw(&canvas, &d, focus.get(), hovered, m.as_deref(), bottom_up));
         rects.set_value(drawn);
     });
 
@@ -116,26 +114,34 @@ pub fn FlameGraph(
         if row < 0.0 {
             return None;
         }
-        rects.with_value(|r| hit_test(r, x, row as u32))
+        let row = if bottom_up { i64::from(max_row()) - row as i64 } else { row as i64 };
+        let row = u32::try_from(row).ok()?;
+        rects.with_value(|r| hit_test(r, x, row))
     };
     let on_click = move |ev: leptos::ev::MouseEvent| {
+        menu.set(None);
         if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
             focus.set(node);
         }
     };
     let on_move = move |ev: leptos::ev::MouseEvent| {
         let (x, y) = (ev.offset_x() as f64, ev.offset_y() as f64);
-        let next = frame_at(x, y).map(|r| Hover { node: r.node, x, y });
-        if next.map(|h| h.node) != hover.get_untracked().map(|h| h.node) || next.is_some() {
-            hover.set(next);
+        hover.set(frame_at(x, y).map(|r| Pointer { node: r.node, x, y }));
+    };
+    let on_menu = move |ev: leptos::ev::MouseEvent| {
+        let (x, y) = (ev.offset_x() as f64, ev.offset_y() as f64);
+        if let Some(node) = frame_at(x, y).and_then(|r| r.node) {
+            ev.prevent_default();
+            hover.set(None);
+            menu.set(Some(Pointer { node: Some(node), x, y }));
         }
     };
 
     let breadcrumb = move || {
-        let data = loaded.get()?;
-        let path = data.tree.path_to(focus.get());
+        let d = data.get()?;
+        let path = d.tree.path_to(focus.get());
         let mut crumbs = vec![(ROOT, "all".to_string())];
-        crumbs.extend(path.into_iter().map(|n| (n, data.tree.name_of(n).to_string())));
+        crumbs.extend(path.into_iter().map(|n| (n, d.tree.name_of(n).to_string())));
         Some(
             crumbs
                 .into_iter()
@@ -160,17 +166,25 @@ pub fn FlameGraph(
 
     let tooltip = move || {
         let h = hover.get()?;
-        let data = loaded.get()?;
-        let total = data.tree.total();
+        let d = data.get()?;
+        let total = d.tree.total();
         let style = format!("left: {}px; top: {}px", h.x + 14.0, h.y + 14.0);
         let body = match h.node {
             Some(node) => {
-                let (t, s) = (data.tree.total[node as usize], data.tree.self_value[node as usize]);
-                let parent_total = data.tree.total[data.tree.parent[node as usize] as usize];
+                let (t, s) = (d.tree.total[node as usize], d.tree.self_value[node as usize]);
+                let parent_total = d.tree.total[d.tree.parent[node as usize] as usize];
+                let units = &d.units;
                 view! {
-                    <div class="tip-name">{data.tree.name_of(node).to_string()}</div>
-                    <div class="tip-row">{format!("total {} samples ({} of all, {} of parent)", group_digits(t), percent(t, total), percent(t, parent_total))}</div>
-                    <div class="tip-row">{format!("self {} samples ({})", group_digits(s), percent(s, total))}</div>
+                    <div class="tip-name">{d.tree.name_of(node).to_string()}</div>
+                    <div class="tip-row">
+                        {format!(
+                            "total {} ({} of all, {} of parent)",
+                            format_value(t, units),
+                            percent(t, total),
+                            percent(t, parent_total),
+                        )}
+                    </div>
+                    <div class="tip-row">{format!("self {} ({})", format_value(s, units), percent(s, total))}</div>
                 }
                 .into_any()
             }
@@ -179,12 +193,56 @@ pub fn FlameGraph(
         Some(view! { <div class="flame-tooltip" role="tooltip" style=style>{body}</div> })
     };
 
-    // Escape walks the zoom back up one level.
+    let context_menu = move || {
+        let m = menu.get()?;
+        let node = m.node?;
+        let name = data.with(|d| d.as_ref().map(|d| d.tree.name_of(node).to_string()))?;
+        let style = format!("left: {}px; top: {}px", m.x + 4.0, m.y + 4.0);
+        let copied = name.clone();
+        let sandwich = sandwich_href.map(|href| {
+            let href = href.run(name.clone());
+            view! {
+                <a role="menuitem" href=href>
+                    "Sandwich view"
+                </a>
+            }
+        });
+        Some(view! {
+            <div class="flame-menu" role="menu" style=style>
+                <button
+                    type="button"
+                    role="menuitem"
+                    on:click=move |_| {
+                        focus.set(node);
+                        menu.set(None);
+                    }
+                >
+                    "Focus"
+                </button>
+                {sandwich}
+                <button
+                    type="button"
+                    role="menuitem"
+                    on:click=move |_| {
+                        copy_text(&copied);
+                        menu.set(None);
+                    }
+                >
+                    "Copy name"
+                </button>
+            </div>
+        })
+    };
+
+    // Escape closes the menu, then walks the zoom back up one level.
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Escape"
-            && let Some(data) = loaded.get_untracked()
-        {
-            focus.update(|f| *f = parent_focus(&data.tree, *f));
+        if ev.key() != "Escape" {
+            return;
+        }
+        if menu.get_untracked().is_some() {
+            menu.set(None);
+        } else if let Some(d) = data.get_untracked() {
+            focus.update(|f| *f = parent_focus(&d.tree, *f));
         }
     };
 
@@ -193,20 +251,28 @@ pub fn FlameGraph(
             <nav class="breadcrumb" aria-label="Zoom path">
                 <ol>{breadcrumb}</ol>
             </nav>
-            <p class="flame-status" aria-live="polite">{move || status.get()}</p>
             <p class="flame-matched" aria-live="polite">{matched}</p>
             <div class="flame-canvas-wrap">
                 <canvas
                     node_ref=canvas_ref
                     class="flame-canvas"
                     tabindex="0"
-                    aria-label="Flamegraph; the table below lists the same functions"
+                    aria-label=label
                     on:click=on_click
                     on:mousemove=on_move
                     on:mouseleave=move |_| hover.set(None)
+                    on:contextmenu=on_menu
                 ></canvas>
                 {tooltip}
+                {context_menu}
             </div>
         </div>
+    }
+}
+
+/// Puts `text` on the clipboard (best effort: browsers refuse outside secure contexts).
+fn copy_text(text: &str) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.navigator().clipboard().write_text(text);
     }
 }

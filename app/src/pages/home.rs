@@ -23,7 +23,7 @@ pub struct AppSummary {
 /// Lists the applications with stored profiles.
 #[server]
 pub async fn list_apps() -> Result<Vec<AppSummary>, ServerFnError> {
-    Ok(crate::source::source()?.0.apps())
+    Ok(crate::source::source()?.apps())
 }
 
 /// `/`: the applications, or the instructions to get the first one.

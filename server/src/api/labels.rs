@@ -1,31 +1,18 @@
 //! Discovery endpoints: applications, label names and label values (Pyroscope's names).
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppError, AppState};
-use crate::query::Query;
-use crate::storage::SeriesKey;
+use crate::query;
 
 /// `?query=app.type{matchers}&label=name`, both optional where the endpoint allows.
 #[derive(Debug, Deserialize)]
 pub struct LabelParams {
     query: Option<String>,
     label: Option<String>,
-}
-
-/// The series a (possibly absent) query selects.
-fn selected_series(state: &AppState, query: Option<&str>) -> Result<Vec<SeriesKey>, AppError> {
-    let series = state.store.series();
-    let Some(text) = query.filter(|q| !q.trim().is_empty()) else {
-        return Ok(series);
-    };
-    let query = Query::parse(text, i64::MIN, i64::MAX)?;
-    Ok(series.into_iter().filter(|key| query.selects(key)).collect())
 }
 
 /// `GET /api/apps`: every application with its profile types, labels and last upload.
@@ -53,11 +40,7 @@ pub async fn labels(
     params: Result<QueryString<LabelParams>, QueryRejection>,
 ) -> Result<Json<Vec<String>>, AppError> {
     let QueryString(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
-    let mut names: BTreeSet<String> = BTreeSet::from(["__name__".to_string()]);
-    for key in selected_series(&state, params.query.as_deref())? {
-        names.extend(key.labels.into_keys());
-    }
-    Ok(Json(names.into_iter().collect()))
+    Ok(Json(query::label_names(&state.store, params.query.as_deref())?))
 }
 
 /// `GET /label-values?label=&query=`: values of one label over the selected series.
@@ -67,13 +50,5 @@ pub async fn label_values(
 ) -> Result<Json<Vec<String>>, AppError> {
     let QueryString(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
     let label = params.label.filter(|l| !l.is_empty()).ok_or_else(|| AppError::bad_request("missing `label`"))?;
-    let mut values = BTreeSet::new();
-    for key in selected_series(&state, params.query.as_deref())? {
-        if label == "__name__" {
-            values.insert(format!("{}.{}", key.app, key.profile_type));
-        } else if let Some(v) = key.labels.get(&label) {
-            values.insert(v.clone());
-        }
-    }
-    Ok(Json(values.into_iter().collect()))
+    Ok(Json(query::label_values(&state.store, &label, params.query.as_deref())?))
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
-use axum::http::header;
+use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use kiln_model::{codec, flamebearer, folded};
 use serde::Deserialize;
@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use super::{AppError, AppState};
 use crate::query::{self, Merged, Query};
 use crate::timespec;
+
+/// The tree format carries numbers only; its unit travels in this header.
+const UNITS_HEADER: HeaderName = HeaderName::from_static("x-kiln-units");
 
 /// Query string of `/render`.
 #[derive(Debug, Deserialize)]
@@ -51,18 +54,18 @@ pub async fn render(
         .query
         .or(params.name)
         .ok_or_else(|| AppError::bad_request("missing `query` (e.g. `query=myapp.cpu`)"))?;
-    let now = timespec::now_unix();
-    let time = |v: Option<String>, default: i64| -> Result<i64, AppError> {
-        v.filter(|s| !s.is_empty()).map_or(Ok(default), |s| timespec::parse(&s, now).map_err(AppError::bad_request))
-    };
     // With no range, everything stored is in view.
-    let from = time(params.from, i64::MIN)?;
-    let until = time(params.until, i64::MAX)?;
+    let (from, until) = timespec::parse_range(params.from.as_deref(), params.until.as_deref(), timespec::now_unix())
+        .map_err(AppError::bad_request)?;
     let query = Query::parse(&text, from, until)?;
     let merged = query::merge(&state.store, &query);
     match params.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
-        "tree" => Ok(([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], codec::encode(&merged.tree)).into_response()),
+        "tree" => Ok((
+            [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (UNITS_HEADER, merged.units.clone())],
+            codec::encode(&merged.tree),
+        )
+            .into_response()),
         "folded" | "collapsed" => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], folded::print(&merged.tree)).into_response())
         }

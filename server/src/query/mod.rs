@@ -1,15 +1,17 @@
 //! Queries: pick the series a selector names, merge their uploads in a time range into one
 //! call tree.
 
+mod source;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kiln_app::pages::home::AppSummary;
-use kiln_app::source::ProfileSource;
 use kiln_model::selector::{MatchOp, Selector};
 use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::{Aggregation, SeriesKey, Store, Upload};
+
+pub use source::StoreSource;
 
 /// A query that cannot be answered as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +60,38 @@ impl Query {
             }
         })
     }
+}
+
+/// The series a (possibly absent or empty) query selects; all of them without one.
+pub fn select_series(store: &Store, text: Option<&str>) -> Result<Vec<SeriesKey>, QueryError> {
+    let series = store.series();
+    let Some(text) = text.filter(|q| !q.trim().is_empty()) else {
+        return Ok(series);
+    };
+    let query = Query::parse(text, i64::MIN, i64::MAX)?;
+    Ok(series.into_iter().filter(|key| query.selects(key)).collect())
+}
+
+/// Label names over the selected series, `__name__` (the series name) first.
+pub fn label_names(store: &Store, text: Option<&str>) -> Result<Vec<String>, QueryError> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for key in select_series(store, text)? {
+        names.extend(key.labels.into_keys());
+    }
+    Ok(std::iter::once("__name__".to_string()).chain(names).collect())
+}
+
+/// Values of `label` over the selected series; for `__name__`, the `app.type` names.
+pub fn label_values(store: &Store, label: &str, text: Option<&str>) -> Result<Vec<String>, QueryError> {
+    let mut values = BTreeSet::new();
+    for key in select_series(store, text)? {
+        if label == "__name__" {
+            values.insert(format!("{}.{}", key.app, key.profile_type));
+        } else if let Some(v) = key.labels.get(label) {
+            values.insert(v.clone());
+        }
+    }
+    Ok(values.into_iter().collect())
 }
 
 /// The profile type a query means when it names none: CPU if the app has it, else the first.
@@ -143,29 +177,5 @@ pub fn merge(store: &Store, query: &Query) -> Merged {
         sample_rate: newest.map_or(100, |u| u.meta.sample_rate),
         spy_name: newest.map_or_else(String::new, |u| u.meta.spy_name.clone()),
         timeline: timeline(&in_range, query.from, query.until),
-    }
-}
-
-/// The app's view of the store: what its server functions call.
-pub struct StoreSource(pub Arc<Store>);
-
-impl ProfileSource for StoreSource {
-    fn apps(&self) -> Vec<AppSummary> {
-        self.0
-            .apps()
-            .into_iter()
-            .map(|a| AppSummary {
-                name: a.name,
-                profile_types: a.profile_types.into_iter().collect(),
-                label_names: a.label_names.into_iter().collect(),
-                last_seen: a.last_seen,
-                uploads: a.uploads,
-            })
-            .collect()
-    }
-
-    fn merged_tree(&self, query: &str) -> Result<FlatTree, String> {
-        let query = Query::parse(query, i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
-        Ok(merge(&self.0, &query).tree)
     }
 }

@@ -1,0 +1,271 @@
+//! Explorer controls: time presets and a custom range, view switches, label filters, the
+//! profile-type picker and export links. Most are plain links (they work before hydration);
+//! the filter pickers navigate once a value is chosen.
+
+use kiln_model::selector::{MatchOp, Matcher, Selector};
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use super::ExploreState;
+use crate::format::encode_query_value;
+
+/// Label names of the series `query` selects.
+#[server]
+pub async fn label_names(query: String) -> Result<Vec<String>, ServerFnError> {
+    crate::source::source()?.label_names(&query).map_err(ServerFnError::new)
+}
+
+/// Values of `label` over the series `query` selects.
+#[server]
+pub async fn label_values(label: String, query: String) -> Result<Vec<String>, ServerFnError> {
+    crate::source::source()?.label_values(&label, &query).map_err(ServerFnError::new)
+}
+
+const PRESETS: &[(&str, &str)] = &[
+    ("5m", "now-5m"),
+    ("15m", "now-15m"),
+    ("1h", "now-1h"),
+    ("6h", "now-6h"),
+    ("24h", "now-24h"),
+    ("7d", "now-7d"),
+    ("30d", "now-30d"),
+];
+
+/// Preset ranges ending now, and a custom range form.
+#[component]
+pub fn TimeRange(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
+    let navigate = use_navigate();
+    let from_input = NodeRef::<leptos::html::Input>::new();
+    let until_input = NodeRef::<leptos::html::Input>::new();
+    let presets = move || {
+        let s = state.get();
+        PRESETS
+            .iter()
+            .map(|(label, from)| {
+                let active = s.from == *from && s.until == "now";
+                let href = s
+                    .with(|s| {
+                        s.from = (*from).into();
+                        s.until = "now".into();
+                    })
+                    .href();
+                view! {
+                    <a class="preset" class:active=active aria-current=active.then_some("true") href=href>
+                        {*label}
+                    </a>
+                }
+            })
+            .collect_view()
+    };
+    let apply = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (Some(from), Some(until)) = (from_input.get(), until_input.get()) else {
+            return;
+        };
+        let next = state.get_untracked().with(|s| {
+            s.from = from.value();
+            s.until = until.value();
+        });
+        navigate(&next.href(), Default::default());
+    };
+    view! {
+        <nav class="time-range" aria-label="Time range">
+            {presets}
+            <form class="custom-range" on:submit=apply>
+                <input node_ref=from_input aria-label="From" prop:value=move || state.with(|s| s.from.clone()) size="12" />
+                <span>"→"</span>
+                <input node_ref=until_input aria-label="Until" prop:value=move || state.with(|s| s.until.clone()) size="12" />
+                <button type="submit">"Apply"</button>
+            </form>
+        </nav>
+    }
+}
+
+/// Flamegraph (icicle or flame), table only, sandwich.
+#[component]
+pub fn ViewSwitch(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
+    move || {
+        let s = state.get();
+        let choices: [(&str, &str, &str); 3] =
+            [("Icicle", "flame", "icicle"), ("Flame", "flame", "flame"), ("Table", "table", s.orient.as_str())];
+        let links = choices
+            .into_iter()
+            .map(|(label, view, orient)| {
+                let active = s.view == view && (view != "flame" || s.orient == orient);
+                let href = s
+                    .with(|s| {
+                        s.view = view.into();
+                        s.orient = orient.into();
+                    })
+                    .href();
+                view! {
+                    <a class="view" class:active=active aria-current=active.then_some("true") href=href>
+                        {label}
+                    </a>
+                }
+            })
+            .collect_view();
+        view! { <nav class="views" aria-label="View">{links}</nav> }
+    }
+}
+
+/// The current label matchers as removable chips, and pickers to add one.
+#[component]
+pub fn LabelFilter(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
+    let navigate = use_navigate();
+    let selector = Memo::new(move |_| state.with(|s| Selector::parse(&s.query).ok()));
+    let names = Resource::new(move || state.with(|s| s.query.clone()), label_names);
+    let chosen = RwSignal::new(String::new());
+    let values = Resource::new(
+        move || (chosen.get(), state.with(|s| s.query.clone())),
+        |(label, query)| async move { if label.is_empty() { Ok(Vec::new()) } else { label_values(label, query).await } },
+    );
+    let chips = move || {
+        let s = state.get();
+        let sel = selector.get()?;
+        Some(
+            sel.matchers
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut without = sel.clone();
+                    without.matchers.remove(i);
+                    let href = s.with(|s| s.query = without.to_string()).href();
+                    let text = format!("{}{}\"{}\"", m.name, m.op, m.value);
+                    let aria = format!("Remove filter {text}");
+                    view! {
+                        <a class="chip" href=href title="Remove this filter" aria-label=aria>
+                            {text}
+                            " ×"
+                        </a>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    let add = move |value: String| {
+        let label = chosen.get_untracked();
+        let Some(mut sel) = selector.get_untracked() else {
+            return;
+        };
+        if label.is_empty() || value.is_empty() {
+            return;
+        }
+        sel.matchers.retain(|m| m.name != label);
+        sel.matchers.push(Matcher { name: label, op: MatchOp::Eq, value });
+        chosen.set(String::new());
+        let next = state.get_untracked().with(|s| s.query = sel.to_string());
+        navigate(&next.href(), Default::default());
+    };
+    view! {
+        <div class="labels">
+            {chips}
+            <select
+                aria-label="Filter by label"
+                prop:value=move || chosen.get()
+                on:change=move |ev| chosen.set(event_target_value(&ev))
+            >
+                <option value="">"+ label filter"</option>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        names
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|n| n != "__name__")
+                            .map(|n| view! { <option value=n.clone()>{n.clone()}</option> })
+                            .collect_view()
+                    })}
+                </Suspense>
+            </select>
+            <Show when=move || !chosen.get().is_empty()>
+                <select
+                    aria-label="Label value"
+                    on:change={
+                        let add = add.clone();
+                        move |ev| add(event_target_value(&ev))
+                    }
+                >
+                    <option value="">"value…"</option>
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            values
+                                .await
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|v| view! { <option value=v.clone()>{v.clone()}</option> })
+                                .collect_view()
+                        })}
+                    </Suspense>
+                </select>
+            </Show>
+        </div>
+    }
+}
+
+/// Download links for the current view, a PNG of the canvas, and "copy link".
+#[component]
+pub fn Exports(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
+    let link = move |format: &'static str, label: &'static str, file: &'static str| {
+        let s = state.get();
+        let href = format!(
+            "/render?format={format}&query={}&from={}&until={}",
+            encode_query_value(&s.query),
+            encode_query_value(&s.from),
+            encode_query_value(&s.until)
+        );
+        view! {
+            <a class="export" href=href download=file>
+                {label}
+            </a>
+        }
+    };
+    let copied = RwSignal::new(false);
+    view! {
+        <nav class="exports" aria-label="Export">
+            {move || link("svg", "SVG", "flamegraph.svg")}
+            {move || link("folded", "Folded", "profile.folded.txt")}
+            {move || link("pprof", "pprof", "profile.pb.gz")}
+            {move || link("json", "JSON", "profile.json")}
+            <button type="button" on:click=move |_| save_png()>
+                "PNG"
+            </button>
+            <button
+                type="button"
+                on:click=move |_| {
+                    if let Some(w) = web_sys::window()
+                        && let Ok(href) = w.location().href()
+                    {
+                        let _ = w.navigator().clipboard().write_text(&href);
+                        copied.set(true);
+                    }
+                }
+            >
+                {move || if copied.get() { "Link copied" } else { "Copy link" }}
+            </button>
+        </nav>
+    }
+}
+
+/// Downloads the first flamegraph canvas as a PNG.
+fn save_png() {
+    use wasm_bindgen::JsCast;
+    let Some(canvas) = document()
+        .query_selector("canvas.flame-canvas")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+    else {
+        return;
+    };
+    let Ok(url) = canvas.to_data_url_with_type("image/png") else {
+        return;
+    };
+    if let Ok(a) =
+        document().create_element("a").and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().map_err(Into::into))
+    {
+        a.set_href(&url);
+        a.set_download("flamegraph.png");
+        a.click();
+    }
+}

@@ -1,0 +1,303 @@
+//! The explorer: one query over a time range: timeline, filters, the flamegraph (or icicle, or
+//! sandwich) and the top table. The URL holds the whole view, so a link reproduces it.
+
+mod controls;
+mod table;
+pub mod timeline;
+
+use std::sync::Arc;
+
+use kiln_model::sandwich;
+use kiln_model::top::TopRow;
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+use leptos_router::params::ParamsMap;
+use serde::{Deserialize, Serialize};
+
+use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::format::{encode_query_value, format_value};
+use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
+use table::TopTableView;
+use timeline::{Timeline, TimelineData};
+
+/// Everything the explorer shows, as read from and written to the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExploreState {
+    /// `app.type{matchers}`.
+    pub query: String,
+    /// Start of the range (`now-1h`, Unix seconds, …).
+    pub from: String,
+    /// End of the range.
+    pub until: String,
+    /// Search text (highlight and table filter).
+    pub search: String,
+    /// `flame` (graph and table), `table`, or `sandwich`.
+    pub view: String,
+    /// `icicle` (root on top) or `flame` (root at the bottom).
+    pub orient: String,
+    /// The function a sandwich view centres on.
+    pub function: String,
+}
+
+/// The range the explorer opens with.
+pub const DEFAULT_FROM: &str = "now-1h";
+/// See [`DEFAULT_FROM`].
+pub const DEFAULT_UNTIL: &str = "now";
+
+impl ExploreState {
+    /// Reads the state from the URL's query string, with defaults.
+    pub fn from_params(params: &ParamsMap) -> Self {
+        let get = |k: &str, default: &str| params.get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
+        ExploreState {
+            query: get("query", ""),
+            from: get("from", DEFAULT_FROM),
+            until: get("until", DEFAULT_UNTIL),
+            search: get("search", ""),
+            view: get("view", "flame"),
+            orient: get("orient", "icicle"),
+            function: get("fn", ""),
+        }
+    }
+
+    /// The URL of this state (defaults left out, so links stay short).
+    pub fn href(&self) -> String {
+        let mut url = format!(
+            "/explore?query={}&from={}&until={}",
+            encode_query_value(&self.query),
+            encode_query_value(&self.from),
+            encode_query_value(&self.until)
+        );
+        for (key, value, default) in [
+            ("search", &self.search, ""),
+            ("view", &self.view, "flame"),
+            ("orient", &self.orient, "icicle"),
+            ("fn", &self.function, ""),
+        ] {
+            if value != default {
+                url.push_str(&format!("&{key}={}", encode_query_value(value)));
+            }
+        }
+        url
+    }
+
+    /// A copy with `change` applied.
+    pub fn with(&self, change: impl FnOnce(&mut ExploreState)) -> ExploreState {
+        let mut next = self.clone();
+        change(&mut next);
+        next
+    }
+}
+
+/// The table and timeline of a query: everything the page shows except the flamegraph itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuerySummary {
+    /// Total value of the profile.
+    pub total: u64,
+    /// Sample unit.
+    pub units: String,
+    /// Functions, largest total first (the biggest 2000).
+    pub rows: Vec<TopRow>,
+    /// Number of functions before the cut.
+    pub functions: usize,
+    /// Value per time step.
+    pub timeline: TimelineData,
+}
+
+/// The summary of `query` over `[from, until)`.
+#[server]
+pub async fn explore_summary(query: String, from: String, until: String) -> Result<QuerySummary, ServerFnError> {
+    // Rows the server sends for the table; the flamegraph always has everything.
+    const TOP_ROWS: usize = 2000;
+    let merged = crate::source::source()?.merged(&query, &from, &until).map_err(ServerFnError::new)?;
+    let mut rows = kiln_model::top::top_table(&merged.tree);
+    let functions = rows.len();
+    rows.truncate(TOP_ROWS);
+    Ok(QuerySummary { total: merged.tree.total(), units: merged.units, rows, functions, timeline: merged.timeline })
+}
+
+/// `/explore?query=…&from=…&until=…`.
+#[component]
+pub fn ExplorePage() -> impl IntoView {
+    let params = use_query_map();
+    let state = Memo::new(move |_| ExploreState::from_params(&params.read()));
+    let range = Memo::new(move |_| state.with(|s| (s.query.clone(), s.from.clone(), s.until.clone())));
+    let summary = Resource::new(move || range.get(), |(q, f, u)| explore_summary(q, f, u));
+    let search = RwSignal::new(state.get_untracked().search);
+
+    // The flamegraph's data comes as the compact binary tree, fetched by the browser.
+    let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let status = RwSignal::new(String::from("Loading flamegraph…"));
+    Effect::new(move |_| {
+        let (query, from, until) = range.get();
+        status.set("Loading flamegraph…".into());
+        leptos::task::spawn_local(async move {
+            match fetch::tree(&query, &from, &until).await {
+                Ok((tree, _)) if tree.total() == 0 => {
+                    loaded.set(None);
+                    status.set("No samples for this query and time range.".into());
+                }
+                Ok((tree, units)) => {
+                    loaded.set(Some(Arc::new(Loaded::new(tree, units))));
+                    status.set(String::new());
+                }
+                Err(e) => {
+                    loaded.set(None);
+                    status.set(format!("Could not load the flamegraph: {e}"));
+                }
+            }
+        });
+    });
+
+    // Search edits rewrite the URL in place (no navigation, no history entry per keystroke).
+    let on_search = move |ev: leptos::ev::Event| {
+        let text = event_target_value(&ev);
+        search.set(text.clone());
+        let href = state.get_untracked().with(|s| s.search = text).href();
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
+        }
+    };
+    let current = Signal::derive(move || state.get().with(|s| s.search = search.get()));
+    let sandwich_href = Callback::new(move |function: String| {
+        current
+            .get_untracked()
+            .with(|s| {
+                s.view = "sandwich".into();
+                s.function = function;
+            })
+            .href()
+    });
+
+    let body = move || {
+        let s = state.get();
+        match s.view.as_str() {
+            "table" => ().into_any(),
+            "sandwich" => view! { <SandwichView loaded function=s.function.clone() search /> }.into_any(),
+            _ => view! {
+                <FlameGraph data=loaded search bottom_up=s.orient == "flame" sandwich_href />
+            }
+            .into_any(),
+        }
+    };
+
+    view! {
+        <section class="explore">
+            <h1 class="query">{move || state.with(|s| s.query.clone())}</h1>
+            <div class="toolbar">
+                <TimeRange state=current />
+                <ViewSwitch state=current />
+                <label class="search">
+                    <span>"Search"</span>
+                    <input
+                        id="search"
+                        type="search"
+                        placeholder="function name  ( / )"
+                        aria-label="Search functions"
+                        prop:value=move || search.get()
+                        on:input=on_search
+                    />
+                </label>
+            </div>
+            <LabelFilter state=current />
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match summary.await {
+                        Ok(summary) => {
+                            view! {
+                                <Timeline data=summary.timeline.clone() state=current />
+                                <p class="summary">
+                                    {format!("{} in total", format_value(summary.total, &summary.units))}
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            <p class="flame-status" aria-live="polite">{move || status.get()}</p>
+            {body}
+            <Exports state=current />
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    summary.await.ok().map(|summary| view! { <TopTableView summary search state=current /> })
+                })}
+            </Suspense>
+            <KeyboardHelp />
+        </section>
+    }
+}
+
+/// Callers of a function above (root at the bottom, growing up), its callees below.
+#[component]
+fn SandwichView(loaded: RwSignal<Option<Arc<Loaded>>>, function: String, search: RwSignal<String>) -> impl IntoView {
+    let name = function.clone();
+    let callers = Signal::derive({
+        let name = name.clone();
+        move || {
+            loaded
+                .with(|d| d.as_ref().map(|d| Arc::new(Loaded::new(sandwich::callers(&d.tree, &name), d.units.clone()))))
+        }
+    });
+    let callees = Signal::derive(move || {
+        loaded.with(|d| d.as_ref().map(|d| Arc::new(Loaded::new(sandwich::callees(&d.tree, &name), d.units.clone()))))
+    });
+    view! {
+        <div class="sandwich">
+            <h2>"Callers of " <code>{function.clone()}</code></h2>
+            <FlameGraph data=callers search bottom_up=true label="Callers of the selected function" />
+            <h2>"Callees of " <code>{function}</code></h2>
+            <FlameGraph data=callees search label="Callees of the selected function" />
+        </div>
+    }
+}
+
+/// `/` focuses the search, `?` shows the keys.
+#[component]
+fn KeyboardHelp() -> impl IntoView {
+    let open = RwSignal::new(false);
+    let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+        let typing =
+            ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok()).is_some();
+        if typing {
+            return;
+        }
+        match ev.key().as_str() {
+            "/" => {
+                ev.prevent_default();
+                if let Some(input) = document()
+                    .get_element_by_id("search")
+                    .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok())
+                {
+                    let _ = input.focus();
+                }
+            }
+            "?" => open.update(|o| *o = !*o),
+            "Escape" => open.set(false),
+            _ => {}
+        }
+    });
+    on_cleanup(move || handle.remove());
+    view! {
+        <Show when=move || open.get()>
+            <div class="help" role="dialog" aria-label="Keyboard shortcuts">
+                <h2>"Keyboard"</h2>
+                <dl>
+                    <dt>"/"</dt>
+                    <dd>"search"</dd>
+                    <dt>"click"</dt>
+                    <dd>"zoom into a frame"</dd>
+                    <dt>"Escape"</dt>
+                    <dd>"zoom out one level (canvas focused), close this"</dd>
+                    <dt>"right-click"</dt>
+                    <dd>"focus, sandwich, copy name"</dd>
+                    <dt>"?"</dt>
+                    <dd>"show or hide this help"</dd>
+                </dl>
+                <button type="button" on:click=move |_| open.set(false)>
+                    "Close"
+                </button>
+            </div>
+        </Show>
+    }
+}

@@ -1,0 +1,82 @@
+import { test, expect, Page, APIRequestContext } from "@playwright/test";
+
+// One app, two label sets and two moments within the last hour:
+//   env=prod: main;early 5 (40 minutes ago)      env=dev: main;late 3 (10 minutes ago)
+const APP = `lab${Date.now() % 100000}`;
+
+async function upload(request: APIRequestContext, name: string, body: string, from: string, until: string) {
+  const url = `/ingest?name=${encodeURIComponent(name)}&from=${from}&until=${until}`;
+  const response = await request.post(url, { data: body });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+function names(page: Page) {
+  return page.locator("table.top-table tbody td.name");
+}
+
+test.beforeAll(async ({ request }) => {
+  await upload(request, `${APP}.cpu{env=prod}`, "main;early 5\n", "now-40m", "now-39m");
+  await upload(request, `${APP}.cpu{env=dev}`, "main;late 3\n", "now-10m", "now-9m");
+});
+
+test("label filter narrows the result and the chip removes it", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}.cpu`);
+  await expect(names(page)).toHaveText(["main", "early", "late"]);
+  await page.getByLabel("Filter by label").selectOption("env");
+  await page.getByLabel("Label value").selectOption("dev");
+  await expect(page).toHaveURL(/query=.*env%3D%22dev%22/);
+  await expect(names(page)).toHaveText(["main", "late"]);
+  await expect(page.locator(".summary")).toHaveText("3 samples in total");
+  await page.getByRole("link", { name: 'Remove filter env="dev"' }).click();
+  await expect(names(page)).toHaveText(["main", "early", "late"]);
+});
+
+test("dragging across the timeline re-queries that range", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}.cpu&from=now-1h&until=now`);
+  await expect(names(page)).toHaveText(["main", "early", "late"]);
+  const plot = page.locator(".timeline-plot");
+  const box = (await plot.boundingBox())!;
+  // The last 40% of the hour holds only the upload from 10 minutes ago.
+  await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.8, box.y + box.height / 2, { steps: 4 });
+  await page.mouse.move(box.x + box.width - 1, box.y + box.height / 2, { steps: 4 });
+  await page.mouse.up();
+  await expect(page).toHaveURL(/from=\d+&until=\d+/);
+  await expect(names(page)).toHaveText(["main", "late"]);
+  await expect(page.locator(".flame-status")).toHaveText("");
+});
+
+test("time presets, views and the sandwich are links that reproduce the view", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}.cpu`);
+  await page.getByRole("link", { name: "15m", exact: true }).click();
+  await expect(page).toHaveURL(/from=now-15m/);
+  await expect(names(page)).toHaveText(["main", "late"]);
+
+  await page.getByRole("link", { name: "Flame", exact: true }).click();
+  await expect(page).toHaveURL(/orient=flame/);
+  await expect(page.locator(".flame-status")).toHaveText("");
+
+  await page.getByRole("link", { name: "late", exact: true }).click();
+  await expect(page).toHaveURL(/view=sandwich&.*fn=late/);
+  await expect(page.getByRole("heading", { name: "Callers of late" })).toBeVisible();
+  await expect(page.locator("canvas.flame-canvas")).toHaveCount(2);
+
+  // The URL alone reproduces the view in a fresh page.
+  const url = page.url();
+  const fresh = await page.context().newPage();
+  await fresh.goto(url);
+  await expect(fresh.getByRole("heading", { name: "Callees of late" })).toBeVisible();
+  await expect(fresh.locator(".time-range a.active")).toHaveText("15m");
+});
+
+test("a frame's menu opens the sandwich view", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}.cpu`);
+  await expect(page.locator(".flame-status")).toHaveText("");
+  const canvas = page.locator("canvas.flame-canvas");
+  const box = (await canvas.boundingBox())!;
+  // Row 2: early (5) then late (3) under main.
+  await canvas.click({ button: "right", position: { x: box.width * 0.3, y: 2 * 18 + 9 } });
+  await page.getByRole("menuitem", { name: "Sandwich view" }).click();
+  await expect(page).toHaveURL(/fn=early/);
+});

@@ -1,0 +1,53 @@
+//! The app's view of the store: what its server functions call during rendering.
+
+use std::sync::Arc;
+
+use kiln_app::pages::explore::timeline::TimelineData;
+use kiln_app::pages::home::AppSummary;
+use kiln_app::source::{MergedView, ProfileSource};
+
+use super::{Query, label_names, label_values, merge};
+use crate::storage::Store;
+use crate::timespec;
+
+/// [`ProfileSource`] over a [`Store`].
+pub struct StoreSource(pub Arc<Store>);
+
+impl ProfileSource for StoreSource {
+    fn apps(&self) -> Vec<AppSummary> {
+        self.0
+            .apps()
+            .into_iter()
+            .map(|a| AppSummary {
+                name: a.name,
+                profile_types: a.profile_types.into_iter().collect(),
+                label_names: a.label_names.into_iter().collect(),
+                last_seen: a.last_seen,
+                uploads: a.uploads,
+            })
+            .collect()
+    }
+
+    fn merged(&self, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
+        let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
+        let query = Query::parse(query, from, until).map_err(|e| e.to_string())?;
+        let merged = merge(&self.0, &query);
+        Ok(MergedView {
+            tree: merged.tree,
+            units: merged.units,
+            timeline: TimelineData {
+                start_time: merged.timeline.start_time,
+                step: merged.timeline.step,
+                samples: merged.timeline.samples,
+            },
+        })
+    }
+
+    fn label_names(&self, query: &str) -> Result<Vec<String>, String> {
+        label_names(&self.0, Some(query)).map_err(|e| e.to_string())
+    }
+
+    fn label_values(&self, label: &str, query: &str) -> Result<Vec<String>, String> {
+        label_values(&self.0, label, Some(query)).map_err(|e| e.to_string())
+    }
+}
