@@ -362,6 +362,14 @@ async fn render_diff_is_pyroscopes_double_format() {
         "profile types differ: left is `cpu`, right is `alloc_space`",
     )
     .await;
+    post(&app, "/ingest?name=ns.cpu&units=nanoseconds&from=1700000000&until=1700000010", "a 5").await;
+    post(&app, "/ingest?name=ns.cpu&from=1700001000&until=1700001010", "a 5").await;
+    assert_error(
+        &app,
+        "/render-diff?leftQuery=ns.cpu&leftUntil=1700000100&rightQuery=ns.cpu&rightFrom=1700000900",
+        "units differ: left is in `nanoseconds`, right in `samples`",
+    )
+    .await;
     assert_error(&app, "/render-diff?leftQuery=cmp.cpu", "missing `rightQuery`").await;
     assert_error(&app, "/render-diff?rightQuery=cmp.cpu", "missing `leftQuery`").await;
     assert_error(&app, "/render-diff?leftQuery=cmp.cpu&rightQuery=cmp.cpu&leftFrom=soon", "`leftFrom`").await;
