@@ -376,4 +376,13 @@ async fn render_diff_is_pyroscopes_double_format() {
     assert_error(&app, &format!("/render-diff?leftQuery=cmp.cpu&rightQuery={}", enc(r#"cmp{a=~"("}"#)), "`rightQuery`")
         .await;
     assert_error(&app, &format!("{DIFF}&format=pprof"), "for a comparison").await;
+
+    // maxNodes: the largest nodes of either side stay, both sides' ticks are conserved.
+    let cut = get_json(&app, &format!("{DIFF}&maxNodes=3")).await;
+    assert_eq!((cut["leftTicks"].as_u64(), cut["rightTicks"].as_u64()), (Some(3), Some(10)));
+    assert_eq!(cut["flamebearer"]["names"], serde_json::json!(["total", "a", "c", "other"]));
+    let (status, body, _) = get_bytes(&app, &format!("{DIFF}&maxNodes=3&format=svg")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_well_formed(&String::from_utf8(body).unwrap());
+    assert_error(&app, &format!("{DIFF}&maxNodes=-1"), "maxNodes").await;
 }

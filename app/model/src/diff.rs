@@ -146,6 +146,71 @@ pub fn diff(left: &FlatTree, right: &FlatTree) -> DiffTree {
     out
 }
 
+/// `maxNodes` for a comparison: nodes are ranked by the larger of their two totals (so a frame
+/// that is big on either side stays), and each parent's dropped children merge into one
+/// [`OTHER`](crate::truncate::OTHER) leaf per side, conserving both sides' totals.
+pub fn max_nodes(tree: &DiffTree, max_nodes: usize) -> DiffTree {
+    let n = tree.len();
+    if n <= max_nodes.max(1) {
+        return tree.clone();
+    }
+    let weights: Vec<u64> = (0..n).map(|i| tree.left_total[i].max(tree.right_total[i])).collect();
+    let keep = crate::truncate::keep_largest(&weights, max_nodes);
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 1..n {
+        children[tree.parent[i] as usize].push(i);
+    }
+    let mut out = DiffTree::default();
+    let mut name_remap: Vec<u32> = vec![u32::MAX; tree.names.len()];
+    let mut other_name: Option<u32> = None;
+    enum Step {
+        Node(usize, NodeId),
+        Other(NodeId, u64, u64),
+    }
+    let mut stack = vec![Step::Node(0, ROOT)];
+    while let Some(step) = stack.pop() {
+        let here = out.len() as NodeId;
+        match step {
+            Step::Node(i, parent) => {
+                let old_name = tree.name[i] as usize;
+                if name_remap[old_name] == u32::MAX {
+                    name_remap[old_name] = out.names.len() as u32;
+                    out.names.push(tree.names[old_name].clone());
+                }
+                out.name.push(name_remap[old_name]);
+                out.parent.push(parent);
+                out.left_total.push(tree.left_total[i]);
+                out.left_self.push(tree.left_self[i]);
+                out.right_total.push(tree.right_total[i]);
+                out.right_self.push(tree.right_self[i]);
+                let dropped = children[i].iter().filter(|&&c| !keep[c]);
+                let left: u64 = dropped.clone().map(|&c| tree.left_total[c]).sum();
+                let right: u64 = dropped.map(|&c| tree.right_total[c]).sum();
+                // Pushed first so it pops last: `other` comes after its kept siblings.
+                if left > 0 || right > 0 {
+                    stack.push(Step::Other(here, left, right));
+                }
+                for &c in children[i].iter().rev().filter(|&&c| keep[c]) {
+                    stack.push(Step::Node(c, here));
+                }
+            }
+            Step::Other(parent, left, right) => {
+                let name = *other_name.get_or_insert_with(|| {
+                    out.names.push(crate::truncate::OTHER.to_string());
+                    (out.names.len() - 1) as u32
+                });
+                out.name.push(name);
+                out.parent.push(parent);
+                out.left_total.push(left);
+                out.left_self.push(left);
+                out.right_total.push(right);
+                out.right_self.push(right);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +276,20 @@ mod tests {
             let d = diff(&l, &r);
             prop_assert_eq!(d.side(false), l);
             prop_assert_eq!(d.side(true), r);
+        }
+
+        #[test]
+        fn max_nodes_conserves_both_sides(left in stacks_strategy(), right in stacks_strategy(), limit in 0usize..20) {
+            let (l, r) = (build(&left), build(&right));
+            let d = diff(&l, &r);
+            let cut = max_nodes(&d, limit);
+            prop_assert_eq!((cut.left_ticks(), cut.right_ticks()), (d.left_ticks(), d.right_ticks()));
+            let own = (0..cut.len()).filter(|&i| cut.name_of(i as NodeId) != crate::truncate::OTHER).count();
+            prop_assert!(own <= limit.max(1));
+            prop_assert!(cut.side(false).validate().is_ok() && cut.side(true).validate().is_ok());
+            prop_assert_eq!(cut.side(false).total(), l.total());
+            prop_assert_eq!(cut.left_self.iter().sum::<u64>(), l.total());
+            prop_assert_eq!(cut.right_self.iter().sum::<u64>(), r.total());
         }
     }
 }

@@ -11,6 +11,23 @@ use crate::tree::{FlatTree, NodeId, ROOT};
 /// The name of the node that stands for a parent's dropped children.
 pub const OTHER: &str = "other";
 
+/// Which nodes survive a cut to `max_nodes`: the largest `weights` (ties to the earlier node),
+/// and always the root. Weights must not grow from a parent to its children, so that the kept
+/// set holds every ancestor of a kept node.
+pub(crate) fn keep_largest(weights: &[u64], max_nodes: usize) -> Vec<bool> {
+    let n = weights.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by(|&a, &b| weights[b].cmp(&weights[a]).then(a.cmp(&b)));
+    let mut keep = vec![false; n];
+    for &i in order.iter().take(max_nodes.max(1)) {
+        keep[i] = true;
+    }
+    if let Some(root) = keep.first_mut() {
+        *root = true;
+    }
+    keep
+}
+
 /// The tree with at most `max_nodes` of its own nodes plus one [`OTHER`] per parent that lost
 /// children. `max_nodes` of 0 or 1 keeps just the root (with everything in one `other`).
 pub fn max_nodes(tree: &FlatTree, max_nodes: usize) -> FlatTree {
@@ -18,14 +35,7 @@ pub fn max_nodes(tree: &FlatTree, max_nodes: usize) -> FlatTree {
     if n <= max_nodes.max(1) {
         return tree.clone();
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    // Largest first; on a tie the earlier node (an ancestor before its descendants).
-    order.sort_unstable_by(|&a, &b| tree.total[b].cmp(&tree.total[a]).then(a.cmp(&b)));
-    let mut keep = vec![false; n];
-    for &i in order.iter().take(max_nodes.max(1)) {
-        keep[i] = true;
-    }
-    keep[ROOT as usize] = true;
+    let keep = keep_largest(&tree.total, max_nodes);
 
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     for i in 1..n {

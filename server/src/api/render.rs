@@ -39,6 +39,8 @@ pub struct RenderDiffParams {
     right_from: Option<String>,
     right_until: Option<String>,
     format: Option<String>,
+    #[serde(rename = "maxNodes", alias = "max-nodes")]
+    max_nodes: Option<String>,
     #[serde(flatten)]
     svg: SvgParams,
 }
@@ -98,6 +100,17 @@ fn parse_query(
     Ok((query, from, until))
 }
 
+fn parse_max_nodes(value: Option<&str>) -> Result<Option<usize>, AppError> {
+    match value.filter(|n| !n.is_empty()) {
+        None => Ok(None),
+        Some(n) => {
+            n.parse::<usize>().ok().filter(|&n| n > 0).map(Some).ok_or_else(|| {
+                AppError::bad_request(format!("`maxNodes` must be a whole number of nodes ≥ 1, not `{n}`"))
+            })
+        }
+    }
+}
+
 fn text_response(content_type: &'static str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
@@ -119,12 +132,7 @@ pub async fn render(
         ("from", params.from.as_deref()),
         ("until", params.until.as_deref()),
     )?;
-    let max_nodes = match params.max_nodes.as_deref().filter(|n| !n.is_empty()) {
-        None => None,
-        Some(n) => Some(n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
-            AppError::bad_request(format!("`maxNodes` must be a whole number of nodes ≥ 1, not `{n}`"))
-        })?),
-    };
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
     let mut merged = query::merge(&state.store, &query);
     if let Some(limit) = max_nodes {
@@ -179,6 +187,7 @@ pub async fn render_diff(
         ("rightFrom", params.right_from.as_deref()),
         ("rightUntil", params.right_until.as_deref()),
     )?;
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
     let left = query::merge(&state.store, &left_query);
     let right = query::merge(&state.store, &right_query);
@@ -199,9 +208,12 @@ pub async fn render_diff(
     }
     let left_text = params.left_query.unwrap_or_default();
     let right_text = params.right_query.unwrap_or_default();
+    let mut tree = diff::diff(&left.tree, &right.tree);
+    if let Some(limit) = max_nodes {
+        tree = diff::max_nodes(&tree, limit);
+    }
     match params.format.as_deref().unwrap_or("json") {
         "json" => {
-            let tree = diff::diff(&left.tree, &right.tree);
             let newest = if right.tree.total() > 0 { &right } else { &left };
             Ok(Json(json!({
                 "version": 1,
@@ -217,7 +229,7 @@ pub async fn render_diff(
         "svg" => {
             let title = format!("{left_text} → {right_text}");
             let units = if right.tree.total() > 0 { &right.units } else { &left.units };
-            let svg = export::svg_diff(&left.tree, &right.tree, &svg_options, &title, units)?;
+            let svg = export::svg_diff(&tree.side(false), &tree.side(true), &svg_options, &title, units)?;
             Ok(text_response("image/svg+xml", svg))
         }
         other => Err(AppError::bad_request(format!("unknown format `{other}` for a comparison; supported: json, svg"))),
