@@ -42,8 +42,7 @@ pub fn parse_range(from: Option<&str>, until: Option<&str>, now: i64) -> Result<
         None => i64::MIN,
     };
     let until = match until.filter(|s| !s.is_empty()) {
-        Some(text) if text.trim_start().starts_with("now") => parse(text, now + 1),
-        Some(text) => parse(text, now),
+        Some(text) => parse(text, now + 1),
         None => Ok(i64::MAX),
     }
     .map_err(|e| format!("`until`: {e}"))?;

@@ -4,9 +4,14 @@
 //! Each level (row) lists its nodes left to right, four integers each:
 //! `[x, total, self, name index]`, where `x` is the gap since the end of the previous node on
 //! the same row (delta encoding). `names[0]` is `"total"`, the root.
+//!
+//! The *double* format (comparisons, [`encode_double`]) has seven integers per node:
+//! `[xL, totalL, selfL, xR, totalR, selfR, name index]`, each side's `x` delta-encoded on its own
+//! axis as above; a node missing on one side has zeros there.
 
 use serde::Serialize;
 
+use crate::diff::DiffTree;
 use crate::tree::FlatTree;
 
 /// The flamebearer object.
@@ -51,6 +56,48 @@ pub fn encode(tree: &FlatTree) -> Flamebearer {
     Flamebearer { names: tree.names.clone(), levels, num_ticks: tree.total(), max_self }
 }
 
+/// Encodes a comparison in the double format. `num_ticks` is both sides' totals added up and
+/// `max_self` the largest self value on either side, as Pyroscope reports them.
+pub fn encode_double(tree: &DiffTree) -> Flamebearer {
+    let n = tree.len();
+    let mut levels: Vec<Vec<u64>> = Vec::new();
+    // Per side: the node's x, the next free x among its children, the end of each row so far.
+    let mut x = vec![[0u64; 2]; n];
+    let mut next_child_x = vec![[0u64; 2]; n];
+    let mut row_end: Vec<[u64; 2]> = Vec::new();
+    let mut depth = vec![0usize; n];
+    let mut max_self = 0;
+    for i in 0..n {
+        let totals = [tree.left_total[i], tree.right_total[i]];
+        if i > 0 {
+            let p = tree.parent[i] as usize;
+            depth[i] = depth[p] + 1;
+            for side in 0..2 {
+                x[i][side] = next_child_x[p][side];
+                next_child_x[p][side] += totals[side];
+            }
+        }
+        next_child_x[i] = x[i];
+        let d = depth[i];
+        if levels.len() <= d {
+            levels.push(Vec::new());
+            row_end.push([0, 0]);
+        }
+        levels[d].extend_from_slice(&[
+            x[i][0] - row_end[d][0],
+            totals[0],
+            tree.left_self[i],
+            x[i][1] - row_end[d][1],
+            totals[1],
+            tree.right_self[i],
+            u64::from(tree.name[i]),
+        ]);
+        row_end[d] = [x[i][0] + totals[0], x[i][1] + totals[1]];
+        max_self = max_self.max(tree.left_self[i]).max(tree.right_self[i]);
+    }
+    Flamebearer { names: tree.names.clone(), levels, num_ticks: tree.left_ticks() + tree.right_ticks(), max_self }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +124,27 @@ mod tests {
         // Row 2: x starts at 0 (width 2); y starts at 5, three after x's end.
         assert_eq!(fb.names, ["total", "a", "x", "b", "y"]);
         assert_eq!(fb.levels[2], vec![0, 2, 2, 2, 3, 4, 4, 4]);
+    }
+
+    #[test]
+    fn double_format_encodes_each_side_on_its_own_axis() {
+        let mut left = CallTree::new();
+        left.add_stack(["a", "b"], 1);
+        left.add_stack(["a", "c"], 2);
+        let mut right = CallTree::new();
+        right.add_stack(["a", "c"], 5);
+        right.add_stack(["d"], 1);
+        let fb = encode_double(&crate::diff::diff(&left.to_flat(), &right.to_flat()));
+        assert_eq!(fb.names, ["total", "a", "b", "c", "d"]);
+        assert_eq!(
+            fb.levels,
+            vec![
+                vec![0, 3, 0, 0, 6, 0, 0],
+                // d is empty on the left, right after a (x = 3, gap 0); on the right at x = 5.
+                vec![0, 3, 0, 0, 5, 0, 1, 0, 0, 0, 0, 1, 1, 4],
+                vec![0, 1, 1, 0, 0, 0, 2, 0, 2, 2, 0, 5, 5, 3],
+            ]
+        );
+        assert_eq!((fb.num_ticks, fb.max_self), (9, 5));
     }
 }

@@ -8,6 +8,7 @@
 //! columns) → [`codec`] bytes → [`FlatTree`] in the browser → [`layout`] rectangles on a canvas.
 
 pub mod codec;
+pub mod diff;
 pub mod flamebearer;
 pub mod folded;
 pub mod layout;
@@ -16,5 +17,6 @@ pub mod search;
 pub mod selector;
 pub mod top;
 mod tree;
+pub mod truncate;
 
-pub use tree::{CallTree, FlatTree, NodeId, ROOT};
+pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME};

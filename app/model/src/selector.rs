@@ -158,6 +158,73 @@ impl fmt::Display for Selector {
     }
 }
 
+/// How Pyroscope 1.x names a profile type (`name:sample_type:sample_unit:period_type:period_unit`)
+/// in Kiln's short types. The first two fields decide; units are checked by the series itself.
+///
+/// | 1.x `name:sample_type` | Kiln |
+/// |---|---|
+/// | `process_cpu:cpu`, `process_cpu:samples`, `cpu:cpu`, `cpu:samples` | `cpu` |
+/// | `wall:wall` | `wall` |
+/// | `memory:alloc_objects`, `memory:alloc_space`, `memory:inuse_objects`, `memory:inuse_space` | the sample type |
+/// | `goroutine:goroutine`, `goroutines:goroutine`, `goroutines:goroutines` | `goroutines` |
+/// | `mutex:contentions` / `mutex:delay` | `mutex_count` / `mutex_duration` |
+/// | `block:contentions` / `block:delay` | `block_count` / `block_duration` |
+/// | anything else whose sample type is a Kiln type (e.g. `x:exceptions`) | the sample type |
+pub fn profile_type_from_id(id: &str) -> Option<&'static str> {
+    let mut parts = id.split(':');
+    let (name, sample_type) = (parts.next()?, parts.next()?);
+    let known = match (name, sample_type) {
+        ("process_cpu" | "cpu", "cpu" | "samples") => "cpu",
+        ("mutex", "contentions") => "mutex_count",
+        ("mutex", "delay") => "mutex_duration",
+        ("block", "contentions") => "block_count",
+        ("block", "delay") => "block_duration",
+        ("goroutine" | "goroutines", "goroutine" | "goroutines") => "goroutines",
+        (_, other) => KNOWN_PROFILE_TYPES.iter().copied().find(|t| *t == other)?,
+    };
+    Some(known)
+}
+
+/// The label that names the application in Pyroscope 1.x queries.
+pub const SERVICE_NAME_LABEL: &str = "service_name";
+
+impl Selector {
+    /// Parses a query in either form: Kiln's `app.type{matchers}` or Pyroscope 1.x's
+    /// `process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="myapp",env="prod"}`, where the
+    /// profile type ID maps through [`profile_type_from_id`] and `service_name="…"` (which must
+    /// be an exact `=`) names the application.
+    ///
+    /// Ingest keeps [`Selector::parse`]: there a name with colons is just an application name.
+    pub fn parse_query(input: &str) -> Result<Selector, SelectorError> {
+        let trimmed = input.trim();
+        let head = trimmed.split('{').next().unwrap_or("").trim();
+        if head.matches(':').count() != 4 {
+            return Selector::parse(input);
+        }
+        let profile_type = profile_type_from_id(head).ok_or_else(|| {
+            err(format!("unknown profile type `{head}` (e.g. `process_cpu:cpu:nanoseconds:cpu:nanoseconds`)"))
+        })?;
+        let body = &trimmed[head.len()..].trim_start();
+        let body = match body.strip_prefix('{') {
+            Some(rest) => rest.strip_suffix('}').ok_or_else(|| err("labels must end with `}`"))?,
+            None if body.is_empty() => "",
+            None => return Err(err(format!("expected `{{` after `{head}`"))),
+        };
+        let mut matchers = parse_matchers(body)?;
+        let position = matchers
+            .iter()
+            .position(|m| m.name == SERVICE_NAME_LABEL)
+            .ok_or_else(|| err(format!("a query by profile type needs `{SERVICE_NAME_LABEL}=\"app\"`")))?;
+        let service = matchers.remove(position);
+        if service.op != MatchOp::Eq || service.value.is_empty() {
+            return Err(err(format!(
+                "`{SERVICE_NAME_LABEL}` must be matched exactly (`{SERVICE_NAME_LABEL}=\"app\"`)"
+            )));
+        }
+        Ok(Selector { app: service.value, profile_type: Some(profile_type.to_string()), matchers })
+    }
+}
+
 fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
     let mut out = Vec::new();
     let mut rest = body.trim_start();
@@ -263,6 +330,38 @@ mod tests {
             assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
         }
         assert_eq!(Selector::parse("a.cpu{env=prod}").unwrap().to_string(), r#"a.cpu{env="prod"}"#);
+    }
+
+    #[test]
+    fn parses_pyroscope_1x_queries() {
+        let s =
+            Selector::parse_query(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="myapp",env="prod"}"#)
+                .unwrap();
+        assert_eq!((s.app.as_str(), s.profile_type.as_deref()), ("myapp", Some("cpu")));
+        assert_eq!(s.matchers, [m("env", MatchOp::Eq, "prod")]);
+        let cases = [
+            ("process_cpu:samples:count:cpu:nanoseconds", "cpu"),
+            ("memory:alloc_space:bytes:space:bytes", "alloc_space"),
+            ("memory:inuse_objects:count:space:bytes", "inuse_objects"),
+            ("goroutine:goroutine:count:goroutine:count", "goroutines"),
+            ("mutex:delay:nanoseconds:mutex:count", "mutex_duration"),
+            ("block:contentions:count:block:count", "block_count"),
+            ("wall:wall:nanoseconds:wall:nanoseconds", "wall"),
+        ];
+        for (id, kiln) in cases {
+            let s = Selector::parse_query(&format!("{id}{{service_name=\"a\"}}")).unwrap();
+            assert_eq!(s.profile_type.as_deref(), Some(kiln), "{id}");
+        }
+        assert_eq!(Selector::parse_query("web.cpu{env=~\"p.*\"}").unwrap().app, "web");
+        for bad in [
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds{env=\"x\"}",
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=~\"x.*\"}",
+            "nope:nope:count:x:y{service_name=\"a\"}",
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"a\"",
+        ] {
+            assert!(Selector::parse_query(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]

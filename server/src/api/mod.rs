@@ -1,7 +1,8 @@
 //! The HTTP API: one axum [`Router`] with the REST endpoints (ingest, render, health,
-//! metrics) beside the Leptos pages and server functions.
+//! metrics, render and render-diff) beside the Leptos pages and server functions.
 
 mod error;
+mod export;
 mod labels;
 mod render;
 
@@ -57,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/push.v1.PusherService/Push", post(ingest::push::push))
         .route("/render", get(render::render))
         .route("/pyroscope/render", get(render::render))
+        .route("/render-diff", get(render::render_diff))
+        .route("/pyroscope/render-diff", get(render::render_diff))
         .route("/api/apps", get(labels::apps))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))

@@ -1,15 +1,17 @@
-//! `GET /render`: a query's merged tree in the format the caller asks for.
+//! `GET /render` (a query's merged tree) and `GET /render-diff` (two queries compared), in the
+//! format the caller asks for. `server/API.md` lists the parameters and shapes.
 
 use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
-use kiln_model::{codec, flamebearer, folded};
+use kiln_model::{codec, diff, flamebearer, folded, truncate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::export::{self, SvgParams};
 use super::{AppError, AppState};
-use crate::query::{self, Merged, Query};
+use crate::query::{self, Merged, Query, Timeline};
 use crate::timespec;
 
 /// The tree format carries numbers only; its unit travels in this header.
@@ -23,52 +25,222 @@ pub struct RenderParams {
     from: Option<String>,
     until: Option<String>,
     format: Option<String>,
+    #[serde(rename = "maxNodes", alias = "max-nodes")]
+    max_nodes: Option<String>,
+    #[serde(flatten)]
+    svg: SvgParams,
+}
+
+/// Query string of `/render-diff`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderDiffParams {
+    left_query: Option<String>,
+    left_from: Option<String>,
+    left_until: Option<String>,
+    right_query: Option<String>,
+    right_from: Option<String>,
+    right_until: Option<String>,
+    format: Option<String>,
+    #[serde(rename = "maxNodes", alias = "max-nodes")]
+    max_nodes: Option<String>,
+    #[serde(flatten)]
+    svg: SvgParams,
+}
+
+fn timeline_json(timeline: &Timeline) -> Value {
+    json!({
+        "startTime": timeline.start_time,
+        "samples": timeline.samples,
+        "durationDelta": timeline.step,
+    })
+}
+
+fn metadata(format: &str, name: &str, merged: &Merged) -> Value {
+    json!({
+        "format": format,
+        "spyName": merged.spy_name,
+        "sampleRate": merged.sample_rate,
+        "units": merged.units,
+        "name": name,
+    })
 }
 
 /// Pyroscope's `/render` answer: flamebearer, metadata, timeline.
 fn flamebearer_profile(name: &str, merged: &Merged) -> Value {
     json!({
         "flamebearer": flamebearer::encode(&merged.tree),
-        "metadata": {
-            "format": "single",
-            "spyName": merged.spy_name,
-            "sampleRate": merged.sample_rate,
-            "units": merged.units,
-            "name": name,
-        },
-        "timeline": {
-            "startTime": merged.timeline.start_time,
-            "samples": merged.timeline.samples,
-            "durationDelta": merged.timeline.step,
-        },
+        "metadata": metadata("single", name, merged),
+        "timeline": timeline_json(&merged.timeline),
     })
 }
 
-/// `/render?query=app.cpu{…}&from=…&until=…&format=json|tree|folded`.
+fn parse_time(param: &str, value: Option<&str>, now: i64) -> Result<Option<i64>, AppError> {
+    value
+        .filter(|s| !s.is_empty())
+        .map(|s| timespec::parse(s, now).map_err(|e| AppError::bad_request(format!("`{param}`: {e}"))))
+        .transpose()
+}
+
+/// Parses one side of a request: query text and range into a [`Query`]. An absent range keeps
+/// everything stored in view.
+fn parse_query(
+    query_param: &str,
+    text: Option<&str>,
+    (from_param, from): (&str, Option<&str>),
+    (until_param, until): (&str, Option<&str>),
+) -> Result<(Query, Option<i64>, Option<i64>), AppError> {
+    let text = text
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| AppError::bad_request(format!("missing `{query_param}` (e.g. `{query_param}=myapp.cpu`)")))?;
+    let now = timespec::now_unix();
+    let from = parse_time(from_param, from, now)?;
+    // Relative ends count from the end of the current second: `until=now` includes an upload
+    // stamped this very second.
+    let until = parse_time(until_param, until, now + 1)?;
+    let query = Query::parse(text, from.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)).map_err(|e| {
+        // Plain `/render` has one query; a comparison says which side is wrong.
+        if query_param == "query" { e.into() } else { AppError::bad_request(format!("`{query_param}`: {}", e.0)) }
+    })?;
+    Ok((query, from, until))
+}
+
+fn parse_max_nodes(value: Option<&str>) -> Result<Option<usize>, AppError> {
+    match value.filter(|n| !n.is_empty()) {
+        None => Ok(None),
+        Some(n) => {
+            n.parse::<usize>().ok().filter(|&n| n > 0).map(Some).ok_or_else(|| {
+                AppError::bad_request(format!("`maxNodes` must be a whole number of nodes ≥ 1, not `{n}`"))
+            })
+        }
+    }
+}
+
+fn text_response(content_type: &'static str, body: impl IntoResponse) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn bad_query_string(e: QueryRejection) -> AppError {
+    AppError::bad_request(format!("bad query string: {e}"))
+}
+
+/// `/render?query=app.cpu{…}&from=…&until=…&format=json|tree|folded|svg|pprof|speedscope`.
 pub async fn render(
     State(state): State<AppState>,
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let QueryString(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
-    let text = params
-        .query
-        .or(params.name)
-        .ok_or_else(|| AppError::bad_request("missing `query` (e.g. `query=myapp.cpu`)"))?;
-    // With no range, everything stored is in view.
-    let (from, until) = timespec::parse_range(params.from.as_deref(), params.until.as_deref(), timespec::now_unix())
-        .map_err(AppError::bad_request)?;
-    let query = Query::parse(&text, from, until)?;
-    let merged = query::merge(&state.store, &query);
+    let QueryString(params) = params.map_err(bad_query_string)?;
+    let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
+    let (query, from, until) = parse_query(
+        "query",
+        Some(text.as_str()),
+        ("from", params.from.as_deref()),
+        ("until", params.until.as_deref()),
+    )?;
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    let svg_options = params.svg.options()?;
+    let mut merged = query::merge(&state.store, &query);
+    if let Some(limit) = max_nodes {
+        merged.tree = truncate::max_nodes(&merged.tree, limit);
+    }
+    let tree = &merged.tree;
     match params.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
         "tree" => Ok((
             [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (UNITS_HEADER, merged.units.clone())],
-            codec::encode(&merged.tree),
+            codec::encode(tree),
         )
             .into_response()),
-        "folded" | "collapsed" => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], folded::print(&merged.tree)).into_response())
+        "folded" | "collapsed" => Ok(text_response("text/plain; charset=utf-8", folded::print(tree))),
+        "svg" => Ok(text_response("image/svg+xml", export::svg(tree, &svg_options, &text, &merged.units)?)),
+        "pprof" => {
+            let meta = export::PprofMeta {
+                profile_type: merged.profile_type.as_deref().unwrap_or("samples"),
+                units: &merged.units,
+                sample_rate: merged.sample_rate,
+                from,
+                until,
+            };
+            let body = export::pprof(tree, &meta)?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"profile.pb.gz\""),
+                ],
+                body,
+            )
+                .into_response())
         }
-        other => Err(AppError::bad_request(format!("unknown format `{other}`; supported: json, tree, folded"))),
+        "speedscope" => Ok(Json(export::speedscope(tree, &text, &merged.units)).into_response()),
+        other => Err(AppError::bad_request(format!(
+            "unknown format `{other}`; supported: json, tree, folded, svg, pprof, speedscope"
+        ))),
+    }
+}
+
+/// `/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=&format=json|svg`.
+pub async fn render_diff(
+    State(state): State<AppState>,
+    params: Result<QueryString<RenderDiffParams>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let QueryString(params) = params.map_err(bad_query_string)?;
+    let (left_query, ..) = parse_query(
+        "leftQuery",
+        params.left_query.as_deref(),
+        ("leftFrom", params.left_from.as_deref()),
+        ("leftUntil", params.left_until.as_deref()),
+    )?;
+    let (right_query, ..) = parse_query(
+        "rightQuery",
+        params.right_query.as_deref(),
+        ("rightFrom", params.right_from.as_deref()),
+        ("rightUntil", params.right_until.as_deref()),
+    )?;
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    let svg_options = params.svg.options()?;
+    let left = query::merge(&state.store, &left_query);
+    let right = query::merge(&state.store, &right_query);
+    if let (Some(l), Some(r)) = (&left.profile_type, &right.profile_type)
+        && l != r
+    {
+        return Err(AppError::bad_request_with(
+            format!("profile types differ: left is `{l}`, right is `{r}`; compare one type with itself"),
+            json!({ "leftProfileType": l, "rightProfileType": r }),
+        ));
+    }
+    // Samples cannot be compared with nanoseconds; an empty side has no units to disagree.
+    if left.tree.total() > 0 && right.tree.total() > 0 && left.units != right.units {
+        return Err(AppError::bad_request_with(
+            format!("units differ: left is in `{}`, right in `{}`", left.units, right.units),
+            json!({ "leftUnits": left.units, "rightUnits": right.units }),
+        ));
+    }
+    let left_text = params.left_query.unwrap_or_default();
+    let right_text = params.right_query.unwrap_or_default();
+    let mut tree = diff::diff(&left.tree, &right.tree);
+    if let Some(limit) = max_nodes {
+        tree = diff::max_nodes(&tree, limit);
+    }
+    match params.format.as_deref().unwrap_or("json") {
+        "json" => {
+            let newest = if right.tree.total() > 0 { &right } else { &left };
+            Ok(Json(json!({
+                "version": 1,
+                "flamebearer": flamebearer::encode_double(&tree),
+                "metadata": metadata("double", &right_text, newest),
+                "leftTicks": tree.left_ticks(),
+                "rightTicks": tree.right_ticks(),
+                "leftTimeline": timeline_json(&left.timeline),
+                "rightTimeline": timeline_json(&right.timeline),
+            }))
+            .into_response())
+        }
+        "svg" => {
+            let title = format!("{left_text} → {right_text}");
+            let units = if right.tree.total() > 0 { &right.units } else { &left.units };
+            let svg = export::svg_diff(&tree.side(false), &tree.side(true), &svg_options, &title, units)?;
+            Ok(text_response("image/svg+xml", svg))
+        }
+        other => Err(AppError::bad_request(format!("unknown format `{other}` for a comparison; supported: json, svg"))),
     }
 }

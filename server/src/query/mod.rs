@@ -6,7 +6,7 @@ mod source;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kiln_model::selector::{MatchOp, Selector};
+use kiln_model::selector::{MatchOp, Matcher, Selector};
 use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::{Aggregation, SeriesKey, Store, Upload};
@@ -18,6 +18,46 @@ pub use source::StoreSource;
 #[error("{0}")]
 pub struct QueryError(pub String);
 
+/// A label matcher ready to evaluate: regular expressions compiled once per query.
+#[derive(Debug, Clone)]
+enum CompiledMatcher {
+    Eq(String, String),
+    NotEq(String, String),
+    Regex(String, regex::Regex),
+    NotRegex(String, regex::Regex),
+}
+
+impl CompiledMatcher {
+    fn compile(m: &Matcher) -> Result<CompiledMatcher, QueryError> {
+        let regex = || {
+            // Anchored like Prometheus: `env=~"prod"` does not match `preprod`.
+            regex::Regex::new(&format!("^(?:{})$", m.value)).map_err(|e| {
+                let reason = e.to_string();
+                let reason = reason.lines().last().unwrap_or("invalid").trim();
+                QueryError(format!("label `{}`: invalid regular expression `{}`: {reason}", m.name, m.value))
+            })
+        };
+        Ok(match m.op {
+            MatchOp::Eq => CompiledMatcher::Eq(m.name.clone(), m.value.clone()),
+            MatchOp::NotEq => CompiledMatcher::NotEq(m.name.clone(), m.value.clone()),
+            MatchOp::Regex => CompiledMatcher::Regex(m.name.clone(), regex()?),
+            MatchOp::NotRegex => CompiledMatcher::NotRegex(m.name.clone(), regex()?),
+        })
+    }
+
+    /// A missing label reads as the empty string, as in Prometheus: `env=""` and `env!~".+"`
+    /// select series without `env`.
+    fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        let value = |name: &str| labels.get(name).map(String::as_str).unwrap_or("");
+        match self {
+            CompiledMatcher::Eq(name, v) => value(name) == v,
+            CompiledMatcher::NotEq(name, v) => value(name) != v,
+            CompiledMatcher::Regex(name, re) => re.is_match(value(name)),
+            CompiledMatcher::NotRegex(name, re) => !re.is_match(value(name)),
+        }
+    }
+}
+
 /// A parsed query: which series, which time range.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -27,19 +67,19 @@ pub struct Query {
     pub from: i64,
     /// Unix seconds, exclusive.
     pub until: i64,
+    matchers: Vec<CompiledMatcher>,
 }
 
 impl Query {
-    /// Parses `app.type{matchers}` over `[from, until)`.
+    /// Parses `app.type{matchers}` (or Pyroscope 1.x's `process_cpu:cpu:…{service_name="app"}`,
+    /// see [`Selector::parse_query`]) over `[from, until)`.
     pub fn parse(text: &str, from: i64, until: i64) -> Result<Query, QueryError> {
-        let selector = Selector::parse(text).map_err(|e| QueryError(format!("query `{text}`: {e}")))?;
-        if selector.matchers.iter().any(|m| matches!(m.op, MatchOp::Regex | MatchOp::NotRegex)) {
-            return Err(QueryError("regular-expression label matchers (`=~`, `!~`) are not supported yet".into()));
-        }
+        let selector = Selector::parse_query(text).map_err(|e| QueryError(format!("query `{text}`: {e}")))?;
+        let matchers = selector.matchers.iter().map(CompiledMatcher::compile).collect::<Result<_, _>>()?;
         if from >= until {
             return Err(QueryError(format!("`from` ({from}) must be before `until` ({until})")));
         }
-        Ok(Query { selector, from, until })
+        Ok(Query { selector, from, until, matchers })
     }
 
     /// True when `key` belongs to the query's application (and type, when named) and its
@@ -50,15 +90,9 @@ impl Query {
             && self.labels_match(key)
     }
 
-    fn labels_match(&self, key: &SeriesKey) -> bool {
-        self.selector.matchers.iter().all(|m| {
-            let value = key.labels.get(&m.name).map(String::as_str).unwrap_or("");
-            match m.op {
-                MatchOp::Eq => value == m.value,
-                MatchOp::NotEq => value != m.value,
-                MatchOp::Regex | MatchOp::NotRegex => false,
-            }
-        })
+    /// True when every label matcher accepts `key`'s labels.
+    pub fn labels_match(&self, key: &SeriesKey) -> bool {
+        self.matchers.iter().all(|m| m.matches(&key.labels))
     }
 }
 
@@ -177,5 +211,71 @@ pub fn merge(store: &Store, query: &Query) -> Merged {
         sample_rate: newest.map_or(100, |u| u.meta.sample_rate),
         spy_name: newest.map_or_else(String::new, |u| u.meta.spy_name.clone()),
         timeline: timeline(&in_range, query.from, query.until),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn key(app: &str, ty: &str, labels: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey {
+            app: app.into(),
+            profile_type: ty.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn matchers_select_series() {
+        let prod_eu = key("web", "cpu", &[("env", "prod"), ("region", "eu-1")]);
+        let preprod_us = key("web", "cpu", &[("env", "preprod"), ("region", "us-1")]);
+        let bare = key("web", "cpu", &[]);
+        let alloc = key("web", "alloc_space", &[("env", "prod")]);
+        let other_app = key("api", "cpu", &[("env", "prod")]);
+        let all = [&prod_eu, &preprod_us, &bare, &alloc, &other_app];
+        // query → which of `all` it selects
+        let table: &[(&str, [bool; 5])] = &[
+            ("web", [true, true, true, true, false]),
+            ("web.cpu", [true, true, true, false, false]),
+            (r#"web.cpu{env="prod"}"#, [true, false, false, false, false]),
+            (r#"web.cpu{env!="prod"}"#, [false, true, true, false, false]),
+            // Anchored: `prod` does not match `preprod`.
+            (r#"web.cpu{env=~"prod"}"#, [true, false, false, false, false]),
+            (r#"web.cpu{env=~".*prod"}"#, [true, true, false, false, false]),
+            (r#"web.cpu{env!~"pre.*"}"#, [true, false, true, false, false]),
+            (r#"web.cpu{region=~"eu-.*|us-.*"}"#, [true, true, false, false, false]),
+            // A missing label is the empty string.
+            (r#"web.cpu{env=""}"#, [false, false, true, false, false]),
+            (r#"web.cpu{env=~".*"}"#, [true, true, true, false, false]),
+            (r#"web.cpu{env=~".+"}"#, [true, true, false, false, false]),
+            (r#"web.cpu{env!~".+"}"#, [false, false, true, false, false]),
+            (r#"web.cpu{missing!="x"}"#, [true, true, true, false, false]),
+            (r#"web.cpu{env=~"prod",region!~"us.*"}"#, [true, false, false, false, false]),
+            (r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="web"}"#, [true, true, true, false, false]),
+            (
+                r#"memory:alloc_space:bytes:space:bytes{service_name="web",env="prod"}"#,
+                [false, false, false, true, false],
+            ),
+            (
+                r#"process_cpu:samples:count:cpu:nanoseconds{service_name="api",env=~"p.*"}"#,
+                [false, false, false, false, true],
+            ),
+        ];
+        for (text, expected) in table {
+            let query = Query::parse(text, 0, 1).unwrap();
+            let got: Vec<bool> = all.iter().map(|k| query.selects(k)).collect();
+            assert_eq!(got, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_regular_expressions_name_the_label_and_pattern() {
+        let err = Query::parse(r#"web{region=~"eu-(",env="x"}"#, 0, 1).unwrap_err();
+        assert!(err.0.contains("label `region`") && err.0.contains("`eu-(`"), "{err}");
+        let err = Query::parse(r#"web{env!~"[z-a]"}"#, 0, 1).unwrap_err();
+        assert!(err.0.contains("label `env`"), "{err}");
     }
 }
