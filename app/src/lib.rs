@@ -49,11 +49,18 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"Kiln"</a>
                 <span class="tagline">"continuous profiling"</span>
+                <nav class="site-nav" aria-label="Site">
+                    <a href="/">"Applications"</a>
+                    <a href="/diff">"Compare"</a>
+                    <a href="/open">"Open a file"</a>
+                </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=pages::home::HomePage ssr=SsrMode::Async />
                     <Route path=StaticSegment("explore") view=pages::explore::ExplorePage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("diff") view=pages::diff::DiffPage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("open") view=pages::open::OpenPage />
                 </Routes>
             </main>
         </Router>

@@ -148,6 +148,26 @@ pub fn frame_color(name: &str) -> (u16, u8, u8) {
     (hue, 80, lightness as u8)
 }
 
+/// The colour of a frame in a comparison, as `(hue, saturation%, lightness%)`: red when its
+/// share of the profile grew from `left` to `right`, green when it shrank, grey when equal.
+/// Shares are normalized by each side's total, so a busier right side does not paint
+/// everything red.
+pub fn diff_color(left: u64, left_ticks: u64, right: u64, right_ticks: u64) -> (u16, u8, u8) {
+    let share = |v: u64, t: u64| if t == 0 { 0.0 } else { v as f64 / t as f64 };
+    let (l, r) = (share(left, left_ticks), share(right, right_ticks));
+    let larger = l.max(r);
+    if larger == 0.0 {
+        return (0, 0, 85);
+    }
+    let change = (r - l) / larger; // -1 (gone) ..= 1 (new)
+    if change.abs() < 0.02 {
+        return (0, 0, 82);
+    }
+    let hue = if change > 0.0 { 0 } else { 130 };
+    let lightness = 88.0 - 40.0 * change.abs();
+    (hue, 75, lightness.round() as u8)
+}
+
 /// The focus one level up from `focus` (the root stays the root).
 pub fn parent_focus(tree: &FlatTree, focus: NodeId) -> NodeId {
     if focus == ROOT { ROOT } else { tree.parent[focus as usize] }
@@ -206,6 +226,18 @@ mod tests {
         let small = (0..t.len()).find(|&i| t.name_of(i as u32) == "small").unwrap() as u32;
         let zoomed = visible_frames(&t, &g, small, 1000.0);
         assert_eq!(zoomed.iter().filter(|r| r.depth == 2 && r.node.is_some()).count(), 100);
+    }
+
+    #[test]
+    fn diff_colours_follow_normalized_shares() {
+        assert_eq!(diff_color(10, 100, 20, 200), (0, 0, 82), "same share on a busier side is unchanged");
+        let (hue, _, grew) = diff_color(10, 100, 40, 100);
+        assert_eq!(hue, 0);
+        let (hue, _, shrank) = diff_color(40, 100, 10, 100);
+        assert_eq!(hue, 130);
+        assert_eq!(grew, shrank, "symmetric intensity");
+        assert_eq!(diff_color(0, 100, 5, 100), (0, 75, 48), "new frames are full red");
+        assert_eq!(diff_color(0, 0, 0, 0), (0, 0, 85));
     }
 
     #[test]

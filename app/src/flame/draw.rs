@@ -1,7 +1,7 @@
 //! Drawing laid-out frames on the canvas.
 
 use kiln_model::NodeId;
-use kiln_model::layout::{FrameRect, frame_color, visible_frames};
+use kiln_model::layout::{FrameRect, diff_color, frame_color, visible_frames};
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
@@ -53,6 +53,11 @@ pub fn draw(
         let name = data.tree.name_of(node);
         let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
             Some(true) => SEARCH_MATCH,
+            None if data.diff.is_some() => {
+                let sides = data.diff.as_ref().expect("checked");
+                let i = node as usize;
+                diff_color(sides.left[i], sides.left_ticks, sides.right[i], sides.right_ticks)
+            }
             Some(false) => {
                 let (hue, _, _) = frame_color(name);
                 (hue, 10, 85)

@@ -13,6 +13,55 @@ fn js_error(value: wasm_bindgen::JsValue) -> String {
     value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
+/// Posts `body` to `url` and decodes the tree it answers (the `/api/collapse` endpoint).
+pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String), String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let bytes = js_sys::Uint8Array::from(body);
+    init.set_body(&bytes);
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    read_tree(response).await
+}
+
+/// Posts `body` (text) to `url`; `Ok` for a 2xx, else the server's message.
+pub async fn post_text(url: &str, body: &str) -> Result<(), String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&wasm_bindgen::JsValue::from_str(body));
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    if response.ok() { Ok(()) } else { Err(error_text(&response).await) }
+}
+
+async fn error_text(response: &web_sys::Response) -> String {
+    match response.text() {
+        Ok(promise) => match JsFuture::from(promise).await.ok().and_then(|t| t.as_string()) {
+            Some(text) => text,
+            None => format!("HTTP {}", response.status()),
+        },
+        Err(_) => format!("HTTP {}", response.status()),
+    }
+}
+
+async fn read_tree(response: web_sys::Response) -> Result<(FlatTree, String), String> {
+    if !response.ok() {
+        return Err(error_text(&response).await);
+    }
+    let units = response.headers().get(UNITS_HEADER).ok().flatten().unwrap_or_else(|| "samples".into());
+    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?).await.map_err(js_error)?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    Ok((codec::decode(&bytes).map_err(|e| e.to_string())?, units))
+}
+
 /// Fetches and decodes the merged tree of `query` over `[from, until)`, with its unit.
 pub async fn tree(query: &str, from: &str, until: &str) -> Result<(FlatTree, String), String> {
     let window = web_sys::window().ok_or("no window")?;
@@ -24,12 +73,5 @@ pub async fn tree(query: &str, from: &str, until: &str) -> Result<(FlatTree, Str
     );
     let response: web_sys::Response =
         JsFuture::from(window.fetch_with_str(&url)).await.map_err(js_error)?.dyn_into().map_err(js_error)?;
-    if !response.ok() {
-        let text = JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?;
-        return Err(text.as_string().unwrap_or_else(|| format!("HTTP {}", response.status())));
-    }
-    let units = response.headers().get(UNITS_HEADER).ok().flatten().unwrap_or_else(|| "samples".into());
-    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?).await.map_err(js_error)?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-    Ok((codec::decode(&bytes).map_err(|e| e.to_string())?, units))
+    read_tree(response).await
 }

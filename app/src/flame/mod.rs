@@ -22,19 +22,49 @@ pub const ROW_HEIGHT: f64 = 18.0;
 
 /// A tree ready to draw: the data, its geometry (computed once), and its sample unit.
 pub struct Loaded {
-    /// The merged tree.
+    /// The merged tree (for a comparison: both sides added, so every frame of either shows).
     pub tree: FlatTree,
     /// Per-node positions in sample units.
     pub geometry: Geometry,
     /// Unit of the values (`samples`, `nanoseconds`, `bytes`, …).
     pub units: String,
+    /// Per-side values when this is a comparison.
+    pub diff: Option<DiffSides>,
+}
+
+/// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
+pub struct DiffSides {
+    /// Left (baseline) totals.
+    pub left: Vec<u64>,
+    /// Right (comparison) totals.
+    pub right: Vec<u64>,
+    /// Left side's total.
+    pub left_ticks: u64,
+    /// Right side's total.
+    pub right_ticks: u64,
 }
 
 impl Loaded {
     /// Computes the geometry of `tree`.
     pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
-        Loaded { tree, geometry, units }
+        Loaded { tree, geometry, units, diff: None }
+    }
+
+    /// A comparison of `left` and `right`, laid out on their sum.
+    pub fn compare(left: &FlatTree, right: &FlatTree, units: String) -> Self {
+        let d = kiln_model::diff::diff(left, right);
+        let total: Vec<u64> = d.left_total.iter().zip(&d.right_total).map(|(l, r)| l + r).collect();
+        let self_value: Vec<u64> = d.left_self.iter().zip(&d.right_self).map(|(l, r)| l + r).collect();
+        let sides = DiffSides {
+            left_ticks: d.left_ticks(),
+            right_ticks: d.right_ticks(),
+            left: d.left_total,
+            right: d.right_total,
+        };
+        let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
+        let geometry = Geometry::new(&tree);
+        Loaded { tree, geometry, units, diff: Some(sides) }
     }
 }
 
@@ -170,6 +200,18 @@ pub fn FlameGraph(
         let total = d.tree.total();
         let style = format!("left: {}px; top: {}px", h.x + 14.0, h.y + 14.0);
         let body = match h.node {
+            Some(node) if d.diff.is_some() => {
+                let sides = d.diff.as_ref().expect("checked");
+                let (l, r) = (sides.left[node as usize], sides.right[node as usize]);
+                let (ls, rs) = (share(l, sides.left_ticks), share(r, sides.right_ticks));
+                view! {
+                    <div class="tip-name">{d.tree.name_of(node).to_string()}</div>
+                    <div class="tip-row">{format!("before {} ({ls:.2}%)", format_value(l, &d.units))}</div>
+                    <div class="tip-row">{format!("after {} ({rs:.2}%)", format_value(r, &d.units))}</div>
+                    <div class="tip-row">{format!("change {:+.2} points of the profile", rs - ls)}</div>
+                }
+                .into_any()
+            }
             Some(node) => {
                 let (t, s) = (d.tree.total[node as usize], d.tree.self_value[node as usize]);
                 let parent_total = d.tree.total[d.tree.parent[node as usize] as usize];
@@ -268,6 +310,11 @@ pub fn FlameGraph(
             </div>
         </div>
     }
+}
+
+/// `part` as a percentage of `whole`.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
 /// Puts `text` on the clipboard (best effort: browsers refuse outside secure contexts).

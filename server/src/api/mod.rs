@@ -1,6 +1,7 @@
 //! The HTTP API: one axum [`Router`] with the REST endpoints (ingest, render, health,
 //! metrics, render and render-diff) beside the Leptos pages and server functions.
 
+mod collapse;
 mod error;
 mod export;
 mod labels;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/render-diff", get(render::render_diff))
         .route("/pyroscope/render-diff", get(render::render_diff))
         .route("/api/apps", get(labels::apps))
+        .route("/api/collapse", post(collapse::collapse))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))
         .route("/healthz", get(|| async { "ok" }))

@@ -146,6 +146,77 @@ async fn ingest_inner(
     store(state, vec![Upload { meta, tree: tree.to_flat() }]).await
 }
 
+/// Reads a profile file of any supported format into one tree without storing anything: the
+/// viewer's "open a file" path for formats the browser does not parse itself. `auto` tries
+/// folded text, then pprof, then inferno's format guess. A pprof with several sample types
+/// gives its first (in Kiln's type order: CPU before the rest). Returns the tree and its unit.
+pub fn read_profile(
+    body: &[u8],
+    headers: &HeaderMap,
+    format: &str,
+    limits: &IngestLimits,
+) -> Result<(kiln_model::FlatTree, String), AppError> {
+    let body = body::decode(body, headers, limits)?;
+    let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
+    let from_pprof = |bytes: &[u8]| -> Result<(kiln_model::FlatTree, String), AppError> {
+        let config = pprof::SampleTypeConfigs::new();
+        let labels = std::collections::BTreeMap::new();
+        let dest = pprof::Destination {
+            app: "file",
+            labels: &labels,
+            range: None,
+            sample_rate: None,
+            spy_name: "",
+            config: &config,
+        };
+        let uploads = pprof::uploads(bytes, &dest, limits, crate::timespec::now_unix())?;
+        let first = uploads
+            .iter()
+            .map(|u| u.meta.series.profile_type.clone())
+            .min_by_key(|t| (t != "cpu", t.clone()))
+            .ok_or_else(|| AppError::Unprocessable("the pprof holds no samples".into()))?;
+        let mut tree = kiln_model::CallTree::new();
+        let mut units = String::from("samples");
+        for upload in uploads.iter().filter(|u| u.meta.series.profile_type == first) {
+            tree.merge_flat(&upload.tree);
+            units.clone_from(&upload.meta.units);
+        }
+        Ok((tree.to_flat(), units))
+    };
+    let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
+    match format {
+        "folded" | "collapsed" => Ok(samples(parse_folded(&body, LineFormat::Counted, parse_limits)?)),
+        "lines" => Ok(samples(parse_folded(&body, LineFormat::Lines, parse_limits)?)),
+        "pprof" => from_pprof(&body),
+        "auto" => {
+            if let Ok(tree) = folded::parse(&body, LineFormat::Counted, parse_limits)
+                && !tree.is_empty()
+            {
+                return Ok(samples(tree));
+            }
+            if let Ok(found) = from_pprof(&body) {
+                return Ok(found);
+            }
+            let collapsed = collapse::collapse("guess", &body)?;
+            let tree = parse_folded(&collapsed, LineFormat::Counted, parse_limits)?;
+            if tree.is_empty() {
+                return Err(AppError::Unprocessable(
+                    "could not recognise the file: expected folded stacks, pprof, or perf/DTrace/sample/VTune output"
+                        .into(),
+                ));
+            }
+            Ok(samples(tree))
+        }
+        raw if collapse::is_raw_format(raw) => {
+            Ok(samples(parse_folded(&collapse::collapse(raw, &body)?, LineFormat::Counted, parse_limits)?))
+        }
+        other => Err(AppError::bad_request_with(
+            format!("unknown format `{other}`; supported: auto, pprof, {}", FORMATS.join(", ")),
+            json!({ "parameter": "format" }),
+        )),
+    }
+}
+
 /// Appends the uploads of one request in one go.
 async fn store(state: &AppState, uploads: Vec<Upload>) -> Result<StatusCode, AppError> {
     // An empty list (a profile with no samples) is a success with nothing to keep.

@@ -49,7 +49,12 @@ fn fraction(ev: &leptos::ev::MouseEvent) -> Option<f64> {
 
 /// The timeline chart of the current range.
 #[component]
-pub fn Timeline(data: TimelineData, #[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
+pub fn Timeline(
+    data: TimelineData,
+    /// The explorer state a dragged range is applied to (no dragging without one).
+    #[prop(optional, into)]
+    state: Option<Signal<ExploreState>>,
+) -> impl IntoView {
     let navigate = use_navigate();
     let drag = RwSignal::<Option<Drag>>::new(None);
     let max = data.samples.iter().copied().max().unwrap_or(0).max(1) as f64;
@@ -98,6 +103,9 @@ pub fn Timeline(data: TimelineData, #[prop(into)] state: Signal<ExploreState>) -
         if b - a < 0.005 {
             return;
         }
+        let Some(state) = state else {
+            return;
+        };
         let (from, until) = (range_data.time_at(a), range_data.time_at(b));
         let next = state.get_untracked().with(|s| {
             s.from = from.to_string();

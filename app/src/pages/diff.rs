@@ -1,0 +1,277 @@
+//! The comparison page: two queries or two ranges, one diff flamegraph (red grew, green
+//! shrank, by share of each side), the functions that changed most, and both sides side by side
+//! with their own timelines.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+use leptos_router::params::ParamsMap;
+use serde::{Deserialize, Serialize};
+
+use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::format::format_value;
+use crate::pages::explore::explore_summary;
+use crate::pages::explore::timeline::Timeline;
+
+/// The two sides, as the URL carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffState {
+    /// Baseline query, `from`, `until`.
+    pub left: (String, String, String),
+    /// Comparison query, `from`, `until`.
+    pub right: (String, String, String),
+}
+
+impl DiffState {
+    fn from_params(p: &ParamsMap) -> Self {
+        let get = |k: &str, default: &str| p.get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
+        let left_query = get("leftQuery", &p.get("query").unwrap_or_default());
+        DiffState {
+            right: (get("rightQuery", &left_query), get("rightFrom", "now-1h"), get("rightUntil", "now")),
+            left: (left_query, get("leftFrom", "now-2h"), get("leftUntil", "now-1h")),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        !self.left.0.is_empty() && !self.right.0.is_empty()
+    }
+}
+
+/// One function's totals on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffRow {
+    /// Function name.
+    pub name: String,
+    /// Total on the left.
+    pub left: u64,
+    /// Total on the right.
+    pub right: u64,
+}
+
+/// The functions of both sides, largest change in share first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Left side's total.
+    pub left_ticks: u64,
+    /// Right side's total.
+    pub right_ticks: u64,
+    /// Sample unit.
+    pub units: String,
+    /// The biggest changes (at most 500).
+    pub rows: Vec<DiffRow>,
+}
+
+fn share(v: u64, total: u64) -> f64 {
+    if total == 0 { 0.0 } else { v as f64 * 100.0 / total as f64 }
+}
+
+impl DiffRow {
+    fn change(&self, table: &Comparison) -> f64 {
+        share(self.right, table.right_ticks) - share(self.left, table.left_ticks)
+    }
+}
+
+/// Compares two queries function by function.
+#[server]
+pub async fn diff_table(
+    left_query: String,
+    left_from: String,
+    left_until: String,
+    right_query: String,
+    right_from: String,
+    right_until: String,
+) -> Result<Comparison, ServerFnError> {
+    use std::collections::HashMap;
+    let source = crate::source::source()?;
+    let left =
+        source.merged(&left_query, &left_from, &left_until).map_err(|e| ServerFnError::new(format!("left: {e}")))?;
+    let right = source
+        .merged(&right_query, &right_from, &right_until)
+        .map_err(|e| ServerFnError::new(format!("right: {e}")))?;
+    let mut by_name: HashMap<String, DiffRow> = HashMap::new();
+    for (row, is_right) in kiln_model::top::top_table(&left.tree)
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(kiln_model::top::top_table(&right.tree).into_iter().map(|r| (r, true)))
+    {
+        let entry = by_name.entry(row.name.clone()).or_insert(DiffRow { name: row.name, left: 0, right: 0 });
+        if is_right {
+            entry.right = row.total;
+        } else {
+            entry.left = row.total;
+        }
+    }
+    let mut table = Comparison {
+        left_ticks: left.tree.total(),
+        right_ticks: right.tree.total(),
+        units: right.units,
+        rows: by_name.into_values().collect(),
+    };
+    let mut rows = std::mem::take(&mut table.rows);
+    rows.sort_by(|a, b| b.change(&table).abs().total_cmp(&a.change(&table).abs()).then(a.name.cmp(&b.name)));
+    rows.truncate(500);
+    table.rows = rows;
+    Ok(table)
+}
+
+/// `/diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=`.
+#[component]
+pub fn DiffPage() -> impl IntoView {
+    let params = use_query_map();
+    let state = Memo::new(move |_| DiffState::from_params(&params.read()));
+    let table = Resource::new(
+        move || state.get(),
+        |s| async move {
+            if !s.ready() {
+                return Ok(None);
+            }
+            diff_table(s.left.0, s.left.1, s.left.2, s.right.0, s.right.1, s.right.2).await.map(Some)
+        },
+    );
+    let left_summary = Resource::new(move || state.get().left, |(q, f, u)| explore_summary(q, f, u));
+    let right_summary = Resource::new(move || state.get().right, |(q, f, u)| explore_summary(q, f, u));
+
+    let compared = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let left = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let right = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let status = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        let s = state.get();
+        if !s.ready() {
+            return;
+        }
+        status.set("Loading…".into());
+        leptos::task::spawn_local(async move {
+            let l = fetch::tree(&s.left.0, &s.left.1, &s.left.2).await;
+            let r = fetch::tree(&s.right.0, &s.right.1, &s.right.2).await;
+            match (l, r) {
+                (Ok((l, units)), Ok((r, _))) => {
+                    compared.set(Some(Arc::new(Loaded::compare(&l, &r, units.clone()))));
+                    left.set(Some(Arc::new(Loaded::new(l, units.clone()))));
+                    right.set(Some(Arc::new(Loaded::new(r, units))));
+                    status.set(String::new());
+                }
+                (Err(e), _) => status.set(format!("Baseline: {e}")),
+                (_, Err(e)) => status.set(format!("Comparison: {e}")),
+            }
+        });
+    });
+    let no_search = Signal::derive(String::new);
+
+    view! {
+        <section class="diff">
+            <h1>"Compare"</h1>
+            <DiffForm state />
+            <p class="flame-status" aria-live="polite">{move || status.get()}</p>
+            <Show when=move || state.with(DiffState::ready)>
+                <p class="legend">
+                    <span class="swatch grew"></span>
+                    "grew"
+                    <span class="swatch shrank"></span>
+                    "shrank (share of each side's total)"
+                </p>
+                <FlameGraph data=compared search=no_search label="Comparison flamegraph; the table lists the changes" />
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match table.await {
+                            Ok(Some(table)) => view! { <ComparisonTable table /> }.into_any(),
+                            Ok(None) => ().into_any(),
+                            Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+                <div class="side-by-side">
+                    <div>
+                        <h2>"Baseline"</h2>
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                left_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
+                            })}
+                        </Suspense>
+                        <FlameGraph data=left search=no_search label="Baseline flamegraph" />
+                    </div>
+                    <div>
+                        <h2>"Comparison"</h2>
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                right_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
+                            })}
+                        </Suspense>
+                        <FlameGraph data=right search=no_search label="Comparison side flamegraph" />
+                    </div>
+                </div>
+            </Show>
+        </section>
+    }
+}
+
+/// The two sides' queries and ranges, submitted as a plain GET form (works before hydration).
+#[component]
+fn DiffForm(state: Memo<DiffState>) -> impl IntoView {
+    let field = move |name: &'static str, label: &'static str, pick: fn(&DiffState) -> String| {
+        view! {
+            <label>
+                <span>{label}</span>
+                <input name=name prop:value=move || state.with(pick) />
+            </label>
+        }
+    };
+    view! {
+        <form class="diff-form" method="get" action="/diff">
+            <fieldset>
+                <legend>"Baseline"</legend>
+                {field("leftQuery", "query", |s| s.left.0.clone())}
+                {field("leftFrom", "from", |s| s.left.1.clone())}
+                {field("leftUntil", "until", |s| s.left.2.clone())}
+            </fieldset>
+            <fieldset>
+                <legend>"Comparison"</legend>
+                {field("rightQuery", "query", |s| s.right.0.clone())}
+                {field("rightFrom", "from", |s| s.right.1.clone())}
+                {field("rightUntil", "until", |s| s.right.2.clone())}
+            </fieldset>
+            <button type="submit">"Compare"</button>
+        </form>
+    }
+}
+
+#[component]
+fn ComparisonTable(table: Comparison) -> impl IntoView {
+    let rows = table
+        .rows
+        .iter()
+        .map(|row| {
+            let change = row.change(&table);
+            let class = if change > 0.005 {
+                "grew"
+            } else if change < -0.005 {
+                "shrank"
+            } else {
+                "same"
+            };
+            view! {
+                <tr class=class>
+                    <td class="name">{row.name.clone()}</td>
+                    <td class="num">{format!("{} ({:.2}%)", format_value(row.left, &table.units), share(row.left, table.left_ticks))}</td>
+                    <td class="num">{format!("{} ({:.2}%)", format_value(row.right, &table.units), share(row.right, table.right_ticks))}</td>
+                    <td class="num change">{format!("{change:+.2}")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="top-table diff-table">
+            <caption>"Functions by change in share of the profile (percentage points)"</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Function"</th>
+                    <th scope="col" class="num">"Baseline"</th>
+                    <th scope="col" class="num">"Comparison"</th>
+                    <th scope="col" class="num">"Change"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}

@@ -1,0 +1,201 @@
+//! Open a file: view a local profile without storing it, then optionally upload it.
+//!
+//! Folded text is parsed in the browser by the shared model; anything else (pprof, `perf
+//! script`, DTrace, …) goes through `/api/collapse`, which reads it with the server's decoders
+//! and inferno and stores nothing.
+
+use std::sync::Arc;
+
+use kiln_model::folded::{self, LineFormat, ParseLimits};
+use kiln_model::top::top_table;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::format::{encode_query_value, format_value};
+
+/// Reads `file` and turns it into a tree, locally when it is folded text.
+async fn load(file: web_sys::File) -> Result<(kiln_model::FlatTree, String), String> {
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let folded = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
+        .filter(|tree| !tree.is_empty());
+    match folded {
+        Some(tree) => Ok((tree.to_flat(), "samples".into())),
+        None => fetch::post_for_tree("/api/collapse?format=auto", &bytes).await,
+    }
+}
+
+/// `/open`.
+#[component]
+pub fn OpenPage() -> impl IntoView {
+    let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let file_name = RwSignal::new(String::new());
+    let status = RwSignal::new(String::from("Drop a profile here or pick a file."));
+    let search = RwSignal::new(String::new());
+    let dragging = RwSignal::new(false);
+
+    let open = move |file: web_sys::File| {
+        file_name.set(file.name());
+        status.set(format!("Reading {}…", file.name()));
+        leptos::task::spawn_local(async move {
+            match load(file).await {
+                Ok((tree, units)) => {
+                    status.set(format!("{} in total", format_value(tree.total(), &units)));
+                    loaded.set(Some(Arc::new(Loaded::new(tree, units))));
+                }
+                Err(e) => {
+                    loaded.set(None);
+                    status.set(format!("Could not read the file: {e}"));
+                }
+            }
+        });
+    };
+    let on_pick = move |ev: leptos::ev::Event| {
+        let file = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .and_then(|input| input.files())
+            .and_then(|files| files.get(0));
+        if let Some(file) = file {
+            open(file);
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        dragging.set(false);
+        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+            open(file);
+        }
+    };
+
+    let table = move || {
+        let data = loaded.get()?;
+        let units = data.units.clone();
+        let needle = search.get().to_lowercase();
+        let rows = top_table(&data.tree)
+            .into_iter()
+            .filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle))
+            .take(2000)
+            .map(|row| {
+                view! {
+                    <tr>
+                        <td class="name">{row.name}</td>
+                        <td class="num self">{format_value(row.self_value, &units)}</td>
+                        <td class="num total">{format_value(row.total, &units)}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        Some(view! {
+            <table class="top-table">
+                <caption>"Functions by total"</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">"Function"</th>
+                        <th scope="col" class="num">"Self"</th>
+                        <th scope="col" class="num">"Total"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        })
+    };
+
+    view! {
+        <section class="open">
+            <h1>"Open a file"</h1>
+            <div
+                class="dropzone"
+                class:dragging=move || dragging.get()
+                on:dragover=move |ev: leptos::ev::DragEvent| {
+                    ev.prevent_default();
+                    dragging.set(true);
+                }
+                on:dragleave=move |_| dragging.set(false)
+                on:drop=on_drop
+            >
+                <p>"Folded stacks, pprof (gzipped or not), " <code>"perf script"</code> ", DTrace, macOS " <code>"sample"</code> ", VTune. Nothing is stored unless you upload it."</p>
+                <label class="file-pick">
+                    <span>"Choose a file"</span>
+                    <input type="file" aria-label="Profile file" on:change=on_pick />
+                </label>
+            </div>
+            <p class="flame-status" aria-live="polite">{move || status.get()}</p>
+            <Show when=move || loaded.with(Option::is_some)>
+                <div class="toolbar">
+                    <label class="search">
+                        <span>"Search"</span>
+                        <input
+                            type="search"
+                            aria-label="Search functions"
+                            prop:value=move || search.get()
+                            on:input=move |ev| search.set(event_target_value(&ev))
+                        />
+                    </label>
+                </div>
+                <FlameGraph data=loaded search />
+                <UploadForm loaded file_name />
+                {table}
+            </Show>
+        </section>
+    }
+}
+
+/// Stores the opened profile under an application name and labels.
+#[component]
+fn UploadForm(loaded: RwSignal<Option<Arc<Loaded>>>, file_name: RwSignal<String>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let result = RwSignal::<Option<Result<String, String>>>::new(None);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(data) = loaded.get_untracked() else {
+            return;
+        };
+        let app = name.get_untracked().trim().to_string();
+        if app.is_empty() {
+            result.set(Some(Err("Give the profile a name, e.g. myapp.cpu{env=dev}".into())));
+            return;
+        }
+        let body = folded::print(&data.tree);
+        let units = data.units.clone();
+        leptos::task::spawn_local(async move {
+            let url =
+                format!("/ingest?name={}&units={}&format=folded", encode_query_value(&app), encode_query_value(&units));
+            let outcome = fetch::post_text(&url, &body).await.map(|()| {
+                let query = app.split('{').next().unwrap_or(&app).to_string();
+                format!("/explore?query={}", encode_query_value(&query))
+            });
+            result.set(Some(outcome));
+        });
+    };
+    view! {
+        <form class="upload-form" on:submit=submit>
+            <label>
+                <span>"Upload as"</span>
+                <input
+                    aria-label="Application name and labels"
+                    placeholder=move || {
+                        let stem = file_name.get();
+                        let stem = stem.split('.').next().unwrap_or("myapp").to_string();
+                        format!("{stem}.cpu{{env=dev}}")
+                    }
+                    prop:value=move || name.get()
+                    on:input=move |ev| name.set(event_target_value(&ev))
+                />
+            </label>
+            <button type="submit">"Upload to Kiln"</button>
+            {move || {
+                result
+                    .get()
+                    .map(|r| match r {
+                        Ok(href) => view! { <a class="uploaded" href=href>"Uploaded: open it in the explorer"</a> }.into_any(),
+                        Err(e) => view! { <span class="error">{e}</span> }.into_any(),
+                    })
+            }}
+        </form>
+    }
+}

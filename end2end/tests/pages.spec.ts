@@ -1,0 +1,71 @@
+import { test, expect, APIRequestContext } from "@playwright/test";
+import * as path from "path";
+
+const APP = `cmp${Date.now() % 100000}`;
+
+async function upload(request: APIRequestContext, name: string, body: string, from: string, until: string) {
+  const response = await request.post(`/ingest?name=${encodeURIComponent(name)}&from=${from}&until=${until}`, { data: body });
+  expect(response.status(), await response.text()).toBe(200);
+}
+
+test("the diff page shows what grew and what shrank", async ({ page, request }) => {
+  // Baseline: parse dominates. Comparison: render dominates.
+  await upload(request, `${APP}.cpu`, "main;parse 80\nmain;render 20\n", "now-90m", "now-89m");
+  await upload(request, `${APP}.cpu`, "main;parse 20\nmain;render 80\n", "now-30m", "now-29m");
+  await page.goto(`/diff?leftQuery=${APP}.cpu&leftFrom=now-2h&leftUntil=now-1h&rightQuery=${APP}.cpu&rightFrom=now-1h&rightUntil=now`);
+  await expect(page.locator(".diff-table tr.grew td.name")).toHaveText(["render"]);
+  await expect(page.locator(".diff-table tr.shrank td.name")).toHaveText(["parse"]);
+  await expect(page.locator(".diff-table tr.grew td.change")).toHaveText("+60.00");
+  await expect(page.locator(".flame-status")).toHaveText("");
+  await expect(page.locator("canvas.flame-canvas")).toHaveCount(3);
+
+  // Hovering render in the diff flamegraph (row 2, right of parse) shows both sides.
+  const canvas = page.locator("canvas.flame-canvas").first();
+  const box = (await canvas.boundingBox())!;
+  await canvas.hover({ position: { x: box.width * 0.75, y: 2 * 18 + 9 } });
+  await expect(page.getByRole("tooltip")).toContainText("render");
+  await expect(page.getByRole("tooltip")).toContainText("before 20 samples (20.00%)");
+  await expect(page.getByRole("tooltip")).toContainText("after 80 samples (80.00%)");
+
+  // Red means grew: the pixel under render is red-dominant, the one under parse green-dominant.
+  const pixel = (x: number) =>
+    canvas.evaluate((c: HTMLCanvasElement, px: number) => {
+      const ratio = c.width / c.clientWidth;
+      return Array.from(c.getContext("2d")!.getImageData(px * ratio, (2 * 18 + 4) * ratio, 1, 1).data);
+    }, x);
+  const [r1, g1] = await pixel(box.width * 0.9);
+  expect(r1).toBeGreaterThan(g1);
+  const [r2, g2] = await pixel(box.width * 0.1);
+  expect(g2).toBeGreaterThan(r2);
+});
+
+test("a mismatched comparison explains itself", async ({ request }) => {
+  await upload(request, `${APP}.alloc_space`, "main;alloc 5\n", "now-5m", "now-4m");
+  const response = await request.get(`/render-diff?leftQuery=${APP}.cpu&rightQuery=${APP}.alloc_space`);
+  expect(response.status()).toBe(400);
+  expect((await response.json()).error).toContain("profile types differ");
+});
+
+test("open a local perf script capture, then upload it", async ({ page, request }) => {
+  const file = path.join(__dirname, "data", "perf-java-stacks-01.txt");
+  await page.goto("/open");
+  await page.getByLabel("Profile file").setInputFiles(file);
+  await expect(page.locator(".flame-status")).toHaveText(/^[\d,]+ samples in total$/);
+  const shown = (await page.locator(".flame-status").textContent())!.replace(/[^\d]/g, "");
+
+  // The same capture collapsed by the server through the ingest API has the same total.
+  const fs = await import("fs");
+  const name = `${APP}-perf`;
+  const ingest = await request.post(`/ingest?name=${name}&format=perf_script`, { data: fs.readFileSync(file) });
+  expect(ingest.status()).toBe(200);
+  const rendered = await (await request.get(`/render?query=${name}`)).json();
+  expect(String(rendered.flamebearer.numTicks)).toBe(shown);
+
+  await expect(page.locator("table.top-table tbody tr").first()).toBeVisible();
+  await expect(page.locator("table.top-table td.name", { hasText: /^java$/ })).toHaveCount(1);
+
+  await page.getByLabel("Application name and labels").fill(`${APP}-opened.cpu{env=local}`);
+  await page.getByRole("button", { name: "Upload to Kiln" }).click();
+  await page.getByRole("link", { name: "Uploaded: open it in the explorer" }).click();
+  await expect(page.locator(".summary")).toHaveText(`${Number(shown).toLocaleString("en-US")} samples in total`);
+});
