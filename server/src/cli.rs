@@ -192,18 +192,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 /// `kiln upload`: one line per stored file on stderr; a refusal prints the server's error there
 /// too (stdout stays free for scripts).
 async fn upload(args: UploadArgs) -> ExitCode {
-    match crate::upload::run(&args).await {
-        Ok(done) => {
-            for upload in done {
-                let retried =
-                    if upload.attempts > 1 { format!(" after {} attempts", upload.attempts) } else { String::new() };
-                eprintln!(
-                    "kiln: uploaded {} ({} bytes, {} sent){retried}",
-                    upload.source, upload.raw_bytes, upload.sent_bytes
-                );
-            }
-            ExitCode::SUCCESS
-        }
+    let report = |upload: &crate::upload::Uploaded| {
+        let retried = if upload.attempts > 1 { format!(" after {} attempts", upload.attempts) } else { String::new() };
+        eprintln!("kiln: uploaded {} ({} bytes, {} sent){retried}", upload.source, upload.raw_bytes, upload.sent_bytes);
+    };
+    match crate::upload::run_with(&args, report).await {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiln: {e}");
             ExitCode::FAILURE

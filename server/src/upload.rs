@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -43,7 +43,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `kiln upload` flags.
 #[derive(Debug, Clone, Parser)]
-#[command(after_help = "Each file is one upload, gzip-compressed, sent over one kept-alive connection. \
+#[command(after_help = "Each file is one upload, gzip-compressed, sent over one kept-alive connection \
+                  that this client closes after 60 s idle, before the server's own limit. \
                   Uploads that fail on the way (connection reset or closed, timeout, 408, 429, 5xx) \
                   are retried with the same Idempotency-Key; a 4xx answer stops with the server's \
                   error and a non-zero exit code.\n\n\
@@ -406,7 +407,7 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-fn read_input(path: &PathBuf) -> Result<(String, Vec<u8>), UploadError> {
+fn read_input(path: &Path) -> Result<(String, Vec<u8>), UploadError> {
     let name = path.display().to_string();
     let mut data = Vec::new();
     let result = if name == "-" {
@@ -419,13 +420,21 @@ fn read_input(path: &PathBuf) -> Result<(String, Vec<u8>), UploadError> {
 
 /// Uploads every file (or standard input) in order and stops at the first failure.
 pub async fn run(args: &UploadArgs) -> Result<Vec<Uploaded>, UploadError> {
+    run_with(args, |_| {}).await
+}
+
+/// [`run`], telling `on_stored` about each upload as it is stored, so that a failure later
+/// still leaves word of what got through.
+pub async fn run_with(args: &UploadArgs, mut on_stored: impl FnMut(&Uploaded)) -> Result<Vec<Uploaded>, UploadError> {
     let uploader = Uploader::new(args)?;
     let query = query_string(args);
     let files = if args.files.is_empty() { vec![PathBuf::from("-")] } else { args.files.clone() };
     let mut done = Vec::with_capacity(files.len());
     for path in &files {
         let (source, raw) = read_input(path)?;
-        done.push(uploader.upload(&source, &query, &raw).await?);
+        let uploaded = uploader.upload(&source, &query, &raw).await?;
+        on_stored(&uploaded);
+        done.push(uploaded);
     }
     Ok(done)
 }
@@ -488,6 +497,12 @@ mod tests {
         let third = backoff(base, 3, "k");
         assert!(third >= base * 4 && third <= base * 5);
         assert!(backoff(base, 30, "k") <= Duration::from_millis(12_500));
+    }
+
+    #[test]
+    fn the_client_gives_up_idle_connections_before_the_server() {
+        let advertised = crate::edge::EdgeConfig::default().idle_timeout - Duration::from_secs(5);
+        assert!(POOL_IDLE_TIMEOUT < advertised);
     }
 
     #[test]
