@@ -428,6 +428,10 @@ pub async fn run(args: &UploadArgs) -> Result<Vec<Uploaded>, UploadError> {
 pub async fn run_with(args: &UploadArgs, mut on_stored: impl FnMut(&Uploaded)) -> Result<Vec<Uploaded>, UploadError> {
     let uploader = Uploader::new(args)?;
     let query = query_string(args);
+    if args.files.is_empty() && std::io::stdin().is_terminal() {
+        // Reading a terminal would wait for a profile that nobody is going to type.
+        return Err(UploadError::Usage("no input: name files or pipe a profile into `kiln upload`".into()));
+    }
     let files = if args.files.is_empty() { vec![PathBuf::from("-")] } else { args.files.clone() };
     let mut done = Vec::with_capacity(files.len());
     for path in &files {
