@@ -10,11 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use leptos::prelude::LeptosOptions;
 use tracing_subscriber::EnvFilter;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Auth, router};
 use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::storage::Store;
+use crate::upload::UploadArgs;
 
 /// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
 #[derive(Debug, Parser)]
@@ -28,6 +29,8 @@ pub struct Cli {
 enum Command {
     /// Run the server: ingest API, query API and the web UI on one port.
     Serve(ServeArgs),
+    /// Upload profile files (or standard input) to a Kiln server.
+    Upload(UploadArgs),
 }
 
 /// Where the built site (wasm, JS, CSS) is looked for when no flag or variable says.
@@ -75,6 +78,14 @@ pub struct ServeArgs {
     /// The longest a request may take until its response starts; slower ones get 408.
     #[arg(long, env = "KILN_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Token required to upload (`/ingest`, `/pyroscope/ingest`, the Connect push endpoint), as
+    /// `Authorization: Bearer <token>` or Basic auth with the token as password. Unset: open.
+    #[arg(long, env = "KILN_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+    /// Token required for everything else (queries, the web UI), same forms; `/healthz`,
+    /// `/readyz` and `/metrics` stay open. Unset: open.
+    #[arg(long, env = "KILN_QUERY_TOKEN", hide_env_values = true)]
+    pub query_token: Option<String>,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or plain seconds (`120`).
@@ -112,6 +123,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Upload(args) => return runtime.block_on(upload(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,6 +165,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             ..IngestLimits::default()
         },
         leptos: leptos_options(&args)?,
+        auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -176,6 +189,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `kiln upload`: one line per stored file on stderr; a refusal prints the server's error there
+/// too (stdout stays free for scripts).
+async fn upload(args: UploadArgs) -> ExitCode {
+    let report = |upload: &crate::upload::Uploaded| {
+        let retried = if upload.attempts > 1 { format!(" after {} attempts", upload.attempts) } else { String::new() };
+        eprintln!("kiln: uploaded {} ({} bytes, {} sent){retried}", upload.source, upload.raw_bytes, upload.sent_bytes);
+    };
+    match crate::upload::run_with(&args, report).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,13 +224,13 @@ mod tests {
     #[test]
     fn serve_flags_have_the_documented_defaults() {
         let cli = Cli::try_parse_from(["kiln", "serve"]).expect("defaults parse");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else { panic!("serve parses as serve") };
         assert_eq!(args.idle_timeout, EdgeConfig::default().idle_timeout);
         assert_eq!(args.header_read_timeout, EdgeConfig::default().header_read_timeout);
         assert_eq!(args.body_read_timeout, EdgeConfig::default().body_read_timeout);
         assert_eq!(args.request_timeout, EdgeConfig::default().request_timeout);
         let cli = Cli::try_parse_from(["kiln", "serve", "--idle-timeout", "3m"]).expect("flag parses");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else { panic!("serve parses as serve") };
         assert_eq!(args.idle_timeout, Duration::from_secs(180));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`storage`]: the write-ahead log and the in-memory head that queries read.
 //! - [`query`]: selecting series and merging them into one call tree.
 //! - [`cli`]: flags and environment, the `kiln` subcommands.
+//! - [`upload`]: the `kiln upload` client (one kept-alive connection, retries, gzip).
 
 #![recursion_limit = "256"]
 
@@ -17,3 +18,4 @@ pub mod metrics;
 pub mod query;
 pub mod storage;
 pub mod timespec;
+pub mod upload;

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use kiln_server::api::{AppState, router};
+use kiln_server::api::{AppState, Auth, router};
 use kiln_server::ingest::IngestLimits;
 use kiln_server::ingest::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
 use kiln_server::metrics::Metrics;
@@ -55,6 +55,7 @@ fn server() -> Server {
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits::default(),
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth: Auth::default(),
     };
     Server { router: router(state), store, _dir: dir }
 }

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use kiln_model::codec;
-use kiln_server::api::{AppState, router};
+use kiln_server::api::{AppState, Auth, router};
 use kiln_server::ingest::IngestLimits;
 use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
@@ -16,11 +16,16 @@ use leptos::prelude::LeptosOptions;
 use tower::ServiceExt;
 
 fn app(dir: &Path) -> Router {
+    app_with(dir, Auth::default())
+}
+
+fn app_with(dir: &Path, auth: Auth) -> Router {
     let state = AppState {
         store: Arc::new(Store::open(dir).unwrap()),
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits { max_decompressed_bytes: 8 << 20, ..IngestLimits::default() },
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth,
     };
     router(state)
 }
@@ -209,4 +214,70 @@ async fn apps_labels_and_values() {
     assert_eq!(get(&app, "/label-values?label=env&query=api%7Benv!%3D%22dev%22%7D").await.1, r#"["prod"]"#);
     assert_eq!(get(&app, "/label-values?label=__name__").await.1, r#"["api.cpu","other.alloc_space"]"#);
     assert_eq!(get(&app, "/label-values?query=api").await.0, StatusCode::BAD_REQUEST);
+}
+
+fn with_auth(request: axum::http::request::Builder, authorization: Option<&str>) -> axum::http::request::Builder {
+    match authorization {
+        Some(value) => request.header(header::AUTHORIZATION, value),
+        None => request,
+    }
+}
+
+async fn post_as(app: &Router, uri: &str, authorization: Option<&str>) -> axum::http::Response<Body> {
+    let request = with_auth(Request::post(uri), authorization).body(Body::from("a;b 1")).unwrap();
+    app.clone().oneshot(request).await.unwrap()
+}
+
+async fn get_as(app: &Router, uri: &str, authorization: Option<&str>) -> StatusCode {
+    let request = with_auth(Request::get(uri), authorization).body(Body::empty()).unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn tokens_guard_ingest_and_queries_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), Auth::new(Some("in-token".into()), Some("out-token".into())));
+    // "agent:in-token" and "grafana:out-token"
+    let basic_in = "Basic YWdlbnQ6aW4tdG9rZW4=";
+    let basic_out = "Basic Z3JhZmFuYTpvdXQtdG9rZW4=";
+
+    for (authorization, why) in
+        [(None, "missing"), (Some("Bearer wrong"), "wrong"), (Some("Bearer out-token"), "the query token")]
+    {
+        let response = post_as(&app, "/ingest?name=shop.cpu", authorization).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
+        let challenges: Vec<_> =
+            response.headers().get_all(header::WWW_AUTHENTICATE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert!(challenges.contains(&"Bearer realm=\"kiln\""), "{challenges:?}");
+        assert!(challenges.iter().any(|c| c.starts_with("Basic realm=\"kiln\"")), "{challenges:?}");
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(json["error"].is_string(), "{json}");
+    }
+    assert_eq!(post_as(&app, "/ingest?name=shop.cpu", Some("Bearer in-token")).await.status(), StatusCode::OK);
+    assert_eq!(post_as(&app, "/pyroscope/ingest?name=shop.cpu", Some(basic_in)).await.status(), StatusCode::OK);
+    assert_eq!(
+        post_as(&app, "/push.v1.PusherService/Push", None).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the Connect push endpoint is an ingest endpoint"
+    );
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get_as(&app, path, None).await, StatusCode::OK, "{path} stays open");
+    }
+    let render = "/render?query=shop.cpu&format=folded";
+    assert_eq!(get_as(&app, render, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_as(&app, render, Some("Bearer in-token")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_as(&app, render, Some("Bearer out-token")).await, StatusCode::OK);
+    assert_eq!(get_as(&app, render, Some(basic_out)).await, StatusCode::OK);
+    assert_eq!(get_as(&app, "/api/apps", None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_as(&app, "/", None).await, StatusCode::UNAUTHORIZED, "the web UI is a query surface");
+}
+
+#[tokio::test]
+async fn without_tokens_everything_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    assert_eq!(post_as(&app, "/ingest?name=shop.cpu", None).await.status(), StatusCode::OK);
+    assert_eq!(get_as(&app, "/render?query=shop.cpu&format=folded", None).await, StatusCode::OK);
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use kiln_server::api::{AppState, router};
+use kiln_server::api::{AppState, Auth, router};
 use kiln_server::ingest::IngestLimits;
 use kiln_server::ingest::pprof::Profile;
 use kiln_server::metrics::Metrics;
@@ -27,6 +27,7 @@ fn app(dir: &Path) -> Router {
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits::default(),
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth: Auth::default(),
     };
     router(state)
 }

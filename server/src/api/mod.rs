@@ -1,6 +1,7 @@
 //! The HTTP API: one axum [`Router`] with the REST endpoints (ingest, render, health,
 //! metrics, render and render-diff) beside the Leptos pages and server functions.
 
+pub mod auth;
 mod collapse;
 mod error;
 mod export;
@@ -21,6 +22,7 @@ use leptos::prelude::{LeptosOptions, provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::trace::TraceLayer;
 
+pub use auth::Auth;
 pub use error::AppError;
 
 use crate::ingest::{self, IngestLimits};
@@ -39,6 +41,8 @@ pub struct AppState {
     pub limits: IngestLimits,
     /// Where the site's assets are and what they are called.
     pub leptos: LeptosOptions,
+    /// Tokens required for uploads and reads; none by default.
+    pub auth: Auth,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -71,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context, move || shell(shell_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        // Inside `count_status`, so refused requests show in the 4xx count.
+        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_token))
         .layer(middleware::from_fn_with_state(state.clone(), count_status))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

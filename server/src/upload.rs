@@ -1,0 +1,526 @@
+//! `kiln upload`: the agent side of an upload, for scripts and CI jobs.
+//!
+//! Kiln's rule for kept-alive connections is that the client closes an idle connection, never
+//! the server (see [`crate::edge`]). This client keeps one connection for all its files and drops
+//! it after [`POOL_IDLE_TIMEOUT`], well under the server's 120 s idle limit, so it never sends a
+//! request into a connection the server is closing. Should that happen anyway (a restart, a
+//! proxy), every upload carries an `Idempotency-Key` and is retried with the same key, so a
+//! server that remembers keys can drop the duplicate.
+
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::Parser;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use hyper::{Request, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::cli::parse_duration;
+
+/// How long the client keeps an idle connection: under the server's idle limit (120 s by
+/// default, advertised as `Keep-Alive: timeout=115`) so that the client closes first.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bodies at least this large (after compression) get a progress bar on a terminal.
+const PROGRESS_MIN_BYTES: usize = 1 << 20;
+
+/// The header that lets a server recognise a retried upload.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `kiln upload` flags.
+#[derive(Debug, Clone, Parser)]
+#[command(after_help = "Each file is one upload, gzip-compressed, sent over one kept-alive connection \
+                  that this client closes after 60 s idle, before the server's own limit. \
+                  Uploads that fail on the way (connection reset or closed, timeout, 408, 429, 5xx) \
+                  are retried with the same Idempotency-Key; a 4xx answer stops with the server's \
+                  error and a non-zero exit code.\n\n\
+                  Example: perf script | kiln upload --app shop --type cpu --format perf_script --label env=prod")]
+pub struct UploadArgs {
+    /// Files to upload, one upload each; `-` or no file reads standard input.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The Kiln server's base URL (plain HTTP).
+    #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:4040")]
+    pub server: String,
+    /// Format of the files, passed to the server as `format=`: folded, collapsed, lines,
+    /// perf_script, dtrace, sample, vtune, vsprof, ghcprof, pprof or guess.
+    #[arg(long, default_value = "folded")]
+    pub format: String,
+    /// Application name.
+    #[arg(long)]
+    pub app: String,
+    /// Profile type (cpu, alloc_space, …); the series is then `APP.TYPE`. Without it the server
+    /// derives the type from `--units`.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub profile_type: Option<String>,
+    /// A series label as `key=value`; repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Start of the profiled period: Unix time (s, ms, µs or ns) or `now-10s`.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the profiled period: Unix time (s, ms, µs or ns) or `now`.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Samples per second the profiler took (`sampleRate`).
+    #[arg(long)]
+    pub sample_rate: Option<u64>,
+    /// What the sample counts measure: samples, objects, bytes, …
+    #[arg(long)]
+    pub units: Option<String>,
+    /// Bearer token for a server started with `--ingest-token`.
+    #[arg(long, env = "KILN_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Attempts per upload, the first included, before giving up.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
+    /// How long one attempt may take, from connecting to the end of the response (`60s`, `2m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Wait before the first retry (`250ms`); each later retry waits twice as long, at most 10 s.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not key=value"))?;
+    let key = key.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(format!("label name `{key}` must be letters, digits, `_` or `.`"));
+    }
+    if value.contains([',', '{', '}']) {
+        return Err(format!("label value `{value}` must not contain `,`, `{{` or `}}`"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Why an upload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The flags cannot work (e.g. an `https://` server).
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Input {
+        /// The file, `-` for standard input.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The server refused the upload; retrying would not help.
+    #[error("{file} was rejected: {status}: {body}")]
+    Rejected {
+        /// The file, `-` for standard input.
+        file: String,
+        /// HTTP status.
+        status: StatusCode,
+        /// The server's JSON error, as sent.
+        body: String,
+    },
+    /// Every attempt failed on the way.
+    #[error("{file}: giving up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// The file, `-` for standard input.
+        file: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// One stored upload.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The file, `-` for standard input.
+    pub source: String,
+    /// Bytes read.
+    pub raw_bytes: usize,
+    /// Bytes sent (gzip).
+    pub sent_bytes: usize,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// The key every attempt carried.
+    pub idempotency_key: String,
+}
+
+/// The body of one attempt: the compressed bytes in pieces, with an optional progress bar.
+struct UploadBody {
+    data: Bytes,
+    sent: usize,
+    progress: Option<ProgressBar>,
+}
+
+/// Pieces small enough for the progress bar to move on a slow link.
+const CHUNK_BYTES: usize = 64 << 10;
+
+impl hyper::body::Body for UploadBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.sent >= this.data.len() {
+            return Poll::Ready(None);
+        }
+        let end = (this.sent + CHUNK_BYTES).min(this.data.len());
+        let chunk = this.data.slice(this.sent..end);
+        this.sent = end;
+        if let Some(progress) = &mut this.progress {
+            progress.draw(end);
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.data.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
+
+/// A one-line bar on stderr, redrawn when the percentage changes.
+struct ProgressBar {
+    label: String,
+    total: usize,
+    shown: Option<usize>,
+}
+
+impl ProgressBar {
+    const WIDTH: usize = 30;
+
+    fn draw(&mut self, done: usize) {
+        let percent = done * 100 / self.total.max(1);
+        if self.shown == Some(percent) {
+            return;
+        }
+        self.shown = Some(percent);
+        let filled = Self::WIDTH * percent / 100;
+        let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(
+            stderr,
+            "\r{} [{}{}] {percent:3}% {:.1}/{:.1} MiB",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(Self::WIDTH - filled),
+            mib(done),
+            mib(self.total)
+        );
+        if done >= self.total {
+            let _ = writeln!(stderr);
+        }
+        let _ = stderr.flush();
+    }
+}
+
+/// Uploads over one pooled connection, with retries.
+pub struct Uploader {
+    client: Client<HttpConnector, UploadBody>,
+    base: String,
+    token: Option<String>,
+    attempts: u32,
+    timeout: Duration,
+    retry_backoff: Duration,
+    progress: bool,
+}
+
+impl Uploader {
+    /// A client for `server` (`http://host:port`, a path prefix allowed).
+    pub fn new(args: &UploadArgs) -> Result<Uploader, UploadError> {
+        let base = args.server.trim().trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(UploadError::Usage(format!(
+                "--server {base}: Kiln's client speaks plain http:// only (put a TLS proxy in front of it if needed)"
+            )));
+        }
+        base.parse::<hyper::Uri>().map_err(|e| UploadError::Usage(format!("--server {base}: {e}")))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(args.timeout.min(Duration::from_secs(10))));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // Without a timer the pool never notices that a connection went idle.
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(1)
+            .build(connector);
+        Ok(Uploader {
+            client,
+            base,
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            attempts: args.attempts.max(1),
+            timeout: args.timeout,
+            retry_backoff: args.retry_backoff,
+            progress: std::io::stderr().is_terminal(),
+        })
+    }
+
+    /// Sends `raw` (uncompressed) to `/ingest?{query}`; `source` names it in messages.
+    pub async fn upload(&self, source: &str, query: &str, raw: &[u8]) -> Result<Uploaded, UploadError> {
+        let body = gzip(raw);
+        let key = idempotency_key();
+        let uri = format!("{}/ingest?{query}", self.base);
+        let mut last = String::new();
+        for attempt in 1..=self.attempts {
+            if attempt > 1 {
+                let delay = backoff(self.retry_backoff, attempt - 1, &key);
+                tracing::debug!(%source, attempt, ?delay, error = %last, "retrying upload");
+                tokio::time::sleep(delay).await;
+            }
+            match tokio::time::timeout(self.timeout, self.attempt(source, &uri, &key, &body)).await {
+                Ok(Ok((status, _))) if status.is_success() => {
+                    return Ok(Uploaded {
+                        source: source.to_string(),
+                        raw_bytes: raw.len(),
+                        sent_bytes: body.len(),
+                        attempts: attempt,
+                        idempotency_key: key,
+                    });
+                }
+                Ok(Ok((status, text))) if retryable(status) => last = format!("{status}: {text}"),
+                Ok(Ok((status, text))) => {
+                    return Err(UploadError::Rejected { file: source.to_string(), status, body: text });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = format!("no answer within {:?}", self.timeout),
+            }
+        }
+        Err(UploadError::GaveUp { file: source.to_string(), attempts: self.attempts, last })
+    }
+
+    /// One attempt: the status and body, or why there is none.
+    async fn attempt(&self, source: &str, uri: &str, key: &str, body: &Bytes) -> Result<(StatusCode, String), String> {
+        let progress = (self.progress && body.len() >= PROGRESS_MIN_BYTES).then(|| ProgressBar {
+            label: source.to_string(),
+            total: body.len(),
+            shown: None,
+        });
+        let mut request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONTENT_ENCODING, "gzip")
+            .header(header::CONTENT_LENGTH, body.len())
+            .header(header::USER_AGENT, concat!("kiln-upload/", env!("CARGO_PKG_VERSION")))
+            .header(IDEMPOTENCY_KEY, key);
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(UploadBody { data: body.clone(), sent: 0, progress })
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        let text = response.into_body().collect().await.map_err(|e| describe(&e))?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&text).trim().to_string()))
+    }
+}
+
+/// The error and its causes on one line ("connection reset by peer" sits a few levels down).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let _ = write!(text, ": {e}");
+        cause = e.source();
+    }
+    text
+}
+
+/// Answers that may succeed when sent again: the server timed out, is overloaded, or failed.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Exponential backoff from `base`, capped at 10 s, with up to a quarter added so that agents
+/// cut off together do not come back together.
+fn backoff(base: Duration, retry: u32, key: &str) -> Duration {
+    let delay = base.saturating_mul(1 << (retry - 1).min(16)).min(Duration::from_secs(10));
+    let jitter = delay.as_millis() as u64 / 4;
+    let random = RandomState::new().hash_one((key, retry));
+    delay + Duration::from_millis(if jitter == 0 { 0 } else { random % jitter })
+}
+
+/// A key unique to one upload: the clock, the process and a counter, hashed with a
+/// per-process random seed, as 32 hex digits.
+pub fn idempotency_key() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let seed = RandomState::new();
+    let mut key = String::with_capacity(32);
+    for half in 0u8..2 {
+        let _ = write!(key, "{:016x}", seed.hash_one((now, std::process::id(), count, half)));
+    }
+    key
+}
+
+fn gzip(raw: &[u8]) -> Bytes {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::default());
+    encoder.write_all(raw).expect("writing to a Vec cannot fail");
+    Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
+}
+
+/// The `/ingest` query string for these flags.
+pub fn query_string(args: &UploadArgs) -> String {
+    let mut name = args.app.clone();
+    if let Some(profile_type) = &args.profile_type {
+        name.push('.');
+        name.push_str(profile_type);
+    }
+    if !args.labels.is_empty() {
+        let labels: Vec<String> = args.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(name, "{{{}}}", labels.join(","));
+    }
+    let mut pairs = vec![("name", name), ("format", args.format.clone())];
+    pairs.extend(args.from.clone().map(|v| ("from", v)));
+    pairs.extend(args.until.clone().map(|v| ("until", v)));
+    pairs.extend(args.sample_rate.map(|v| ("sampleRate", v.to_string())));
+    pairs.extend(args.units.clone().map(|v| ("units", v)));
+    pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+fn read_input(path: &Path) -> Result<(String, Vec<u8>), UploadError> {
+    let name = path.display().to_string();
+    let mut data = Vec::new();
+    let result = if name == "-" {
+        std::io::stdin().lock().read_to_end(&mut data).map(|_| ())
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map(|_| ())
+    };
+    result.map(|()| (name.clone(), data)).map_err(|source| UploadError::Input { path: name, source })
+}
+
+/// Uploads every file (or standard input) in order and stops at the first failure.
+pub async fn run(args: &UploadArgs) -> Result<Vec<Uploaded>, UploadError> {
+    run_with(args, |_| {}).await
+}
+
+/// [`run`], telling `on_stored` about each upload as it is stored, so that a failure later
+/// still leaves word of what got through.
+pub async fn run_with(args: &UploadArgs, mut on_stored: impl FnMut(&Uploaded)) -> Result<Vec<Uploaded>, UploadError> {
+    let uploader = Uploader::new(args)?;
+    let query = query_string(args);
+    if args.files.is_empty() && std::io::stdin().is_terminal() {
+        // Reading a terminal would wait for a profile that nobody is going to type.
+        return Err(UploadError::Usage("no input: name files or pipe a profile into `kiln upload`".into()));
+    }
+    let files = if args.files.is_empty() { vec![PathBuf::from("-")] } else { args.files.clone() };
+    let mut done = Vec::with_capacity(files.len());
+    for path in &files {
+        let (source, raw) = read_input(path)?;
+        let uploaded = uploader.upload(&source, &query, &raw).await?;
+        on_stored(&uploaded);
+        done.push(uploaded);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> UploadArgs {
+        let mut argv = vec!["upload", "--app", "shop"];
+        argv.extend_from_slice(extra);
+        UploadArgs::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn the_query_names_the_series_and_passes_flags_through() {
+        let args = args(&[
+            "--type",
+            "cpu",
+            "--label",
+            "env=prod",
+            "--label",
+            "region=eu 1",
+            "--format",
+            "perf_script",
+            "--from",
+            "now-10s",
+            "--sample-rate",
+            "99",
+            "--units",
+            "samples",
+        ]);
+        assert_eq!(
+            query_string(&args),
+            "name=shop.cpu%7Benv%3Dprod%2Cregion%3Deu%201%7D&format=perf_script&from=now-10s&sampleRate=99&units=samples"
+        );
+        assert_eq!(query_string(&self::args(&[])), "name=shop&format=folded");
+    }
+
+    #[test]
+    fn labels_must_be_key_value() {
+        assert!(UploadArgs::try_parse_from(["upload", "--app", "a", "--label", "novalue"]).is_err());
+        assert!(UploadArgs::try_parse_from(["upload", "--app", "a", "--label", "k=a,b"]).is_err());
+        assert!(UploadArgs::try_parse_from(["upload"]).is_err(), "--app is required");
+    }
+
+    #[test]
+    fn keys_differ_per_upload() {
+        let a = idempotency_key();
+        let b = idempotency_key();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let first = backoff(base, 1, "k");
+        assert!(first >= base && first < base * 5 / 4 + Duration::from_millis(1));
+        let third = backoff(base, 3, "k");
+        assert!(third >= base * 4 && third <= base * 5);
+        assert!(backoff(base, 30, "k") <= Duration::from_millis(12_500));
+    }
+
+    #[test]
+    fn the_client_gives_up_idle_connections_before_the_server() {
+        let advertised = crate::edge::EdgeConfig::default().idle_timeout - Duration::from_secs(5);
+        assert!(POOL_IDLE_TIMEOUT < advertised);
+    }
+
+    #[test]
+    fn only_http_servers() {
+        assert!(Uploader::new(&args(&["--server", "https://example.test"])).is_err());
+    }
+
+    #[test]
+    fn retries_on_timeouts_overload_and_server_errors_only() {
+        for status in [408, 429, 500, 502, 503] {
+            assert!(retryable(StatusCode::from_u16(status).unwrap()), "{status}");
+        }
+        for status in [400, 401, 404, 413, 415, 422] {
+            assert!(!retryable(StatusCode::from_u16(status).unwrap()), "{status}");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `kiln upload` against a real Kiln on a socket, and against a fake server that misbehaves.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use kiln_server::api::{AppState, Auth, router};
+use kiln_server::edge::{self, EdgeConfig};
+use kiln_server::ingest::IngestLimits;
+use kiln_server::metrics::Metrics;
+use kiln_server::storage::Store;
+use kiln_server::upload::{self, UploadArgs, UploadError};
+use leptos::prelude::LeptosOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// How long a test waits for anything before failing instead of hanging.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+struct Kiln {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    _stop: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn kiln(auth: Auth) -> Kiln {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState {
+        store: Arc::new(Store::open(dir.path()).unwrap()),
+        metrics: metrics.clone(),
+        limits: IngestLimits::default(),
+        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(edge::serve(listener, router(state), metrics.clone(), EdgeConfig::default(), async {
+        let _ = stopped.await;
+    }));
+    Kiln { addr, metrics, _stop: stop, _dir: dir }
+}
+
+fn args(server: SocketAddr, extra: &[&str]) -> UploadArgs {
+    let server = format!("http://{server}");
+    let mut argv = vec!["upload", "--server", server.as_str(), "--retry-backoff", "10ms"];
+    argv.extend_from_slice(extra);
+    UploadArgs::try_parse_from(argv).expect("flags parse")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One GET on its own connection, `Connection: close`; the status and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: kiln\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(GIVE_UP, stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn several_files_share_one_connection_gzipped() {
+    let server = kiln(Auth::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Repetitive, so that gzip visibly shrinks it.
+    let big: String = (0..2000).map(|i| format!("main;work;step_{} 1\n", i % 10)).collect();
+    let files = [
+        write(dir.path(), "a.folded", "main;a 1\n"),
+        write(dir.path(), "b.folded", "main;b 2\n"),
+        write(dir.path(), "c.folded", &big),
+    ];
+    let mut argv = vec!["--app", "shop", "--type", "cpu", "--label", "env=test"];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    argv.extend(names.iter().map(String::as_str));
+    let done = tokio::time::timeout(GIVE_UP, upload::run(&args(server.addr, &argv))).await.unwrap().unwrap();
+
+    assert_eq!(done.len(), 3);
+    assert!(done.iter().all(|u| u.attempts == 1));
+    let keys: std::collections::HashSet<_> = done.iter().map(|u| u.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 3, "each upload has its own key");
+    assert_eq!(server.metrics.accepted_connections.load(Ordering::SeqCst), 1, "one kept-alive connection");
+    assert_eq!(server.metrics.ingest_uploads.load(Ordering::SeqCst), 3);
+    let sent = server.metrics.ingest_bytes.load(Ordering::SeqCst) as usize;
+    assert!(sent < big.len() / 10, "bodies arrive gzipped: {sent} bytes for {} raw", big.len());
+
+    let (status, folded) = get(server.addr, "/render?query=shop.cpu%7Benv%3D%22test%22%7D&format=folded").await;
+    assert_eq!(status, 200);
+    assert!(folded.contains("main;a 1\n") && folded.contains("main;b 2\n"), "{folded}");
+    assert!(folded.contains("main;work;step_3 200\n"), "{folded}");
+}
+
+#[tokio::test]
+async fn a_rejected_upload_fails_with_the_servers_error() {
+    let server = kiln(Auth::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 1\n");
+    let file = file.display().to_string();
+
+    let error = upload::run(&args(server.addr, &["--app", "shop", "--format", "nonsense", &file])).await.unwrap_err();
+    let UploadError::Rejected { status, body, .. } = error else { panic!("rejected, not {error:?}") };
+    assert_eq!(status.as_u16(), 400);
+    assert!(body.starts_with('{') && body.contains("unknown format"), "{body}");
+
+    // The binary: exit code and the JSON on stderr.
+    let url = format!("http://{}", server.addr);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["upload", "--server", &url, "--app", "shop", "--format", "nonsense", &file])
+            .env_remove("KILN_INGEST_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("400") && stderr.contains(r#""error":"unknown format `nonsense`"#), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_ingest_token_goes_as_bearer() {
+    let server = kiln(Auth::new(Some("s3cret".into()), None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 1\n").display().to_string();
+
+    let error = upload::run(&args(server.addr, &["--app", "shop", &file])).await.unwrap_err();
+    assert!(matches!(error, UploadError::Rejected { status, .. } if status.as_u16() == 401), "{error:?}");
+    let error = upload::run(&args(server.addr, &["--app", "shop", "--token", "wrong", &file])).await.unwrap_err();
+    assert!(matches!(error, UploadError::Rejected { status, .. } if status.as_u16() == 401), "{error:?}");
+    upload::run(&args(server.addr, &["--app", "shop", "--token", "s3cret", &file])).await.unwrap();
+    assert_eq!(server.metrics.ingest_uploads.load(Ordering::SeqCst), 1);
+}
+
+/// One request as a fake server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one request (headers, then a `content-length` body).
+async fn read_request(stream: &mut TcpStream, with_body: bool) -> Seen {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "client closed mid-request");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut seen = Seen { head, body: Vec::new() };
+    if with_body {
+        let length: usize = seen.header("content-length").expect("content-length").parse().unwrap();
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client closed mid-body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        seen.body = body;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn retries_after_a_reset_and_a_503_carry_the_same_key() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let record = seen.clone();
+    let fake = tokio::spawn(async move {
+        // First connection: take the headers, then reset mid-request.
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut stream, false).await;
+        record.lock().unwrap().push(request);
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+        // Second: a 503 that keeps the connection, then a 200 on it.
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut stream, true).await;
+        record.lock().unwrap().push(request);
+        let busy = r#"{"error":"busy"}"#;
+        let response = format!("HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{busy}", busy.len());
+        stream.write_all(response.as_bytes()).await.unwrap();
+        let request = read_request(&mut stream, true).await;
+        record.lock().unwrap().push(request);
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        // Hold the connection until the client is done with it.
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 1\n").display().to_string();
+    let done = tokio::time::timeout(GIVE_UP, upload::run(&args(addr, &["--app", "shop", "--type", "cpu", &file])))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done[0].attempts, 3);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for request in &seen {
+        assert!(request.head.starts_with("POST /ingest?name=shop.cpu&format=folded HTTP/1.1\r\n"), "{}", request.head);
+        assert_eq!(request.header("idempotency-key").as_deref(), Some(done[0].idempotency_key.as_str()));
+        assert_eq!(request.header("content-encoding").as_deref(), Some("gzip"));
+    }
+    assert!(seen[1].body.starts_with(&[0x1f, 0x8b]), "gzip body");
+    assert_eq!(seen[1].body, seen[2].body);
+    drop(done);
+    fake.abort();
+}
+
+#[tokio::test]
+async fn gives_up_after_the_attempts_allowed() {
+    // A port that refuses: bound, then closed.
+    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 1\n").display().to_string();
+    let error = upload::run(&args(addr, &["--app", "shop", "--attempts", "3", &file])).await.unwrap_err();
+    assert!(matches!(error, UploadError::GaveUp { attempts: 3, .. }), "{error:?}");
+}
