@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::format::encode_query_value;
+use crate::format::{encode_query_value, format_unix_time};
 
 /// One application on the home page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,24 +20,47 @@ pub struct AppSummary {
     pub uploads: u64,
 }
 
+/// What the home page shows: the applications and where agents should send data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Home {
+    /// Applications, most recently seen first.
+    pub apps: Vec<AppSummary>,
+    /// This server as the browser reached it (`http://host:port`), for the setup instructions.
+    pub address: String,
+}
+
 /// Lists the applications with stored profiles.
 #[server]
-pub async fn list_apps() -> Result<Vec<AppSummary>, ServerFnError> {
-    Ok(crate::source::source()?.apps())
+pub async fn home_data() -> Result<Home, ServerFnError> {
+    let host = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .unwrap_or_else(|| "127.0.0.1:4040".into());
+    Ok(Home { apps: crate::source::source()?.apps(), address: format!("http://{host}") })
 }
 
 /// `/`: the applications, or the instructions to get the first one.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let apps = Resource::new(|| (), |_| list_apps());
+    let home = Resource::new(|| (), |_| home_data());
+    let filter = RwSignal::new(String::new());
     view! {
         <section class="home">
-            <h1>"Applications"</h1>
+            <div class="home-head">
+                <h1>"Applications"</h1>
+                <input
+                    type="search"
+                    class="app-filter"
+                    placeholder="filter applications"
+                    aria-label="Filter applications"
+                    prop:value=move || filter.get()
+                    on:input=move |ev| filter.set(event_target_value(&ev))
+                />
+            </div>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    match apps.await {
-                        Ok(apps) if apps.is_empty() => view! { <EmptyState /> }.into_any(),
-                        Ok(apps) => view! { <AppList apps /> }.into_any(),
+                    match home.await {
+                        Ok(home) if home.apps.is_empty() => view! { <EmptyState address=home.address /> }.into_any(),
+                        Ok(home) => view! { <AppList apps=home.apps filter /> }.into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -47,38 +70,52 @@ pub fn HomePage() -> impl IntoView {
 }
 
 #[component]
-fn AppList(apps: Vec<AppSummary>) -> impl IntoView {
-    view! {
-        <ul class="app-list">
-            {apps
-                .into_iter()
-                .map(|app| {
-                    let href = format!("/explore?query={}", encode_query_value(&app.name));
-                    let types = app.profile_types.join(", ");
-                    let labels = app.label_names.join(", ");
-                    view! {
-                        <li class="app">
-                            <a class="app-name" href=href>{app.name.clone()}</a>
-                            <span class="app-types">{types}</span>
-                            <span class="app-labels">{labels}</span>
-                            <span class="app-uploads">{format!("{} uploads", app.uploads)}</span>
-                        </li>
-                    }
-                })
-                .collect_view()}
-        </ul>
-    }
+fn AppList(apps: Vec<AppSummary>, filter: RwSignal<String>) -> impl IntoView {
+    let rows = move || {
+        let needle = filter.get().trim().to_lowercase();
+        apps.iter()
+            .filter(|app| needle.is_empty() || app.name.to_lowercase().contains(&needle))
+            .map(|app| {
+                let href = format!("/explore?query={}", encode_query_value(&app.name));
+                let types = app
+                    .profile_types
+                    .iter()
+                    .map(|ty| {
+                        let href = format!("/explore?query={}", encode_query_value(&format!("{}.{ty}", app.name)));
+                        view! { <a class="app-type" href=href>{ty.clone()}</a> }
+                    })
+                    .collect_view();
+                let labels = app.label_names.join(", ");
+                view! {
+                    <li class="app">
+                        <a class="app-name" href=href>{app.name.clone()}</a>
+                        <span class="app-types">{types}</span>
+                        <span class="app-labels">{labels}</span>
+                        <span class="app-seen" title="newest upload">{format_unix_time(app.last_seen)}</span>
+                        <span class="app-uploads">{format!("{} uploads", app.uploads)}</span>
+                    </li>
+                }
+            })
+            .collect_view()
+    };
+    view! { <ul class="app-list">{rows}</ul> }
 }
 
 #[component]
-fn EmptyState() -> impl IntoView {
+fn EmptyState(address: String) -> impl IntoView {
+    let curl = format!("curl --data-binary @stacks.folded '{address}/ingest?name=myapp.cpu{{env=dev}}'");
+    let perf = format!("perf script | curl --data-binary @- '{address}/ingest?name=myapp&format=perf_script'");
+    let upload = format!("kiln upload --server {address} --app myapp --type cpu stacks.folded");
     view! {
         <div class="empty">
-            <p>"No profiles yet. Send some:"</p>
-            <pre>
-                "curl --data-binary @stacks.folded 'http://127.0.0.1:4040/ingest?name=myapp.cpu{env=dev}'"
-            </pre>
-            <p>"or point a Pyroscope agent at " <code>"http://<this host>:4040"</code> "."</p>
+            <p>"No profiles yet. Point a Pyroscope agent (Go, Python, Ruby, Node, Rust, Java) at "
+                <code>{address.clone()}</code>
+                " as its server address, or send some by hand:"
+            </p>
+            <pre>{curl}</pre>
+            <pre>{perf}</pre>
+            <pre>{upload}</pre>
+            <p>"Or " <a href="/open">"open a profile file"</a> " without storing it."</p>
         </div>
     }
 }
