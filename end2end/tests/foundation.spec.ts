@@ -75,6 +75,11 @@ test("click zooms with a breadcrumb, hover shows a tooltip, reload keeps the dat
   await expect(tooltip).toContainText("total 75 samples");
   await expect(tooltip).toContainText("55.6% of all");
 
+  // The zoom is in the URL: a reload (or a shared link) opens at the same frame.
+  await expect(page).toHaveURL(/zoom=main%3Brender/);
+  await page.reload();
+  await expect(current).toHaveText("render");
+
   // Back to the top through the breadcrumb.
   await page.locator(".breadcrumb button", { hasText: "all" }).click();
   await expect(current).toHaveText("all");

@@ -90,6 +90,12 @@ pub fn FlameGraph(
     /// Where the menu's "Sandwich" entry leads for a function name.
     #[prop(optional, into)]
     sandwich_href: Option<Callback<String, String>>,
+    /// The zoom to open with, as a frame path (`main;render`), when the data arrives.
+    #[prop(optional, into)]
+    zoom: Option<Signal<String>>,
+    /// Told the frame path of every new zoom (empty for the root), to keep it in the URL.
+    #[prop(optional, into)]
+    on_zoom: Option<Callback<String>>,
     /// What the canvas shows, for assistive technology.
     #[prop(default = "Flamegraph; the table lists the same functions")]
     label: &'static str,
@@ -101,12 +107,27 @@ pub fn FlameGraph(
     let resized = RwSignal::new(0u32);
     let rects = StoredValue::new(Vec::<FrameRect>::new());
 
-    // A new tree starts unzoomed.
+    // A new tree opens at the requested zoom when it has that path, else unzoomed.
     Effect::new(move |_| {
-        data.track();
-        focus.set(ROOT);
+        let start = data.with(|d| {
+            let path = zoom.map(|z| z.get_untracked()).unwrap_or_default();
+            d.as_ref().and_then(|d| find_path(d, &path)).unwrap_or(ROOT)
+        });
+        focus.set(start);
         menu.set(None);
     });
+    if let Some(report) = on_zoom {
+        Effect::new(move |previous: Option<NodeId>| {
+            let now = focus.get();
+            if previous.is_some_and(|p| p != now)
+                && let Some(d) = data.get_untracked()
+            {
+                let path: Vec<&str> = d.tree.path_to(now).into_iter().map(|n| d.tree.name_of(n)).collect();
+                report.run(path.join(";"));
+            }
+            now
+        });
+    }
 
     let resize_handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
     on_cleanup(move || resize_handle.remove());
@@ -310,6 +331,20 @@ pub fn FlameGraph(
             </div>
         </div>
     }
+}
+
+/// The node at a `;`-separated frame path from the root, if the tree has it.
+fn find_path(data: &Loaded, path: &str) -> Option<NodeId> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut node = ROOT as usize;
+    for name in path.split(';') {
+        let end = data.geometry.subtree_end[node] as usize;
+        node = (node + 1..end)
+            .find(|&i| data.tree.parent[i] as usize == node && data.tree.name_of(i as NodeId) == name)?;
+    }
+    Some(node as NodeId)
 }
 
 /// `part` as a percentage of `whole`.

@@ -37,6 +37,8 @@ pub struct ExploreState {
     pub orient: String,
     /// The function a sandwich view centres on.
     pub function: String,
+    /// The zoomed frame's path from the root (`main;render`).
+    pub zoom: String,
 }
 
 /// The range the explorer opens with.
@@ -56,6 +58,7 @@ impl ExploreState {
             view: get("view", "flame"),
             orient: get("orient", "icicle"),
             function: get("fn", ""),
+            zoom: get("zoom", ""),
         }
     }
 
@@ -72,6 +75,7 @@ impl ExploreState {
             ("view", &self.view, "flame"),
             ("orient", &self.orient, "icicle"),
             ("fn", &self.function, ""),
+            ("zoom", &self.zoom, ""),
         ] {
             if value != default {
                 url.push_str(&format!("&{key}={}", encode_query_value(value)));
@@ -148,16 +152,30 @@ pub fn ExplorePage() -> impl IntoView {
         });
     });
 
-    // Search edits rewrite the URL in place (no navigation, no history entry per keystroke).
-    let on_search = move |ev: leptos::ev::Event| {
-        let text = event_target_value(&ev);
-        search.set(text.clone());
-        let href = state.get_untracked().with(|s| s.search = text).href();
+    // Search and zoom rewrite the URL in place (no navigation, no history entry per keystroke
+    // or click), so that a copied link reproduces the view.
+    let zoom = RwSignal::new(state.get_untracked().zoom);
+    let current = Signal::derive(move || {
+        state.get().with(|s| {
+            s.search = search.get();
+            s.zoom = zoom.get();
+        })
+    });
+    let rewrite_url = move || {
+        let href = current.get_untracked().href();
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
         }
     };
-    let current = Signal::derive(move || state.get().with(|s| s.search = search.get()));
+    let on_search = move |ev: leptos::ev::Event| {
+        search.set(event_target_value(&ev));
+        rewrite_url();
+    };
+    let on_zoom = Callback::new(move |path: String| {
+        zoom.set(path);
+        rewrite_url();
+    });
+    let initial_zoom = Signal::derive(move || zoom.get());
     let sandwich_href = Callback::new(move |function: String| {
         current
             .get_untracked()
@@ -174,7 +192,14 @@ pub fn ExplorePage() -> impl IntoView {
             "table" => ().into_any(),
             "sandwich" => view! { <SandwichView loaded function=s.function.clone() search /> }.into_any(),
             _ => view! {
-                <FlameGraph data=loaded search bottom_up=s.orient == "flame" sandwich_href />
+                <FlameGraph
+                    data=loaded
+                    search
+                    bottom_up=s.orient == "flame"
+                    sandwich_href
+                    zoom=initial_zoom
+                    on_zoom
+                />
             }
             .into_any(),
         }
