@@ -5,11 +5,22 @@ use crate::tree::FlatTree;
 /// For every name of `tree`, whether it contains `needle` (case-insensitive). An empty needle
 /// matches nothing: no search is running.
 pub fn name_matches(tree: &FlatTree, needle: &str) -> Vec<bool> {
+    matches_in(&lowercase_names(tree), needle)
+}
+
+/// Every name of `tree` lowercased, computed once per tree so that each keystroke of a search
+/// only compares.
+pub fn lowercase_names(tree: &FlatTree) -> Vec<String> {
+    tree.names.iter().map(|name| name.to_lowercase()).collect()
+}
+
+/// [`name_matches`] over names already lowercased by [`lowercase_names`].
+pub fn matches_in(lowercase: &[String], needle: &str) -> Vec<bool> {
     let needle = needle.trim().to_lowercase();
     if needle.is_empty() {
-        return vec![false; tree.names.len()];
+        return vec![false; lowercase.len()];
     }
-    tree.names.iter().map(|name| name.to_lowercase().contains(&needle)).collect()
+    lowercase.iter().map(|name| name.contains(&needle)).collect()
 }
 
 /// Samples under matching frames, each sample counted once even when a match calls another

@@ -26,9 +26,16 @@ pub fn draw(
     let ratio = window.device_pixel_ratio().max(1.0);
     let width = f64::from(canvas.client_width().max(1));
     let height = f64::from(data.geometry.max_depth + 1) * ROW_HEIGHT;
-    canvas.set_width((width * ratio) as u32);
-    canvas.set_height((height * ratio) as u32);
-    let _ = canvas.set_attribute("style", &format!("height: {height}px"));
+    // Resizing a canvas reallocates and clears it, and a style write forces layout: only do
+    // either when the size really changed.
+    let (pixel_width, pixel_height) = ((width * ratio) as u32, (height * ratio) as u32);
+    if canvas.width() != pixel_width {
+        canvas.set_width(pixel_width);
+    }
+    if canvas.height() != pixel_height {
+        canvas.set_height(pixel_height);
+        let _ = canvas.set_attribute("style", &format!("height: {height}px"));
+    }
     let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
     else {
         return Vec::new();
@@ -42,42 +49,68 @@ pub fn draw(
     let rects = visible_frames(&data.tree, &data.geometry, focus, width);
     let focus_depth = data.geometry.depth[focus as usize];
     let max_depth = data.geometry.max_depth;
-    for rect in &rects {
-        let row = if bottom_up { max_depth - rect.depth } else { rect.depth };
-        let y = f64::from(row) * ROW_HEIGHT;
-        let Some(node) = rect.node else {
-            ctx.set_fill_style_str("#d8d2c8");
-            ctx.fill_rect(rect.x, y, rect.width, ROW_HEIGHT - 1.0);
-            continue;
-        };
-        let name = data.tree.name_of(node);
-        let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
-            Some(true) => SEARCH_MATCH,
-            None if data.diff.is_some() => {
-                let sides = data.diff.as_ref().expect("checked");
-                let i = node as usize;
-                diff_color(sides.left[i], sides.left_ticks, sides.right[i], sides.right_ticks)
-            }
-            Some(false) => {
-                let (hue, _, _) = frame_color(name);
-                (hue, 10, 85)
-            }
-            None => frame_color(name),
-        };
-        // Ancestors of the zoomed frame are context, not content: draw them faded.
-        let light = if rect.depth < focus_depth { light.saturating_add(20).min(92) } else { light };
-        ctx.set_fill_style_str(&format!("hsl({hue} {sat}% {light}%)"));
-        ctx.fill_rect(rect.x, y, (rect.width - 0.5).max(0.5), ROW_HEIGHT - 1.0);
-        if Some(node) == hovered {
-            ctx.set_stroke_style_str("#222");
-            ctx.stroke_rect(rect.x + 0.5, y + 0.5, (rect.width - 1.5).max(0.5), ROW_HEIGHT - 2.0);
+    let y_of = |rect: &FrameRect| f64::from(if bottom_up { max_depth - rect.depth } else { rect.depth }) * ROW_HEIGHT;
+
+    // Fill by colour: each distinct colour crosses into JS once per redraw, not once per frame
+    // (a colour string per rectangle was the largest cost of a redraw).
+    let mut by_colour: Vec<(u32, usize)> = rects
+        .iter()
+        .enumerate()
+        .map(|(i, rect)| {
+            let (hue, sat, light) = match rect.node {
+                None => AGGREGATE,
+                Some(node) => colour_of(data, node, matches, rect.depth < focus_depth),
+            };
+            ((u32::from(hue) << 16) | (u32::from(sat) << 8) | u32::from(light), i)
+        })
+        .collect();
+    by_colour.sort_unstable();
+    let mut current = u32::MAX;
+    for &(key, i) in &by_colour {
+        if key != current {
+            current = key;
+            ctx.set_fill_style_str(&format!("hsl({} {}% {}%)", key >> 16, (key >> 8) & 0xff, key & 0xff));
         }
-        if let Some(label) = fit_label(name, rect.width - 2.0 * TEXT_PAD, char_width) {
-            ctx.set_fill_style_str("#1b1b1b");
-            let _ = ctx.fill_text(&label, rect.x + TEXT_PAD, y + ROW_HEIGHT / 2.0);
+        let rect = &rects[i];
+        let inset = if rect.node.is_some() { 0.5 } else { 0.0 };
+        ctx.fill_rect(rect.x, y_of(rect), (rect.width - inset).max(0.5), ROW_HEIGHT - 1.0);
+    }
+
+    ctx.set_fill_style_str("#1b1b1b");
+    for rect in &rects {
+        let Some(node) = rect.node else { continue };
+        if let Some(label) = fit_label(data.tree.name_of(node), rect.width - 2.0 * TEXT_PAD, char_width) {
+            let _ = ctx.fill_text(&label, rect.x + TEXT_PAD, y_of(rect) + ROW_HEIGHT / 2.0);
         }
     }
+    if let Some(rect) = hovered.and_then(|h| rects.iter().find(|r| r.node == Some(h))) {
+        ctx.set_stroke_style_str("#222");
+        ctx.stroke_rect(rect.x + 0.5, y_of(rect) + 0.5, (rect.width - 1.5).max(0.5), ROW_HEIGHT - 2.0);
+    }
     rects
+}
+
+/// Blocks of frames each narrower than a pixel.
+const AGGREGATE: (u16, u8, u8) = (36, 14, 82);
+
+fn colour_of(data: &Loaded, node: NodeId, matches: Option<&[bool]>, is_ancestor: bool) -> (u16, u8, u8) {
+    let name = data.tree.name_of(node);
+    let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
+        Some(true) => SEARCH_MATCH,
+        None if data.diff.is_some() => {
+            let sides = data.diff.as_ref().expect("checked");
+            let i = node as usize;
+            diff_color(sides.left[i], sides.left_ticks, sides.right[i], sides.right_ticks)
+        }
+        Some(false) => {
+            let (hue, _, _) = frame_color(name);
+            (hue, 10, 85)
+        }
+        None => frame_color(name),
+    };
+    // Ancestors of the zoomed frame are context, not content: draw them faded.
+    let light = if is_ancestor { light.saturating_add(20).min(92) } else { light };
+    (hue, sat, light)
 }
 
 /// The name cut to fit `room` pixels with an ellipsis, or nothing when not even two

@@ -11,7 +11,7 @@ pub mod fetch;
 use std::sync::Arc;
 
 use kiln_model::layout::{FrameRect, Geometry, hit_test, parent_focus};
-use kiln_model::search::{matched_total, name_matches};
+use kiln_model::search::{lowercase_names, matched_total, matches_in};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
@@ -30,6 +30,8 @@ pub struct Loaded {
     pub units: String,
     /// Per-side values when this is a comparison.
     pub diff: Option<DiffSides>,
+    /// Frame names lowercased once, for searching.
+    pub lowercase_names: Vec<String>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -48,7 +50,8 @@ impl Loaded {
     /// Computes the geometry of `tree`.
     pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
-        Loaded { tree, geometry, units, diff: None }
+        let lowercase_names = lowercase_names(&tree);
+        Loaded { tree, geometry, units, diff: None, lowercase_names }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.
@@ -64,7 +67,8 @@ impl Loaded {
         };
         let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
         let geometry = Geometry::new(&tree);
-        Loaded { tree, geometry, units, diff: Some(sides) }
+        let lowercase_names = lowercase_names(&tree);
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names }
     }
 }
 
@@ -135,7 +139,7 @@ pub fn FlameGraph(
     // Per-name match flags, recomputed only when the tree or the search changes.
     let matches = Memo::new(move |_| {
         let needle = search.get();
-        data.with(|d| d.as_ref().map(|d| name_matches(&d.tree, &needle)).filter(|m| m.contains(&true)))
+        data.with(|d| d.as_ref().map(|d| matches_in(&d.lowercase_names, &needle)).filter(|m| m.contains(&true)))
     });
     let matched = move || {
         let flags = matches.get()?;

@@ -1,6 +1,7 @@
 //! The top table: every function with self and total, sortable, filtered by the search; a
 //! function's name leads to its sandwich view.
 
+use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
 use super::{ExploreState, QuerySummary};
@@ -40,7 +41,9 @@ pub fn TopTableView(
             </th>
         }
     };
-    let body = move || {
+    // Rows are keyed by name: a keystroke in the search or a new sort only moves, removes or
+    // inserts rows, it never rebuilds the ones that stay.
+    let visible = move || {
         let needle = search.get().trim().to_lowercase();
         let mut shown: Vec<_> =
             rows.iter().filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle)).cloned().collect();
@@ -53,32 +56,29 @@ pub fn TopTableView(
             };
             if desc { order.reverse() } else { order }
         });
-        let base = state.get();
-        let units = units.clone();
         shown
-            .into_iter()
-            .map(|row| {
-                let href = base
-                    .with(|s| {
-                        s.view = "sandwich".into();
-                        s.function = row.name.clone();
-                    })
-                    .href();
-                view! {
-                    <tr>
-                        <td class="name">
-                            <a href=href title="Sandwich view: callers and callees">{row.name}</a>
-                        </td>
-                        <td class="num self" title=percent(row.self_value, total)>
-                            {format_value(row.self_value, &units)}
-                        </td>
-                        <td class="num total" title=percent(row.total, total)>
-                            {format_value(row.total, &units)}
-                        </td>
-                    </tr>
-                }
+    };
+    let row_view = move |row: TopRow| {
+        let href = state
+            .get_untracked()
+            .with(|s| {
+                s.view = "sandwich".into();
+                s.function = row.name.clone();
             })
-            .collect_view()
+            .href();
+        view! {
+            <tr>
+                <td class="name">
+                    <a href=href title="Sandwich view: callers and callees">{row.name}</a>
+                </td>
+                <td class="num self" title=percent(row.self_value, total)>
+                    {format_value(row.self_value, &units)}
+                </td>
+                <td class="num total" title=percent(row.total, total)>
+                    {format_value(row.total, &units)}
+                </td>
+            </tr>
+        }
     };
     view! {
         <table class="top-table">
@@ -90,7 +90,9 @@ pub fn TopTableView(
                     {header("Total", SortBy::Total, "num")}
                 </tr>
             </thead>
-            <tbody>{body}</tbody>
+            <tbody>
+                <For each=visible key=|row| row.name.clone() children=row_view />
+            </tbody>
         </table>
         {note.map(|n| view! { <p class="note">{n}</p> })}
     }
