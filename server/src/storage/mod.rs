@@ -211,6 +211,9 @@ struct LoadedBlock {
     meta: BlockMeta,
     data: ObjectPath,
     index: BlockIndex,
+    /// When this process learned of it: a listing that started earlier may not show it yet,
+    /// and must not make it vanish.
+    known_since: Instant,
 }
 
 #[derive(Default)]
@@ -449,7 +452,9 @@ impl Store {
             let chunks = self.inner.objects.get_ranges(&block.data, &ranges).await;
             (block, entries, chunks)
         });
-        for (block, entries, chunks) in futures_util::future::join_all(fetches).await {
+        // A few blocks at a time: enough to hide latency, not a burst of requests per query.
+        let mut fetched = futures_util::stream::iter(fetches).buffer_unordered(8);
+        while let Some((block, entries, chunks)) = fetched.next().await {
             let chunks = match chunks {
                 Ok(chunks) => chunks,
                 Err(e) if is_not_found(&e) => {
@@ -620,7 +625,7 @@ async fn publish(
     let meta_json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
     inner.objects.put(&meta_path, PutPayload::from(meta_json)).await?;
     tracing::info!(block = %id, series = meta.series, uploads = meta.uploads, bytes = meta.data_len, level, "published block");
-    Ok((meta_path.to_string(), Arc::new(LoadedBlock { meta, data, index })))
+    Ok((meta_path.to_string(), Arc::new(LoadedBlock { meta, data, index, known_since: Instant::now() })))
 }
 
 async fn flush(inner: &Inner) -> Result<usize, StorageError> {
@@ -665,10 +670,11 @@ async fn load_block(objects: &Arc<dyn ObjectStore>, meta_path: &ObjectPath) -> R
     let footer = block::decode_footer(&footer_bytes, meta.data_len)?;
     let index_bytes = objects.get_range(&data, footer.index_offset..footer.index_offset + footer.index_len).await?;
     let index = block::decode_index(&index_bytes, &footer)?;
-    Ok(LoadedBlock { meta, data, index })
+    Ok(LoadedBlock { meta, data, index, known_since: Instant::now() })
 }
 
 async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLock<State>) -> Result<(), StorageError> {
+    let started = Instant::now();
     let prefix = ObjectPath::from(BLOCKS);
     let mut listing = objects.list(Some(&prefix));
     let mut present = HashSet::new();
@@ -696,7 +702,7 @@ async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLock<State>) -
         }
     }
     let mut state = state.write().expect("state lock");
-    state.blocks.retain(|path, _| present.contains(path));
+    state.blocks.retain(|path, block| present.contains(path) || block.known_since >= started);
     state.blocks.extend(loaded);
     Ok(())
 }
@@ -741,6 +747,7 @@ async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
     for (path, block) in &replaced {
         delete_block(inner, path, block).await?;
     }
+    delete_orphans(inner).await?;
     let mut written = 0;
     for (_, group) in groups.into_iter().filter(|(_, g)| g.len() >= 2) {
         let mut uploads = Vec::new();
@@ -770,6 +777,38 @@ async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
         }
     }
     Ok(written)
+}
+
+/// Data objects are written before their meta; a crash in between leaves a data object that
+/// no meta names. This writer's such objects older than an hour (far longer than a publish
+/// takes) are deleted. Runs under the maintenance lock, so none of them is being published.
+async fn delete_orphans(inner: &Inner) -> Result<(), StorageError> {
+    const ORPHAN_AGE: i64 = 3600;
+    let prefix = ObjectPath::from(format!("{BLOCKS}/{}", inner.writer));
+    let mut listing = inner.objects.list(Some(&prefix));
+    let mut metas = HashSet::new();
+    let mut data = Vec::new();
+    while let Some(item) = listing.next().await {
+        let item = item?;
+        let name = item.location.to_string();
+        if let Some(stem) = name.strip_suffix(META_SUFFIX) {
+            metas.insert(stem.to_string());
+        } else if let Some(stem) = name.strip_suffix(".data") {
+            data.push((stem.to_string(), item.location, item.last_modified.timestamp()));
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    for (stem, location, modified) in data {
+        if !metas.contains(&stem) && now - modified > ORPHAN_AGE {
+            tracing::info!(object = %location, "deleting a block data object that was never published");
+            match inner.objects.delete(&location).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn apply_retention(inner: &Inner, now: i64) -> Result<usize, StorageError> {
@@ -1070,6 +1109,24 @@ mod engine_tests {
         store.append(vec![upload("c", &[(&["x"], 1)], 300)]).await.unwrap();
         store.flush().await.unwrap();
         assert_eq!(all(&store).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unpublished_data_objects_are_cleaned_up_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(Clocked::new(10_000).config(dir.path())).await.unwrap();
+        store.append(vec![upload("a", &[(&["x"], 1)], 100)]).await.unwrap();
+        store.flush().await.unwrap();
+        let own = dir.path().join(BLOCKS).join(store.writer());
+        let (old, fresh) = (own.join("0000000000001-00000000.data"), own.join("9999999999999-00000000.data"));
+        std::fs::write(&old, b"torn").unwrap();
+        std::fs::write(&fresh, b"being written").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        store.compact(10_000).await.unwrap();
+        assert!(!old.exists(), "an old orphan goes");
+        assert!(fresh.exists(), "a recent one may still get its meta");
+        assert_eq!((store.block_count(), all(&store).await.len()), (1, 1), "published blocks stay");
     }
 
     fn merged_tree(uploads: &[Upload]) -> String {
