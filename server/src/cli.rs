@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// The in-memory head is cut into a block this long after its first upload.
     #[arg(long, env = "KILN_BLOCK_DURATION", default_value = "10m", value_parser = parse_duration)]
     pub block_duration: Duration,
-    /// … or as soon as it holds this many bytes.
+    /// The head is also cut into a block as soon as it holds this many bytes (64 MiB).
     #[arg(long, env = "KILN_HEAD_MAX_BYTES", default_value_t = 64 << 20)]
     pub head_max_bytes: u64,
     /// Blocks (and head data) older than this are deleted (`30d`, `12h`); `0` keeps everything.

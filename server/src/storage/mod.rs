@@ -141,7 +141,7 @@ pub struct StoreConfig {
     pub s3: S3Options,
     /// The head is cut into a block this long after its first upload.
     pub block_duration: Duration,
-    /// … or as soon as it holds this many bytes.
+    /// The head is also cut as soon as it holds this many bytes.
     pub head_max_bytes: u64,
     /// Blocks whose newest data is older are deleted; zero keeps everything.
     pub retention: Duration,
@@ -688,9 +688,15 @@ async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLock<State>) -
         let state = state.read().expect("state lock");
         present.iter().filter(|p| !state.blocks.contains_key(*p) && !state.broken.contains(*p)).cloned().collect()
     };
+    // Concurrently: a first start against a bucket may have hundreds of blocks to learn.
+    let mut loads = futures_util::stream::iter(unknown.into_iter().map(|path| async move {
+        let block = load_block(objects, &ObjectPath::from(path.as_str())).await;
+        (path, block)
+    }))
+    .buffer_unordered(16);
     let mut loaded = Vec::new();
-    for path in unknown {
-        match load_block(objects, &ObjectPath::from(path.as_str())).await {
+    while let Some((path, block)) = loads.next().await {
+        match block {
             Ok(block) => loaded.push((path, Arc::new(block))),
             Err(StorageError::Corrupt(e)) => {
                 tracing::warn!(meta = %path, error = %e, "skipping a damaged block");
