@@ -14,7 +14,7 @@ use crate::api::{AppState, Auth, router};
 use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
-use crate::storage::Store;
+use crate::storage::{Backend, S3Options, Store, StoreConfig};
 use crate::upload::UploadArgs;
 
 /// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
@@ -86,9 +86,63 @@ pub struct ServeArgs {
     /// `/readyz` and `/metrics` stay open. Unset: open.
     #[arg(long, env = "KILN_QUERY_TOKEN", hide_env_values = true)]
     pub query_token: Option<String>,
+    /// Where blocks are kept: `local` (under `--data-dir`) or `s3://bucket/prefix`. The
+    /// write-ahead log always stays in `--data-dir`.
+    #[arg(long, env = "KILN_STORAGE", default_value = "local", value_parser = Backend::parse)]
+    pub storage: Backend,
+    /// S3 endpoint URL, for S3-compatible services (`http://` is allowed); else `AWS_ENDPOINT`
+    /// or AWS itself.
+    #[arg(long, env = "KILN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region; else `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    #[arg(long, env = "KILN_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id; else `AWS_ACCESS_KEY_ID`.
+    #[arg(long, env = "KILN_S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    /// S3 secret access key; else `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "KILN_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// The in-memory head is cut into a block this long after its first upload.
+    #[arg(long, env = "KILN_BLOCK_DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub block_duration: Duration,
+    /// The head is also cut into a block as soon as it holds this many bytes (64 MiB).
+    #[arg(long, env = "KILN_HEAD_MAX_BYTES", default_value_t = 64 << 20)]
+    pub head_max_bytes: u64,
+    /// Blocks (and head data) older than this are deleted (`30d`, `12h`); `0` keeps everything.
+    #[arg(long, env = "KILN_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// How often the block listing is refreshed, picking up other servers' blocks on a
+    /// shared bucket; compaction and retention run as often.
+    #[arg(long, env = "KILN_BLOCK_REFRESH", default_value = "5s", value_parser = parse_duration)]
+    pub block_refresh: Duration,
+    /// Blocks starting in one window of this length are merged into one once it has passed.
+    #[arg(long, env = "KILN_COMPACTION_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub compaction_window: Duration,
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` or plain seconds (`120`).
+impl ServeArgs {
+    /// The storage settings these flags describe.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            backend: self.storage.clone(),
+            s3: S3Options {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                access_key: self.s3_access_key.clone(),
+                secret_key: self.s3_secret_key.clone(),
+            },
+            block_duration: self.block_duration,
+            head_max_bytes: self.head_max_bytes,
+            retention: self.retention,
+            refresh_interval: self.block_refresh,
+            compaction_window: self.compaction_window,
+            ..StoreConfig::new(&self.data_dir)
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, `30d` or plain seconds (`120`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -101,8 +155,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => seconds(1),
         "m" => seconds(60),
         "h" => seconds(3600),
+        "d" => seconds(86_400),
         "ms" => Ok(Duration::from_millis(number)),
-        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m or h")),
+        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m, h or d")),
     }
 }
 
@@ -150,7 +205,8 @@ fn leptos_options(args: &ServeArgs) -> Result<LeptosOptions, String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = Store::open(&args.data_dir)
+    let store = Store::open_with(args.store_config())
+        .await
         .map_err(|e| format!("cannot open the data directory {}: {e}", args.data_dir.display()))?;
     if !args.site_root.join("pkg").is_dir() {
         tracing::warn!(site_root = %args.site_root.display(), "no built site assets here: pages will render but not hydrate (run `make build`)");
@@ -216,6 +272,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("-3s").is_err());
@@ -229,6 +286,14 @@ mod tests {
         assert_eq!(args.header_read_timeout, EdgeConfig::default().header_read_timeout);
         assert_eq!(args.body_read_timeout, EdgeConfig::default().body_read_timeout);
         assert_eq!(args.request_timeout, EdgeConfig::default().request_timeout);
+        let store = args.store_config();
+        let defaults = StoreConfig::new(&args.data_dir);
+        assert_eq!(store.backend, Backend::Local);
+        assert_eq!(store.block_duration, defaults.block_duration);
+        assert_eq!(store.head_max_bytes, 64 << 20);
+        assert_eq!(store.retention, defaults.retention);
+        assert_eq!(store.refresh_interval, defaults.refresh_interval);
+        assert_eq!(store.compaction_window, defaults.compaction_window);
         let cli = Cli::try_parse_from(["kiln", "serve", "--idle-timeout", "3m"]).expect("flag parses");
         let Command::Serve(args) = cli.command else { panic!("serve parses as serve") };
         assert_eq!(args.idle_timeout, Duration::from_secs(180));

@@ -47,9 +47,9 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn server() -> Server {
+async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let store = Arc::new(Store::open(dir.path()).await.unwrap());
     let state = AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
@@ -86,8 +86,9 @@ impl Server {
     }
 
     /// Everything stored, as a comparable snapshot.
-    fn snapshot(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.store.select(|_| true).iter().map(|u| format!("{:?}", u)).collect();
+    async fn snapshot(&self) -> Vec<String> {
+        let selected = self.store.select(i64::MIN, i64::MAX, |_| true).await.unwrap();
+        let mut all: Vec<String> = selected.iter().map(|u| format!("{:?}", u)).collect();
         all.sort();
         all
     }
@@ -184,7 +185,7 @@ async fn every_capture_renders_its_golden_cpu_profile() {
     dirs.sort();
     assert_eq!(dirs, CAPTURES.iter().map(|c| c.dir).collect::<Vec<_>>(), "a capture without a test case");
     for capture in CAPTURES {
-        let server = server();
+        let server = server().await;
         replay(&server, capture.dir).await;
         let folded = server.folded(capture.query).await;
         assert_eq!(total(&folded), capture.total, "{}: total", capture.dir);
@@ -221,7 +222,7 @@ fn push_body(series: Vec<Vec<(&str, &str)>>, raw_profile: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn go_multipart_node_gzip_and_json_push_are_read() {
-    let server = server();
+    let server = server().await;
     let pprof = v2_pprof();
     let boundary = "b0undary";
     let mut multipart = Vec::new();
@@ -264,9 +265,9 @@ type BadCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Vec<u8>, StatusC
 
 #[tokio::test]
 async fn bad_uploads_are_refused_and_change_nothing() {
-    let server = server();
+    let server = server().await;
     replay(&server, "rust-v05").await;
-    let before = server.snapshot();
+    let before = server.snapshot().await;
     let pprof = v2_pprof();
     let v05 = std::fs::read(Path::new(AGENTS).join("rust-v05/bodies/0001-conn1.bin")).unwrap();
     let truncated_gzip = v05[..v05.len() / 2].to_vec();
@@ -312,6 +313,6 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             assert_eq!(error["code"], "invalid_argument", "{what}: {answer}");
             assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {answer}");
         }
-        assert_eq!(server.snapshot(), before, "{what} changed the stored data");
+        assert_eq!(server.snapshot().await, before, "{what} changed the stored data");
     }
 }

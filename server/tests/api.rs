@@ -15,13 +15,13 @@ use kiln_server::storage::Store;
 use leptos::prelude::LeptosOptions;
 use tower::ServiceExt;
 
-fn app(dir: &Path) -> Router {
-    app_with(dir, Auth::default())
+async fn app(dir: &Path) -> Router {
+    app_with(dir, Auth::default()).await
 }
 
-fn app_with(dir: &Path, auth: Auth) -> Router {
+async fn app_with(dir: &Path, auth: Auth) -> Router {
     let state = AppState {
-        store: Arc::new(Store::open(dir).unwrap()),
+        store: Arc::new(Store::open(dir).await.unwrap()),
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits { max_decompressed_bytes: 8 << 20, ..IngestLimits::default() },
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
@@ -58,7 +58,7 @@ fn real(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn folded_uploads_merge_and_render() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     assert_eq!(
         post(&app, "/ingest?name=shop.cpu%7Benv%3Dprod%7D", "a;b 1\na;c 2").await,
         (StatusCode::OK, String::new())
@@ -87,7 +87,7 @@ async fn folded_uploads_merge_and_render() {
 #[tokio::test]
 async fn perf_script_is_collapsed_like_inferno_does() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     let gz = std::fs::read(real("example-perf-stacks.txt.gz")).unwrap();
     // Gzip with no Content-Encoding header, as some agents send it.
     assert_eq!(post(&app, "/ingest?name=perf&format=perf_script", gz).await, (StatusCode::OK, String::new()));
@@ -99,7 +99,7 @@ async fn perf_script_is_collapsed_like_inferno_does() {
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=keep", "base 7").await;
     let bomb = {
         use std::io::Write;
@@ -132,7 +132,7 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
 #[tokio::test]
 async fn health_and_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
     assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
     let (_, empty_home) = get(&app, "/").await;
@@ -151,12 +151,12 @@ async fn health_and_pages() {
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let app = app(dir.path());
+        let app = app(dir.path()).await;
         post(&app, "/ingest?name=svc.cpu", "a;b 3\nc 1").await;
         post(&app, "/ingest?name=svc.cpu", "a;b 2").await;
         get(&app, "/render?query=svc.cpu&format=folded").await.1
     };
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     assert_eq!(get(&app, "/render?query=svc.cpu&format=folded").await.1, before);
     assert_eq!(before, "a;b 5\nc 1\n");
 }
@@ -164,7 +164,7 @@ async fn data_survives_a_restart() {
 #[tokio::test]
 async fn render_json_is_pyroscopes_flamebearer() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=fb.cpu&from=1700000000&until=1700000010&spyName=rbspy&sampleRate=99", "a;b 1").await;
     post(&app, "/ingest?name=fb.cpu&from=1700000020&until=1700000030&spyName=rbspy&sampleRate=99", "a;c 2").await;
     let (status, body) = get(&app, "/render?query=fb.cpu&from=1700000000&until=1700000100").await;
@@ -197,7 +197,7 @@ async fn render_json_is_pyroscopes_flamebearer() {
 #[tokio::test]
 async fn apps_labels_and_values() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=api.cpu%7Benv%3Dprod%2Cregion%3Deu%7D&until=1700000000", "a 1").await;
     post(&app, "/ingest?name=api.cpu%7Benv%3Ddev%7D&until=1700000100", "a 1").await;
     post(&app, "/ingest?name=other.alloc_space%7Bpod%3Dx%7D&until=1600000000", "a 1").await;
@@ -236,7 +236,7 @@ async fn get_as(app: &Router, uri: &str, authorization: Option<&str>) -> StatusC
 #[tokio::test]
 async fn tokens_guard_ingest_and_queries_but_not_health() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with(dir.path(), Auth::new(Some("in-token".into()), Some("out-token".into())));
+    let app = app_with(dir.path(), Auth::new(Some("in-token".into()), Some("out-token".into()))).await;
     // "agent:in-token" and "grafana:out-token"
     let basic_in = "Basic YWdlbnQ6aW4tdG9rZW4=";
     let basic_out = "Basic Z3JhZmFuYTpvdXQtdG9rZW4=";
@@ -277,7 +277,7 @@ async fn tokens_guard_ingest_and_queries_but_not_health() {
 #[tokio::test]
 async fn without_tokens_everything_is_open() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     assert_eq!(post_as(&app, "/ingest?name=shop.cpu", None).await.status(), StatusCode::OK);
     assert_eq!(get_as(&app, "/render?query=shop.cpu&format=folded", None).await, StatusCode::OK);
 }

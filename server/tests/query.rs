@@ -21,9 +21,9 @@ use prost::Message;
 use serde_json::Value;
 use tower::ServiceExt;
 
-fn app(dir: &Path) -> Router {
+async fn app(dir: &Path) -> Router {
     let state = AppState {
-        store: Arc::new(Store::open(dir).unwrap()),
+        store: Arc::new(Store::open(dir).await.unwrap()),
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits::default(),
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
@@ -117,7 +117,7 @@ fn fixtures() -> Vec<(&'static str, String)> {
 #[tokio::test]
 async fn render_json_matches_golden_flamebearers() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     for (name, folded) in fixtures() {
         post(&app, &format!("/ingest?name={name}.cpu&from=1700000000&until=1700000010"), folded).await;
         let json = get_json(&app, &format!("/render?query={name}.cpu&{RANGE}")).await;
@@ -128,7 +128,7 @@ async fn render_json_matches_golden_flamebearers() {
 #[tokio::test]
 async fn folded_round_trips_as_the_same_multiset_of_stacks() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     for (name, folded) in fixtures() {
         post(&app, &format!("/ingest?name={name}.cpu"), folded.clone()).await;
         let (status, out) = get(&app, &format!("/render?query={name}.cpu&format=folded")).await;
@@ -140,7 +140,7 @@ async fn folded_round_trips_as_the_same_multiset_of_stacks() {
 #[tokio::test]
 async fn pprof_export_decodes_to_the_same_stacks() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     for (name, folded) in fixtures() {
         post(&app, &format!("/ingest?name={name}.cpu&sampleRate=100"), folded.clone()).await;
         let (status, gz, content_type) = get_bytes(&app, &format!("/render?query={name}.cpu&format=pprof")).await;
@@ -191,7 +191,7 @@ fn assert_well_formed(svg: &str) {
 #[tokio::test]
 async fn svg_export_escapes_names_and_is_well_formed() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=unicode.cpu", fixtures()[3].1.clone()).await;
     let uri = "/render?query=unicode.cpu&format=svg&title=My%20%3Capp%3E&inverted=true&reverse=false&colors=java&minwidth=0.5";
     let (status, body, content_type) = get_bytes(&app, uri).await;
@@ -217,7 +217,7 @@ async fn svg_export_escapes_names_and_is_well_formed() {
 #[tokio::test]
 async fn speedscope_export_is_a_sampled_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=ss.cpu", "a;b 1\na;c 2").await;
     let json = get_json(&app, "/render?query=ss.cpu&format=speedscope").await;
     let profile = &json["profiles"][0];
@@ -240,7 +240,7 @@ async fn speedscope_export_is_a_sampled_profile() {
 #[tokio::test]
 async fn max_nodes_keeps_the_largest_and_conserves_totals() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=big.cpu", "a;big 10\na;s1 1\na;s2 2\nb 1").await;
     let json = get_json(&app, "/render?query=big.cpu&maxNodes=3").await;
     assert_eq!(json["flamebearer"]["numTicks"], 14);
@@ -256,7 +256,7 @@ async fn max_nodes_keeps_the_largest_and_conserves_totals() {
 #[tokio::test]
 async fn queries_over_several_series_select_only_what_they_name() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     let series = [
         ("web.cpu{env=prod,region=eu-1}", "prod_eu 1"),
         ("web.cpu{env=preprod,region=eu-2}", "preprod_eu 10"),
@@ -309,7 +309,7 @@ async fn queries_over_several_series_select_only_what_they_name() {
 #[tokio::test]
 async fn average_aggregation_averages_uploads() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     post(&app, "/ingest?name=mem.inuse_space&aggregationType=average&from=1700000000&until=1700000010", "a;b 10\na 2")
         .await;
     post(&app, "/ingest?name=mem.inuse_space&aggregationType=average&from=1700000010&until=1700000020", "a;b 30").await;
@@ -331,7 +331,7 @@ const DIFF: &str = "/render-diff?leftQuery=cmp.cpu&leftFrom=1700000000&leftUntil
 #[tokio::test]
 async fn render_diff_is_pyroscopes_double_format() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(dir.path());
+    let app = app(dir.path()).await;
     ingest_comparison(&app).await;
     let json = get_json(&app, DIFF).await;
     assert_eq!(json["metadata"]["format"], "double");

@@ -32,7 +32,7 @@ async fn kiln(auth: Auth) -> Kiln {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
     let state = AppState {
-        store: Arc::new(Store::open(dir.path()).unwrap()),
+        store: Arc::new(Store::open(dir.path()).await.unwrap()),
         metrics: metrics.clone(),
         limits: IngestLimits::default(),
         leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),

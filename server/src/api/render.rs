@@ -139,7 +139,7 @@ pub async fn render(
     )?;
     let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
-    let mut merged = query::merge(&state.store, &query);
+    let mut merged = query::merge(&state.store, &query).await?;
     if let Some(limit) = max_nodes {
         merged.tree = truncate::max_nodes(&merged.tree, limit);
     }
@@ -198,8 +198,8 @@ pub async fn render_diff(
     )?;
     let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
-    let left = query::merge(&state.store, &left_query);
-    let right = query::merge(&state.store, &right_query);
+    let left = query::merge(&state.store, &left_query).await?;
+    let right = query::merge(&state.store, &right_query).await?;
     if let (Some(l), Some(r)) = (&left.profile_type, &right.profile_type)
         && l != r
     {

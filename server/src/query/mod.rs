@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 use kiln_model::{CallTree, FlatTree};
 
-use crate::storage::{Aggregation, SeriesKey, Store, Upload};
+use crate::storage::{Aggregation, SeriesKey, StorageError, Store, Upload};
 
 pub use source::StoreSource;
 
@@ -185,16 +185,21 @@ fn timeline(uploads: &[&Arc<Upload>], from: i64, until: i64) -> Timeline {
 }
 
 /// Merges every upload the query selects into one tree, with its timeline.
-pub fn merge(store: &Store, query: &Query) -> Merged {
+pub async fn merge(store: &Store, query: &Query) -> Result<Merged, StorageError> {
     let app = &query.selector.app;
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, app));
     let uploads = match &profile_type {
-        Some(ty) => store.select(|key| key.app == *app && key.profile_type == *ty && query.labels_match(key)),
+        Some(ty) => {
+            store
+                .select(query.from, query.until, |key| {
+                    key.app == *app && key.profile_type == *ty && query.labels_match(key)
+                })
+                .await?
+        }
         None => Vec::new(),
     };
-    let mut in_range: Vec<&Arc<Upload>> =
-        uploads.iter().filter(|u| u.meta.until >= query.from && u.meta.from < query.until).collect();
-    in_range.sort_by_key(|u| u.meta.from);
+    let mut in_range: Vec<&Arc<Upload>> = uploads.iter().collect();
+    in_range.sort_by_key(|u| (u.meta.from, u.meta.until));
     let mut tree = CallTree::new();
     let averaged = in_range.iter().filter(|u| u.meta.aggregation == Aggregation::Average).count() as u64;
     for upload in &in_range {
@@ -204,13 +209,37 @@ pub fn merge(store: &Store, query: &Query) -> Merged {
         }
     }
     let newest = in_range.last();
-    Merged {
+    Ok(Merged {
         tree: tree.to_flat(),
         profile_type,
         units: newest.map_or_else(|| "samples".into(), |u| u.meta.units.clone()),
         sample_rate: newest.map_or(100, |u| u.meta.sample_rate),
         spy_name: newest.map_or_else(String::new, |u| u.meta.spy_name.clone()),
         timeline: timeline(&in_range, query.from, query.until),
+    })
+}
+
+/// Runs a storage future to completion from synchronous code (the app's `ProfileSource`
+/// is synchronous; blocks are read asynchronously).
+pub(crate) fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        // A single-threaded runtime cannot lend its thread: drive the future on another one.
+        Ok(handle) => {
+            std::thread::scope(|scope| scope.spawn(|| handle.block_on(future)).join().expect("storage read panicked"))
+        }
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for a storage read")
+            .block_on(future),
     }
 }
 

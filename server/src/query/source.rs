@@ -6,7 +6,7 @@ use kiln_app::pages::explore::timeline::TimelineData;
 use kiln_app::pages::home::AppSummary;
 use kiln_app::source::{MergedView, ProfileSource};
 
-use super::{Query, label_names, label_values, merge};
+use super::{Query, block_on, label_names, label_values, merge};
 use crate::storage::Store;
 use crate::timespec;
 
@@ -31,7 +31,7 @@ impl ProfileSource for StoreSource {
     fn merged(&self, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
         let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
         let query = Query::parse(query, from, until).map_err(|e| e.to_string())?;
-        let merged = merge(&self.0, &query);
+        let merged = block_on(merge(&self.0, &query)).map_err(|e| e.to_string())?;
         Ok(MergedView {
             tree: merged.tree,
             units: merged.units,

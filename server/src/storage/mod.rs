@@ -1,23 +1,63 @@
 //! Storage: where parsed uploads go and merged trees come from.
 //!
 //! The narrow interface is [`Store::append`] (parsed profiles in, durable before it returns)
-//! and [`Store::select`] (the stored profiles of the series a query picks). Behind it:
+//! and [`Store::select`] (the stored profiles of the series a query picks, in a time range).
+//! One engine, two places for blocks: the local file system under the data directory, or an
+//! S3-compatible bucket, both through `object_store`.
 //!
-//! - [`wal`]: every upload is framed, checksummed and appended to a log file, and the file is
-//!   fsynced before the append is acknowledged. Concurrent uploads share one fsync (group
-//!   commit: one writer thread drains every queued upload, writes them, syncs once).
-//! - the head: every acknowledged upload, in memory, grouped by series. It is rebuilt from the
-//!   log at start, so a restart (or a `kill -9`) loses nothing that was acknowledged.
+//! - [`wal`]: every upload is framed, checksummed and appended to a log segment, and the file
+//!   is fsynced before the append is acknowledged. Concurrent uploads share one fsync (group
+//!   commit: one writer thread drains every queued upload, writes them, syncs once). The log
+//!   always stays on local disk: an acknowledgement needs a local fsync, not a network
+//!   round trip.
+//! - the head: every acknowledged upload not yet in a block, in memory, grouped by series.
+//!   It is rebuilt from the log at start, so a restart (or a `kill -9`) loses nothing that
+//!   was acknowledged.
+//! - [`block`]: every `--block-duration`, or when the head outgrows `--head-max-bytes`, the
+//!   log rotates to a new segment, the head is frozen and written as one data object (series
+//!   table, per-series compressed chunks, checksummed footer) and then one small meta JSON
+//!   object. The meta is published last: its presence is the block's existence (object PUTs
+//!   are atomic). Only then are the frozen head dropped and its log segments deleted. Each
+//!   meta records the newest log segment it covers, so a crash between publishing and
+//!   deleting replays nothing twice.
+//! - reads: queries merge the head with the blocks whose time range overlaps theirs, fetching
+//!   only the selected series' chunks with ranged GETs. Every block's meta and index (the
+//!   series table) are listed and cached, and the listing is refreshed every
+//!   `--block-refresh`, so several Kiln servers on one bucket see each other's blocks
+//!   (though not each other's heads, until they are cut).
+//! - compaction: level-0 blocks of one writer starting in one finished `--compaction-window`
+//!   (an hour) are merged into one. The rule that keeps several writers safe on one bucket:
+//!   **a writer compacts and deletes only its own blocks** (they live under
+//!   `blocks/<writer id>/`; the id is made once per data directory and kept in `writer-id`),
+//!   so no two writers race on one object. A compacted meta lists the blocks it replaces and
+//!   readers hide those at once, so nobody counts data twice while the old objects are being
+//!   deleted, or if the writer dies before deleting them (it finishes at its next compaction).
+//! - retention: each writer deletes its own blocks whose newest data is older than
+//!   `--retention`, and drops such uploads from its head. Blocks of a writer that is gone
+//!   for good are left to the operator.
+//!
+//! Damage is skipped, never fatal: a torn log tail fails its checksum and is cut off; a
+//! block whose meta, footer, index or chunk fails its checks is logged and left out.
 
+mod backend;
+pub mod block;
 mod wal;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use kiln_model::FlatTree;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
+pub use backend::{Backend, S3Options};
+use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
 pub use wal::WalError;
 
 /// A series: one application's profiles of one type with one label set.
@@ -76,24 +116,157 @@ pub enum StorageError {
     /// The log could not be written or synced.
     #[error("write-ahead log: {0}")]
     Wal(#[from] WalError),
+    /// The object store (file system or bucket) refused.
+    #[error("block storage: {0}")]
+    Objects(#[from] object_store::Error),
+    /// Block bytes failed their checks.
+    #[error("{0}")]
+    Corrupt(#[from] CorruptBlock),
+    /// The store could not be set up as configured.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Unix seconds, as the store sees them; tests pass a clock they move by hand.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// How the store is set up.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// Write-ahead log, writer id and (for the local backend) blocks.
+    pub data_dir: PathBuf,
+    /// Where blocks go.
+    pub backend: Backend,
+    /// S3 connection settings (for [`Backend::S3`]).
+    pub s3: S3Options,
+    /// The head is cut into a block this long after its first upload.
+    pub block_duration: Duration,
+    /// The head is also cut as soon as it holds this many bytes.
+    pub head_max_bytes: u64,
+    /// Blocks whose newest data is older are deleted; zero keeps everything.
+    pub retention: Duration,
+    /// How often the block listing is refreshed (and compaction and retention run).
+    pub refresh_interval: Duration,
+    /// Level-0 blocks starting in one window of this length are compacted together.
+    pub compaction_window: Duration,
+    /// The current time.
+    pub clock: Clock,
+    /// Run the background flush / refresh / compaction / retention task (tests call the
+    /// steps themselves).
+    pub background: bool,
+}
+
+impl StoreConfig {
+    /// The defaults, with blocks in `data_dir`.
+    pub fn new(data_dir: &Path) -> StoreConfig {
+        StoreConfig {
+            data_dir: data_dir.to_path_buf(),
+            backend: Backend::Local,
+            s3: S3Options::default(),
+            block_duration: Duration::from_secs(600),
+            head_max_bytes: 64 << 20,
+            retention: Duration::from_secs(30 * 86_400),
+            refresh_interval: Duration::from_secs(5),
+            compaction_window: Duration::from_secs(3600),
+            clock: Arc::new(crate::timespec::now_unix),
+            background: true,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Head {
     series: HashMap<SeriesKey, Vec<Arc<Upload>>>,
+    /// Rough memory held, for `--head-max-bytes`.
+    bytes: u64,
+    /// Clock time of the first upload since the last cut.
+    first_at: Option<i64>,
 }
 
 impl Head {
-    fn insert(&mut self, upload: Upload) {
+    fn insert(&mut self, upload: Upload, now: i64) {
+        let tree = &upload.tree;
+        self.bytes += 128 + tree.len() as u64 * 24 + tree.names.iter().map(|n| n.len() as u64 + 24).sum::<u64>();
+        self.first_at.get_or_insert(now);
         self.series.entry(upload.meta.series.clone()).or_default().push(Arc::new(upload));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    fn uploads(&self) -> impl Iterator<Item = &Arc<Upload>> {
+        self.series.values().flatten()
     }
 }
 
-/// The store: write-ahead log plus in-memory head.
-pub struct Store {
-    dir: PathBuf,
-    head: Arc<RwLock<Head>>,
+/// A head that is being written as a block; its uploads are in log segments up to `sealed`.
+struct Frozen {
+    head: Head,
+    sealed: u64,
+}
+
+/// A published block as a reader knows it.
+struct LoadedBlock {
+    meta: BlockMeta,
+    data: ObjectPath,
+    index: BlockIndex,
+    /// When this process learned of it: a listing that started earlier may not show it yet,
+    /// and must not make it vanish.
+    known_since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    active: Head,
+    /// Oldest first; written to blocks in this order.
+    frozen: VecDeque<Arc<Frozen>>,
+    /// By meta object path.
+    blocks: BTreeMap<String, Arc<LoadedBlock>>,
+    /// Meta paths found damaged, so that they are logged once and not refetched.
+    broken: HashSet<String>,
+}
+
+impl State {
+    /// Blocks that answer queries: everything but what a compacted block replaces.
+    fn visible(&self) -> impl Iterator<Item = &Arc<LoadedBlock>> {
+        let replaced: HashSet<(&str, &str)> = self
+            .blocks
+            .values()
+            .flat_map(|b| b.meta.compacted_from.iter().map(|id| (b.meta.writer.as_str(), id.as_str())))
+            .collect();
+        self.blocks.values().filter(move |b| !replaced.contains(&(b.meta.writer.as_str(), b.meta.id.as_str())))
+    }
+
+    fn heads(&self) -> impl Iterator<Item = &Head> {
+        std::iter::once(&self.active).chain(self.frozen.iter().map(|f| &f.head))
+    }
+}
+
+struct Inner {
+    config: StoreConfig,
+    writer: String,
+    objects: Arc<dyn ObjectStore>,
+    state: Arc<RwLock<State>>,
     wal: wal::WalWriter,
+    wal_dir: PathBuf,
+    /// One flush or compaction at a time: frozen heads are written in order.
+    maintenance: tokio::sync::Mutex<()>,
+    head_full: Arc<Notify>,
+}
+
+/// The store: write-ahead log, in-memory head and blocks.
+pub struct Store {
+    inner: Arc<Inner>,
+    background: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(task) = &self.background {
+            task.abort();
+        }
+    }
 }
 
 /// Per-application facts for listings.
@@ -111,32 +284,122 @@ pub struct AppInfo {
     pub uploads: u64,
 }
 
+const BLOCKS: &str = "blocks";
+const META_SUFFIX: &str = ".meta.json";
+
+/// 64 random bits from the standard library's per-process hash seed.
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
+}
+
+/// This data directory's writer id, made on first use and kept in `writer-id`.
+fn writer_id(dir: &Path) -> Result<String, StorageError> {
+    let path = dir.join("writer-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WalError::Io(e).into()),
+    }
+    let id = format!("{:016x}", random_u64());
+    let temp = dir.join("writer-id.tmp");
+    std::fs::write(&temp, &id).and_then(|()| std::fs::rename(&temp, &path)).map_err(WalError::Io)?;
+    Ok(id)
+}
+
+/// A block id: creation time in milliseconds (so ids sort by age) and 32 random bits.
+fn new_block_id() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    format!("{millis:013}-{:08x}", random_u64() as u32)
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
 impl Store {
-    /// Opens (or creates) the store in `dir`, replaying the log into the head.
-    pub fn open(dir: &Path) -> Result<Store, StorageError> {
-        std::fs::create_dir_all(dir).map_err(WalError::Io)?;
-        let head = Arc::new(RwLock::new(Head::default()));
-        let log_path = dir.join("wal.log");
-        let replayed = wal::replay(&log_path)?;
+    /// Opens (or creates) a store in `dir` with the default settings.
+    pub async fn open(dir: &Path) -> Result<Store, StorageError> {
+        Store::open_with(StoreConfig::new(dir)).await
+    }
+
+    /// Opens (or creates) the store: loads the block listing, replays the log segments no
+    /// block covers into the head, and (with `config.background`) starts the maintenance task.
+    pub async fn open_with(config: StoreConfig) -> Result<Store, StorageError> {
+        let dir = config.data_dir.clone();
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir).map_err(WalError::Io)?;
+        let writer = writer_id(&dir)?;
+        let objects = config.backend.open(&dir, &config.s3).map_err(StorageError::Config)?;
+        let state = Arc::new(RwLock::new(State::default()));
+        refresh_blocks(&objects, &state).await?;
+        let covered = {
+            let state = state.read().expect("state lock");
+            state.blocks.values().filter(|b| b.meta.writer == writer).map(|b| b.meta.wal_segment).max()
+        };
+        // The single-file log of earlier versions becomes segment 0.
+        let legacy = dir.join("wal.log");
+        if legacy.exists() {
+            std::fs::rename(&legacy, wal::segment_path(&wal_dir, 0)).map_err(WalError::Io)?;
+        }
+        let (replayed, last) = wal::replay_dir(&wal_dir, covered)?;
+        let clock = config.clock.clone();
         {
-            let mut head = head.write().expect("head lock");
+            let now = clock();
+            let mut state = state.write().expect("state lock");
             for upload in replayed {
-                head.insert(upload);
+                state.active.insert(upload, now);
             }
         }
-        let sink_head = head.clone();
-        let wal = wal::WalWriter::start(&log_path, move |uploads| {
-            let mut head = sink_head.write().expect("head lock");
-            for upload in uploads {
-                head.insert(upload);
-            }
-        })?;
-        Ok(Store { dir: dir.to_path_buf(), head, wal })
+        let head_full = Arc::new(Notify::new());
+        let (sink, notify, max_bytes, sink_clock) =
+            (state.clone(), head_full.clone(), config.head_max_bytes, clock.clone());
+        let rotate_state = state.clone();
+        let wal = wal::WalWriter::start(
+            &wal_dir,
+            last + 1,
+            move |uploads| {
+                let now = sink_clock();
+                let mut state = sink.write().expect("state lock");
+                for upload in uploads {
+                    state.active.insert(upload, now);
+                }
+                if state.active.bytes >= max_bytes {
+                    notify.notify_one();
+                }
+            },
+            move |sealed| {
+                let mut state = rotate_state.write().expect("state lock");
+                let head = std::mem::take(&mut state.active);
+                state.frozen.push_back(Arc::new(Frozen { head, sealed }));
+            },
+        )?;
+        tracing::info!(writer = %writer, backend = ?config.backend, "storage open");
+        let inner = Arc::new(Inner {
+            config,
+            writer,
+            objects,
+            state,
+            wal,
+            wal_dir,
+            maintenance: tokio::sync::Mutex::new(()),
+            head_full,
+        });
+        let background = inner.config.background.then(|| tokio::spawn(maintain(inner.clone())).abort_handle());
+        Ok(Store { inner, background })
     }
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.config.data_dir
+    }
+
+    /// This store's writer id (the folder of its blocks).
+    pub fn writer(&self) -> &str {
+        &self.inner.writer
     }
 
     /// Stores uploads durably: when this returns `Ok`, they are fsynced and queryable.
@@ -145,26 +408,96 @@ impl Store {
         if uploads.is_empty() {
             return Ok(());
         }
-        Ok(self.wal.append(uploads).await?)
+        Ok(self.inner.wal.append(uploads).await?)
     }
 
-    /// Every stored upload of the series that `keep` accepts.
-    pub fn select(&self, mut keep: impl FnMut(&SeriesKey) -> bool) -> Vec<Arc<Upload>> {
-        let head = self.head.read().expect("head lock");
-        head.series.iter().filter(|(key, _)| keep(key)).flat_map(|(_, uploads)| uploads.iter().cloned()).collect()
+    /// Every stored upload of the series that `keep` accepts whose window overlaps
+    /// `[from, until)` (an upload ending exactly at `from` counts, as it always has).
+    pub async fn select(
+        &self,
+        from: i64,
+        until: i64,
+        mut keep: impl FnMut(&SeriesKey) -> bool,
+    ) -> Result<Vec<Arc<Upload>>, StorageError> {
+        let overlaps = |lo: i64, hi: i64| hi >= from && lo < until;
+        let mut found = Vec::new();
+        let mut reads: Vec<(Arc<LoadedBlock>, Vec<SeriesEntry>)> = Vec::new();
+        {
+            let state = self.inner.state.read().expect("state lock");
+            for head in state.heads() {
+                for (key, uploads) in &head.series {
+                    if keep(key) {
+                        found.extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
+                    }
+                }
+            }
+            for block in state.visible() {
+                if !overlaps(block.meta.min_time, block.meta.max_time) {
+                    continue;
+                }
+                let entries: Vec<SeriesEntry> = block
+                    .index
+                    .series
+                    .iter()
+                    .filter(|e| overlaps(e.min_time, e.max_time) && keep(&e.key))
+                    .cloned()
+                    .collect();
+                if !entries.is_empty() {
+                    reads.push((block.clone(), entries));
+                }
+            }
+        }
+        let fetches = reads.into_iter().map(|(block, entries)| async move {
+            let ranges: Vec<_> = entries.iter().map(|e| e.offset..e.offset + e.len).collect();
+            let chunks = self.inner.objects.get_ranges(&block.data, &ranges).await;
+            (block, entries, chunks)
+        });
+        // A few blocks at a time: enough to hide latency, not a burst of requests per query.
+        let mut fetched = futures_util::stream::iter(fetches).buffer_unordered(8);
+        while let Some((block, entries, chunks)) = fetched.next().await {
+            let chunks = match chunks {
+                Ok(chunks) => chunks,
+                Err(e) if is_not_found(&e) => {
+                    // Deleted by compaction or retention since the listing; its data is in
+                    // the compacted block, which the next refresh brings in.
+                    tracing::debug!(block = %block.meta.id, "block vanished during a query");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for (entry, bytes) in entries.iter().zip(chunks) {
+                match block::decode_chunk(&entry.key, &bytes, entry.crc) {
+                    Ok(uploads) => {
+                        found.extend(uploads.into_iter().filter(|u| overlaps(u.meta.from, u.meta.until)).map(Arc::new))
+                    }
+                    Err(e) => {
+                        tracing::warn!(block = %block.meta.id, writer = %block.meta.writer, series = ?entry.key, error = %e, "skipping a damaged chunk")
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
-    /// Every series key.
+    /// Every series key, in the head or in a block.
     pub fn series(&self) -> Vec<SeriesKey> {
-        self.head.read().expect("head lock").series.keys().cloned().collect()
+        let state = self.inner.state.read().expect("state lock");
+        let mut keys: HashSet<&SeriesKey> = HashSet::new();
+        for head in state.heads() {
+            keys.extend(head.series.keys());
+        }
+        for block in state.visible() {
+            keys.extend(block.index.series.iter().map(|e| &e.key));
+        }
+        keys.into_iter().cloned().collect()
     }
 
     /// Applications with their types, labels and last upload.
     pub fn apps(&self) -> Vec<AppInfo> {
-        let head = self.head.read().expect("head lock");
-        let mut apps: BTreeMap<&str, AppInfo> = BTreeMap::new();
-        for (key, uploads) in &head.series {
-            let info = apps.entry(&key.app).or_insert_with(|| AppInfo {
+        let state = self.inner.state.read().expect("state lock");
+        let mut apps: BTreeMap<String, AppInfo> = BTreeMap::new();
+        let mut add = |key: &SeriesKey, uploads: u64, last_seen: i64| {
+            let info = apps.entry(key.app.clone()).or_insert_with(|| AppInfo {
                 name: key.app.clone(),
                 profile_types: BTreeSet::new(),
                 label_names: BTreeSet::new(),
@@ -173,13 +506,340 @@ impl Store {
             });
             info.profile_types.insert(key.profile_type.clone());
             info.label_names.extend(key.labels.keys().cloned());
-            info.uploads += uploads.len() as u64;
-            info.last_seen = uploads.iter().map(|u| u.meta.until).fold(info.last_seen, i64::max);
+            info.uploads += uploads;
+            info.last_seen = info.last_seen.max(last_seen);
+        };
+        for head in state.heads() {
+            for (key, uploads) in &head.series {
+                add(key, uploads.len() as u64, uploads.iter().map(|u| u.meta.until).max().unwrap_or(i64::MIN));
+            }
+        }
+        for block in state.visible() {
+            for e in &block.index.series {
+                add(&e.key, e.uploads, e.max_time);
+            }
         }
         let mut list: Vec<AppInfo> = apps.into_values().collect();
         list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.name.cmp(&b.name)));
         list
     }
+
+    /// Number of visible blocks (for tests and logs).
+    pub fn block_count(&self) -> usize {
+        self.inner.state.read().expect("state lock").visible().count()
+    }
+
+    /// Cuts the head into a block now (if it holds anything) and writes every frozen head.
+    pub async fn flush(&self) -> Result<usize, StorageError> {
+        flush(&self.inner).await
+    }
+
+    /// Re-lists the blocks, picking up other writers' new ones and forgetting deleted ones.
+    pub async fn refresh(&self) -> Result<(), StorageError> {
+        refresh_blocks(&self.inner.objects, &self.inner.state).await
+    }
+
+    /// Merges this writer's level-0 blocks per finished compaction window; returns how many
+    /// blocks were written.
+    pub async fn compact(&self, now: i64) -> Result<usize, StorageError> {
+        compact(&self.inner, now).await
+    }
+
+    /// Deletes this writer's blocks and head uploads older than the retention; returns how
+    /// many blocks were deleted.
+    pub async fn apply_retention(&self, now: i64) -> Result<usize, StorageError> {
+        apply_retention(&self.inner, now).await
+    }
+}
+
+/// The background task: cut the head when due, refresh the listing, compact, expire.
+async fn maintain(inner: Arc<Inner>) {
+    let config = &inner.config;
+    let tick = config.refresh_interval.min(Duration::from_secs(1)).max(Duration::from_millis(50));
+    let mut last_refresh = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = inner.head_full.notified() => {}
+        }
+        let now = (config.clock)();
+        let due = {
+            let state = inner.state.read().expect("state lock");
+            let age = state.active.first_at.map_or(0, |t| now.saturating_sub(t));
+            !state.frozen.is_empty()
+                || state.active.bytes >= config.head_max_bytes
+                || (!state.active.is_empty() && age >= config.block_duration.as_secs() as i64)
+        };
+        if due && let Err(e) = flush(&inner).await {
+            tracing::error!(error = %e, "cutting the head into a block failed; retrying");
+        }
+        if last_refresh.elapsed() >= config.refresh_interval {
+            last_refresh = Instant::now();
+            if let Err(e) = refresh_blocks(&inner.objects, &inner.state).await {
+                tracing::warn!(error = %e, "listing blocks failed");
+            }
+            if let Err(e) = compact(&inner, now).await {
+                tracing::warn!(error = %e, "compaction failed");
+            }
+            if let Err(e) = apply_retention(&inner, now).await {
+                tracing::warn!(error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+fn block_paths(writer: &str, id: &str) -> (ObjectPath, ObjectPath) {
+    (
+        ObjectPath::from(format!("{BLOCKS}/{writer}/{id}.data")),
+        ObjectPath::from(format!("{BLOCKS}/{writer}/{id}{META_SUFFIX}")),
+    )
+}
+
+/// Writes a block's data object, then its meta; returns it as loaded.
+async fn publish(
+    inner: &Inner,
+    uploads: Vec<Arc<Upload>>,
+    level: u32,
+    wal_segment: u64,
+    compacted_from: Vec<String>,
+) -> Result<(String, Arc<LoadedBlock>), StorageError> {
+    let (bytes, index, footer) = tokio::task::spawn_blocking(move || block::encode(uploads.iter().map(|u| &**u)))
+        .await
+        .map_err(|e| StorageError::Config(format!("block encoder panicked: {e}")))?;
+    let id = new_block_id();
+    let meta = BlockMeta {
+        version: block::VERSION,
+        id: id.clone(),
+        writer: inner.writer.clone(),
+        min_time: footer.min_time,
+        max_time: footer.max_time,
+        data_len: bytes.len() as u64,
+        series: index.series.len() as u64,
+        uploads: index.series.iter().map(|e| e.uploads).sum(),
+        level,
+        wal_segment,
+        compacted_from,
+    };
+    let (data, meta_path) = block_paths(&inner.writer, &id);
+    inner.objects.put(&data, PutPayload::from(bytes)).await?;
+    let meta_json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+    inner.objects.put(&meta_path, PutPayload::from(meta_json)).await?;
+    tracing::info!(block = %id, series = meta.series, uploads = meta.uploads, bytes = meta.data_len, level, "published block");
+    Ok((meta_path.to_string(), Arc::new(LoadedBlock { meta, data, index, known_since: Instant::now() })))
+}
+
+async fn flush(inner: &Inner) -> Result<usize, StorageError> {
+    let _one_at_a_time = inner.maintenance.lock().await;
+    if !inner.state.read().expect("state lock").active.is_empty() {
+        inner.wal.rotate().await?;
+    }
+    let mut written = 0;
+    loop {
+        let Some(frozen) = inner.state.read().expect("state lock").frozen.front().cloned() else {
+            return Ok(written);
+        };
+        let uploads: Vec<Arc<Upload>> = frozen.head.uploads().cloned().collect();
+        let published =
+            if uploads.is_empty() { None } else { Some(publish(inner, uploads, 0, frozen.sealed, Vec::new()).await?) };
+        {
+            // One step for readers: the block appears and its head goes.
+            let mut state = inner.state.write().expect("state lock");
+            if let Some((key, block)) = published {
+                state.blocks.insert(key, block);
+                written += 1;
+            }
+            state.frozen.pop_front();
+        }
+        wal::delete_through(&inner.wal_dir, frozen.sealed)?;
+    }
+}
+
+/// Fetches a block's meta, footer and index.
+async fn load_block(objects: &Arc<dyn ObjectStore>, meta_path: &ObjectPath) -> Result<LoadedBlock, StorageError> {
+    let meta_bytes = objects.get(meta_path).await?.bytes().await?;
+    let meta: BlockMeta =
+        serde_json::from_slice(&meta_bytes).map_err(|e| CorruptBlock(format!("meta {meta_path}: {e}")))?;
+    if meta.version != block::VERSION {
+        return Err(CorruptBlock(format!("block format version {}", meta.version)).into());
+    }
+    let (data, _) = block_paths(&meta.writer, &meta.id);
+    if meta.data_len < (block::MAGIC.len() + block::FOOTER_LEN) as u64 {
+        return Err(CorruptBlock("data object too small".into()).into());
+    }
+    let footer_bytes = objects.get_range(&data, meta.data_len - block::FOOTER_LEN as u64..meta.data_len).await?;
+    let footer = block::decode_footer(&footer_bytes, meta.data_len)?;
+    let index_bytes = objects.get_range(&data, footer.index_offset..footer.index_offset + footer.index_len).await?;
+    let index = block::decode_index(&index_bytes, &footer)?;
+    Ok(LoadedBlock { meta, data, index, known_since: Instant::now() })
+}
+
+async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLock<State>) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let prefix = ObjectPath::from(BLOCKS);
+    let mut listing = objects.list(Some(&prefix));
+    let mut present = HashSet::new();
+    while let Some(item) = listing.next().await {
+        let item = item?;
+        if item.location.as_ref().ends_with(META_SUFFIX) {
+            present.insert(item.location.to_string());
+        }
+    }
+    let unknown: Vec<String> = {
+        let state = state.read().expect("state lock");
+        present.iter().filter(|p| !state.blocks.contains_key(*p) && !state.broken.contains(*p)).cloned().collect()
+    };
+    // Concurrently: a first start against a bucket may have hundreds of blocks to learn.
+    let mut loads = futures_util::stream::iter(unknown.into_iter().map(|path| async move {
+        let block = load_block(objects, &ObjectPath::from(path.as_str())).await;
+        (path, block)
+    }))
+    .buffer_unordered(16);
+    let mut loaded = Vec::new();
+    while let Some((path, block)) = loads.next().await {
+        match block {
+            Ok(block) => loaded.push((path, Arc::new(block))),
+            Err(StorageError::Corrupt(e)) => {
+                tracing::warn!(meta = %path, error = %e, "skipping a damaged block");
+                state.write().expect("state lock").broken.insert(path);
+            }
+            // Deleted between listing and reading.
+            Err(StorageError::Objects(e)) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut state = state.write().expect("state lock");
+    state.blocks.retain(|path, block| present.contains(path) || block.known_since >= started);
+    state.blocks.extend(loaded);
+    Ok(())
+}
+
+/// Deletes a block: meta first (so it stops existing), then data.
+async fn delete_block(inner: &Inner, meta_path: &str, block: &LoadedBlock) -> Result<(), StorageError> {
+    for path in [ObjectPath::from(meta_path), block.data.clone()] {
+        match inner.objects.delete(&path).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    inner.state.write().expect("state lock").blocks.remove(meta_path);
+    Ok(())
+}
+
+async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
+    let _one_at_a_time = inner.maintenance.lock().await;
+    let window = inner.config.compaction_window.as_secs().max(1) as i64;
+    let settle = inner.config.block_duration.as_secs() as i64;
+    let (replaced, groups) = {
+        let state = inner.state.read().expect("state lock");
+        let visible: HashSet<&str> = state.visible().map(|b| b.meta.id.as_str()).collect();
+        let own = state.blocks.iter().filter(|(_, b)| b.meta.writer == inner.writer);
+        let mut replaced = Vec::new();
+        let mut groups: BTreeMap<i64, Vec<(String, Arc<LoadedBlock>)>> = BTreeMap::new();
+        for (path, block) in own {
+            if !visible.contains(block.meta.id.as_str()) {
+                replaced.push((path.clone(), block.clone()));
+            } else if block.meta.level == 0 {
+                let start = block.meta.min_time.div_euclid(window);
+                // Only finished windows: no block of it can still be on its way.
+                if (start + 1) * window + settle <= now {
+                    groups.entry(start).or_default().push((path.clone(), block.clone()));
+                }
+            }
+        }
+        (replaced, groups)
+    };
+    // Leftovers of a compaction interrupted after publishing.
+    for (path, block) in &replaced {
+        delete_block(inner, path, block).await?;
+    }
+    delete_orphans(inner).await?;
+    let mut written = 0;
+    for (_, group) in groups.into_iter().filter(|(_, g)| g.len() >= 2) {
+        let mut uploads = Vec::new();
+        let mut inputs = Vec::new();
+        for (path, block) in group {
+            let bytes = inner.objects.get(&block.data).await?.bytes().await?;
+            match block::decode_all(&bytes) {
+                Ok((_, decoded)) => {
+                    uploads.extend(decoded.into_iter().map(Arc::new));
+                    inputs.push((path, block));
+                }
+                // A damaged block stays as it is (queries skip its bad chunks); folding it
+                // into a new block would make the damage permanent.
+                Err(e) => tracing::warn!(block = %block.meta.id, error = %e, "not compacting a damaged block"),
+            }
+        }
+        if inputs.len() < 2 {
+            continue;
+        }
+        let wal_segment = inputs.iter().map(|(_, b)| b.meta.wal_segment).max().unwrap_or(0);
+        let ids = inputs.iter().map(|(_, b)| b.meta.id.clone()).collect();
+        let (key, block) = publish(inner, uploads, 1, wal_segment, ids).await?;
+        inner.state.write().expect("state lock").blocks.insert(key, block);
+        written += 1;
+        for (path, block) in &inputs {
+            delete_block(inner, path, block).await?;
+        }
+    }
+    Ok(written)
+}
+
+/// Data objects are written before their meta; a crash in between leaves a data object that
+/// no meta names. This writer's such objects older than an hour (far longer than a publish
+/// takes) are deleted. Runs under the maintenance lock, so none of them is being published.
+async fn delete_orphans(inner: &Inner) -> Result<(), StorageError> {
+    const ORPHAN_AGE: i64 = 3600;
+    let prefix = ObjectPath::from(format!("{BLOCKS}/{}", inner.writer));
+    let mut listing = inner.objects.list(Some(&prefix));
+    let mut metas = HashSet::new();
+    let mut data = Vec::new();
+    while let Some(item) = listing.next().await {
+        let item = item?;
+        let name = item.location.to_string();
+        if let Some(stem) = name.strip_suffix(META_SUFFIX) {
+            metas.insert(stem.to_string());
+        } else if let Some(stem) = name.strip_suffix(".data") {
+            data.push((stem.to_string(), item.location, item.last_modified.timestamp()));
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    for (stem, location, modified) in data {
+        if !metas.contains(&stem) && now - modified > ORPHAN_AGE {
+            tracing::info!(object = %location, "deleting a block data object that was never published");
+            match inner.objects.delete(&location).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_retention(inner: &Inner, now: i64) -> Result<usize, StorageError> {
+    if inner.config.retention.is_zero() {
+        return Ok(0);
+    }
+    let cutoff = now.saturating_sub(inner.config.retention.as_secs() as i64);
+    let expired: Vec<(String, Arc<LoadedBlock>)> = {
+        let mut state = inner.state.write().expect("state lock");
+        for uploads in state.active.series.values_mut() {
+            uploads.retain(|u| u.meta.until >= cutoff);
+        }
+        state.active.series.retain(|_, uploads| !uploads.is_empty());
+        state
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.meta.writer == inner.writer && b.meta.max_time < cutoff)
+            .map(|(p, b)| (p.clone(), b.clone()))
+            .collect()
+    };
+    for (path, block) in &expired {
+        tracing::info!(block = %block.meta.id, "deleting a block past retention");
+        delete_block(inner, path, block).await?;
+    }
+    Ok(expired.len())
 }
 
 #[cfg(test)]
@@ -206,19 +866,33 @@ mod tests {
         }
     }
 
+    pub(crate) async fn all(store: &Store) -> Vec<Upload> {
+        let mut got: Vec<Upload> =
+            store.select(i64::MIN, i64::MAX, |_| true).await.unwrap().iter().map(|u| (**u).clone()).collect();
+        got.sort_by(|a, b| {
+            (&a.meta.series, a.meta.from, a.meta.until, kiln_model::codec::encode(&a.tree)).cmp(&(
+                &b.meta.series,
+                b.meta.from,
+                b.meta.until,
+                kiln_model::codec::encode(&b.tree),
+            ))
+        });
+        got
+    }
+
     #[tokio::test]
     async fn appended_uploads_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let first = upload("a", &[(&["main", "f"], 3)], 100);
         let second = upload("b", &[(&["main"], 2)], 200);
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path()).await.unwrap();
             store.append(vec![first.clone()]).await.unwrap();
             store.append(vec![second.clone()]).await.unwrap();
-            assert_eq!(store.select(|_| true).len(), 2);
+            assert_eq!(all(&store).await.len(), 2);
         }
-        let store = Store::open(dir.path()).unwrap();
-        let mut got: Vec<Upload> = store.select(|_| true).iter().map(|u| (**u).clone()).collect();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut got: Vec<Upload> = all(&store).await;
         got.sort_by_key(|u| u.meta.until);
         assert_eq!(got, vec![first, second]);
         let apps = store.apps();
@@ -228,7 +902,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_appends_all_land() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let store = Arc::new(Store::open(dir.path()).await.unwrap());
         let mut tasks = Vec::new();
         for i in 0..50 {
             let store = store.clone();
@@ -238,8 +912,280 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let total: u64 = store.select(|_| true).iter().map(|u| u.tree.total()).sum();
+        let store = Store::open(dir.path()).await.unwrap();
+        let total: u64 = all(&store).await.iter().map(|u| u.tree.total()).sum();
         assert_eq!(total, 50);
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use kiln_model::{CallTree, folded};
+    use proptest::prelude::*;
+
+    use super::tests::{all, upload};
+    use super::*;
+    use crate::query::{self, Query};
+
+    struct Clocked {
+        now: Arc<AtomicI64>,
+    }
+
+    impl Clocked {
+        fn new(start: i64) -> Clocked {
+            Clocked { now: Arc::new(AtomicI64::new(start)) }
+        }
+
+        fn config(&self, dir: &Path) -> StoreConfig {
+            let now = self.now.clone();
+            StoreConfig {
+                background: false,
+                clock: Arc::new(move || now.load(Ordering::SeqCst)),
+                block_duration: Duration::from_secs(600),
+                compaction_window: Duration::from_secs(3600),
+                retention: Duration::from_secs(86_400),
+                ..StoreConfig::new(dir)
+            }
+        }
+    }
+
+    fn labelled(app: &str, env: &str, stacks: &[(&[&str], u64)], at: i64) -> Upload {
+        let mut u = upload(app, stacks, at);
+        u.meta.series.labels.insert("env".into(), env.into());
+        u
+    }
+
+    /// Answers to a fixed set of queries: folded tree plus timeline, per query and range.
+    async fn answers(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for text in ["a.cpu", "a.cpu{env=\"prod\"}", "a.cpu{env!=\"prod\"}", "b.cpu", "a"] {
+            for (from, until) in [(i64::MIN, i64::MAX), (0, 1500), (1500, 5000), (3000, 9000)] {
+                let q = Query::parse(text, from, until).unwrap();
+                let m = query::merge(store, &q).await.unwrap();
+                out.push(format!("{text} {from}..{until}\n{}{:?}", folded::print(&m.tree), m.timeline));
+            }
+        }
+        let mut series = store.series();
+        series.sort();
+        out.push(format!("{series:?}"));
+        out.push(format!("{:?}", store.apps()));
+        out
+    }
+
+    fn workload() -> Vec<Upload> {
+        let mut uploads = Vec::new();
+        for i in 0..40i64 {
+            let env = if i % 3 == 0 { "prod" } else { "dev" };
+            let leaf = format!("f{}", i % 7);
+            uploads.push(labelled(
+                "a",
+                env,
+                &[(&["main", leaf.as_str()], 1 + i as u64), (&["main"], 2)],
+                100 + i * 100,
+            ));
+            if i % 4 == 0 {
+                uploads.push(upload("b", &[(&["run", "x"], 5)], 100 + i * 100));
+            }
+        }
+        uploads
+    }
+
+    #[tokio::test]
+    async fn restart_answers_identically_from_head_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(10_000);
+        let uploads = workload();
+        let (first, second) = uploads.split_at(uploads.len() / 2);
+        let before = {
+            let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+            for u in first {
+                store.append(vec![u.clone()]).await.unwrap();
+            }
+            assert_eq!(store.flush().await.unwrap(), 1);
+            store.append(second.to_vec()).await.unwrap();
+            assert_eq!(store.block_count(), 1);
+            assert_eq!(all(&store).await.len(), uploads.len());
+            answers(&store).await
+        };
+        // The first log segment went with the block; the second holds the head.
+        assert_eq!(wal::segments(&dir.path().join("wal")).unwrap(), vec![2]);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!(store.block_count(), 1);
+        assert_eq!(answers(&store).await, before, "head + block after a restart");
+        assert_eq!(store.flush().await.unwrap(), 1);
+        assert_eq!(answers(&store).await, before, "two blocks, empty head");
+        drop(store);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!((store.block_count(), answers(&store).await), (2, before), "blocks only");
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_publishing_replays_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(10_000);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        store.append(workload()).await.unwrap();
+        let before = answers(&store).await;
+        let segment = wal::segment_path(&dir.path().join("wal"), 1);
+        let kept = std::fs::read(&segment).unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        // As if Kiln died between publishing the block and deleting the segment.
+        std::fs::write(&segment, kept).unwrap();
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!(answers(&store).await, before);
+        assert!(!segment.exists(), "the covered segment is deleted at start");
+    }
+
+    #[tokio::test]
+    async fn compaction_and_retention_keep_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(0);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        // Four blocks in the first hour, one in the second.
+        for (i, part) in workload().chunks(12).enumerate() {
+            store.append(part.to_vec()).await.unwrap();
+            store.flush().await.unwrap();
+            assert_eq!(store.block_count(), i + 1);
+        }
+        let metas: Vec<(i64, i64)> = {
+            let state = store.inner.state.read().unwrap();
+            state.blocks.values().map(|b| (b.meta.min_time, b.meta.max_time)).collect()
+        };
+        assert!(metas.iter().filter(|(min, _)| *min < 3600).count() >= 2, "{metas:?}");
+        let before = answers(&store).await;
+        assert_eq!(store.compact(3600 + 599).await.unwrap(), 0, "the hour has not settled yet");
+        assert_eq!(store.compact(3600 + 600).await.unwrap(), 1);
+        let after = store.block_count();
+        assert!(after < metas.len(), "{after} blocks");
+        assert_eq!(answers(&store).await, before, "compacted blocks answer the same");
+        assert_eq!(store.compact(100_000).await.unwrap(), 0, "compacted blocks stay as they are");
+        drop(store);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!(answers(&store).await, before, "and after a restart");
+
+        // Retention: a day after the compacted block's newest data, only later data remains.
+        let cutoff = {
+            let state = store.inner.state.read().unwrap();
+            state.blocks.values().filter(|b| b.meta.level == 1).map(|b| b.meta.max_time).max().unwrap() + 1
+        };
+        store.append(vec![upload("a", &[(&["old"], 1)], 50)]).await.unwrap();
+        assert_eq!(store.apply_retention(cutoff + 86_400).await.unwrap(), 1);
+        let left = all(&store).await;
+        assert!(left.iter().all(|u| u.meta.until >= cutoff), "nothing older than the cutoff");
+        assert!(!left.is_empty());
+        let store_dir = dir.path().join(BLOCKS).join(store.writer());
+        let objects = std::fs::read_dir(store_dir).unwrap().count();
+        assert_eq!(objects, store.block_count() * 2, "deleted blocks leave no objects");
+        let remaining = store.block_count();
+        assert_eq!(store.apply_retention(10 * 86_400).await.unwrap(), remaining);
+        assert!(all(&store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn damaged_blocks_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(10_000);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        store.append(vec![upload("a", &[(&["main", "f"], 3)], 100)]).await.unwrap();
+        store.flush().await.unwrap();
+        store.append(vec![upload("b", &[(&["main", "g"], 4)], 200)]).await.unwrap();
+        store.flush().await.unwrap();
+        let writer = store.writer().to_string();
+        drop(store);
+        let blocks_dir = dir.path().join(BLOCKS).join(&writer);
+        let mut data: Vec<PathBuf> = std::fs::read_dir(&blocks_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .collect();
+        data.sort();
+        // First block: a flipped byte inside its chunk. Second: cut short (a torn write).
+        let mut bytes = std::fs::read(&data[0]).unwrap();
+        bytes[block::MAGIC.len() + 3] ^= 0xff;
+        std::fs::write(&data[0], bytes).unwrap();
+        let bytes = std::fs::read(&data[1]).unwrap();
+        std::fs::write(&data[1], &bytes[..bytes.len() - 10]).unwrap();
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!(store.block_count(), 1, "the torn block is left out");
+        assert!(all(&store).await.is_empty(), "the damaged chunk is skipped");
+        // New data still flows.
+        store.append(vec![upload("c", &[(&["x"], 1)], 300)]).await.unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(all(&store).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unpublished_data_objects_are_cleaned_up_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(Clocked::new(10_000).config(dir.path())).await.unwrap();
+        store.append(vec![upload("a", &[(&["x"], 1)], 100)]).await.unwrap();
+        store.flush().await.unwrap();
+        let own = dir.path().join(BLOCKS).join(store.writer());
+        let (old, fresh) = (own.join("0000000000001-00000000.data"), own.join("9999999999999-00000000.data"));
+        std::fs::write(&old, b"torn").unwrap();
+        std::fs::write(&fresh, b"being written").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        store.compact(10_000).await.unwrap();
+        assert!(!old.exists(), "an old orphan goes");
+        assert!(fresh.exists(), "a recent one may still get its meta");
+        assert_eq!((store.block_count(), all(&store).await.len()), (1, 1), "published blocks stay");
+    }
+
+    fn merged_tree(uploads: &[Upload]) -> String {
+        let mut tree = CallTree::new();
+        for u in uploads {
+            tree.merge_flat(&u.tree);
+        }
+        folded::print(&tree.to_flat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// However uploads are ordered and split between blocks and the head, the merged
+        /// answer is the same.
+        #[test]
+        fn merge_is_independent_of_order_and_placement(
+            stacks in prop::collection::vec((prop::collection::vec(0usize..4, 1..4), 1u64..50), 1..12),
+            order_seed in any::<u64>(),
+            cuts in prop::collection::vec(any::<bool>(), 12),
+        ) {
+            let names = ["main", "f", "g", "h"];
+            let uploads: Vec<Upload> = stacks
+                .iter()
+                .enumerate()
+                .map(|(i, (frames, value))| {
+                    let frames: Vec<&str> = frames.iter().map(|&f| names[f]).collect();
+                    upload("a", &[(&frames, *value)], 1000 + i as i64)
+                })
+                .collect();
+            let expected = merged_tree(&uploads);
+            let mut shuffled = uploads.clone();
+            let mut seed = order_seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                shuffled.swap(i, (seed % (i as u64 + 1)) as usize);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let got = runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open_with(Clocked::new(5000).config(dir.path())).await.unwrap();
+                for (u, cut) in shuffled.into_iter().zip(cuts) {
+                    store.append(vec![u]).await.unwrap();
+                    if cut {
+                        store.flush().await.unwrap();
+                    }
+                }
+                let q = Query::parse("a.cpu", i64::MIN, i64::MAX).unwrap();
+                folded::print(&query::merge(&store, &q).await.unwrap().tree)
+            });
+            prop_assert_eq!(got, expected);
+        }
     }
 }

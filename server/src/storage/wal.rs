@@ -1,4 +1,11 @@
-//! The write-ahead log: one file of checksummed records, each holding one request's uploads.
+//! The write-ahead log: numbered segment files of checksummed records, each record holding
+//! one request's uploads.
+//!
+//! Segments are `wal/<20-digit number>.wal`. Cutting the head into a block starts a new
+//! segment (the "rotation", done on the writer thread between two batches, so every upload
+//! is in exactly one of: the segments up to the sealed one, or the newer ones); once the
+//! block is published, the sealed segments are deleted. A restart replays every remaining
+//! segment in order.
 //!
 //! ```text
 //! record  = length u32 LE | crc32 u32 LE (of payload) | payload
@@ -11,7 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use kiln_model::codec;
@@ -123,49 +130,110 @@ pub(super) fn replay(path: &Path) -> Result<Vec<Upload>, WalError> {
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
+enum Message {
+    Append(Vec<Upload>, Ack),
+    /// Start a new segment; answers with the number of the sealed one.
+    Rotate(oneshot::Sender<Result<u64, String>>),
+}
+
+/// The path of segment `seq` in `dir`.
+pub(super) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// Segment numbers in `dir`, ascending.
+pub(super) fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(seq) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+            found.push(seq);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Deletes the segments numbered `seq` or lower: their uploads are in published blocks.
+pub(super) fn delete_through(dir: &Path, seq: u64) -> Result<(), WalError> {
+    for old in segments(dir)?.into_iter().filter(|&s| s <= seq) {
+        std::fs::remove_file(segment_path(dir, old))?;
+    }
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Replays every segment in `dir` numbered above `covered` (those up to it are already in
+/// blocks and are deleted); returns the uploads and the highest segment number seen.
+pub(super) fn replay_dir(dir: &Path, covered: Option<u64>) -> Result<(Vec<Upload>, u64), WalError> {
+    let mut uploads = Vec::new();
+    let mut last = covered.unwrap_or(0);
+    for seq in segments(dir)? {
+        last = last.max(seq);
+        if covered.is_some_and(|c| seq <= c) {
+            tracing::info!(segment = seq, "write-ahead log segment is already in a block; deleting it");
+            std::fs::remove_file(segment_path(dir, seq))?;
+            continue;
+        }
+        uploads.extend(replay(&segment_path(dir, seq))?);
+    }
+    Ok((uploads, last))
+}
+
+fn open_segment(dir: &Path, seq: u64) -> Result<File, io::Error> {
+    let mut file = OpenOptions::new().create(true).append(true).open(segment_path(dir, seq))?;
+    file.seek(SeekFrom::End(0))?;
+    // The file's directory entry must be durable too, or a fresh segment can vanish.
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
 /// The single writer of the log. Appends queue on a channel; the writer thread takes every
 /// queued append at once, writes them, fsyncs once, hands them to the head and then
 /// acknowledges them: one sync per burst instead of one per upload.
 pub(super) struct WalWriter {
-    queue: mpsc::Sender<(Vec<Upload>, Ack)>,
+    queue: mpsc::Sender<Message>,
 }
 
 impl WalWriter {
+    /// Starts writing segment `first_seq` in `dir`. `on_durable` gets every synced batch;
+    /// `on_rotate` runs on the same thread right after a segment is sealed, with its number.
     pub(super) fn start(
-        path: &Path,
+        dir: &Path,
+        first_seq: u64,
         mut on_durable: impl FnMut(Vec<Upload>) + Send + 'static,
+        mut on_rotate: impl FnMut(u64) + Send + 'static,
     ) -> Result<WalWriter, WalError> {
-        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-        file.seek(SeekFrom::End(0))?;
-        if let Some(dir) = path.parent() {
-            // The file's directory entry must be durable too, or a fresh log can vanish.
-            File::open(dir)?.sync_all()?;
-        }
-        let (queue, inbox) = mpsc::channel::<(Vec<Upload>, Ack)>();
+        let dir = dir.to_path_buf();
+        let mut seq = first_seq;
+        let mut file = open_segment(&dir, seq)?;
+        let (queue, inbox) = mpsc::channel::<Message>();
         std::thread::Builder::new().name("kiln-wal".into()).spawn(move || {
             while let Ok(first) = inbox.recv() {
-                let mut batch = vec![first];
-                batch.extend(inbox.try_iter());
-                let mut buffer = Vec::new();
-                for (uploads, _) in &batch {
-                    buffer.extend_from_slice(&encode_record(uploads));
-                }
-                let written = file.write_all(&buffer).and_then(|()| file.sync_data());
-                match written {
-                    Ok(()) => {
-                        let (uploads, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                        on_durable(uploads.into_iter().flatten().collect());
-                        for ack in acks {
-                            let _ = ack.send(Ok(()));
+                let mut pending: Vec<(Vec<Upload>, Ack)> = Vec::new();
+                for message in std::iter::once(first).chain(inbox.try_iter()) {
+                    match message {
+                        Message::Append(uploads, ack) => pending.push((uploads, ack)),
+                        Message::Rotate(done) => {
+                            // Appends queued before the rotation belong to the sealed segment.
+                            write_batch(&mut file, std::mem::take(&mut pending), &mut on_durable);
+                            match open_segment(&dir, seq + 1) {
+                                Ok(next) => {
+                                    file = next;
+                                    seq += 1;
+                                    on_rotate(seq - 1);
+                                    let _ = done.send(Ok(seq - 1));
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot start a new write-ahead log segment");
+                                    let _ = done.send(Err(e.to_string()));
+                                }
+                            }
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "write-ahead log append failed; uploads were not acknowledged");
-                        for (_, ack) in batch {
-                            let _ = ack.send(Err(e.to_string()));
-                        }
-                    }
                 }
+                write_batch(&mut file, pending, &mut on_durable);
             }
         })?;
         Ok(WalWriter { queue })
@@ -173,11 +241,54 @@ impl WalWriter {
 
     pub(super) async fn append(&self, uploads: Vec<Upload>) -> Result<(), WalError> {
         let (ack, done) = oneshot::channel();
-        self.queue.send((uploads, ack)).map_err(|_| WalError::Stopped)?;
+        self.queue.send(Message::Append(uploads, ack)).map_err(|_| WalError::Stopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(WalError::Io(io::Error::other(message))),
             Err(_) => Err(WalError::Stopped),
+        }
+    }
+
+    /// Seals the current segment and starts the next; returns the sealed segment's number.
+    pub(super) async fn rotate(&self) -> Result<u64, WalError> {
+        let (ack, done) = oneshot::channel();
+        self.queue.send(Message::Rotate(ack)).map_err(|_| WalError::Stopped)?;
+        match done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(message)) => Err(WalError::Io(io::Error::other(message))),
+            Err(_) => Err(WalError::Stopped),
+        }
+    }
+}
+
+fn write_batch(file: &mut File, batch: Vec<(Vec<Upload>, Ack)>, on_durable: &mut impl FnMut(Vec<Upload>)) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut buffer = Vec::new();
+    for (uploads, _) in &batch {
+        buffer.extend_from_slice(&encode_record(uploads));
+    }
+    let before = file.metadata().map(|m| m.len()).ok();
+    match file.write_all(&buffer).and_then(|()| file.sync_data()) {
+        Ok(()) => {
+            let (uploads, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            on_durable(uploads.into_iter().flatten().collect());
+            for ack in acks {
+                let _ = ack.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "write-ahead log append failed; uploads were not acknowledged");
+            // A partial record would hide every later (acknowledged) one from replay.
+            if let Some(len) = before
+                && let Err(e) = file.set_len(len)
+            {
+                tracing::error!(error = %e, "cannot cut the failed write off the write-ahead log");
+            }
+            for (_, ack) in batch {
+                let _ = ack.send(Err(e.to_string()));
+            }
         }
     }
 }
