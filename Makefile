@@ -9,7 +9,7 @@ WASM_PROFILE := wasm-release
 WASM := target/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln_app.wasm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test tools npm chromium site lint unit e2e clean
+.PHONY: run build test tools s3s-fs npm chromium site lint unit e2e clean
 
 ## make run: release build, then Kiln on 127.0.0.1:4040 with data in ./data
 run: build
@@ -20,7 +20,7 @@ build: tools npm site
 	cargo build --release -p kiln-server
 
 ## make test: fmt, clippy, unit and integration tests, the wasm build, Playwright
-test: tools npm chromium lint unit site e2e
+test: tools s3s-fs npm chromium lint unit site e2e
 
 tools:
 	rustup target add wasm32-unknown-unknown
@@ -28,6 +28,10 @@ tools:
 		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (the lockfile's version)"; \
 		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
+
+## A real S3-compatible server for the storage tests (server/tests/s3.rs).
+s3s-fs:
+	@command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
 
 npm: end2end/node_modules/.package-lock.json
 
