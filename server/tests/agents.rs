@@ -35,8 +35,8 @@ struct Capture {
 const CAPTURES: &[Capture] = &[
     // pprof-rs 0.5 sends `cpu/nanoseconds`: 4.59 + 4.81 + 4.75 + 2.93 s.
     Capture { dir: "rust-v05", query: "agenttest.cpu", total: 17_080_000_000 },
-    // The folded encoding names the series `agenttest.cpu.cpu`: application `agenttest.cpu`.
-    Capture { dir: "rust-v05-folded", query: "agenttest.cpu.cpu", total: 345 + 480 + 500 + 402 },
+    // The folded encoding names the series `agenttest.cpu.cpu`; the repeated type is dropped.
+    Capture { dir: "rust-v05-folded", query: "agenttest.cpu", total: 345 + 480 + 500 + 402 },
     // Connect push, `cpu/nanoseconds`: 4.67 + 4.85 + 4.95 + 2.70 s.
     Capture { dir: "rust-v2", query: "agenttest.cpu", total: 17_170_000_000 },
 ];

@@ -116,7 +116,21 @@ pub fn series_from_name(
         labels.insert(m.name, m.value);
     }
     let profile_type = selector.profile_type.unwrap_or_else(|| type_from_units(units, aggregation));
-    Ok(SeriesKey { app: selector.app, profile_type, labels })
+    let app = strip_repeated_type(selector.app, &profile_type);
+    Ok(SeriesKey { app, profile_type, labels })
+}
+
+/// `agenttest.cpu.cpu` is the application `agenttest`: the Rust agent 0.5 with the folded
+/// encoding appends its backend's type to the configured name, which by Pyroscope's convention
+/// already ends in the type (`agenttest.cpu`), while the same agent sending pprof keeps the
+/// name as configured. Pyroscope 1.x reads the last dot segment as the type and the rest as the
+/// service, so both encodings land in one service there; Kiln also drops the type that the
+/// name carries, so it drops the repeated one too, and `query=agenttest.cpu` finds either.
+fn strip_repeated_type(app: String, profile_type: &str) -> String {
+    match app.strip_suffix(profile_type).and_then(|a| a.strip_suffix('.')) {
+        Some(base) if !base.is_empty() => base.to_string(),
+        _ => app,
+    }
 }
 
 /// Pyroscope's convention for names without a type: in-use memory is averaged, allocations
@@ -161,6 +175,20 @@ mod tests {
         let dotted = meta("name=my.app&units=bytes&aggregationType=average").unwrap();
         assert_eq!((dotted.series.app.as_str(), dotted.series.profile_type.as_str()), ("my.app", "inuse_space"));
         assert_eq!((dotted.from, dotted.until), (1000, 1000));
+    }
+
+    #[test]
+    fn a_type_repeated_by_the_agent_is_dropped_once_more() {
+        let folded = meta("name=agenttest.cpu.cpu{env=test}&format=folded").unwrap();
+        let pprof = meta("name=agenttest.cpu&format=pprof").unwrap();
+        assert_eq!((folded.series.app.as_str(), folded.series.profile_type.as_str()), ("agenttest", "cpu"));
+        assert_eq!((pprof.series.app.as_str(), pprof.series.profile_type.as_str()), ("agenttest", "cpu"));
+        // Only the same type twice: a different inner segment is part of the application.
+        let other = meta("name=my.wall.cpu").unwrap();
+        assert_eq!((other.series.app.as_str(), other.series.profile_type.as_str()), ("my.wall", "cpu"));
+        // A name that is nothing but the type stays an application name.
+        let bare = meta("name=cpu.cpu").unwrap();
+        assert_eq!((bare.series.app.as_str(), bare.series.profile_type.as_str()), ("cpu", "cpu"));
     }
 
     #[test]
