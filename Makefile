@@ -58,6 +58,9 @@ lint:
 	cargo clippy -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
 unit:
+	# tests/live_agents.rs runs the real agents as child processes: build their binaries first
+	# (a test can only name its own package's binaries).
+	cargo build -p kiln-agent-rust-v05 -p kiln-agent-rust-v2
 	cargo test --workspace
 
 e2e: site

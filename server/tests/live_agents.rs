@@ -5,9 +5,9 @@
 //!
 //! The agents are the workspace binaries `kiln-agent-rust-v05` and `kiln-agent-rust-v2`
 //! (server/agents/). Each links its own copy of pprof-rs, and a package's test can only name its
-//! own binaries, so this test finds them next to its own executable in the target directory:
-//! `cargo test --workspace` builds them before any test runs. Run alone, build them first with
-//! `cargo build -p kiln-agent-rust-v05 -p kiln-agent-rust-v2`.
+//! own binaries, so this test finds them next to its own executable in the target directory.
+//! `cargo test` builds other packages' binaries only as test harnesses, so build them first with
+//! `cargo build -p kiln-agent-rust-v05 -p kiln-agent-rust-v2` (`make test` does).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ fn agent_binary(name: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} is missing: build the agents first with `cargo build -p kiln-agent-rust-v05 -p kiln-agent-rust-v2` \
-         (with the same profile and CARGO_TARGET_DIR), or run `cargo test --workspace`, which builds them",
+         (with the same profile and CARGO_TARGET_DIR); `make test` does",
         path.display()
     );
     path
