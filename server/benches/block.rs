@@ -19,11 +19,11 @@ fn uploads() -> Vec<Upload> {
     };
     let mut out = Vec::new();
     for series in 0..100 {
-        let key = SeriesKey {
-            app: format!("app{}", series % 10),
-            profile_type: "cpu".into(),
-            labels: BTreeMap::from([("pod".to_string(), format!("pod-{series}"))]),
-        };
+        let key = SeriesKey::new(
+            format!("app{}", series % 10),
+            "cpu",
+            BTreeMap::from([("pod".to_string(), format!("pod-{series}"))]),
+        );
         for upload in 0..6i64 {
             let mut tree = CallTree::new();
             for _ in 0..300 {

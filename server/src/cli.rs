@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Blocks starting in one window of this length are merged into one once it has passed.
     #[arg(long, env = "KILN_COMPACTION_WINDOW", default_value = "1h", value_parser = parse_duration)]
     pub compaction_window: Duration,
+    /// An upload retried with an idempotency key (`Idempotency-Key` header, push sample `ID`)
+    /// already stored this recently answers 200 and is not stored again.
+    #[arg(long, env = "KILN_DEDUPE_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub dedupe_window: Duration,
 }
 
 impl ServeArgs {
@@ -137,6 +141,7 @@ impl ServeArgs {
             retention: self.retention,
             refresh_interval: self.block_refresh,
             compaction_window: self.compaction_window,
+            dedupe_window: self.dedupe_window,
             ..StoreConfig::new(&self.data_dir)
         }
     }
@@ -294,6 +299,7 @@ mod tests {
         assert_eq!(store.retention, defaults.retention);
         assert_eq!(store.refresh_interval, defaults.refresh_interval);
         assert_eq!(store.compaction_window, defaults.compaction_window);
+        assert_eq!(store.dedupe_window, defaults.dedupe_window);
         let cli = Cli::try_parse_from(["kiln", "serve", "--idle-timeout", "3m"]).expect("flag parses");
         let Command::Serve(args) = cli.command else { panic!("serve parses as serve") };
         assert_eq!(args.idle_timeout, Duration::from_secs(180));

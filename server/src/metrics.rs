@@ -16,6 +16,8 @@ pub struct Metrics {
     pub ingest_uploads: AtomicU64,
     /// Uploads rejected.
     pub ingest_errors: AtomicU64,
+    /// Retried uploads recognised by their idempotency key and not stored again.
+    pub ingest_duplicates: AtomicU64,
     /// Connections currently open.
     pub open_connections: AtomicI64,
     /// Connections accepted since start.
@@ -48,7 +50,7 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "kiln_http_requests_total{{status=\"{class}\"}} {}", get(counter));
         }
-        let simple: [(&str, &str, &str, String); 5] = [
+        let simple: [(&str, &str, &str, String); 6] = [
             (
                 "kiln_ingest_bytes_total",
                 "counter",
@@ -57,6 +59,12 @@ impl Metrics {
             ),
             ("kiln_ingest_uploads_total", "counter", "Uploads stored.", get(&self.ingest_uploads).to_string()),
             ("kiln_ingest_errors_total", "counter", "Uploads rejected.", get(&self.ingest_errors).to_string()),
+            (
+                "kiln_ingest_duplicates_total",
+                "counter",
+                "Retried uploads recognised by their idempotency key and not stored again.",
+                get(&self.ingest_duplicates).to_string(),
+            ),
             (
                 "kiln_open_connections",
                 "gauge",

@@ -85,6 +85,9 @@ pub struct UploadArgs {
     /// Bearer token for a server started with `--ingest-token`.
     #[arg(long, env = "KILN_INGEST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The tenant to upload as (sent as `X-Scope-OrgID`); the server's default tenant without it.
+    #[arg(long, env = "KILN_TENANT")]
+    pub tenant: Option<String>,
     /// Attempts per upload, the first included, before giving up.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub attempts: u32,
@@ -236,6 +239,7 @@ pub struct Uploader {
     client: Client<HttpConnector, UploadBody>,
     base: String,
     token: Option<String>,
+    tenant: Option<String>,
     attempts: u32,
     timeout: Duration,
     retry_backoff: Duration,
@@ -265,6 +269,7 @@ impl Uploader {
             client,
             base,
             token: args.token.clone().filter(|t| !t.is_empty()),
+            tenant: args.tenant.clone().filter(|t| !t.is_empty()),
             attempts: args.attempts.max(1),
             timeout: args.timeout,
             retry_backoff: args.retry_backoff,
@@ -318,6 +323,9 @@ impl Uploader {
             .header(header::CONTENT_LENGTH, body.len())
             .header(header::USER_AGENT, concat!("kiln-upload/", env!("CARGO_PKG_VERSION")))
             .header(IDEMPOTENCY_KEY, key);
+        if let Some(tenant) = &self.tenant {
+            request = request.header(kiln_model::tenant::TENANT_HEADER, tenant);
+        }
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }

@@ -246,3 +246,68 @@ async fn gives_up_after_the_attempts_allowed() {
     let error = upload::run(&args(addr, &["--app", "shop", "--attempts", "3", &file])).await.unwrap_err();
     assert!(matches!(error, UploadError::GaveUp { attempts: 3, .. }), "{error:?}");
 }
+
+/// A proxy in front of `target` that loses the answer to the first request: it forwards the
+/// request, waits until the server has answered (so the upload is stored), then closes the
+/// client's connection without relaying a byte. Later connections pass through untouched.
+async fn answer_losing_proxy(target: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let lose_answer = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                let upstream = TcpStream::connect(target).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut upstream_read, mut upstream_write) = upstream.into_split();
+                let forward = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+                });
+                if lose_answer {
+                    let mut answer = [0u8; 1];
+                    let _ = upstream_read.read(&mut answer).await;
+                    forward.abort();
+                    let _ = client_write.shutdown().await;
+                } else {
+                    let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_stored_upload_whose_answer_was_lost_counts_once_after_the_retry() {
+    let server = kiln(Auth::default()).await;
+    let proxy = answer_losing_proxy(server.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 4\n").display().to_string();
+    let done = tokio::time::timeout(GIVE_UP, upload::run(&args(proxy, &["--app", "shop", "--type", "cpu", &file])))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done[0].attempts, 2, "the lost answer made the client retry");
+    assert_eq!(server.metrics.ingest_uploads.load(Ordering::SeqCst), 2, "both attempts reached Kiln");
+    assert_eq!(server.metrics.ingest_duplicates.load(Ordering::SeqCst), 1);
+    let (status, folded) = get(server.addr, "/render?query=shop.cpu&format=folded").await;
+    assert_eq!((status, folded.as_str()), (200, "main;a 4\n"), "stored once");
+}
+
+#[tokio::test]
+async fn the_tenant_goes_as_x_scope_orgid() {
+    let server = kiln(Auth::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;a 1\n").display().to_string();
+    upload::run(&args(server.addr, &["--app", "shop", "--type", "cpu", "--tenant", "team-a", &file])).await.unwrap();
+    let (_, default_apps) = get(server.addr, "/api/apps").await;
+    assert_eq!(default_apps, "[]", "nothing in the default tenant");
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = "GET /api/apps HTTP/1.1\r\nhost: kiln\r\nx-scope-orgid: team-a\r\nconnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.contains(r#""name":"shop""#), "{response}");
+}

@@ -7,6 +7,7 @@ mod error;
 mod export;
 mod labels;
 mod render;
+mod tenant;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
 pub use error::AppError;
+pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
 
 use crate::ingest::{self, IngestLimits};
 use crate::metrics::Metrics;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::export::{self, SvgParams};
-use super::{AppError, AppState};
+use super::{AppError, AppState, Tenant};
 use crate::query::{self, Merged, Query, Timeline};
 use crate::timespec;
 
@@ -85,6 +85,7 @@ fn parse_time(param: &str, value: Option<&str>, now: i64) -> Result<Option<i64>,
 /// Parses one side of a request: query text and range into a [`Query`]. An absent range keeps
 /// everything stored in view.
 fn parse_query(
+    tenant: &Tenant,
     query_param: &str,
     text: Option<&str>,
     (from_param, from): (&str, Option<&str>),
@@ -98,7 +99,7 @@ fn parse_query(
     // Relative ends count from the end of the current second: `until=now` includes an upload
     // stamped this very second.
     let until = parse_time(until_param, until, now + 1)?;
-    let query = Query::parse(text, from.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)).map_err(|e| {
+    let query = Query::parse(&tenant.0, text, from.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)).map_err(|e| {
         // Plain `/render` has one query; a comparison says which side is wrong.
         if query_param == "query" { e.into() } else { AppError::bad_request(format!("`{query_param}`: {}", e.0)) }
     })?;
@@ -127,11 +128,13 @@ fn bad_query_string(e: QueryRejection) -> AppError {
 /// `/render?query=app.cpu{…}&from=…&until=…&format=json|tree|folded|svg|pprof|speedscope`.
 pub async fn render(
     State(state): State<AppState>,
+    tenant: Tenant,
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
     let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
     let (query, from, until) = parse_query(
+        &tenant,
         "query",
         Some(text.as_str()),
         ("from", params.from.as_deref()),
@@ -181,16 +184,19 @@ pub async fn render(
 /// `/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=&format=json|svg`.
 pub async fn render_diff(
     State(state): State<AppState>,
+    tenant: Tenant,
     params: Result<QueryString<RenderDiffParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
     let (left_query, ..) = parse_query(
+        &tenant,
         "leftQuery",
         params.left_query.as_deref(),
         ("leftFrom", params.left_from.as_deref()),
         ("leftUntil", params.left_until.as_deref()),
     )?;
     let (right_query, ..) = parse_query(
+        &tenant,
         "rightQuery",
         params.right_query.as_deref(),
         ("rightFrom", params.right_from.as_deref()),

@@ -7,7 +7,10 @@
 //!
 //! `POST /push.v1.PusherService/Push` ([`push`]) is the Connect endpoint newer agents use.
 //!
-//! One request is one [`crate::storage::Store::append`]: all its series are stored or none.
+//! One request is one [`crate::storage::Store::append_once`]: all its series are stored or
+//! none, in the tenant `X-Scope-OrgID` names. A request with an `Idempotency-Key` header is
+//! stored once: a retry with the same key within the dedupe window answers 200 and changes
+//! nothing (push requests use each sample's `ID` the same way).
 
 mod body;
 mod collapse;
@@ -23,8 +26,8 @@ use kiln_model::folded::{self, LineFormat, ParseLimits};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use crate::api::{AppError, AppState};
-use crate::storage::Upload;
+use crate::api::{AppError, AppState, Tenant, idempotency_key};
+use crate::storage::{KeyedUploads, Upload};
 
 pub use params::{IngestParams, series_from_name};
 
@@ -76,12 +79,13 @@ pub const FORMATS: &[&str] = &[
 /// `POST /ingest`.
 pub async fn ingest(
     State(state): State<AppState>,
+    tenant: Tenant,
     params: Result<Query<IngestParams>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
     state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    let result = ingest_inner(&state, params, &headers, body).await;
+    let result = ingest_inner(&state, &tenant, params, &headers, body).await;
     match &result {
         Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
         Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
@@ -91,11 +95,14 @@ pub async fn ingest(
 
 async fn ingest_inner(
     state: &AppState,
+    tenant: &Tenant,
     params: Result<Query<IngestParams>, QueryRejection>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
     let Query(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
+    let key = idempotency_key(headers)?.map(|k| tenant.scoped_key("ingest", &k));
+    let store = |uploads: Vec<Upload>| store(state, tenant, key.clone(), uploads);
     let limits = state.limits;
     let meta = params.to_meta(&limits, crate::timespec::now_unix())?;
     let body = body::decode(&body, headers, &limits)?;
@@ -117,7 +124,7 @@ async fn ingest_inner(
             None => pprof::SampleTypeConfigs::new(),
         };
         let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits)?;
-        return store(state, uploads).await;
+        return store(uploads).await;
     }
     let format = params.format.as_deref().unwrap_or("folded");
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
@@ -126,7 +133,7 @@ async fn ingest_inner(
         "lines" => parse_folded(&body, LineFormat::Lines, parse_limits)?,
         "pprof" => {
             let uploads = pprof_uploads(&body, &params, &meta, &pprof::SampleTypeConfigs::new(), &limits)?;
-            return store(state, uploads).await;
+            return store(uploads).await;
         }
         raw if collapse::is_raw_format(raw) => {
             let collapsed = collapse::collapse(raw, &body)?;
@@ -143,7 +150,7 @@ async fn ingest_inner(
         // Agents send empty profiles when nothing ran; that is a success with nothing to keep.
         return Ok(StatusCode::OK);
     }
-    store(state, vec![Upload { meta, tree: tree.to_flat() }]).await
+    store(vec![Upload { meta, tree: tree.to_flat() }]).await
 }
 
 /// Reads a profile file of any supported format into one tree without storing anything: the
@@ -217,10 +224,22 @@ pub fn read_profile(
     }
 }
 
-/// Appends the uploads of one request in one go.
-async fn store(state: &AppState, uploads: Vec<Upload>) -> Result<StatusCode, AppError> {
+/// Appends the uploads of one request in one go, in the request's tenant, once per key.
+async fn store(
+    state: &AppState,
+    tenant: &Tenant,
+    key: Option<String>,
+    mut uploads: Vec<Upload>,
+) -> Result<StatusCode, AppError> {
+    for upload in &mut uploads {
+        upload.meta.series.tenant.clone_from(&tenant.0);
+    }
     // An empty list (a profile with no samples) is a success with nothing to keep.
-    state.store.append(uploads).await?;
+    let appended = state.store.append_once(vec![KeyedUploads { key, uploads }]).await?;
+    if appended.duplicates > 0 {
+        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
+        tracing::debug!(tenant = %tenant.0, "a retried upload was already stored");
+    }
     Ok(StatusCode::OK)
 }
 

@@ -117,7 +117,7 @@ pub fn series_from_name(
     }
     let profile_type = selector.profile_type.unwrap_or_else(|| type_from_units(units, aggregation));
     let app = strip_repeated_type(selector.app, &profile_type);
-    Ok(SeriesKey { app, profile_type, labels })
+    Ok(SeriesKey::new(app, profile_type, labels))
 }
 
 /// `agenttest.cpu.cpu` is the application `agenttest`: the Rust agent 0.5 with the folded

@@ -298,7 +298,7 @@ pub fn uploads(raw: &[u8], dest: &Destination, limits: &IngestLimits, now: i64) 
             let kind = by_index[&index];
             Upload {
                 meta: ProfileMeta {
-                    series: SeriesKey { app: dest.app.to_string(), profile_type: kind.profile_type.clone(), labels },
+                    series: SeriesKey::new(dest.app, kind.profile_type.clone(), labels),
                     from,
                     until,
                     units: kind.units.clone(),

@@ -32,8 +32,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{body, pprof};
-use crate::api::{AppError, AppState};
-use crate::storage::Upload;
+use crate::api::{AppError, AppState, Tenant};
+use crate::storage::{KeyedUploads, Upload};
 
 /// `push.v1.PushRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -71,7 +71,7 @@ pub struct RawSample {
     /// A pprof, gzipped or not.
     #[prost(bytes = "vec", tag = "1")]
     pub raw_profile: Vec<u8>,
-    /// The agent's id for the upload (unused).
+    /// The agent's id for this upload: a retried push of the same id counts once.
     #[prost(string, tag = "2")]
     pub id: String,
 }
@@ -102,6 +102,9 @@ struct JsonLabel {
 struct JsonSample {
     #[serde(rename = "rawProfile", alias = "raw_profile")]
     raw_profile: String,
+    /// proto3 JSON keeps the field's own name, `ID`.
+    #[serde(rename = "ID", alias = "id")]
+    id: String,
 }
 
 /// An [`AppError`] answered in the Connect error shape.
@@ -181,6 +184,7 @@ async fn push_inner(
         _ => AppError::bad_request(e.body_text()),
     })?;
     let limits = state.limits;
+    let tenant = Tenant::from_headers(headers)?;
     let body = body::decode(&body, headers, &limits)?;
     let request = match codec {
         Codec::Proto => {
@@ -191,7 +195,9 @@ async fn push_inner(
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let spy_name: String = user_agent.chars().take(128).collect();
     let now = crate::timespec::now_unix();
-    let mut uploads: Vec<Upload> = Vec::new();
+    // One group per raw sample: its `ID` (when the agent sends one) makes a retried push of
+    // that sample count once.
+    let mut groups: Vec<KeyedUploads> = Vec::new();
     for series in &request.series {
         let (app, labels) = series_labels(&series.labels, &limits)?;
         let config = pprof::SampleTypeConfigs::new();
@@ -204,10 +210,25 @@ async fn push_inner(
             config: &config,
         };
         for sample in &series.samples {
-            uploads.extend(pprof::uploads(&sample.raw_profile, &dest, &limits, now)?);
+            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, now)?;
+            for upload in &mut uploads {
+                upload.meta.series.tenant.clone_from(&tenant.0);
+            }
+            let id = sample.id.trim();
+            if id.len() > crate::api::MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(AppError::bad_request(format!(
+                    "a sample ID is longer than {} bytes",
+                    crate::api::MAX_IDEMPOTENCY_KEY_LEN
+                )));
+            }
+            let key = (!id.is_empty()).then(|| tenant.scoped_key("push", id));
+            groups.push(KeyedUploads { key, uploads });
         }
     }
-    state.store.append(uploads).await?;
+    let appended = state.store.append_once(groups).await?;
+    if appended.duplicates > 0 {
+        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
+    }
     Ok(codec)
 }
 
@@ -226,7 +247,7 @@ fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {
                     let text = sample.raw_profile.trim_end_matches('=').replace('-', "+").replace('_', "/");
                     base64::engine::general_purpose::STANDARD_NO_PAD
                         .decode(text)
-                        .map(|raw_profile| RawSample { raw_profile, id: String::new() })
+                        .map(|raw_profile| RawSample { raw_profile, id: sample.id.clone() })
                         .map_err(|e| AppError::bad_request(format!("rawProfile is not base64: {e}")))
                 })
                 .collect::<Result<_, _>>()?;

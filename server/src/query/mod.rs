@@ -58,9 +58,11 @@ impl CompiledMatcher {
     }
 }
 
-/// A parsed query: which series, which time range.
+/// A parsed query: whose, which series, which time range.
 #[derive(Debug, Clone)]
 pub struct Query {
+    /// The tenant whose series it reads; no query crosses tenants.
+    pub tenant: String,
     /// Application, type and label matchers.
     pub selector: Selector,
     /// Unix seconds, inclusive.
@@ -72,20 +74,21 @@ pub struct Query {
 
 impl Query {
     /// Parses `app.type{matchers}` (or Pyroscope 1.x's `process_cpu:cpu:…{service_name="app"}`,
-    /// see [`Selector::parse_query`]) over `[from, until)`.
-    pub fn parse(text: &str, from: i64, until: i64) -> Result<Query, QueryError> {
+    /// see [`Selector::parse_query`]) over `[from, until)`, in `tenant`'s data.
+    pub fn parse(tenant: &str, text: &str, from: i64, until: i64) -> Result<Query, QueryError> {
         let selector = Selector::parse_query(text).map_err(|e| QueryError(format!("query `{text}`: {e}")))?;
         let matchers = selector.matchers.iter().map(CompiledMatcher::compile).collect::<Result<_, _>>()?;
         if from >= until {
             return Err(QueryError(format!("`from` ({from}) must be before `until` ({until})")));
         }
-        Ok(Query { selector, from, until, matchers })
+        Ok(Query { tenant: tenant.to_string(), selector, from, until, matchers })
     }
 
-    /// True when `key` belongs to the query's application (and type, when named) and its
-    /// labels match.
+    /// True when `key` belongs to the query's tenant and application (and type, when named)
+    /// and its labels match.
     pub fn selects(&self, key: &SeriesKey) -> bool {
-        key.app == self.selector.app
+        key.tenant == self.tenant
+            && key.app == self.selector.app
             && self.selector.profile_type.as_ref().is_none_or(|t| *t == key.profile_type)
             && self.labels_match(key)
     }
@@ -96,29 +99,30 @@ impl Query {
     }
 }
 
-/// The series a (possibly absent or empty) query selects; all of them without one.
-pub fn select_series(store: &Store, text: Option<&str>) -> Result<Vec<SeriesKey>, QueryError> {
-    let series = store.series();
+/// The series of `tenant` a (possibly absent or empty) query selects; all of the tenant's
+/// without one.
+pub fn select_series(store: &Store, tenant: &str, text: Option<&str>) -> Result<Vec<SeriesKey>, QueryError> {
+    let series: Vec<SeriesKey> = store.series().into_iter().filter(|key| key.tenant == tenant).collect();
     let Some(text) = text.filter(|q| !q.trim().is_empty()) else {
         return Ok(series);
     };
-    let query = Query::parse(text, i64::MIN, i64::MAX)?;
+    let query = Query::parse(tenant, text, i64::MIN, i64::MAX)?;
     Ok(series.into_iter().filter(|key| query.selects(key)).collect())
 }
 
 /// Label names over the selected series, `__name__` (the series name) first.
-pub fn label_names(store: &Store, text: Option<&str>) -> Result<Vec<String>, QueryError> {
+pub fn label_names(store: &Store, tenant: &str, text: Option<&str>) -> Result<Vec<String>, QueryError> {
     let mut names: BTreeSet<String> = BTreeSet::new();
-    for key in select_series(store, text)? {
+    for key in select_series(store, tenant, text)? {
         names.extend(key.labels.into_keys());
     }
     Ok(std::iter::once("__name__".to_string()).chain(names).collect())
 }
 
 /// Values of `label` over the selected series; for `__name__`, the `app.type` names.
-pub fn label_values(store: &Store, label: &str, text: Option<&str>) -> Result<Vec<String>, QueryError> {
+pub fn label_values(store: &Store, tenant: &str, label: &str, text: Option<&str>) -> Result<Vec<String>, QueryError> {
     let mut values = BTreeSet::new();
-    for key in select_series(store, text)? {
+    for key in select_series(store, tenant, text)? {
         if label == "__name__" {
             values.insert(format!("{}.{}", key.app, key.profile_type));
         } else if let Some(v) = key.labels.get(label) {
@@ -129,8 +133,9 @@ pub fn label_values(store: &Store, label: &str, text: Option<&str>) -> Result<Ve
 }
 
 /// The profile type a query means when it names none: CPU if the app has it, else the first.
-fn default_profile_type(store: &Store, app: &str) -> Option<String> {
-    let types: BTreeSet<String> = store.series().into_iter().filter(|k| k.app == app).map(|k| k.profile_type).collect();
+fn default_profile_type(store: &Store, tenant: &str, app: &str) -> Option<String> {
+    let types: BTreeSet<String> =
+        store.series().into_iter().filter(|k| k.tenant == tenant && k.app == app).map(|k| k.profile_type).collect();
     if types.contains("cpu") { Some("cpu".into()) } else { types.into_iter().next() }
 }
 
@@ -187,12 +192,12 @@ fn timeline(uploads: &[&Arc<Upload>], from: i64, until: i64) -> Timeline {
 /// Merges every upload the query selects into one tree, with its timeline.
 pub async fn merge(store: &Store, query: &Query) -> Result<Merged, StorageError> {
     let app = &query.selector.app;
-    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, app));
+    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
     let uploads = match &profile_type {
         Some(ty) => {
             store
                 .select(query.from, query.until, |key| {
-                    key.app == *app && key.profile_type == *ty && query.labels_match(key)
+                    key.tenant == query.tenant && key.app == *app && key.profile_type == *ty && query.labels_match(key)
                 })
                 .await?
         }
@@ -248,13 +253,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::storage::DEFAULT_TENANT;
 
     fn key(app: &str, ty: &str, labels: &[(&str, &str)]) -> SeriesKey {
-        SeriesKey {
-            app: app.into(),
-            profile_type: ty.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        }
+        SeriesKey::new(app, ty, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
     }
 
     #[test]
@@ -293,8 +295,13 @@ mod tests {
                 [false, false, false, false, true],
             ),
         ];
+        let mut other_tenant = prod_eu.clone();
+        other_tenant.tenant = "team-b".into();
+        assert!(!Query::parse(DEFAULT_TENANT, "web", 0, 1).unwrap().selects(&other_tenant));
+        assert!(Query::parse("team-b", "web", 0, 1).unwrap().selects(&other_tenant));
+        assert!(!Query::parse("team-b", "web", 0, 1).unwrap().selects(&prod_eu));
         for (text, expected) in table {
-            let query = Query::parse(text, 0, 1).unwrap();
+            let query = Query::parse(DEFAULT_TENANT, text, 0, 1).unwrap();
             let got: Vec<bool> = all.iter().map(|k| query.selects(k)).collect();
             assert_eq!(got, expected, "{text}");
         }
@@ -302,9 +309,9 @@ mod tests {
 
     #[test]
     fn bad_regular_expressions_name_the_label_and_pattern() {
-        let err = Query::parse(r#"web{region=~"eu-(",env="x"}"#, 0, 1).unwrap_err();
+        let err = Query::parse(DEFAULT_TENANT, r#"web{region=~"eu-(",env="x"}"#, 0, 1).unwrap_err();
         assert!(err.0.contains("label `region`") && err.0.contains("`eu-(`"), "{err}");
-        let err = Query::parse(r#"web{env!~"[z-a]"}"#, 0, 1).unwrap_err();
+        let err = Query::parse(DEFAULT_TENANT, r#"web{env!~"[z-a]"}"#, 0, 1).unwrap_err();
         assert!(err.0.contains("label `env`"), "{err}");
     }
 }

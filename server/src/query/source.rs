@@ -14,9 +14,9 @@ use crate::timespec;
 pub struct StoreSource(pub Arc<Store>);
 
 impl ProfileSource for StoreSource {
-    fn apps(&self) -> Vec<AppSummary> {
+    fn apps(&self, tenant: &str) -> Vec<AppSummary> {
         self.0
-            .apps()
+            .apps(tenant)
             .into_iter()
             .map(|a| AppSummary {
                 name: a.name,
@@ -28,9 +28,9 @@ impl ProfileSource for StoreSource {
             .collect()
     }
 
-    fn merged(&self, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
+    fn merged(&self, tenant: &str, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
         let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
-        let query = Query::parse(query, from, until).map_err(|e| e.to_string())?;
+        let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?;
         let merged = block_on(merge(&self.0, &query)).map_err(|e| e.to_string())?;
         Ok(MergedView {
             tree: merged.tree,
@@ -43,11 +43,11 @@ impl ProfileSource for StoreSource {
         })
     }
 
-    fn label_names(&self, query: &str) -> Result<Vec<String>, String> {
-        label_names(&self.0, Some(query)).map_err(|e| e.to_string())
+    fn label_names(&self, tenant: &str, query: &str) -> Result<Vec<String>, String> {
+        label_names(&self.0, tenant, Some(query)).map_err(|e| e.to_string())
     }
 
-    fn label_values(&self, label: &str, query: &str) -> Result<Vec<String>, String> {
-        label_values(&self.0, label, Some(query)).map_err(|e| e.to_string())
+    fn label_values(&self, tenant: &str, label: &str, query: &str) -> Result<Vec<String>, String> {
+        label_values(&self.0, tenant, label, Some(query)).map_err(|e| e.to_string())
     }
 }

@@ -52,8 +52,9 @@ fn corrupt(what: impl Into<String>) -> CorruptBlock {
     CorruptBlock(what.into())
 }
 
-/// A stable series id: FNV-1a (64-bit) over app, type and the sorted labels, each field
-/// terminated by a 0xff byte (which UTF-8 never contains, so fields cannot run together).
+/// A stable series id: FNV-1a (64-bit) over tenant, app, type and the sorted labels, each
+/// field terminated by a 0xff byte (which UTF-8 never contains, so fields cannot run
+/// together). The default tenant is left out, so ids from before tenancy stay the same.
 pub fn series_id(key: &SeriesKey) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -64,6 +65,9 @@ pub fn series_id(key: &SeriesKey) -> u64 {
             hash = hash.wrapping_mul(PRIME);
         }
     };
+    if key.tenant != super::DEFAULT_TENANT {
+        feed(key.tenant.as_bytes());
+    }
     feed(key.app.as_bytes());
     feed(key.profile_type.as_bytes());
     for (name, value) in &key.labels {
@@ -144,6 +148,11 @@ pub struct BlockMeta {
     /// Blocks this one replaces; readers hide them even before they are deleted.
     #[serde(default)]
     pub compacted_from: Vec<String>,
+    /// Idempotency keys (tenant-qualified) of the uploads in this block, with the Unix second
+    /// each was first seen: after a restart, or on another server sharing the bucket, a retry
+    /// of an upload that is already in a block is still recognised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idempotency_keys: Vec<(String, i64)>,
 }
 
 struct Writer {
@@ -474,7 +483,9 @@ mod tests {
         assert_eq!(series_id(&a), series_id(&a.clone()));
         assert_ne!(series_id(&a), series_id(&b));
         // Pinned: ids are stored in blocks, so the hash must never change.
-        let key = SeriesKey { app: "a".into(), profile_type: "cpu".into(), labels: BTreeMap::new() };
+        let key = SeriesKey::new("a", "cpu", BTreeMap::new());
         assert_eq!(series_id(&key), 0x28b6_cbe4_9994_6c36);
+        let other_tenant = SeriesKey { tenant: "team-b".into(), ..key.clone() };
+        assert_ne!(series_id(&other_tenant), series_id(&key));
     }
 }

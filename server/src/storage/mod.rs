@@ -36,6 +36,15 @@
 //!   `--retention`, and drops such uploads from its head. Blocks of a writer that is gone
 //!   for good are left to the operator.
 //!
+//! - tenants: the tenant is part of every [`SeriesKey`] (and of its series id), so tenants
+//!   share the log, heads and blocks but never a series; every read filters by tenant.
+//! - idempotency: [`Store::append_once`] takes uploads grouped under optional keys. A key is
+//!   written in the same log record as its uploads, so it becomes known exactly when they
+//!   become durable; it moves with its head into the block's meta, and with the block into a
+//!   compacted one while inside `--dedupe-window`. A restart learns keys from the log and
+//!   the metas, and a server sharing the bucket learns them from the metas it lists. (Why not
+//!   a separate key file: it could not be made atomic with the upload's record.)
+//!
 //! Damage is skipped, never fatal: a torn log tail fails its checksum and is cut off; a
 //! block whose meta, footer, index or chunk fails its checks is logged and left out.
 
@@ -60,15 +69,38 @@ pub use backend::{Backend, S3Options};
 use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
 pub use wal::WalError;
 
-/// A series: one application's profiles of one type with one label set.
+/// The tenant of requests without an `X-Scope-OrgID` header (and of data stored before
+/// tenancy existed).
+pub use kiln_model::tenant::DEFAULT_TENANT;
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_string()
+}
+
+fn is_default_tenant(tenant: &str) -> bool {
+    tenant == DEFAULT_TENANT
+}
+
+/// A series: one tenant's profiles of one application, of one type, with one label set.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeriesKey {
+    /// Whose data it is. Tenants never see each other's series. Left out of the stored form
+    /// for the default tenant, so logs and blocks written before tenancy read as its data.
+    #[serde(default = "default_tenant", skip_serializing_if = "is_default_tenant")]
+    pub tenant: String,
     /// Application name.
     pub app: String,
     /// Profile type (`cpu`, `alloc_space`, …).
     pub profile_type: String,
     /// Labels, sorted by name.
     pub labels: BTreeMap<String, String>,
+}
+
+impl SeriesKey {
+    /// A series of the default tenant (ingest moves it to the request's tenant).
+    pub fn new(app: impl Into<String>, profile_type: impl Into<String>, labels: BTreeMap<String, String>) -> Self {
+        SeriesKey { tenant: default_tenant(), app: app.into(), profile_type: profile_type.into(), labels }
+    }
 }
 
 /// How values of a series combine across uploads.
@@ -154,6 +186,8 @@ pub struct StoreConfig {
     /// Run the background flush / refresh / compaction / retention task (tests call the
     /// steps themselves).
     pub background: bool,
+    /// A retried upload whose idempotency key was seen this recently is not stored again.
+    pub dedupe_window: Duration,
 }
 
 impl StoreConfig {
@@ -170,6 +204,7 @@ impl StoreConfig {
             compaction_window: Duration::from_secs(3600),
             clock: Arc::new(crate::timespec::now_unix),
             background: true,
+            dedupe_window: Duration::from_secs(3600),
         }
     }
 }
@@ -177,6 +212,8 @@ impl StoreConfig {
 #[derive(Default)]
 struct Head {
     series: HashMap<SeriesKey, Vec<Arc<Upload>>>,
+    /// Idempotency keys of the uploads in this head; they go into its block's meta.
+    keys: Vec<(String, i64)>,
     /// Rough memory held, for `--head-max-bytes`.
     bytes: u64,
     /// Clock time of the first upload since the last cut.
@@ -225,6 +262,12 @@ struct State {
     blocks: BTreeMap<String, Arc<LoadedBlock>>,
     /// Meta paths found damaged, so that they are logged once and not refetched.
     broken: HashSet<String>,
+    /// Idempotency keys seen within the window (from the log, the head and block metas),
+    /// with the time each was first seen.
+    seen: HashMap<String, i64>,
+    /// Keys whose upload is being written right now. A concurrent retry waits for the
+    /// outcome (the sender is dropped when the writer finishes) instead of racing it.
+    claims: HashMap<String, tokio::sync::watch::Receiver<()>>,
 }
 
 impl State {
@@ -240,6 +283,63 @@ impl State {
 
     fn heads(&self) -> impl Iterator<Item = &Head> {
         std::iter::once(&self.active).chain(self.frozen.iter().map(|f| &f.head))
+    }
+
+    /// Makes a durable record visible: its uploads in the head, its keys known.
+    fn apply(&mut self, record: wal::Record, now: i64) {
+        for upload in record.uploads {
+            self.active.insert(upload, now);
+        }
+        for (key, seen_at) in record.keys {
+            self.remember(key.clone(), seen_at);
+            self.active.keys.push((key, seen_at));
+        }
+    }
+
+    fn remember(&mut self, key: String, seen_at: i64) {
+        let first = self.seen.entry(key).or_insert(seen_at);
+        *first = (*first).min(seen_at);
+    }
+}
+
+/// Uploads sent under one idempotency key: all of them are stored, or (for a key already
+/// seen) none.
+#[derive(Debug, Clone)]
+pub struct KeyedUploads {
+    /// The client's key, qualified by tenant (`tenant/key`); `None` always stores.
+    pub key: Option<String>,
+    /// What the request carried under it.
+    pub uploads: Vec<Upload>,
+}
+
+/// What [`Store::append_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Appended {
+    /// Groups stored now.
+    pub stored: usize,
+    /// Groups skipped because their key was already stored within the window.
+    pub duplicates: usize,
+}
+
+/// The keys one append is writing; dropping it (after the write, or when the request is
+/// abandoned) releases them and wakes whoever waits on them.
+struct Claims {
+    state: Arc<RwLock<State>>,
+    keys: Vec<String>,
+    senders: Vec<tokio::sync::watch::Sender<()>>,
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        if !self.keys.is_empty() {
+            let mut state = self.state.write().expect("state lock");
+            for key in &self.keys {
+                state.claims.remove(key);
+            }
+        }
+        // Waiters wake when the senders go, after the claims are gone and the keys (if the
+        // write succeeded) are in `seen`.
+        self.senders.clear();
     }
 }
 
@@ -347,13 +447,7 @@ impl Store {
         }
         let (replayed, last) = wal::replay_dir(&wal_dir, covered)?;
         let clock = config.clock.clone();
-        {
-            let now = clock();
-            let mut state = state.write().expect("state lock");
-            for upload in replayed {
-                state.active.insert(upload, now);
-            }
-        }
+        state.write().expect("state lock").apply(replayed, clock());
         let head_full = Arc::new(Notify::new());
         let (sink, notify, max_bytes, sink_clock) =
             (state.clone(), head_full.clone(), config.head_max_bytes, clock.clone());
@@ -361,12 +455,10 @@ impl Store {
         let wal = wal::WalWriter::start(
             &wal_dir,
             last + 1,
-            move |uploads| {
+            move |record| {
                 let now = sink_clock();
                 let mut state = sink.write().expect("state lock");
-                for upload in uploads {
-                    state.active.insert(upload, now);
-                }
+                state.apply(record, now);
                 if state.active.bytes >= max_bytes {
                     notify.notify_one();
                 }
@@ -405,10 +497,74 @@ impl Store {
     /// Stores uploads durably: when this returns `Ok`, they are fsynced and queryable.
     /// All of them are stored or none (they are one log record).
     pub async fn append(&self, uploads: Vec<Upload>) -> Result<(), StorageError> {
-        if uploads.is_empty() {
-            return Ok(());
+        self.append_once(vec![KeyedUploads { key: None, uploads }]).await.map(drop)
+    }
+
+    /// Stores each group durably unless its key was already stored within the dedupe window
+    /// (a retry of an acknowledged upload): then it is skipped and counted as a duplicate.
+    /// Every stored group is in one log record, so they are all stored or none. A retry that
+    /// arrives while the first attempt is still being written waits for its outcome: if the
+    /// first attempt fails (or is abandoned before writing), the retry is stored.
+    pub async fn append_once(&self, groups: Vec<KeyedUploads>) -> Result<Appended, StorageError> {
+        let window = self.inner.config.dedupe_window.as_secs() as i64;
+        let mut groups: Vec<KeyedUploads> = groups.into_iter().filter(|g| !g.uploads.is_empty()).collect();
+        let mut appended = Appended::default();
+        loop {
+            let now = (self.inner.config.clock)();
+            let mut claims = Claims { state: self.inner.state.clone(), keys: Vec::new(), senders: Vec::new() };
+            let mut busy = Vec::new();
+            {
+                let mut state = self.inner.state.write().expect("state lock");
+                let mut claimed_now = HashSet::new();
+                groups.retain(|group| {
+                    let Some(key) = &group.key else { return true };
+                    if state.seen.get(key).is_some_and(|&seen_at| seen_at + window > now)
+                        || !claimed_now.insert(key.clone())
+                    {
+                        // Already stored, or repeated within this very request.
+                        appended.duplicates += 1;
+                        return false;
+                    }
+                    if let Some(writing) = state.claims.get(key) {
+                        busy.push(writing.clone());
+                    } else {
+                        let (sender, receiver) = tokio::sync::watch::channel(());
+                        state.claims.insert(key.clone(), receiver);
+                        claims.keys.push(key.clone());
+                        claims.senders.push(sender);
+                    }
+                    true
+                });
+            }
+            if !busy.is_empty() {
+                // Release ours first: two requests each holding a key the other waits for
+                // must not wait forever.
+                drop(claims);
+                for mut writing in busy {
+                    // Wakes when that writer is done, whatever its outcome.
+                    let _ = writing.changed().await;
+                }
+                continue;
+            }
+            if groups.is_empty() {
+                return Ok(appended);
+            }
+            let keys = claims.keys.iter().map(|k| (k.clone(), now)).collect();
+            let stored = groups.len();
+            let uploads = groups.into_iter().flat_map(|g| g.uploads).collect();
+            // The write and the release of the claims run on their own task: if this request
+            // is abandoned mid-write, the claims still last until the record is durable (or
+            // failed), so a retry cannot slip in between.
+            let inner = self.inner.clone();
+            let write = tokio::spawn(async move {
+                let result = inner.wal.append(wal::Record { keys, uploads }).await;
+                drop(claims);
+                result
+            });
+            write.await.map_err(|_| WalError::Stopped)??;
+            appended.stored += stored;
+            return Ok(appended);
         }
-        Ok(self.inner.wal.append(uploads).await?)
     }
 
     /// Every stored upload of the series that `keep` accepts whose window overlaps
@@ -492,11 +648,14 @@ impl Store {
         keys.into_iter().cloned().collect()
     }
 
-    /// Applications with their types, labels and last upload.
-    pub fn apps(&self) -> Vec<AppInfo> {
+    /// `tenant`'s applications with their types, labels and last upload.
+    pub fn apps(&self, tenant: &str) -> Vec<AppInfo> {
         let state = self.inner.state.read().expect("state lock");
         let mut apps: BTreeMap<String, AppInfo> = BTreeMap::new();
         let mut add = |key: &SeriesKey, uploads: u64, last_seen: i64| {
+            if key.tenant != tenant {
+                return;
+            }
             let info = apps.entry(key.app.clone()).or_insert_with(|| AppInfo {
                 name: key.app.clone(),
                 profile_types: BTreeSet::new(),
@@ -575,6 +734,8 @@ async fn maintain(inner: Arc<Inner>) {
         }
         if last_refresh.elapsed() >= config.refresh_interval {
             last_refresh = Instant::now();
+            let dedupe_from = now - config.dedupe_window.as_secs() as i64;
+            inner.state.write().expect("state lock").seen.retain(|_, seen_at| *seen_at > dedupe_from);
             if let Err(e) = refresh_blocks(&inner.objects, &inner.state).await {
                 tracing::warn!(error = %e, "listing blocks failed");
             }
@@ -602,6 +763,7 @@ async fn publish(
     level: u32,
     wal_segment: u64,
     compacted_from: Vec<String>,
+    idempotency_keys: Vec<(String, i64)>,
 ) -> Result<(String, Arc<LoadedBlock>), StorageError> {
     let (bytes, index, footer) = tokio::task::spawn_blocking(move || block::encode(uploads.iter().map(|u| &**u)))
         .await
@@ -619,6 +781,7 @@ async fn publish(
         level,
         wal_segment,
         compacted_from,
+        idempotency_keys,
     };
     let (data, meta_path) = block_paths(&inner.writer, &id);
     inner.objects.put(&data, PutPayload::from(bytes)).await?;
@@ -639,8 +802,11 @@ async fn flush(inner: &Inner) -> Result<usize, StorageError> {
             return Ok(written);
         };
         let uploads: Vec<Arc<Upload>> = frozen.head.uploads().cloned().collect();
-        let published =
-            if uploads.is_empty() { None } else { Some(publish(inner, uploads, 0, frozen.sealed, Vec::new()).await?) };
+        let published = if uploads.is_empty() {
+            None
+        } else {
+            Some(publish(inner, uploads, 0, frozen.sealed, Vec::new(), frozen.head.keys.clone()).await?)
+        };
         {
             // One step for readers: the block appears and its head goes.
             let mut state = inner.state.write().expect("state lock");
@@ -709,6 +875,11 @@ async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLock<State>) -
     }
     let mut state = state.write().expect("state lock");
     state.blocks.retain(|path, block| present.contains(path) || block.known_since >= started);
+    for (_, block) in &loaded {
+        for (key, seen_at) in &block.meta.idempotency_keys {
+            state.remember(key.clone(), *seen_at);
+        }
+    }
     state.blocks.extend(loaded);
     Ok(())
 }
@@ -775,7 +946,16 @@ async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
         }
         let wal_segment = inputs.iter().map(|(_, b)| b.meta.wal_segment).max().unwrap_or(0);
         let ids = inputs.iter().map(|(_, b)| b.meta.id.clone()).collect();
-        let (key, block) = publish(inner, uploads, 1, wal_segment, ids).await?;
+        // Keys still inside the window move to the compacted block, or deleting the inputs
+        // would forget them.
+        let dedupe_from = now - inner.config.dedupe_window.as_secs() as i64;
+        let keys = inputs
+            .iter()
+            .flat_map(|(_, b)| b.meta.idempotency_keys.iter())
+            .filter(|(_, seen_at)| *seen_at > dedupe_from)
+            .cloned()
+            .collect();
+        let (key, block) = publish(inner, uploads, 1, wal_segment, ids, keys).await?;
         inner.state.write().expect("state lock").blocks.insert(key, block);
         written += 1;
         for (path, block) in &inputs {
@@ -854,7 +1034,7 @@ mod tests {
         }
         Upload {
             meta: ProfileMeta {
-                series: SeriesKey { app: app.into(), profile_type: "cpu".into(), labels: BTreeMap::new() },
+                series: SeriesKey::new(app, "cpu", BTreeMap::new()),
                 from: at - 10,
                 until: at,
                 units: "samples".into(),
@@ -895,7 +1075,7 @@ mod tests {
         let mut got: Vec<Upload> = all(&store).await;
         got.sort_by_key(|u| u.meta.until);
         assert_eq!(got, vec![first, second]);
-        let apps = store.apps();
+        let apps = store.apps(DEFAULT_TENANT);
         assert_eq!(apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
     }
 
@@ -951,6 +1131,90 @@ mod engine_tests {
         }
     }
 
+    fn keyed(key: Option<&str>, upload: Upload) -> KeyedUploads {
+        KeyedUploads { key: key.map(str::to_string), uploads: vec![upload] }
+    }
+
+    async fn total(store: &Store) -> u64 {
+        all(store).await.iter().map(|u| u.tree.total()).sum()
+    }
+
+    #[tokio::test]
+    async fn a_retried_key_counts_once_through_cuts_restarts_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(1000);
+        let retry = |key: &str, at: i64| vec![keyed(Some(key), upload("a", &[(&["x"], 5)], at))];
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        assert_eq!(store.append_once(retry("t/ingest/k1", 100)).await.unwrap(), Appended { stored: 1, duplicates: 0 });
+        assert_eq!(store.append_once(retry("t/ingest/k1", 100)).await.unwrap(), Appended { stored: 0, duplicates: 1 });
+        assert_eq!(total(&store).await, 5, "the retry changed nothing");
+        // Another key, and uploads without a key, always count, even when identical.
+        store.append_once(retry("t/ingest/k2", 200)).await.unwrap();
+        store.append_once(vec![keyed(None, upload("a", &[(&["x"], 5)], 200))]).await.unwrap();
+        store.append_once(vec![keyed(None, upload("a", &[(&["x"], 5)], 200))]).await.unwrap();
+        assert_eq!(total(&store).await, 20);
+        // One request holding the same key twice stores it once.
+        let twice = [retry("t/ingest/k3", 300), retry("t/ingest/k3", 300)].concat();
+        assert_eq!(store.append_once(twice).await.unwrap(), Appended { stored: 1, duplicates: 1 });
+
+        // In a block: the key travels in the block's meta.
+        store.flush().await.unwrap();
+        assert_eq!(store.append_once(retry("t/ingest/k1", 100)).await.unwrap().duplicates, 1);
+        // In the log only (not yet cut), then a restart: the log replays the key.
+        store.append_once(retry("t/ingest/k4", 400)).await.unwrap();
+        drop(store);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        for key in ["t/ingest/k1", "t/ingest/k2", "t/ingest/k3", "t/ingest/k4"] {
+            assert_eq!(store.append_once(retry(key, 100)).await.unwrap().duplicates, 1, "{key} after a restart");
+        }
+        assert_eq!(total(&store).await, 30);
+
+        // Compaction replaces the blocks that carried the keys; the keys move along.
+        store.flush().await.unwrap();
+        store.append_once(retry("t/ingest/k5", 3000)).await.unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(store.compact(4200).await.unwrap(), 1);
+        drop(store);
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        for key in ["t/ingest/k1", "t/ingest/k5"] {
+            assert_eq!(store.append_once(retry(key, 100)).await.unwrap().duplicates, 1, "{key} after compaction");
+        }
+        assert_eq!(total(&store).await, 35);
+
+        // Past the window a key is new again.
+        clock.now.store(1000 + 3600, Ordering::SeqCst);
+        assert_eq!(store.append_once(retry("t/ingest/k1", 100)).await.unwrap().stored, 1);
+        assert_eq!(total(&store).await, 40);
+    }
+
+    #[tokio::test]
+    async fn concurrent_retries_of_one_key_store_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_with(Clocked::new(1000).config(dir.path())).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            // Two keys, twenty attempts each, interleaved; every attempt also carries a
+            // key of its own, so claims overlap across requests.
+            let shared = format!("t/push/shared-{}", i % 2);
+            let own = format!("t/push/own-{i}");
+            tasks.push(tokio::spawn(async move {
+                store
+                    .append_once(vec![
+                        keyed(Some(&shared), upload("a", &[(&["shared"], 7)], 100)),
+                        keyed(Some(&own), upload("a", &[(&["own"], 1)], 100)),
+                    ])
+                    .await
+            }));
+        }
+        let mut stored = 0;
+        for task in tasks {
+            stored += task.await.unwrap().unwrap().stored;
+        }
+        assert_eq!(stored, 42, "two shared groups and forty own ones");
+        assert_eq!(total(&store).await, 2 * 7 + 40);
+    }
+
     fn labelled(app: &str, env: &str, stacks: &[(&[&str], u64)], at: i64) -> Upload {
         let mut u = upload(app, stacks, at);
         u.meta.series.labels.insert("env".into(), env.into());
@@ -962,7 +1226,7 @@ mod engine_tests {
         let mut out = Vec::new();
         for text in ["a.cpu", "a.cpu{env=\"prod\"}", "a.cpu{env!=\"prod\"}", "b.cpu", "a"] {
             for (from, until) in [(i64::MIN, i64::MAX), (0, 1500), (1500, 5000), (3000, 9000)] {
-                let q = Query::parse(text, from, until).unwrap();
+                let q = Query::parse(DEFAULT_TENANT, text, from, until).unwrap();
                 let m = query::merge(store, &q).await.unwrap();
                 out.push(format!("{text} {from}..{until}\n{}{:?}", folded::print(&m.tree), m.timeline));
             }
@@ -970,7 +1234,7 @@ mod engine_tests {
         let mut series = store.series();
         series.sort();
         out.push(format!("{series:?}"));
-        out.push(format!("{:?}", store.apps()));
+        out.push(format!("{:?}", store.apps(DEFAULT_TENANT)));
         out
     }
 
@@ -1182,7 +1446,7 @@ mod engine_tests {
                         store.flush().await.unwrap();
                     }
                 }
-                let q = Query::parse("a.cpu", i64::MIN, i64::MAX).unwrap();
+                let q = Query::parse(DEFAULT_TENANT, "a.cpu", i64::MIN, i64::MAX).unwrap();
                 folded::print(&query::merge(&store, &q).await.unwrap().tree)
             });
             prop_assert_eq!(got, expected);

@@ -9,10 +9,13 @@
 //!
 //! ```text
 //! record  = length u32 LE | crc32 u32 LE (of payload) | payload
-//! payload = count u32 LE | count × (meta length u32 LE | meta JSON | tree length u32 LE | tree)
+//! payload = [0xffffffff | key count u32 LE | key count × (key length u32 LE | key | seen at i64 LE)]
+//!           count u32 LE | count × (meta length u32 LE | meta JSON | tree length u32 LE | tree)
 //! ```
 //!
-//! The tree is `kiln_model::codec` bytes. A record is whole or ignored: a torn tail (a crash
+//! The tree is `kiln_model::codec` bytes. The bracketed part holds the idempotency keys the
+//! record's uploads were sent with; it is written only when there are keys (a count of
+//! 0xffffffff uploads cannot otherwise occur), so records from before keys existed still read. A record is whole or ignored: a torn tail (a crash
 //! mid-write) fails its length or checksum, is logged, and is cut off so that later appends
 //! follow the last good record.
 
@@ -25,6 +28,23 @@ use kiln_model::codec;
 use tokio::sync::oneshot;
 
 use super::{ProfileMeta, Upload};
+
+/// What one record holds: uploads, and the idempotency keys they were sent with (with the
+/// time each was first seen), which become known exactly when the uploads become durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Record {
+    pub keys: Vec<(String, i64)>,
+    pub uploads: Vec<Upload>,
+}
+
+impl Record {
+    fn extend(&mut self, other: Record) {
+        self.keys.extend(other.keys);
+        self.uploads.extend(other.uploads);
+    }
+}
+
+const KEYS_MARKER: u32 = u32::MAX;
 
 /// Log failures.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +59,18 @@ pub enum WalError {
 
 const HEADER: usize = 8;
 
-fn encode_record(uploads: &[Upload]) -> Vec<u8> {
+fn encode_record(record: &Record) -> Vec<u8> {
     let mut payload = Vec::new();
+    if !record.keys.is_empty() {
+        payload.extend_from_slice(&KEYS_MARKER.to_le_bytes());
+        payload.extend_from_slice(&(record.keys.len() as u32).to_le_bytes());
+        for (key, seen_at) in &record.keys {
+            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            payload.extend_from_slice(key.as_bytes());
+            payload.extend_from_slice(&seen_at.to_le_bytes());
+        }
+    }
+    let uploads = &record.uploads;
     payload.extend_from_slice(&(uploads.len() as u32).to_le_bytes());
     for upload in uploads {
         let meta = serde_json::to_vec(&upload.meta).expect("meta serializes");
@@ -57,7 +87,7 @@ fn encode_record(uploads: &[Upload]) -> Vec<u8> {
     record
 }
 
-fn decode_payload(mut payload: &[u8]) -> Option<Vec<Upload>> {
+fn decode_payload(mut payload: &[u8]) -> Option<Record> {
     fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if bytes.len() < n {
             return None;
@@ -69,7 +99,17 @@ fn decode_payload(mut payload: &[u8]) -> Option<Vec<Upload>> {
     fn len(bytes: &mut &[u8]) -> Option<usize> {
         Some(u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize)
     }
-    let count = len(&mut payload)?;
+    let mut count = len(&mut payload)?;
+    let mut keys = Vec::new();
+    if count == KEYS_MARKER as usize {
+        for _ in 0..len(&mut payload)? {
+            let key_len = len(&mut payload)?;
+            let key = String::from_utf8(take(&mut payload, key_len)?.to_vec()).ok()?;
+            let seen_at = i64::from_le_bytes(take(&mut payload, 8)?.try_into().ok()?);
+            keys.push((key, seen_at));
+        }
+        count = len(&mut payload)?;
+    }
     let mut uploads = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
         let meta_len = len(&mut payload)?;
@@ -78,19 +118,19 @@ fn decode_payload(mut payload: &[u8]) -> Option<Vec<Upload>> {
         let tree = codec::decode(take(&mut payload, tree_len)?).ok()?;
         uploads.push(Upload { meta, tree });
     }
-    payload.is_empty().then_some(uploads)
+    payload.is_empty().then_some(Record { keys, uploads })
 }
 
 /// Reads every good record of the log at `path` and cuts off a damaged tail.
-pub(super) fn replay(path: &Path) -> Result<Vec<Upload>, WalError> {
+pub(super) fn replay(path: &Path) -> Result<Record, WalError> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Record::default()),
         Err(e) => return Err(e.into()),
     };
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let mut uploads = Vec::new();
+    let mut replayed = Record::default();
     let mut offset = 0usize;
     let mut records = 0usize;
     while offset < bytes.len() {
@@ -106,8 +146,8 @@ pub(super) fn replay(path: &Path) -> Result<Vec<Upload>, WalError> {
             Some((HEADER + len, decode_payload(payload)?))
         })();
         match good {
-            Some((used, batch)) => {
-                uploads.extend(batch);
+            Some((used, record)) => {
+                replayed.extend(record);
                 offset += used;
                 records += 1;
             }
@@ -124,14 +164,14 @@ pub(super) fn replay(path: &Path) -> Result<Vec<Upload>, WalError> {
             }
         }
     }
-    tracing::info!(path = %path.display(), records, uploads = uploads.len(), "replayed write-ahead log");
-    Ok(uploads)
+    tracing::info!(path = %path.display(), records, uploads = replayed.uploads.len(), "replayed write-ahead log");
+    Ok(replayed)
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Message {
-    Append(Vec<Upload>, Ack),
+    Append(Record, Ack),
     /// Start a new segment; answers with the number of the sealed one.
     Rotate(oneshot::Sender<Result<u64, String>>),
 }
@@ -165,9 +205,9 @@ pub(super) fn delete_through(dir: &Path, seq: u64) -> Result<(), WalError> {
 }
 
 /// Replays every segment in `dir` numbered above `covered` (those up to it are already in
-/// blocks and are deleted); returns the uploads and the highest segment number seen.
-pub(super) fn replay_dir(dir: &Path, covered: Option<u64>) -> Result<(Vec<Upload>, u64), WalError> {
-    let mut uploads = Vec::new();
+/// blocks and are deleted); returns what they hold and the highest segment number seen.
+pub(super) fn replay_dir(dir: &Path, covered: Option<u64>) -> Result<(Record, u64), WalError> {
+    let mut replayed = Record::default();
     let mut last = covered.unwrap_or(0);
     for seq in segments(dir)? {
         last = last.max(seq);
@@ -176,9 +216,9 @@ pub(super) fn replay_dir(dir: &Path, covered: Option<u64>) -> Result<(Vec<Upload
             std::fs::remove_file(segment_path(dir, seq))?;
             continue;
         }
-        uploads.extend(replay(&segment_path(dir, seq))?);
+        replayed.extend(replay(&segment_path(dir, seq))?);
     }
-    Ok((uploads, last))
+    Ok((replayed, last))
 }
 
 fn open_segment(dir: &Path, seq: u64) -> Result<File, io::Error> {
@@ -202,7 +242,7 @@ impl WalWriter {
     pub(super) fn start(
         dir: &Path,
         first_seq: u64,
-        mut on_durable: impl FnMut(Vec<Upload>) + Send + 'static,
+        mut on_durable: impl FnMut(Record) + Send + 'static,
         mut on_rotate: impl FnMut(u64) + Send + 'static,
     ) -> Result<WalWriter, WalError> {
         let dir = dir.to_path_buf();
@@ -211,10 +251,10 @@ impl WalWriter {
         let (queue, inbox) = mpsc::channel::<Message>();
         std::thread::Builder::new().name("kiln-wal".into()).spawn(move || {
             while let Ok(first) = inbox.recv() {
-                let mut pending: Vec<(Vec<Upload>, Ack)> = Vec::new();
+                let mut pending: Vec<(Record, Ack)> = Vec::new();
                 for message in std::iter::once(first).chain(inbox.try_iter()) {
                     match message {
-                        Message::Append(uploads, ack) => pending.push((uploads, ack)),
+                        Message::Append(record, ack) => pending.push((record, ack)),
                         Message::Rotate(done) => {
                             // Appends queued before the rotation belong to the sealed segment.
                             write_batch(&mut file, std::mem::take(&mut pending), &mut on_durable);
@@ -239,9 +279,9 @@ impl WalWriter {
         Ok(WalWriter { queue })
     }
 
-    pub(super) async fn append(&self, uploads: Vec<Upload>) -> Result<(), WalError> {
+    pub(super) async fn append(&self, record: Record) -> Result<(), WalError> {
         let (ack, done) = oneshot::channel();
-        self.queue.send(Message::Append(uploads, ack)).map_err(|_| WalError::Stopped)?;
+        self.queue.send(Message::Append(record, ack)).map_err(|_| WalError::Stopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(WalError::Io(io::Error::other(message))),
@@ -261,19 +301,23 @@ impl WalWriter {
     }
 }
 
-fn write_batch(file: &mut File, batch: Vec<(Vec<Upload>, Ack)>, on_durable: &mut impl FnMut(Vec<Upload>)) {
+fn write_batch(file: &mut File, batch: Vec<(Record, Ack)>, on_durable: &mut impl FnMut(Record)) {
     if batch.is_empty() {
         return;
     }
     let mut buffer = Vec::new();
-    for (uploads, _) in &batch {
-        buffer.extend_from_slice(&encode_record(uploads));
+    for (record, _) in &batch {
+        buffer.extend_from_slice(&encode_record(record));
     }
     let before = file.metadata().map(|m| m.len()).ok();
     match file.write_all(&buffer).and_then(|()| file.sync_data()) {
         Ok(()) => {
-            let (uploads, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            on_durable(uploads.into_iter().flatten().collect());
+            let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let mut durable = Record::default();
+            for record in records {
+                durable.extend(record);
+            }
+            on_durable(durable);
             for ack in acks {
                 let _ = ack.send(Ok(()));
             }
@@ -300,9 +344,14 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_corruption_is_detected() {
-        let batch = vec![upload("a", &[(&["x", "y"], 4)], 10), upload("b", &[(&["z"], 1)], 20)];
+        let batch = Record {
+            keys: Vec::new(),
+            uploads: vec![upload("a", &[(&["x", "y"], 4)], 10), upload("b", &[(&["z"], 1)], 20)],
+        };
         let record = encode_record(&batch);
         assert_eq!(decode_payload(&record[HEADER..]).unwrap(), batch);
+        let keyed = Record { keys: vec![("anonymous/k1".into(), 7), ("t/k2".into(), -3)], ..batch.clone() };
+        assert_eq!(decode_payload(&encode_record(&keyed)[HEADER..]).unwrap(), keyed);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut bytes = record.clone();
@@ -317,14 +366,16 @@ mod tests {
 
     #[test]
     fn torn_tail_is_cut_at_every_offset() {
-        let record = encode_record(&[upload("a", &[(&["x"], 1)], 10)]);
+        let record =
+            encode_record(&Record { keys: vec![("k".into(), 1)], uploads: vec![upload("a", &[(&["x"], 1)], 10)] });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         for cut in 0..record.len() {
             let mut bytes = record.clone();
             bytes.extend_from_slice(&record[..cut]);
             std::fs::write(&path, &bytes).unwrap();
-            assert_eq!(replay(&path).unwrap().len(), 1, "cut at {cut}");
+            let replayed = replay(&path).unwrap();
+            assert_eq!((replayed.uploads.len(), replayed.keys.len()), (1, 1), "cut at {cut}");
         }
     }
 }
