@@ -12,12 +12,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use kiln_server::api::{AppState, Auth, router};
-use kiln_server::ingest::IngestLimits;
+use kiln_server::api::{AppState, router};
 use kiln_server::ingest::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
-use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
-use leptos::prelude::LeptosOptions;
 use prost::Message;
 use tower::ServiceExt;
 
@@ -50,14 +47,7 @@ struct Server {
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).await.unwrap());
-    let state = AppState {
-        store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        limits: IngestLimits::default(),
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth: Auth::default(),
-    };
-    Server { router: router(state), store, _dir: dir }
+    Server { router: router(AppState::new(store.clone())), store, _dir: dir }
 }
 
 impl Server {

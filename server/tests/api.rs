@@ -10,9 +10,7 @@ use axum::http::{Request, StatusCode, header};
 use kiln_model::codec;
 use kiln_server::api::{AppState, Auth, router};
 use kiln_server::ingest::IngestLimits;
-use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
-use leptos::prelude::LeptosOptions;
 use tower::ServiceExt;
 
 async fn app(dir: &Path) -> Router {
@@ -20,14 +18,9 @@ async fn app(dir: &Path) -> Router {
 }
 
 async fn app_with(dir: &Path, auth: Auth) -> Router {
-    let state = AppState {
-        store: Arc::new(Store::open(dir).await.unwrap()),
-        metrics: Arc::new(Metrics::default()),
-        limits: IngestLimits { max_decompressed_bytes: 8 << 20, ..IngestLimits::default() },
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth,
-    };
-    router(state)
+    let store = Arc::new(Store::open(dir).await.unwrap());
+    let limits = IngestLimits { max_decompressed_bytes: 8 << 20, ..IngestLimits::default() };
+    router(AppState { limits, auth, ..AppState::new(store) })
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {

@@ -15,12 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_server::api::{AppState, Auth, router};
+use kiln_server::api::{AppState, router};
 use kiln_server::edge::{self, EdgeConfig};
-use kiln_server::ingest::IngestLimits;
 use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
-use leptos::prelude::LeptosOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -39,13 +37,8 @@ struct Kiln {
 async fn kiln() -> Kiln {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
-    let state = AppState {
-        store: Arc::new(Store::open(dir.path()).await.unwrap()),
-        metrics: metrics.clone(),
-        limits: IngestLimits::default(),
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth: Auth::default(),
-    };
+    let state =
+        AppState { metrics: metrics.clone(), ..AppState::new(Arc::new(Store::open(dir.path()).await.unwrap())) };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();

@@ -11,25 +11,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use kiln_server::api::{AppState, Auth, router};
-use kiln_server::ingest::IngestLimits;
+use kiln_server::api::{AppState, router};
 use kiln_server::ingest::pprof::Profile;
-use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
-use leptos::prelude::LeptosOptions;
 use prost::Message;
 use serde_json::Value;
 use tower::ServiceExt;
 
 async fn app(dir: &Path) -> Router {
-    let state = AppState {
-        store: Arc::new(Store::open(dir).await.unwrap()),
-        metrics: Arc::new(Metrics::default()),
-        limits: IngestLimits::default(),
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth: Auth::default(),
-    };
-    router(state)
+    router(AppState::new(Arc::new(Store::open(dir).await.unwrap())))
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Vec<u8>, Option<String>) {

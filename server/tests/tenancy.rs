@@ -8,25 +8,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use kiln_server::api::{AppState, Auth, router};
-use kiln_server::ingest::IngestLimits;
+use kiln_server::api::{AppState, router};
 use kiln_server::ingest::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
-use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
-use leptos::prelude::LeptosOptions;
 use prost::Message;
 use tower::ServiceExt;
 
 async fn app(dir: &Path) -> (Router, Arc<Store>) {
     let store = Arc::new(Store::open(dir).await.unwrap());
-    let state = AppState {
-        store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        limits: IngestLimits::default(),
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth: Auth::default(),
-    };
-    (router(state), store)
+    (router(AppState::new(store.clone())), store)
 }
 
 /// A request with optional tenant and idempotency headers; answers status and body text.

@@ -9,11 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use kiln_server::api::{AppState, Auth, router};
 use kiln_server::edge::{self, EdgeConfig};
-use kiln_server::ingest::IngestLimits;
 use kiln_server::metrics::Metrics;
 use kiln_server::storage::Store;
 use kiln_server::upload::{self, UploadArgs, UploadError};
-use leptos::prelude::LeptosOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -31,13 +29,8 @@ struct Kiln {
 async fn kiln(auth: Auth) -> Kiln {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
-    let state = AppState {
-        store: Arc::new(Store::open(dir.path()).await.unwrap()),
-        metrics: metrics.clone(),
-        limits: IngestLimits::default(),
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth,
-    };
+    let store = Arc::new(Store::open(dir.path()).await.unwrap());
+    let state = AppState { metrics: metrics.clone(), auth, ..AppState::new(store) };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();

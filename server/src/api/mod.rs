@@ -47,6 +47,21 @@ pub struct AppState {
     pub auth: Auth,
 }
 
+impl AppState {
+    /// A state over `store` with the default limits, no tokens, fresh metrics and the site
+    /// assets where `make site` puts them: the starting point for tests and embedders, which
+    /// override what they need (`AppState { auth, ..AppState::new(store) }`).
+    pub fn new(store: Arc<Store>) -> AppState {
+        AppState {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            limits: IngestLimits::default(),
+            leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+            auth: Auth::default(),
+        }
+    }
+}
+
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
