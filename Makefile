@@ -64,7 +64,9 @@ unit:
 	cargo test --workspace
 
 e2e: site
-	cargo build -p kiln-server
+	# The whole workspace, as `cargo test --workspace` builds it: the same features, so the
+	# dependencies compiled for the tests are reused instead of rebuilt for one package.
+	cargo build --workspace --bins
 	end2end/run.sh target/debug/kiln
 
 clean:
