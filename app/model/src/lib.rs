@@ -12,6 +12,7 @@ pub mod diff;
 pub mod flamebearer;
 pub mod folded;
 pub mod layout;
+pub mod recursion;
 pub mod sandwich;
 pub mod search;
 pub mod selector;
