@@ -12,6 +12,7 @@ pub mod diff;
 pub mod flamebearer;
 pub mod folded;
 pub mod layout;
+pub mod navigate;
 pub mod recursion;
 pub mod sandwich;
 pub mod search;
