@@ -13,6 +13,7 @@ pub mod flamebearer;
 pub mod folded;
 pub mod layout;
 pub mod navigate;
+pub mod palette;
 pub mod recursion;
 pub mod sandwich;
 pub mod search;
