@@ -14,8 +14,12 @@ fn is_strict_ancestor(geometry: &Geometry, ancestor: NodeId, node: NodeId) -> bo
 }
 
 /// True when `node` is drawn while `focus` is zoomed: `focus` itself, an ancestor or a
-/// descendant of it.
+/// descendant of it. Ids beyond the tree (kept from a previous tree) are never in view.
 pub fn in_view(geometry: &Geometry, focus: NodeId, node: NodeId) -> bool {
+    let len = geometry.subtree_end.len();
+    if focus as usize >= len || node as usize >= len {
+        return false;
+    }
     node == focus || is_strict_ancestor(geometry, node, focus) || is_strict_ancestor(geometry, focus, node)
 }
 
@@ -91,10 +95,10 @@ pub fn frame_rect(
     width_px: f64,
     node: NodeId,
 ) -> Option<FrameRect> {
-    let view_len = tree.total[focus as usize];
-    if !in_view(geometry, focus, node) || view_len == 0 {
+    if !in_view(geometry, focus, node) || tree.total[focus as usize] == 0 {
         return None;
     }
+    let view_len = tree.total[focus as usize];
     let view_start = geometry.x[focus as usize];
     let view_end = view_start + view_len;
     let scale = width_px / view_len as f64;
@@ -179,6 +183,8 @@ mod tests {
         assert_eq!((ancestor.x, ancestor.width), (0.0, 1200.0));
         assert_eq!(frame_rect(&t, &g, n("b"), 1200.0, n("a")), None);
         assert!(in_view(&g, n("b"), n("main")) && !in_view(&g, n("b"), n("x")));
+        assert!(!in_view(&g, ROOT, t.len() as NodeId), "an id from a larger tree");
+        assert_eq!(frame_rect(&t, &g, ROOT, 1200.0, 99), None);
     }
 
     proptest! {
