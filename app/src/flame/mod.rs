@@ -418,7 +418,7 @@ pub fn FlameGraph(
                     class="flame-canvas"
                     tabindex="0"
                     aria-label=label
-                    aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter + - Escape"
+                    aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter = - Escape"
                     on:click=on_click
                     on:mousemove=on_move
                     on:mouseleave=move |_| hover.set(None)
