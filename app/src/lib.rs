@@ -16,6 +16,7 @@ pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod source;
+pub mod theme;
 
 pub use kiln_model as model;
 
@@ -30,6 +31,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
+                <script inner_html=theme::THEME_SCRIPT></script>
             </head>
             <body>
                 <App />
@@ -42,6 +44,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    theme::provide_theme();
     view! {
         <Stylesheet id="kiln" href="/pkg/kiln.css" />
         <Title text="Kiln" />
@@ -54,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <a href="/diff">"Compare"</a>
                     <a href="/open">"Open a file"</a>
                 </nav>
+                <theme::ThemeToggle />
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>

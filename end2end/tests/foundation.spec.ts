@@ -16,8 +16,12 @@ async function canvasInkedPixels(page: Page): Promise<number> {
   return page.locator("canvas.flame-canvas").evaluate((canvas: HTMLCanvasElement) => {
     const ctx = canvas.getContext("2d")!;
     const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    // The light theme's background is opaque white: ink is anything else.
     let inked = 0;
-    for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) inked++;
+    for (let i = 0; i < data.length; i += 4) {
+      const white = data[i] === 255 && data[i + 1] === 255 && data[i + 2] === 255;
+      if (data[i + 3] !== 0 && !white) inked++;
+    }
     return inked;
   });
 }

@@ -2,15 +2,29 @@
 
 use kiln_model::NodeId;
 use kiln_model::layout::{FrameRect, diff_color, frame_color, visible_frames};
+use kiln_model::navigate::frame_rect;
+use kiln_model::palette::{ColourMode, heat_color};
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use super::{Loaded, ROW_HEIGHT};
+use crate::theme::Theme;
 
 const FONT: &str = "12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
 const TEXT_PAD: f64 = 3.0;
 /// Search hits stand out in a hue no frame colour uses.
 const SEARCH_MATCH: (u16, u8, u8) = (285, 70, 62);
+
+/// How the frames look: orientation, what colours tell, and the theme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// Root at the bottom (a flame graph) instead of the top (an icicle graph).
+    pub bottom_up: bool,
+    /// Package colours or the self-value heat scale (comparisons always show the change).
+    pub colour: ColourMode,
+    /// Light or dark: the background, the text and the frame colours follow it.
+    pub theme: Theme,
+}
 
 /// Sizes the canvas to its box (sharp on high-DPI screens), draws every visible frame and
 /// returns the rectangles for hit testing.
@@ -19,9 +33,12 @@ pub fn draw(
     data: &Loaded,
     focus: NodeId,
     hovered: Option<NodeId>,
+    selected: Option<NodeId>,
     matches: Option<&[bool]>,
-    bottom_up: bool,
+    look: Look,
 ) -> Vec<FrameRect> {
+    let Look { bottom_up, colour, theme } = look;
+    let palette = theme.canvas();
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
     let width = f64::from(canvas.client_width().max(1));
@@ -41,7 +58,9 @@ pub fn draw(
         return Vec::new();
     };
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
-    ctx.clear_rect(0.0, 0.0, width, height);
+    // A filled background, not a transparent one: the theme shows in PNG exports too.
+    ctx.set_fill_style_str(palette.background);
+    ctx.fill_rect(0.0, 0.0, width, height);
     ctx.set_font(FONT);
     ctx.set_text_baseline("middle");
     let char_width = ctx.measure_text("0").map(|m| m.width()).unwrap_or(7.0).max(1.0);
@@ -57,10 +76,10 @@ pub fn draw(
         .iter()
         .enumerate()
         .map(|(i, rect)| {
-            let (hue, sat, light) = match rect.node {
+            let (hue, sat, light) = theme.frame(match rect.node {
                 None => AGGREGATE,
-                Some(node) => colour_of(data, node, matches, rect.depth < focus_depth),
-            };
+                Some(node) => colour_of(data, node, matches, rect.depth < focus_depth, colour),
+            });
             ((u32::from(hue) << 16) | (u32::from(sat) << 8) | u32::from(light), i)
         })
         .collect();
@@ -76,7 +95,7 @@ pub fn draw(
         ctx.fill_rect(rect.x, y_of(rect), (rect.width - inset).max(0.5), ROW_HEIGHT - 1.0);
     }
 
-    ctx.set_fill_style_str("#1b1b1b");
+    ctx.set_fill_style_str(palette.text);
     for rect in &rects {
         let Some(node) = rect.node else { continue };
         if let Some(label) = fit_label(data.tree.name_of(node), rect.width - 2.0 * TEXT_PAD, char_width) {
@@ -84,8 +103,15 @@ pub fn draw(
         }
     }
     if let Some(rect) = hovered.and_then(|h| rects.iter().find(|r| r.node == Some(h))) {
-        ctx.set_stroke_style_str("#222");
+        ctx.set_stroke_style_str(palette.hover);
         ctx.stroke_rect(rect.x + 0.5, y_of(rect) + 0.5, (rect.width - 1.5).max(0.5), ROW_HEIGHT - 2.0);
+    }
+    // The selection may be narrower than a pixel (inside an aggregate): outline it anyway.
+    if let Some(rect) = selected.and_then(|s| frame_rect(&data.tree, &data.geometry, focus, width, s)) {
+        ctx.set_stroke_style_str(palette.selection);
+        ctx.set_line_width(2.0);
+        ctx.stroke_rect(rect.x + 1.0, y_of(&rect) + 1.0, (rect.width - 2.0).max(1.0), ROW_HEIGHT - 3.0);
+        ctx.set_line_width(1.0);
     }
     rects
 }
@@ -93,8 +119,17 @@ pub fn draw(
 /// Blocks of frames each narrower than a pixel.
 const AGGREGATE: (u16, u8, u8) = (36, 14, 82);
 
-fn colour_of(data: &Loaded, node: NodeId, matches: Option<&[bool]>, is_ancestor: bool) -> (u16, u8, u8) {
-    let name = data.tree.name_of(node);
+fn colour_of(
+    data: &Loaded,
+    node: NodeId,
+    matches: Option<&[bool]>,
+    is_ancestor: bool,
+    mode: ColourMode,
+) -> (u16, u8, u8) {
+    let base = || match mode {
+        ColourMode::Package => frame_color(data.tree.name_of(node)),
+        ColourMode::SelfValue => heat_color(data.tree.self_value[node as usize], data.max_self),
+    };
     let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
         Some(true) => SEARCH_MATCH,
         None if data.diff.is_some() => {
@@ -103,10 +138,10 @@ fn colour_of(data: &Loaded, node: NodeId, matches: Option<&[bool]>, is_ancestor:
             diff_color(sides.left[i], sides.left_ticks, sides.right[i], sides.right_ticks)
         }
         Some(false) => {
-            let (hue, _, _) = frame_color(name);
+            let (hue, _, _) = base();
             (hue, 10, 85)
         }
-        None => frame_color(name),
+        None => base(),
     };
     // Ancestors of the zoomed frame are context, not content: draw them faded.
     let light = if is_ancestor { light.saturating_add(20).min(92) } else { light };

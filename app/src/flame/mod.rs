@@ -1,6 +1,10 @@
 //! The flamegraph: a tree laid out by `kiln-model` and drawn on a `<canvas>` through web-sys.
 //! Click zooms, the breadcrumb walks back up, Escape goes up one level, hover shows a tooltip,
-//! right-click opens a menu (focus, sandwich, copy name).
+//! right-click opens a menu (focus, sandwich, collapse recursion, copy name).
+//!
+//! The canvas takes keyboard focus: the arrow keys move a selection across frames (up and down
+//! as drawn, whichever way the graph grows), Enter or `+` zooms into the selected frame, `-`
+//! zooms out. The selected frame is outlined, its details shown and announced.
 //!
 //! Everything here runs only in the browser (effects and event handlers); on the server the
 //! component renders its empty canvas and controls, which hydration then brings to life.
@@ -11,11 +15,15 @@ pub mod fetch;
 use std::sync::Arc;
 
 use kiln_model::layout::{FrameRect, Geometry, hit_test, parent_focus};
+use kiln_model::navigate::{self, frame_rect, in_view};
+use kiln_model::palette::ColourMode;
 use kiln_model::search::{lowercase_names, matched_total, matches_in};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
 use crate::format::{format_value, percent};
+use crate::theme::use_theme;
+use draw::Look;
 
 /// Height of one row of frames, in CSS pixels.
 pub const ROW_HEIGHT: f64 = 18.0;
@@ -32,6 +40,8 @@ pub struct Loaded {
     pub diff: Option<DiffSides>,
     /// Frame names lowercased once, for searching.
     pub lowercase_names: Vec<String>,
+    /// The largest self value of any frame: the top of the heat scale.
+    pub max_self: u64,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -51,7 +61,8 @@ impl Loaded {
     pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
-        Loaded { tree, geometry, units, diff: None, lowercase_names }
+        let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
+        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.
@@ -68,7 +79,8 @@ impl Loaded {
         let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
-        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names }
+        let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self }
     }
 }
 
@@ -91,9 +103,15 @@ pub fn FlameGraph(
     /// Root at the bottom (a flame graph) instead of the top (an icicle graph).
     #[prop(optional)]
     bottom_up: bool,
+    /// What frame colours tell (package by default; comparisons always show the change).
+    #[prop(optional, into)]
+    colour: Option<Signal<ColourMode>>,
     /// Where the menu's "Sandwich" entry leads for a function name.
     #[prop(optional, into)]
     sandwich_href: Option<Callback<String, String>>,
+    /// Told a function name when the menu's "Collapse recursion" is chosen (no entry without).
+    #[prop(optional, into)]
+    on_collapse: Option<Callback<String>>,
     /// The zoom to open with, as a frame path (`main;render`), when the data arrives.
     #[prop(optional, into)]
     zoom: Option<Signal<String>>,
@@ -108,8 +126,14 @@ pub fn FlameGraph(
     let focus = RwSignal::new(ROOT);
     let hover = RwSignal::<Option<Pointer>>::new(None);
     let menu = RwSignal::<Option<Pointer>>::new(None);
+    // The frame the keyboard moves (a click selects too); its tooltip stays up only while the
+    // keyboard drives, so that a click does not leave one behind.
+    let selected = RwSignal::<Option<NodeId>>::new(None);
+    let keyboard = RwSignal::new(false);
     let resized = RwSignal::new(0u32);
     let rects = StoredValue::new(Vec::<FrameRect>::new());
+    let theme = use_theme();
+    let colour = colour.unwrap_or_else(|| Signal::stored(ColourMode::Package));
 
     // A new tree opens at the requested zoom when it has that path, else unzoomed.
     Effect::new(move |_| {
@@ -119,6 +143,7 @@ pub fn FlameGraph(
         });
         focus.set(start);
         menu.set(None);
+        selected.set(None);
     });
     if let Some(report) = on_zoom {
         Effect::new(move |previous: Option<NodeId>| {
@@ -160,7 +185,8 @@ pub fn FlameGraph(
             return;
         };
         let hovered = hover.get().and_then(|h| h.node);
-        let drawn = matches.with(|m| draw::draw(&canvas, &d, focus.get(), hovered, m.as_deref(), bottom_up));
+        let look = Look { bottom_up, colour: colour.get(), theme: theme.get() };
+        let drawn = matches.with(|m| draw::draw(&canvas, &d, focus.get(), hovered, selected.get(), m.as_deref(), look));
         rects.set_value(drawn);
     });
 
@@ -173,10 +199,15 @@ pub fn FlameGraph(
         let row = u32::try_from(row).ok()?;
         rects.with_value(|r| hit_test(r, x, row))
     };
+    let zoom_into = move |node: NodeId| {
+        focus.set(node);
+        selected.set(Some(node));
+    };
     let on_click = move |ev: leptos::ev::MouseEvent| {
         menu.set(None);
+        keyboard.set(false);
         if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
-            focus.set(node);
+            zoom_into(node);
         }
     };
     let on_move = move |ev: leptos::ev::MouseEvent| {
@@ -219,45 +250,48 @@ pub fn FlameGraph(
         )
     };
 
+    // The selection while it is in view (zooming elsewhere through the breadcrumb can leave
+    // it out of the picture).
+    let visible_selection = move || {
+        let node = selected.get()?;
+        data.with(|d| d.as_ref().is_some_and(|d| in_view(&d.geometry, focus.get(), node))).then_some(node)
+    };
+
+    // The hovered frame's details by the pointer; else the keyboard's selection's, by its frame.
     let tooltip = move || {
-        let h = hover.get()?;
         let d = data.get()?;
-        let total = d.tree.total();
-        let style = format!("left: {}px; top: {}px", h.x + 14.0, h.y + 14.0);
-        let body = match h.node {
-            Some(node) if d.diff.is_some() => {
-                let sides = d.diff.as_ref().expect("checked");
-                let (l, r) = (sides.left[node as usize], sides.right[node as usize]);
-                let (ls, rs) = (share(l, sides.left_ticks), share(r, sides.right_ticks));
-                view! {
-                    <div class="tip-name">{d.tree.name_of(node).to_string()}</div>
-                    <div class="tip-row">{format!("before {} ({ls:.2}%)", format_value(l, &d.units))}</div>
-                    <div class="tip-row">{format!("after {} ({rs:.2}%)", format_value(r, &d.units))}</div>
-                    <div class="tip-row">{format!("change {:+.2} points of the profile", rs - ls)}</div>
-                }
-                .into_any()
+        let (node, x, y) = match hover.get() {
+            Some(h) => (h.node, h.x + 14.0, h.y + 14.0),
+            None if keyboard.get() => {
+                let node = visible_selection()?;
+                let width = f64::from(canvas_ref.get()?.client_width().max(1));
+                let rect = frame_rect(&d.tree, &d.geometry, focus.get(), width, node)?;
+                let row = if bottom_up { d.geometry.max_depth - rect.depth } else { rect.depth };
+                // Below the frame, kept clear of the right edge.
+                (Some(node), rect.x.min(width - 320.0).max(0.0), f64::from(row + 1) * ROW_HEIGHT + 4.0)
             }
+            None => return None,
+        };
+        let style = format!("left: {x}px; top: {y}px");
+        let body = match node {
             Some(node) => {
-                let (t, s) = (d.tree.total[node as usize], d.tree.self_value[node as usize]);
-                let parent_total = d.tree.total[d.tree.parent[node as usize] as usize];
-                let units = &d.units;
+                let (name, rows) = details(&d, node);
                 view! {
-                    <div class="tip-name">{d.tree.name_of(node).to_string()}</div>
-                    <div class="tip-row">
-                        {format!(
-                            "total {} ({} of all, {} of parent)",
-                            format_value(t, units),
-                            percent(t, total),
-                            percent(t, parent_total),
-                        )}
-                    </div>
-                    <div class="tip-row">{format!("self {} ({})", format_value(s, units), percent(s, total))}</div>
+                    <div class="tip-name">{name}</div>
+                    {rows.into_iter().map(|row| view! { <div class="tip-row">{row}</div> }).collect_view()}
                 }
                 .into_any()
             }
             None => view! { <div class="tip-name">"Many small frames: click their parent to zoom in"</div> }.into_any(),
         };
         Some(view! { <div class="flame-tooltip" role="tooltip" style=style>{body}</div> })
+    };
+    // The selection in words, for everyone and for screen readers (a live region).
+    let selection_text = move || {
+        let node = visible_selection()?;
+        let d = data.get()?;
+        let (name, rows) = details(&d, node);
+        Some(format!("Selected {name}: {}", rows.join(", ")))
     };
 
     let context_menu = move || {
@@ -274,19 +308,36 @@ pub fn FlameGraph(
                 </a>
             }
         });
+        let collapse = on_collapse.map(|collapse| {
+            let name = name.clone();
+            view! {
+                <button
+                    type="button"
+                    role="menuitem"
+                    title="Merge this function's direct recursive calls into one frame"
+                    on:click=move |_| {
+                        menu.set(None);
+                        collapse.run(name.clone());
+                    }
+                >
+                    "Collapse recursion"
+                </button>
+            }
+        });
         Some(view! {
             <div class="flame-menu" role="menu" style=style>
                 <button
                     type="button"
                     role="menuitem"
                     on:click=move |_| {
-                        focus.set(node);
+                        zoom_into(node);
                         menu.set(None);
                     }
                 >
                     "Focus"
                 </button>
                 {sandwich}
+                {collapse}
                 <button
                     type="button"
                     role="menuitem"
@@ -312,6 +363,47 @@ pub fn FlameGraph(
             focus.update(|f| *f = parent_focus(&d.tree, *f));
         }
     };
+    // The canvas's own keys: moving the selection and zooming.
+    let on_canvas_key = move |ev: leptos::ev::KeyboardEvent| {
+        let Some(d) = data.get_untracked() else { return };
+        let (tree, geometry, zoomed) = (&d.tree, &d.geometry, focus.get_untracked());
+        let current = selected.get_untracked().filter(|&n| in_view(geometry, zoomed, n));
+        let key = ev.key();
+        match key.as_str() {
+            "ArrowUp" | "ArrowDown" | "ArrowLeft" | "ArrowRight" => {
+                // The first press selects the zoomed frame: a start that is always in view.
+                let next = match current {
+                    None => Some(zoomed),
+                    Some(node) => {
+                        // Up is towards the root in an icicle (root on top), away from it in a
+                        // flame graph (root at the bottom).
+                        let towards_root = (key == "ArrowUp") != bottom_up;
+                        match key.as_str() {
+                            "ArrowLeft" => navigate::previous_on_row(tree, geometry, zoomed, node),
+                            "ArrowRight" => navigate::next_on_row(tree, geometry, zoomed, node),
+                            _ if towards_root => navigate::parent(tree, node),
+                            _ => navigate::child(tree, geometry, zoomed, node),
+                        }
+                    }
+                };
+                if let Some(next) = next {
+                    selected.set(Some(next));
+                }
+                hover.set(None);
+                keyboard.set(true);
+            }
+            "Enter" | "+" | "=" => {
+                if let Some(node) = current {
+                    zoom_into(node);
+                    keyboard.set(true);
+                }
+            }
+            "-" => focus.update(|f| *f = parent_focus(tree, *f)),
+            _ => return,
+        }
+        // Arrows would scroll the page, Enter would activate nothing useful.
+        ev.prevent_default();
+    };
 
     view! {
         <div class="flamegraph" on:keydown=on_key>
@@ -319,22 +411,59 @@ pub fn FlameGraph(
                 <ol>{breadcrumb}</ol>
             </nav>
             <p class="flame-matched" aria-live="polite">{matched}</p>
+            <p class="flame-selected" aria-live="polite">{selection_text}</p>
             <div class="flame-canvas-wrap">
                 <canvas
                     node_ref=canvas_ref
                     class="flame-canvas"
                     tabindex="0"
                     aria-label=label
+                    aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter = - Escape"
                     on:click=on_click
                     on:mousemove=on_move
                     on:mouseleave=move |_| hover.set(None)
                     on:contextmenu=on_menu
+                    on:keydown=on_canvas_key
+                    on:blur=move |_| keyboard.set(false)
                 ></canvas>
                 {tooltip}
                 {context_menu}
             </div>
         </div>
     }
+}
+
+/// A frame's name and the lines describing it: its total and self (or, in a comparison, both
+/// sides and the change).
+fn details(d: &Loaded, node: NodeId) -> (String, Vec<String>) {
+    let name = d.tree.name_of(node).to_string();
+    let units = &d.units;
+    let rows = match &d.diff {
+        Some(sides) => {
+            let (l, r) = (sides.left[node as usize], sides.right[node as usize]);
+            let (ls, rs) = (share(l, sides.left_ticks), share(r, sides.right_ticks));
+            vec![
+                format!("before {} ({ls:.2}%)", format_value(l, units)),
+                format!("after {} ({rs:.2}%)", format_value(r, units)),
+                format!("change {:+.2} points of the profile", rs - ls),
+            ]
+        }
+        None => {
+            let total = d.tree.total();
+            let (t, s) = (d.tree.total[node as usize], d.tree.self_value[node as usize]);
+            let parent_total = d.tree.total[d.tree.parent[node as usize] as usize];
+            vec![
+                format!(
+                    "total {} ({} of all, {} of parent)",
+                    format_value(t, units),
+                    percent(t, total),
+                    percent(t, parent_total),
+                ),
+                format!("self {} ({})", format_value(s, units), percent(s, total)),
+            ]
+        }
+    };
+    (name, rows)
 }
 
 /// The node at a `;`-separated frame path from the root, if the tree has it.
