@@ -1,11 +1,14 @@
 //! Folded ("collapsed") stacks: `frame;frame;frame count`, one stack per line.
 //!
 //! The parser works on bytes and inserts frames straight into a [`CallTree`], so a line costs
-//! one hash lookup per frame and no allocation once its frames have been seen. Invalid UTF-8 in
-//! a frame name is replaced (agents do send it), never rejected.
+//! at most two hash lookups per frame (the name, then the child) and no allocation once its
+//! frames have been seen. Cheaper still: a frame shared with the line before, or named like
+//! its parent's first child (call chains), costs one comparison. Lines and frames are split
+//! with memchr; UTF-8 is checked once per distinct name. Invalid UTF-8 in a frame name is
+//! replaced (agents do send it), never rejected.
 
-use std::borrow::Cow;
 use std::fmt;
+use std::iter;
 
 use crate::tree::{CallTree, FlatTree, NodeId, ROOT};
 
@@ -68,8 +71,12 @@ pub fn parse_into(
     // The previous line's frames and nodes: sorted input (what collapse tools print) shares
     // long prefixes between neighbouring lines, which are then walked without hashing.
     let mut previous: Vec<(&[u8], NodeId)> = Vec::new();
-    for (index, raw_line) in input.split(|&b| b == b'\n').enumerate() {
+    let mut line_start = 0;
+    let line_ends = memchr::memchr_iter(b'\n', input).chain(iter::once(input.len()));
+    for (index, line_end) in line_ends.enumerate() {
         let line_no = index + 1;
+        let raw_line = &input[line_start..line_end];
+        line_start = line_end + 1;
         if raw_line.len() > limits.max_line_len {
             return Err(ParseError {
                 line: line_no,
@@ -86,23 +93,35 @@ pub fn parse_into(
         };
         let mut node = ROOT;
         let mut shared = true;
-        for (depth, frame) in stack.split(|&b| b == b';').enumerate() {
+        let mut depth = 0;
+        let mut frame_start = 0;
+        for frame_end in memchr::memchr_iter(b';', stack).chain(iter::once(stack.len())) {
             if depth >= limits.max_depth {
                 break;
             }
+            let frame = &stack[frame_start..frame_end];
+            frame_start = frame_end + 1;
             if shared && previous.get(depth).is_some_and(|(f, _)| *f == frame) {
                 node = previous[depth].1;
+                depth += 1;
                 continue;
             }
-            shared = false;
-            previous.truncate(depth);
-            let name: Cow<'_, str> = String::from_utf8_lossy(frame);
-            node = tree.child(node, &name);
+            if shared {
+                shared = false;
+                previous.truncate(depth);
+            }
+            node = match tree.first_child_named(node, frame) {
+                Some(child) => child,
+                None => {
+                    let name = tree.intern_bytes(frame);
+                    tree.child_by_name_id(node, name)
+                }
+            };
             previous.push((frame, node));
+            depth += 1;
         }
         if shared {
             // The whole stack was a prefix of the previous one: forget the deeper frames.
-            let depth = stack.split(|&b| b == b';').count().min(limits.max_depth);
             previous.truncate(depth);
         }
         tree.add_self(node, value);
