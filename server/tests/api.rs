@@ -281,3 +281,29 @@ async fn without_tokens_everything_is_open() {
     assert_eq!(post_as(&app, "/ingest?name=shop.cpu", None).await.status(), StatusCode::OK);
     assert_eq!(get_as(&app, "/render?query=shop.cpu&format=folded", None).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_folded_export_with_replaced_bytes_ingests_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState {
+        store: Arc::new(Store::open(dir.path()).await.unwrap()),
+        metrics: Arc::new(Metrics::default()),
+        limits: IngestLimits { max_line_bytes: 64, ..IngestLimits::default() },
+        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth: Auth::default(),
+    };
+    let app = router(state);
+    // A 61-byte stack, 40 bytes of it invalid UTF-8: exported as 141 bytes (U+FFFD is 3 bytes).
+    let mut body = b"main;".to_vec();
+    body.extend(std::iter::repeat_n(0xff, 40));
+    body.extend_from_slice(b";fifteen_bytes__ 9");
+    assert_eq!(post(&app, "/ingest?name=bytes.cpu", body).await, (StatusCode::OK, String::new()));
+    let (_, export) = get(&app, "/render?query=bytes.cpu&format=folded").await;
+    assert!(export.len() > 64 * 2, "{export}");
+    assert_eq!(post(&app, "/ingest?name=again.cpu", export.clone()).await, (StatusCode::OK, String::new()));
+    assert_eq!(get(&app, "/render?query=again.cpu&format=folded").await.1, export);
+    // The limit itself still holds.
+    let (status, text) = post(&app, "/ingest?name=long.cpu", format!("{} 1", "x".repeat(65))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("longer than 64 bytes"), "{text}");
+}

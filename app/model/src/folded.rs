@@ -26,7 +26,10 @@ pub enum LineFormat {
 pub struct ParseLimits {
     /// Frames beyond this depth are dropped from the leaf end (Pyroscope truncates too).
     pub max_depth: usize,
-    /// A longer line is an error.
+    /// A line whose stack (the frames, without the count) is longer is an error. Length is
+    /// counted in bytes of the original input: a replacement character (U+FFFD, 3 bytes) counts
+    /// as one byte, the invalid byte it stands for, so that the folded text Kiln prints for a
+    /// profile it took in (where every invalid byte became a U+FFFD) is always taken back.
     pub max_line_len: usize,
 }
 
@@ -77,7 +80,7 @@ pub fn parse_into(
         let line_no = index + 1;
         let raw_line = &input[line_start..line_end];
         line_start = line_end + 1;
-        if raw_line.len() > limits.max_line_len {
+        if raw_line.len() > limits.max_line_len && stack_len(raw_line, format) > limits.max_line_len {
             return Err(ParseError {
                 line: line_no,
                 reason: format!("line is longer than {} bytes", limits.max_line_len),
@@ -127,6 +130,18 @@ pub fn parse_into(
         tree.add_self(node, value);
     }
     Ok(())
+}
+
+/// The length of a line's stack as the line limit counts it (see [`ParseLimits`]). Only
+/// computed for lines over the limit in raw bytes.
+fn stack_len(raw_line: &[u8], format: LineFormat) -> usize {
+    let line = trim_ascii(raw_line);
+    let stack = match format {
+        LineFormat::Counted => split_count(line).map_or(line, |(stack, _)| stack),
+        LineFormat::Lines => line,
+    };
+    let replacements = memchr::memmem::find_iter(stack, "\u{fffd}".as_bytes()).count();
+    stack.len() - 2 * replacements
 }
 
 fn trim_ascii(line: &[u8]) -> &[u8] {
@@ -258,6 +273,26 @@ mod tests {
             }
             proptest::prop_assert_eq!(parsed, expected.to_flat());
         }
+    }
+
+    #[test]
+    fn printed_replacements_fit_the_limit_their_line_came_in_under() {
+        let limits = ParseLimits { max_line_len: 8, ..ParseLimits::default() };
+        // Eight bytes of stack, four of them invalid UTF-8: within the limit.
+        let flat = parse(b"ab\xff\xff\xff\xffcd 12", LineFormat::Counted, limits).unwrap().to_flat();
+        let printed = print(&flat);
+        assert_eq!(printed, "ab\u{fffd}\u{fffd}\u{fffd}\u{fffd}cd 12\n");
+        assert!(printed.len() > 8 + 4, "the printed line is longer than the limit in bytes");
+        let again = parse(printed.as_bytes(), LineFormat::Counted, limits).unwrap().to_flat();
+        assert_eq!(again, flat);
+        // One byte more is over the limit, whether it is replaced yet or not, and for both
+        // line formats.
+        for input in [&b"ab\xff\xff\xff\xffcde 1"[..], "ab\u{fffd}\u{fffd}\u{fffd}\u{fffd}cde 1".as_bytes()] {
+            assert_eq!(parse(input, LineFormat::Counted, limits).unwrap_err().line, 1);
+        }
+        let lines = ParseLimits { max_line_len: 10, ..limits };
+        assert!(parse("ab\u{fffd}\u{fffd}\u{fffd}\u{fffd}cd 1".as_bytes(), LineFormat::Lines, lines).is_ok());
+        assert!(parse("ab\u{fffd}\u{fffd}\u{fffd}\u{fffd}cde 1".as_bytes(), LineFormat::Lines, lines).is_err());
     }
 
     #[test]
