@@ -15,6 +15,7 @@ pub mod layout;
 pub mod sandwich;
 pub mod search;
 pub mod selector;
+pub mod speedscope;
 pub mod top;
 mod tree;
 pub mod truncate;
