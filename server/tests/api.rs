@@ -274,3 +274,138 @@ async fn without_tokens_everything_is_open() {
     assert_eq!(post_as(&app, "/ingest?name=shop.cpu", None).await.status(), StatusCode::OK);
     assert_eq!(get_as(&app, "/render?query=shop.cpu&format=folded", None).await, StatusCode::OK);
 }
+
+/// Two threads in milliseconds: `MainThread` spends 3 ms in `main;work` and 1 ms in `main`,
+/// `worker-1` 1 ms in `work`.
+const SPEEDSCOPE_THREADS: &str = r#"{
+  "$schema": "https://www.speedscope.app/file-format-schema.json",
+  "shared": {"frames": [{"name": "main", "file": "app.py", "line": 3}, {"name": "work"}]},
+  "profiles": [
+    {"type": "sampled", "name": "MainThread", "unit": "milliseconds", "startValue": 0, "endValue": 4,
+     "samples": [[0, 1], [0], [0, 1]], "weights": [2, 1, 1]},
+    {"type": "evented", "name": "worker-1", "unit": "milliseconds", "startValue": 0, "endValue": 2,
+     "events": [{"type": "O", "at": 1, "frame": 1}, {"type": "C", "at": 2, "frame": 1}]}
+  ],
+  "activeProfileIndex": 0,
+  "exporter": "test"
+}"#;
+
+async fn post_json(app: &Router, uri: &str, body: &str) -> (StatusCode, String) {
+    let request =
+        Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string()));
+    send(app, request.unwrap()).await
+}
+
+#[tokio::test]
+async fn speedscope_files_become_one_series_per_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    assert_eq!(
+        post(&app, "/ingest?name=py.cpu%7Benv%3Ddev%7D&format=speedscope", SPEEDSCOPE_THREADS).await,
+        (StatusCode::OK, String::new())
+    );
+    let (_, all) = get(&app, "/render?query=py.cpu&format=folded").await;
+    assert_eq!(all, "main 1000000\nmain;work 3000000\nwork 1000000\n");
+    let (_, worker) = get(&app, "/render?query=py.cpu%7Bthread_name%3D%22worker-1%22%7D&format=folded").await;
+    assert_eq!(worker, "work 1000000\n");
+    assert_eq!(get(&app, "/label-values?label=thread_name&query=py").await.1, r#"["MainThread","worker-1"]"#);
+    let (_, json) = get(&app, "/render?query=py.cpu").await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["metadata"]["units"], "nanoseconds");
+
+    // No `format`, a JSON content type: speedscope too.
+    assert_eq!(post_json(&app, "/ingest?name=rb.cpu", SPEEDSCOPE_THREADS).await, (StatusCode::OK, String::new()));
+    assert_eq!(get(&app, "/render?query=rb.cpu&format=folded").await.1, all);
+}
+
+#[tokio::test]
+async fn speedscope_files_open_without_being_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    for uri in ["/api/collapse", "/api/collapse?format=auto", "/api/collapse?format=speedscope"] {
+        let response =
+            app.clone().oneshot(Request::post(uri).body(Body::from(SPEEDSCOPE_THREADS)).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(response.headers()["x-kiln-units"], "nanoseconds", "{uri}");
+        let tree = codec::decode(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+        assert_eq!(tree.total(), 5_000_000, "{uri}: every thread merged");
+    }
+    let (status, error) = post(&app, "/api/collapse?format=speedscope", r#"{"shared": {"frames": []}}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.contains("profiles"), "{error}");
+    assert_eq!(get(&app, "/api/apps").await.1, "[]", "nothing stored");
+}
+
+#[tokio::test]
+async fn bad_speedscope_files_are_a_400_naming_the_problem_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let bad_index = SPEEDSCOPE_THREADS.replace("[[0, 1], [0], [0, 1]]", "[[0, 1], [0], [0, 7]]");
+    let negative = SPEEDSCOPE_THREADS.replace("[2, 1, 1]", "[2, -1, 1]");
+    let bad_close = SPEEDSCOPE_THREADS.replace(r#""C", "at": 2, "frame": 1"#, r#""C", "at": 2, "frame": 0"#);
+    let cases: [(&str, &str, serde_json::Value); 5] = [
+        (r#"{"shared": "#, "not a speedscope file", serde_json::Value::Null),
+        (&bad_index, "sample 2: frame index 7 is out of range", 0.into()),
+        (&negative, "weight 1 is negative", 0.into()),
+        (&bad_close, "closes frame 0", 1.into()),
+        (&SPEEDSCOPE_THREADS.replace("milliseconds", "fortnights"), "unknown unit `fortnights`", 0.into()),
+    ];
+    for (body, needle, profile) in cases {
+        let (status, text) = post_json(&app, "/ingest?name=bad.cpu", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(error.starts_with("speedscope: ") && error.contains(needle), "{needle}: {text}");
+        assert_eq!(json["detail"]["profile"], profile, "{text}");
+    }
+    assert_eq!(get(&app, "/api/apps").await.1, "[]", "nothing stored, not even the valid profiles");
+}
+
+#[tokio::test]
+async fn speedscope_export_ingests_back_to_the_same_stacks_and_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let folded = "main;a;b 1\nmain;a;c 2\nmain 5\nother;ünï 3\n";
+    for (name, units) in [("rt.cpu", "samples"), ("rtn.wall", "nanoseconds"), ("rtb.alloc_space", "bytes")] {
+        let (status, text) = post(&app, &format!("/ingest?name={name}&units={units}"), folded).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, before) = get(&app, &format!("/render?query={name}&format=folded")).await;
+        let (_, export) = get(&app, &format!("/render?query={name}&format=speedscope")).await;
+        let again = format!("re{name}");
+        let (status, text) = post(&app, &format!("/ingest?name={again}&format=speedscope"), export).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, after) = get(&app, &format!("/render?query={again}&format=folded")).await;
+        assert_eq!(sorted_lines(&after), sorted_lines(&before), "{name}");
+        assert_eq!(sorted_lines(&after), sorted_lines(folded), "{name}");
+        let (_, json) = get(&app, &format!("/render?query={again}")).await;
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["metadata"]["units"], units, "{name}");
+        assert_eq!(json["flamebearer"]["numTicks"], 11, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_folded_export_with_replaced_bytes_ingests_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState {
+        store: Arc::new(Store::open(dir.path()).await.unwrap()),
+        metrics: Arc::new(Metrics::default()),
+        limits: IngestLimits { max_line_bytes: 64, ..IngestLimits::default() },
+        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+        auth: Auth::default(),
+    };
+    let app = router(state);
+    // A 61-byte stack, 40 bytes of it invalid UTF-8: exported as 141 bytes (U+FFFD is 3 bytes).
+    let mut body = b"main;".to_vec();
+    body.extend(std::iter::repeat_n(0xff, 40));
+    body.extend_from_slice(b";fifteen_bytes__ 9");
+    assert_eq!(post(&app, "/ingest?name=bytes.cpu", body).await, (StatusCode::OK, String::new()));
+    let (_, export) = get(&app, "/render?query=bytes.cpu&format=folded").await;
+    assert!(export.len() > 64 * 2, "{export}");
+    assert_eq!(post(&app, "/ingest?name=again.cpu", export.clone()).await, (StatusCode::OK, String::new()));
+    assert_eq!(get(&app, "/render?query=again.cpu&format=folded").await.1, export);
+    // The limit itself still holds.
+    let (status, text) = post(&app, "/ingest?name=long.cpu", format!("{} 1", "x".repeat(65))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("longer than 64 bytes"), "{text}");
+}

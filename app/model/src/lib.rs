@@ -18,6 +18,7 @@ pub mod recursion;
 pub mod sandwich;
 pub mod search;
 pub mod selector;
+pub mod speedscope;
 pub mod tenant;
 pub mod top;
 mod tree;

@@ -26,8 +26,14 @@ impl Hasher for FxHasher {
         for chunk in &mut chunks {
             self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
         }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
+        // The tail as one zero-padded word: byte by byte, a 30-byte frame name cost as many
+        // multiplies for its last 6 bytes as for the 24 before them. (Slices hash their length
+        // first, so padding cannot make two names collide.)
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let mut word = [0u8; 8];
+            word[..tail.len()].copy_from_slice(tail);
+            self.add(u64::from_le_bytes(word));
         }
     }
 
@@ -53,7 +59,10 @@ impl Hasher for FxHasher {
 
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves its best bits at the top, while hashbrown picks buckets with the
+        // low bits: rotate them down (as rustc-hash 2 does), so (parent, name) keys of
+        // neighbouring nodes do not pile up in a few buckets.
+        self.0.rotate_left(26)
     }
 }
 
@@ -72,21 +81,35 @@ pub const ROOT_NAME: &str = "total";
 struct Node {
     name: u32,
     parent: NodeId,
+    /// The first child created under this node (`ROOT`, never a child, for none) and its name:
+    /// found without the children map, which only holds the other children. Most nodes of a
+    /// profile have at most one child (call chains), so most of the map's inserts and lookups,
+    /// each a likely cache miss in a large tree, never happen.
+    first_child: NodeId,
+    first_child_name: u32,
     total: u64,
     self_value: u64,
 }
 
 /// A call tree that stacks and other trees are merged into.
 ///
-/// Nodes live in one arena; frame names are interned once. Children are found through a map
-/// keyed by (parent, name) so that inserting a stack costs one hash lookup per frame and no
-/// allocation once the frames are known.
+/// Nodes live in one arena; frame names are interned once. A node's first child is kept in the
+/// node, its other children in a map keyed by (parent, name), so that inserting a stack costs
+/// at most one hash lookup per frame and no allocation once the frames are known.
 #[derive(Debug, Clone)]
 pub struct CallTree {
     names: Vec<Box<str>>,
-    name_ids: FxMap<Box<str>, u32>,
+    /// Name ids by the bytes they were read from: every name by its UTF-8, plus invalid UTF-8
+    /// seen in input by its raw bytes (an alias of the name with replacement characters).
+    name_ids: FxMap<Box<[u8]>, u32>,
     nodes: Vec<Node>,
     children: FxMap<(NodeId, u32), NodeId>,
+}
+
+impl Node {
+    fn new(name: u32, parent: NodeId) -> Self {
+        Node { name, parent, first_child: ROOT, first_child_name: 0, total: 0, self_value: 0 }
+    }
 }
 
 impl Default for CallTree {
@@ -101,7 +124,7 @@ impl CallTree {
         let mut tree =
             CallTree { names: Vec::new(), name_ids: FxMap::default(), nodes: Vec::new(), children: FxMap::default() };
         let root_name = tree.intern(ROOT_NAME);
-        tree.nodes.push(Node { name: root_name, parent: ROOT, total: 0, self_value: 0 });
+        tree.nodes.push(Node::new(root_name, ROOT));
         tree
     }
 
@@ -121,14 +144,29 @@ impl CallTree {
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(name) {
+        if let Some(&id) = self.name_ids.get(name.as_bytes()) {
             return id;
         }
         let id = self.names.len() as u32;
-        let boxed: Box<str> = name.into();
-        self.names.push(boxed.clone());
-        self.name_ids.insert(boxed, id);
+        self.names.push(name.into());
+        self.name_ids.insert(name.as_bytes().into(), id);
         id
+    }
+
+    /// The name id of `bytes`, a frame name as read from input: invalid UTF-8 is replaced (and
+    /// remembered under its raw bytes), valid UTF-8 is checked only the first time it is seen.
+    pub(crate) fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(&id) = self.name_ids.get(bytes) {
+            return id;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(name) => self.intern(name),
+            Err(_) => {
+                let id = self.intern(&String::from_utf8_lossy(bytes));
+                self.name_ids.insert(bytes.into(), id);
+                id
+            }
+        }
     }
 
     /// The child of `parent` called `name`, created (with zero values) if missing.
@@ -137,10 +175,30 @@ impl CallTree {
         self.child_by_name_id(parent, name)
     }
 
-    fn child_by_name_id(&mut self, parent: NodeId, name: u32) -> NodeId {
+    /// The first child of `parent` if it is named `bytes` (as valid UTF-8): found by one
+    /// comparison, without hashing the name, as most nodes (call chains) have only that child.
+    #[inline]
+    pub(crate) fn first_child_named(&self, parent: NodeId, bytes: &[u8]) -> Option<NodeId> {
+        let p = &self.nodes[parent as usize];
+        (p.first_child != ROOT && self.names[p.first_child_name as usize].as_bytes() == bytes).then_some(p.first_child)
+    }
+
+    /// The child of `parent` whose name is interned as `name`, created if missing.
+    #[inline]
+    pub(crate) fn child_by_name_id(&mut self, parent: NodeId, name: u32) -> NodeId {
         let next = self.nodes.len() as NodeId;
+        let p = &mut self.nodes[parent as usize];
+        if p.first_child == ROOT {
+            p.first_child = next;
+            p.first_child_name = name;
+            self.nodes.push(Node::new(name, parent));
+            return next;
+        }
+        if p.first_child_name == name {
+            return p.first_child;
+        }
         *self.children.entry((parent, name)).or_insert_with(|| {
-            self.nodes.push(Node { name, parent, total: 0, self_value: 0 });
+            self.nodes.push(Node::new(name, parent));
             next
         })
     }

@@ -1,12 +1,13 @@
 //! Open a file: view a local profile without storing it, then optionally upload it.
 //!
-//! Folded text is parsed in the browser by the shared model; anything else (pprof, `perf
-//! script`, DTrace, …) goes through `/api/collapse`, which reads it with the server's decoders
-//! and inferno and stores nothing.
+//! Folded text and speedscope JSON are parsed in the browser by the shared model; anything else
+//! (pprof, gzipped files, `perf script`, DTrace, …) goes through `/api/collapse`, which reads it
+//! with the server's decoders and inferno and stores nothing.
 
 use std::sync::Arc;
 
 use kiln_model::folded::{self, LineFormat, ParseLimits};
+use kiln_model::speedscope;
 use kiln_model::top::top_table;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -15,10 +16,16 @@ use wasm_bindgen_futures::JsFuture;
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
 
-/// Reads `file` and turns it into a tree, locally when it is folded text.
+/// Reads `file` and turns it into a tree, locally when it is folded text or speedscope JSON.
 async fn load(file: web_sys::File) -> Result<(kiln_model::FlatTree, String), String> {
     let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
     let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    if speedscope::looks_like_json(&bytes) {
+        // Every profile of the file (one per thread, often) merged into one graph.
+        let file =
+            speedscope::parse(&bytes, ParseLimits::default().max_depth).map_err(|e| format!("speedscope: {e}"))?;
+        return Ok((file.merged().to_flat(), file.units.to_string()));
+    }
     let folded = std::str::from_utf8(&bytes)
         .ok()
         .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
@@ -118,7 +125,7 @@ pub fn OpenPage() -> impl IntoView {
                 on:dragleave=move |_| dragging.set(false)
                 on:drop=on_drop
             >
-                <p>"Folded stacks, pprof (gzipped or not), " <code>"perf script"</code> ", DTrace, macOS " <code>"sample"</code> ", VTune. Nothing is stored unless you upload it."</p>
+                <p>"Folded stacks, pprof (gzipped or not), speedscope JSON, " <code>"perf script"</code> ", DTrace, macOS " <code>"sample"</code> ", VTune. Nothing is stored unless you upload it."</p>
                 <label class="file-pick">
                     <span>"Choose a file"</span>
                     <input type="file" aria-label="Profile file" on:change=on_pick />

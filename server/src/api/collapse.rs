@@ -1,4 +1,4 @@
-//! `POST /api/collapse?format=auto|pprof|perf_script|…`: a profile file in, its tree out in
+//! `POST /api/collapse?format=auto|pprof|speedscope|perf_script|…`: a profile file in, its tree out in
 //! the compact binary format. Stores nothing: it is how the viewer opens local files whose
 //! format the browser does not parse itself.
 

@@ -18,6 +18,7 @@ mod multipart;
 mod params;
 pub mod pprof;
 pub mod push;
+pub mod speedscope;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State, rejection::QueryRejection};
@@ -74,6 +75,7 @@ pub const FORMATS: &[&str] = &[
     "vsprof",
     "ghcprof",
     "guess",
+    "speedscope",
 ];
 
 /// `POST /ingest`.
@@ -126,7 +128,7 @@ async fn ingest_inner(
         let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits)?;
         return store(uploads).await;
     }
-    let format = params.format.as_deref().unwrap_or("folded");
+    let format = params.format.as_deref().unwrap_or_else(|| speedscope::default_format(headers));
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     let tree = match format {
         "folded" | "collapsed" => parse_folded(&body, LineFormat::Counted, parse_limits)?,
@@ -135,6 +137,7 @@ async fn ingest_inner(
             let uploads = pprof_uploads(&body, &params, &meta, &pprof::SampleTypeConfigs::new(), &limits)?;
             return store(uploads).await;
         }
+        "speedscope" => return store(state, speedscope::uploads(&body, &params, &meta, &limits)?).await,
         raw if collapse::is_raw_format(raw) => {
             let collapsed = collapse::collapse(raw, &body)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
@@ -154,9 +157,10 @@ async fn ingest_inner(
 }
 
 /// Reads a profile file of any supported format into one tree without storing anything: the
-/// viewer's "open a file" path for formats the browser does not parse itself. `auto` tries
-/// folded text, then pprof, then inferno's format guess. A pprof with several sample types
-/// gives its first (in Kiln's type order: CPU before the rest). Returns the tree and its unit.
+/// viewer's "open a file" path for formats the browser does not parse itself. `auto` reads JSON
+/// as speedscope and otherwise tries folded text, then pprof, then inferno's format guess. A
+/// pprof with several sample types gives its first (in Kiln's type order: CPU before the rest);
+/// a speedscope file gives all its profiles merged. Returns the tree and its unit.
 pub fn read_profile(
     body: &[u8],
     headers: &HeaderMap,
@@ -190,12 +194,20 @@ pub fn read_profile(
         }
         Ok((tree.to_flat(), units))
     };
+    let from_speedscope = |bytes: &[u8]| -> Result<(kiln_model::FlatTree, String), AppError> {
+        let file = speedscope::read(bytes, limits)?;
+        Ok((file.merged().to_flat(), file.units.to_string()))
+    };
     let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
     match format {
         "folded" | "collapsed" => Ok(samples(parse_folded(&body, LineFormat::Counted, parse_limits)?)),
         "lines" => Ok(samples(parse_folded(&body, LineFormat::Lines, parse_limits)?)),
         "pprof" => from_pprof(&body),
+        "speedscope" => from_speedscope(&body),
         "auto" => {
+            if kiln_model::speedscope::looks_like_json(&body) {
+                return from_speedscope(&body);
+            }
             if let Ok(tree) = folded::parse(&body, LineFormat::Counted, parse_limits)
                 && !tree.is_empty()
             {
@@ -208,7 +220,7 @@ pub fn read_profile(
             let tree = parse_folded(&collapsed, LineFormat::Counted, parse_limits)?;
             if tree.is_empty() {
                 return Err(AppError::Unprocessable(
-                    "could not recognise the file: expected folded stacks, pprof, or perf/DTrace/sample/VTune output"
+                    "could not recognise the file: expected folded stacks, pprof, speedscope JSON, or perf/DTrace/sample/VTune output"
                         .into(),
                 ));
             }

@@ -1,0 +1,487 @@
+//! speedscope's JSON file format (<https://www.speedscope.app/file-format-schema.json>) read
+//! into call trees.
+//!
+//! A file holds shared frames and one or more profiles (typically one per thread):
+//! - `"sampled"`: `samples` are stacks of frame indexes, root first, each weighed by the
+//!   `weights` entry at the same position;
+//! - `"evented"`: `O`pen and `C`lose events at increasing times; the time between two events
+//!   is self time of the stack open in between.
+//!
+//! Frames are named by their `name` alone (as Kiln names pprof functions), so two frames with
+//! one name in different files are one frame here. Time units become nanoseconds, `bytes`
+//! stays bytes and `none` is samples. Every profile of a file is read; profiles with one name
+//! merge. Anything malformed (bad JSON, an index out of range, a negative weight, events that
+//! close what is not open or go back in time) is an error naming what and where.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+
+use crate::tree::{CallTree, NodeId, ROOT};
+
+/// Kiln's unit for samples counted without one (speedscope's `none`).
+pub const SAMPLES: &str = "samples";
+
+/// What is wrong with a speedscope file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Index of the profile at fault, if one is.
+    pub profile: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.profile {
+            Some(p) => write!(f, "profile {p}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One profile of a file, as a tree.
+#[derive(Debug, Clone)]
+pub struct NamedTree {
+    /// The profile's `name` (often a thread), empty when it has none.
+    pub name: String,
+    /// Its samples.
+    pub tree: CallTree,
+}
+
+/// A speedscope file read into trees, one per distinct profile name, in file order.
+#[derive(Debug, Clone)]
+pub struct Speedscope {
+    /// Kiln's unit for every value: `nanoseconds`, `bytes` or `samples`.
+    pub units: &'static str,
+    /// The profiles; profiles that share a name are merged into one entry.
+    pub profiles: Vec<NamedTree>,
+}
+
+impl Speedscope {
+    /// Every profile merged into one tree.
+    pub fn merged(&self) -> CallTree {
+        let mut profiles = self.profiles.iter();
+        let Some(first) = profiles.next() else {
+            return CallTree::new();
+        };
+        let mut tree = first.tree.clone();
+        for p in profiles {
+            tree.merge_flat(&p.tree.to_flat());
+        }
+        tree
+    }
+}
+
+#[derive(Deserialize)]
+struct File {
+    shared: Shared,
+    profiles: Vec<Profile>,
+}
+
+#[derive(Deserialize)]
+struct Shared {
+    frames: Vec<Frame>,
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    name: String,
+}
+
+/// Both profile kinds in one struct: an internally tagged enum would make serde buffer the
+/// whole profile before reading it.
+#[derive(Deserialize)]
+struct Profile {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    unit: String,
+    #[serde(rename = "startValue", default)]
+    start_value: f64,
+    #[serde(rename = "endValue", default)]
+    end_value: f64,
+    samples: Option<Stacks>,
+    weights: Option<Vec<f64>>,
+    events: Option<Vec<Event>>,
+}
+
+/// `samples`, read into two flat arrays: a `Vec` per sample would make a file of short
+/// samples (`[3],` is 4 bytes) take 8 times its size in memory.
+#[derive(Default)]
+struct Stacks {
+    /// Every sample's frame indexes, one after the other.
+    frames: Vec<u32>,
+    /// Where each sample ends in `frames`.
+    ends: Vec<usize>,
+}
+
+impl Stacks {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u32]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(start, end)| &self.frames[start..end])
+    }
+}
+
+impl<'de> Deserialize<'de> for Stacks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(StacksVisitor)
+    }
+}
+
+struct StacksVisitor;
+
+impl<'de> Visitor<'de> for StacksVisitor {
+    type Value = Stacks;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of samples (arrays of frame indexes)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Stacks, A::Error> {
+        let mut stacks = Stacks::default();
+        while seq.next_element_seed(Stack(&mut stacks.frames))?.is_some() {
+            stacks.ends.push(stacks.frames.len());
+        }
+        Ok(stacks)
+    }
+}
+
+/// One sample, appended to the flat array.
+struct Stack<'a>(&'a mut Vec<u32>);
+
+impl<'de> DeserializeSeed<'de> for Stack<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Stack<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sample: an array of frame indexes")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(index) = seq.next_element::<u32>()? {
+            self.0.push(index);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Event {
+    /// `O` or `C`: a `char`, not a `String` allocated per event.
+    #[serde(rename = "type")]
+    kind: char,
+    at: f64,
+    frame: u32,
+}
+
+/// Kiln's unit and the factor from speedscope's.
+fn unit(name: &str) -> Option<(&'static str, f64)> {
+    Some(match name {
+        "nanoseconds" => ("nanoseconds", 1.0),
+        "microseconds" => ("nanoseconds", 1e3),
+        "milliseconds" => ("nanoseconds", 1e6),
+        "seconds" => ("nanoseconds", 1e9),
+        "bytes" => ("bytes", 1.0),
+        "none" => (SAMPLES, 1.0),
+        _ => return None,
+    })
+}
+
+/// True when `bytes` look like JSON (an object), whitespace aside: cheap to tell from folded
+/// text, pprof and raw profiler output before parsing.
+pub fn looks_like_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Reads a speedscope file. Stacks deeper than `max_depth` lose their leaf end.
+pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Speedscope, Error> {
+    let file: File = serde_json::from_slice(bytes)
+        .map_err(|e| Error { profile: None, reason: format!("not a speedscope file: {e}") })?;
+    let frames = &file.shared.frames;
+    let mut units: Option<&'static str> = None;
+    let mut profiles: Vec<NamedTree> = Vec::new();
+    for (index, profile) in file.profiles.iter().enumerate() {
+        let fail = |reason: String| Error { profile: Some(index), reason };
+        let (kiln_unit, factor) = unit(&profile.unit).ok_or_else(|| {
+            fail(format!(
+                "unknown unit `{}`; speedscope's are none, nanoseconds, microseconds, milliseconds, seconds, bytes",
+                profile.unit
+            ))
+        })?;
+        match units {
+            None => units = Some(kiln_unit),
+            Some(u) if u != kiln_unit => {
+                return Err(fail(format!("unit `{}` does not mix with the other profiles' ({u})", profile.unit)));
+            }
+            Some(_) => {}
+        }
+        let mut tree = CallTree::new();
+        let reader = Reader { frames, max_depth, factor };
+        match profile.kind.as_str() {
+            "sampled" => reader.sampled(profile, &mut tree),
+            "evented" => reader.evented(profile, &mut tree),
+            other => Err(format!("unknown profile type `{other}`; expected `sampled` or `evented`")),
+        }
+        .map_err(fail)?;
+        match profiles.iter_mut().find(|p| p.name == profile.name) {
+            Some(same) => same.tree.merge_flat(&tree.to_flat()),
+            None => profiles.push(NamedTree { name: profile.name.clone(), tree }),
+        }
+    }
+    Ok(Speedscope { units: units.unwrap_or(SAMPLES), profiles })
+}
+
+struct Reader<'a> {
+    frames: &'a [Frame],
+    max_depth: usize,
+    factor: f64,
+}
+
+impl Reader<'_> {
+    fn frame(&self, index: u32) -> Result<&str, String> {
+        self.frames
+            .get(index as usize)
+            .map(|f| f.name.as_str())
+            .ok_or_else(|| format!("frame index {index} is out of range (the file has {} frames)", self.frames.len()))
+    }
+
+    /// `value` in Kiln's unit, checked.
+    fn scaled(&self, value: f64, what: impl Fn() -> String) -> Result<u64, String> {
+        if value.is_nan() || value < 0.0 {
+            return Err(format!("{} is negative or not a number ({value})", what()));
+        }
+        let scaled = (value * self.factor).round();
+        // u64::MAX as f64 rounds up to 2^64, which does not fit: compare with `<`.
+        if !scaled.is_finite() || scaled >= u64::MAX as f64 {
+            return Err(format!("{} is too large ({value})", what()));
+        }
+        Ok(scaled as u64)
+    }
+
+    fn sampled(&self, profile: &Profile, tree: &mut CallTree) -> Result<(), String> {
+        let samples = profile.samples.as_ref().ok_or("a sampled profile needs `samples`")?;
+        let weights = profile.weights.as_deref();
+        if let Some(w) = weights
+            && w.len() != samples.len()
+        {
+            return Err(format!("{} samples but {} weights", samples.len(), w.len()));
+        }
+        for (i, stack) in samples.iter().enumerate() {
+            let value = match weights {
+                Some(w) => self.scaled(w[i], || format!("weight {i}"))?,
+                None => 1,
+            };
+            let mut node = ROOT;
+            for &frame in stack.iter().take(self.max_depth) {
+                node = tree.child(node, self.frame(frame).map_err(|e| format!("sample {i}: {e}"))?);
+            }
+            // Deeper frames are dropped but must still exist.
+            if let Some(&frame) = stack.iter().skip(self.max_depth).find(|&&f| f as usize >= self.frames.len()) {
+                self.frame(frame).map_err(|e| format!("sample {i}: {e}"))?;
+            }
+            tree.add_self(node, value);
+        }
+        Ok(())
+    }
+
+    fn evented(&self, profile: &Profile, tree: &mut CallTree) -> Result<(), String> {
+        let events = profile.events.as_deref().ok_or("an evented profile needs `events`")?;
+        let start = events.first().map_or(profile.start_value, |e| e.at.min(profile.start_value));
+        // Times are taken from the start before scaling, and self time is the difference of
+        // scaled times: rounding never adds up along the profile.
+        let time = |at: f64, i: usize| self.scaled(at - start, || format!("event {i}: `at`"));
+        // Open frames and their nodes; beyond max_depth a frame keeps its parent's node.
+        let mut open: Vec<(u32, NodeId)> = Vec::new();
+        let mut last = 0u64;
+        for (i, event) in events.iter().enumerate() {
+            let now = time(event.at, i)?;
+            if now < last {
+                return Err(format!("event {i}: `at` {} is earlier than the event before it", event.at));
+            }
+            if let Some(&(_, node)) = open.last() {
+                tree.add_self(node, now - last);
+            }
+            last = now;
+            let name = self.frame(event.frame).map_err(|e| format!("event {i}: {e}"))?;
+            match event.kind {
+                'O' => {
+                    let parent = open.last().map_or(ROOT, |&(_, n)| n);
+                    let node = if open.len() < self.max_depth { tree.child(parent, name) } else { parent };
+                    open.push((event.frame, node));
+                }
+                'C' => match open.pop() {
+                    Some((frame, _)) if frame == event.frame => {}
+                    Some((frame, _)) => {
+                        return Err(format!(
+                            "event {i} closes frame {} (`{name}`) but frame {frame} is the one open",
+                            event.frame
+                        ));
+                    }
+                    None => return Err(format!("event {i} closes frame {} but no frame is open", event.frame)),
+                },
+                other => return Err(format!("event {i}: unknown event type `{other}`; expected `O` or `C`")),
+            }
+        }
+        // Frames still open at the end run until endValue.
+        if let Some(&(_, node)) = open.last() {
+            let end = time(profile.end_value.max(start), events.len())?;
+            if end > last {
+                tree.add_self(node, end - last);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::folded;
+
+    fn folded_of(tree: &CallTree) -> String {
+        folded::print(&tree.to_flat())
+    }
+
+    fn read(json: &str) -> Result<Speedscope, Error> {
+        parse(json.as_bytes(), 1024)
+    }
+
+    const FRAMES: &str =
+        r#""shared": {"frames": [{"name": "main", "file": "a.py", "line": 1}, {"name": "work"}, {"name": "io"}]}"#;
+
+    #[test]
+    fn sampled_stacks_are_root_first_and_weighted() {
+        let file = format!(
+            r#"{{"$schema": "https://www.speedscope.app/file-format-schema.json", {FRAMES},
+                "profiles": [{{"type": "sampled", "name": "t", "unit": "milliseconds", "startValue": 0,
+                "endValue": 4, "samples": [[0, 1], [0, 1, 2], [0, 1]], "weights": [1, 2.5, 0.5]}}],
+                "activeProfileIndex": 0, "exporter": "test", "name": "x"}}"#
+        );
+        let s = read(&file).unwrap();
+        assert_eq!(s.units, "nanoseconds");
+        assert_eq!(s.profiles.len(), 1);
+        assert_eq!(folded_of(&s.merged()), "main;work 1500000\nmain;work;io 2500000\n");
+    }
+
+    #[test]
+    fn evented_profiles_give_self_time_between_events() {
+        // main [0, 10): work [2, 7) which calls io [3, 5); main alone 0-2 and 7-10.
+        let file = format!(
+            r#"{{{FRAMES}, "profiles": [{{"type": "evented", "name": "t", "unit": "none", "startValue": 0,
+                "endValue": 10, "events": [
+                {{"type": "O", "at": 0, "frame": 0}}, {{"type": "O", "at": 2, "frame": 1}},
+                {{"type": "O", "at": 3, "frame": 2}}, {{"type": "C", "at": 5, "frame": 2}},
+                {{"type": "C", "at": 7, "frame": 1}}, {{"type": "C", "at": 10, "frame": 0}}]}}]}}"#
+        );
+        let s = read(&file).unwrap();
+        assert_eq!(s.units, "samples");
+        assert_eq!(folded_of(&s.merged()), "main 5\nmain;work 3\nmain;work;io 2\n");
+        // Unclosed frames run to endValue; depth is truncated at the leaf end.
+        let unclosed = file.replace(r#", {"type": "C", "at": 10, "frame": 0}"#, "");
+        assert_eq!(folded_of(&read(&unclosed).unwrap().merged()), "main 5\nmain;work 3\nmain;work;io 2\n");
+        let shallow = parse(file.as_bytes(), 1).unwrap();
+        assert_eq!(folded_of(&shallow.merged()), "main 10\n");
+    }
+
+    #[test]
+    fn profiles_keep_their_names_and_same_names_merge() {
+        let file = format!(
+            r#"{{{FRAMES}, "profiles": [
+                {{"type": "sampled", "name": "a", "unit": "seconds", "startValue": 0, "endValue": 1, "samples": [[0]], "weights": [1]}},
+                {{"type": "evented", "name": "b", "unit": "microseconds", "startValue": 0, "endValue": 3,
+                  "events": [{{"type": "O", "at": 1, "frame": 1}}, {{"type": "C", "at": 3, "frame": 1}}]}},
+                {{"type": "sampled", "name": "a", "unit": "nanoseconds", "startValue": 0, "endValue": 1, "samples": [[0, 2]], "weights": [7]}}]}}"#
+        );
+        let s = read(&file).unwrap();
+        let names: Vec<&str> = s.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(folded_of(&s.profiles[0].tree), "main 1000000000\nmain;io 7\n");
+        assert_eq!(folded_of(&s.profiles[1].tree), "work 2000\n");
+        assert_eq!(s.merged().total(), 1_000_002_007);
+    }
+
+    #[test]
+    fn malformed_files_say_what_and_where() {
+        let sampled = |samples: &str, weights: &str| {
+            format!(
+                r#"{{{FRAMES}, "profiles": [{{"type": "sampled", "name": "t", "unit": "none", "startValue": 0,
+                    "endValue": 1, "samples": {samples}, "weights": {weights}}}]}}"#
+            )
+        };
+        let evented = |events: &str| {
+            format!(
+                r#"{{{FRAMES}, "profiles": [{{"type": "evented", "name": "t", "unit": "none", "startValue": 0,
+                    "endValue": 1, "events": {events}}}]}}"#
+            )
+        };
+        let cases: Vec<(String, Option<usize>, &str)> = vec![
+            ("{".into(), None, "not a speedscope file"),
+            ("[]".into(), None, "not a speedscope file"),
+            (sampled("[[0, 3]]", "[1]"), Some(0), "sample 0: frame index 3 is out of range"),
+            (sampled("[[0], [-1]]", "[1, 1]"), None, "not a speedscope file"),
+            (sampled("[[0], [1]]", "[1, -2]"), Some(0), "weight 1 is negative"),
+            (sampled("[[0], [1]]", "[1]"), Some(0), "2 samples but 1 weights"),
+            (sampled("[[0]]", "[1e300]"), Some(0), "too large"),
+            (sampled("[[0]]", "[NaN]"), None, "not a speedscope file"),
+            (
+                evented(r#"[{"type": "O", "at": 0, "frame": 0}, {"type": "C", "at": 1, "frame": 1}]"#),
+                Some(0),
+                "closes frame 1",
+            ),
+            (evented(r#"[{"type": "C", "at": 0, "frame": 0}]"#), Some(0), "no frame is open"),
+            (
+                evented(r#"[{"type": "O", "at": 5, "frame": 0}, {"type": "C", "at": 4, "frame": 0}]"#),
+                Some(0),
+                "earlier",
+            ),
+            (evented(r#"[{"type": "X", "at": 0, "frame": 0}]"#), Some(0), "unknown event type"),
+            (evented(r#"[{"type": "O", "at": 0, "frame": 9}]"#), Some(0), "out of range"),
+            (sampled("[[0]]", "[1]").replace(r#""unit": "none""#, r#""unit": "parsecs""#), Some(0), "unknown unit"),
+            (
+                sampled("[[0]]", "[1]").replace(r#""type": "sampled""#, r#""type": "spans""#),
+                Some(0),
+                "unknown profile type",
+            ),
+        ];
+        for (file, profile, needle) in cases {
+            let err = read(&file).unwrap_err();
+            assert_eq!(err.profile, profile, "{file}: {err}");
+            assert!(err.to_string().contains(needle), "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn units_must_agree_across_profiles() {
+        let file = format!(
+            r#"{{{FRAMES}, "profiles": [
+                {{"type": "sampled", "name": "a", "unit": "bytes", "startValue": 0, "endValue": 1, "samples": [[0]], "weights": [1]}},
+                {{"type": "sampled", "name": "b", "unit": "seconds", "startValue": 0, "endValue": 1, "samples": [[0]], "weights": [1]}}]}}"#
+        );
+        let err = read(&file).unwrap_err();
+        assert_eq!(err.profile, Some(1));
+        assert!(err.reason.contains("does not mix"), "{err}");
+    }
+
+    #[test]
+    fn json_is_told_apart_from_other_formats() {
+        assert!(looks_like_json(b"  \n{\"shared\": 1}"));
+        assert!(!looks_like_json(b"main;a 1"));
+        assert!(!looks_like_json(b"\x1f\x8b"));
+    }
+}
