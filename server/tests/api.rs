@@ -387,14 +387,9 @@ async fn speedscope_export_ingests_back_to_the_same_stacks_and_units() {
 #[tokio::test]
 async fn a_folded_export_with_replaced_bytes_ingests_back() {
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState {
-        store: Arc::new(Store::open(dir.path()).await.unwrap()),
-        metrics: Arc::new(Metrics::default()),
-        limits: IngestLimits { max_line_bytes: 64, ..IngestLimits::default() },
-        leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
-        auth: Auth::default(),
-    };
-    let app = router(state);
+    let store = Arc::new(Store::open(dir.path()).await.unwrap());
+    let limits = IngestLimits { max_line_bytes: 64, ..IngestLimits::default() };
+    let app = router(AppState { limits, ..AppState::new(store) });
     // A 61-byte stack, 40 bytes of it invalid UTF-8: exported as 141 bytes (U+FFFD is 3 bytes).
     let mut body = b"main;".to_vec();
     body.extend(std::iter::repeat_n(0xff, 40));

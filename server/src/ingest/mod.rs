@@ -137,7 +137,7 @@ async fn ingest_inner(
             let uploads = pprof_uploads(&body, &params, &meta, &pprof::SampleTypeConfigs::new(), &limits)?;
             return store(uploads).await;
         }
-        "speedscope" => return store(state, speedscope::uploads(&body, &params, &meta, &limits)?).await,
+        "speedscope" => return store(speedscope::uploads(&body, &params, &meta, &limits)?).await,
         raw if collapse::is_raw_format(raw) => {
             let collapsed = collapse::collapse(raw, &body)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
