@@ -69,3 +69,26 @@ test("open a local perf script capture, then upload it", async ({ page, request 
   await page.getByRole("link", { name: "Uploaded: open it in the explorer" }).click();
   await expect(page.locator(".summary")).toHaveText(`${Number(shown).toLocaleString("en-US")} samples in total`);
 });
+
+test("open a speedscope file: parsed in the browser, every profile merged", async ({ page }) => {
+  const file = {
+    $schema: "https://www.speedscope.app/file-format-schema.json",
+    shared: { frames: [{ name: "main" }, { name: "work" }, { name: "idle" }] },
+    profiles: [
+      { type: "sampled", name: "thread-1", unit: "none", startValue: 0, endValue: 7,
+        samples: [[0, 1], [0, 1]], weights: [3, 4] },
+      { type: "evented", name: "thread-2", unit: "none", startValue: 0, endValue: 5,
+        events: [{ type: "O", frame: 0, at: 0 }, { type: "O", frame: 2, at: 0 },
+                 { type: "C", frame: 2, at: 5 }, { type: "C", frame: 0, at: 5 }] },
+    ],
+  };
+  await page.goto("/open");
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "profile.speedscope.json",
+    mimeType: "application/json",
+    buffer: Buffer.from(JSON.stringify(file)),
+  });
+  await expect(page.locator(".flame-status")).toHaveText("12 samples in total");
+  await expect(page.locator("table.top-table td.name", { hasText: /^work$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^idle$/ })).toHaveCount(1);
+});
