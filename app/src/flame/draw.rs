@@ -1,9 +1,11 @@
 //! Drawing laid-out frames on the canvas.
 
 use kiln_model::NodeId;
-use kiln_model::layout::{FrameRect, diff_color, frame_color, visible_frames};
+use kiln_model::layout::{FrameRect, diff_color, visible_frames};
+use leptos::prelude::{GetUntracked, LocalStorage, RwSignal, Set, StoredValue};
 use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use wasm_bindgen::closure::Closure;
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ResizeObserver, ResizeObserverEntry};
 
 use super::{Loaded, ROW_HEIGHT};
 
@@ -12,10 +14,46 @@ const TEXT_PAD: f64 = 3.0;
 /// Search hits stand out in a hue no frame colour uses.
 const SEARCH_MATCH: (u16, u8, u8) = (285, 70, 62);
 
-/// Sizes the canvas to its box (sharp on high-DPI screens), draws every visible frame and
-/// returns the rectangles for hit testing.
+/// A ResizeObserver and its callback, which must live as long as the observation.
+pub struct WidthObserver {
+    observer: Option<ResizeObserver>,
+    _callback: Closure<dyn FnMut(js_sys::Array)>,
+}
+
+impl WidthObserver {
+    /// Stops the observation (before the callback is dropped with the owner).
+    pub fn disconnect(&self) {
+        if let Some(observer) = &self.observer {
+            observer.disconnect();
+        }
+    }
+}
+
+/// Keeps `width` equal to the canvas's CSS width. The browser reports sizes after its own
+/// layout, so unlike `clientWidth` this never forces one; it also sees width changes that no
+/// window resize announces (a scrollbar appearing when the page grows).
+pub fn observe_width(canvas: &HtmlCanvasElement, width: RwSignal<f64>) -> StoredValue<WidthObserver, LocalStorage> {
+    let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+        if let Some(entry) = entries.iter().last().and_then(|e| e.dyn_into::<ResizeObserverEntry>().ok()) {
+            let w = entry.content_rect().width();
+            if w != width.get_untracked() {
+                width.set(w);
+            }
+        }
+    });
+    let observer = ResizeObserver::new(callback.as_ref().unchecked_ref()).ok();
+    if let Some(observer) = &observer {
+        observer.observe(canvas);
+    }
+    StoredValue::new_local(WidthObserver { observer, _callback: callback })
+}
+
+/// Sizes the canvas to `css_width` (its box's width; 0 when not yet known, then read from the
+/// element) and its rows (sharp on high-DPI screens), draws every visible frame and returns
+/// the rectangles for hit testing.
 pub fn draw(
     canvas: &HtmlCanvasElement,
+    css_width: f64,
     data: &Loaded,
     focus: NodeId,
     hovered: Option<NodeId>,
@@ -24,7 +62,7 @@ pub fn draw(
 ) -> Vec<FrameRect> {
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
-    let width = f64::from(canvas.client_width().max(1));
+    let width = if css_width > 0.0 { css_width.round().max(1.0) } else { f64::from(canvas.client_width().max(1)) };
     let height = f64::from(data.geometry.max_depth + 1) * ROW_HEIGHT;
     // Resizing a canvas reallocates and clears it, and a style write forces layout: only do
     // either when the size really changed.
@@ -94,8 +132,8 @@ pub fn draw(
 const AGGREGATE: (u16, u8, u8) = (36, 14, 82);
 
 fn colour_of(data: &Loaded, node: NodeId, matches: Option<&[bool]>, is_ancestor: bool) -> (u16, u8, u8) {
-    let name = data.tree.name_of(node);
-    let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
+    let name = data.tree.name[node as usize] as usize;
+    let (hue, sat, light) = match matches.map(|m| m[name]) {
         Some(true) => SEARCH_MATCH,
         None if data.diff.is_some() => {
             let sides = data.diff.as_ref().expect("checked");
@@ -103,10 +141,10 @@ fn colour_of(data: &Loaded, node: NodeId, matches: Option<&[bool]>, is_ancestor:
             diff_color(sides.left[i], sides.left_ticks, sides.right[i], sides.right_ticks)
         }
         Some(false) => {
-            let (hue, _, _) = frame_color(name);
+            let (hue, _, _) = data.colours[name];
             (hue, 10, 85)
         }
-        None => frame_color(name),
+        None => data.colours[name],
     };
     // Ancestors of the zoomed frame are context, not content: draw them faded.
     let light = if is_ancestor { light.saturating_add(20).min(92) } else { light };

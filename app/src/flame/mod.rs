@@ -9,8 +9,9 @@ mod draw;
 pub mod fetch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kiln_model::layout::{FrameRect, Geometry, hit_test, parent_focus};
+use kiln_model::layout::{FrameRect, Geometry, frame_color, hit_test, parent_focus};
 use kiln_model::search::{lowercase_names, matched_total, matches_in};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
@@ -32,6 +33,9 @@ pub struct Loaded {
     pub diff: Option<DiffSides>,
     /// Frame names lowercased once, for searching.
     pub lowercase_names: Vec<String>,
+    /// Each name's colour, computed once: hashing a name's package on every redraw was a
+    /// visible part of a redraw's time.
+    pub colours: Vec<(u16, u8, u8)>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -51,7 +55,8 @@ impl Loaded {
     pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
-        Loaded { tree, geometry, units, diff: None, lowercase_names }
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: None, lowercase_names, colours }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.
@@ -68,7 +73,8 @@ impl Loaded {
         let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
-        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names }
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, colours }
     }
 }
 
@@ -108,7 +114,10 @@ pub fn FlameGraph(
     let focus = RwSignal::new(ROOT);
     let hover = RwSignal::<Option<Pointer>>::new(None);
     let menu = RwSignal::<Option<Pointer>>::new(None);
-    let resized = RwSignal::new(0u32);
+    // The canvas's CSS width, kept by a ResizeObserver (0 until its first report): reading
+    // `clientWidth` on every redraw forced a synchronous layout of the whole page, which
+    // cost more than the drawing itself once the table had been changed in the same turn.
+    let canvas_width = RwSignal::new(0.0f64);
     let rects = StoredValue::new(Vec::<FrameRect>::new());
 
     // A new tree opens at the requested zoom when it has that path, else unzoomed.
@@ -127,14 +136,28 @@ pub fn FlameGraph(
                 && let Some(d) = data.get_untracked()
             {
                 let path: Vec<&str> = d.tree.path_to(now).into_iter().map(|n| d.tree.name_of(n)).collect();
-                report.run(path.join(";"));
+                let path = path.join(";");
+                // Reported once the zoomed frame is on screen: what the report sets off (the
+                // URL rewrite, links updated across the page) is not needed for that frame.
+                request_animation_frame(move || {
+                    set_timeout(
+                        move || {
+                            report.try_run(path);
+                        },
+                        Duration::ZERO,
+                    )
+                });
             }
             now
         });
     }
 
-    let resize_handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
-    on_cleanup(move || resize_handle.remove());
+    Effect::new(move |_| {
+        if let Some(canvas) = canvas_ref.get() {
+            let observer = draw::observe_width(&canvas, canvas_width);
+            on_cleanup(move || observer.with_value(|o| o.disconnect()));
+        }
+    });
 
     // Per-name match flags, recomputed only when the tree or the search changes.
     let matches = Memo::new(move |_| {
@@ -155,12 +178,12 @@ pub fn FlameGraph(
 
     let max_row = move || data.with(|d| d.as_ref().map_or(0, |d| d.geometry.max_depth));
     Effect::new(move |_| {
-        resized.track();
         let (Some(d), Some(canvas)) = (data.get(), canvas_ref.get()) else {
             return;
         };
         let hovered = hover.get().and_then(|h| h.node);
-        let drawn = matches.with(|m| draw::draw(&canvas, &d, focus.get(), hovered, m.as_deref(), bottom_up));
+        let width = canvas_width.get();
+        let drawn = matches.with(|m| draw::draw(&canvas, width, &d, focus.get(), hovered, m.as_deref(), bottom_up));
         rects.set_value(drawn);
     });
 
