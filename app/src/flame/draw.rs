@@ -1,11 +1,13 @@
 //! Drawing laid-out frames on the canvas.
 
 use kiln_model::NodeId;
-use kiln_model::layout::{FrameRect, diff_color, frame_color, visible_frames};
+use kiln_model::layout::{FrameRect, diff_color, visible_frames};
 use kiln_model::navigate::frame_rect;
 use kiln_model::palette::{ColourMode, heat_color};
+use leptos::prelude::{GetUntracked, LocalStorage, RwSignal, Set, StoredValue};
 use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use wasm_bindgen::closure::Closure;
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ResizeObserver, ResizeObserverEntry};
 
 use super::{Loaded, ROW_HEIGHT};
 use crate::theme::Theme;
@@ -26,22 +28,67 @@ pub struct Look {
     pub theme: Theme,
 }
 
-/// Sizes the canvas to its box (sharp on high-DPI screens), draws every visible frame and
-/// returns the rectangles for hit testing.
+/// The frames the pointer and the keyboard point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Marked {
+    /// Under the pointer: drawn highlighted.
+    pub hovered: Option<NodeId>,
+    /// The keyboard's selection: drawn outlined.
+    pub selected: Option<NodeId>,
+}
+
+/// A ResizeObserver and its callback, which must live as long as the observation.
+pub struct WidthObserver {
+    observer: Option<ResizeObserver>,
+    _callback: Closure<dyn FnMut(js_sys::Array)>,
+}
+
+impl WidthObserver {
+    /// Stops the observation (before the callback is dropped with the owner).
+    pub fn disconnect(&self) {
+        if let Some(observer) = &self.observer {
+            observer.disconnect();
+        }
+    }
+}
+
+/// Keeps `width` equal to the canvas's CSS width. The browser reports sizes after its own
+/// layout, so unlike `clientWidth` this never forces one; it also sees width changes that no
+/// window resize announces (a scrollbar appearing when the page grows).
+pub fn observe_width(canvas: &HtmlCanvasElement, width: RwSignal<f64>) -> StoredValue<WidthObserver, LocalStorage> {
+    let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+        if let Some(entry) = entries.iter().last().and_then(|e| e.dyn_into::<ResizeObserverEntry>().ok()) {
+            let w = entry.content_rect().width();
+            if w != width.get_untracked() {
+                width.set(w);
+            }
+        }
+    });
+    let observer = ResizeObserver::new(callback.as_ref().unchecked_ref()).ok();
+    if let Some(observer) = &observer {
+        observer.observe(canvas);
+    }
+    StoredValue::new_local(WidthObserver { observer, _callback: callback })
+}
+
+/// Sizes the canvas to `css_width` (its box's width; 0 when not yet known, then read from the
+/// element) and its rows (sharp on high-DPI screens), draws every visible frame and returns
+/// the rectangles for hit testing.
 pub fn draw(
     canvas: &HtmlCanvasElement,
+    css_width: f64,
     data: &Loaded,
     focus: NodeId,
-    hovered: Option<NodeId>,
-    selected: Option<NodeId>,
+    marked: Marked,
     matches: Option<&[bool]>,
     look: Look,
 ) -> Vec<FrameRect> {
+    let Marked { hovered, selected } = marked;
     let Look { bottom_up, colour, theme } = look;
     let palette = theme.canvas();
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
-    let width = f64::from(canvas.client_width().max(1));
+    let width = if css_width > 0.0 { css_width.round().max(1.0) } else { f64::from(canvas.client_width().max(1)) };
     let height = f64::from(data.geometry.max_depth + 1) * ROW_HEIGHT;
     // Resizing a canvas reallocates and clears it, and a style write forces layout: only do
     // either when the size really changed.
@@ -126,11 +173,12 @@ fn colour_of(
     is_ancestor: bool,
     mode: ColourMode,
 ) -> (u16, u8, u8) {
+    let name = data.tree.name[node as usize] as usize;
     let base = || match mode {
-        ColourMode::Package => frame_color(data.tree.name_of(node)),
+        ColourMode::Package => data.colours[name],
         ColourMode::SelfValue => heat_color(data.tree.self_value[node as usize], data.max_self),
     };
-    let (hue, sat, light) = match matches.map(|m| m[data.tree.name[node as usize] as usize]) {
+    let (hue, sat, light) = match matches.map(|m| m[name]) {
         Some(true) => SEARCH_MATCH,
         None if data.diff.is_some() => {
             let sides = data.diff.as_ref().expect("checked");

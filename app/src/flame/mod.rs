@@ -13,8 +13,9 @@ mod draw;
 pub mod fetch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kiln_model::layout::{FrameRect, Geometry, hit_test, parent_focus};
+use kiln_model::layout::{FrameRect, Geometry, frame_color, hit_test, parent_focus};
 use kiln_model::navigate::{self, frame_rect, in_view};
 use kiln_model::palette::ColourMode;
 use kiln_model::search::{lowercase_names, matched_total, matches_in};
@@ -42,6 +43,9 @@ pub struct Loaded {
     pub lowercase_names: Vec<String>,
     /// The largest self value of any frame: the top of the heat scale.
     pub max_self: u64,
+    /// Each name's colour, computed once: hashing a name's package on every redraw was a
+    /// visible part of a redraw's time.
+    pub colours: Vec<(u16, u8, u8)>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -62,7 +66,8 @@ impl Loaded {
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
-        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self }
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self, colours }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.
@@ -80,7 +85,8 @@ impl Loaded {
         let geometry = Geometry::new(&tree);
         let lowercase_names = lowercase_names(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
-        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self }
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self, colours }
     }
 }
 
@@ -130,7 +136,10 @@ pub fn FlameGraph(
     // keyboard drives, so that a click does not leave one behind.
     let selected = RwSignal::<Option<NodeId>>::new(None);
     let keyboard = RwSignal::new(false);
-    let resized = RwSignal::new(0u32);
+    // The canvas's CSS width, kept by a ResizeObserver (0 until its first report): reading
+    // `clientWidth` on every redraw forced a synchronous layout of the whole page, which
+    // cost more than the drawing itself once the table had been changed in the same turn.
+    let canvas_width = RwSignal::new(0.0f64);
     let rects = StoredValue::new(Vec::<FrameRect>::new());
     let theme = use_theme();
     let colour = colour.unwrap_or_else(|| Signal::stored(ColourMode::Package));
@@ -152,14 +161,28 @@ pub fn FlameGraph(
                 && let Some(d) = data.get_untracked()
             {
                 let path: Vec<&str> = d.tree.path_to(now).into_iter().map(|n| d.tree.name_of(n)).collect();
-                report.run(path.join(";"));
+                let path = path.join(";");
+                // Reported once the zoomed frame is on screen: what the report sets off (the
+                // URL rewrite, links updated across the page) is not needed for that frame.
+                request_animation_frame(move || {
+                    set_timeout(
+                        move || {
+                            report.try_run(path);
+                        },
+                        Duration::ZERO,
+                    )
+                });
             }
             now
         });
     }
 
-    let resize_handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
-    on_cleanup(move || resize_handle.remove());
+    Effect::new(move |_| {
+        if let Some(canvas) = canvas_ref.get() {
+            let observer = draw::observe_width(&canvas, canvas_width);
+            on_cleanup(move || observer.with_value(|o| o.disconnect()));
+        }
+    });
 
     // Per-name match flags, recomputed only when the tree or the search changes.
     let matches = Memo::new(move |_| {
@@ -180,13 +203,16 @@ pub fn FlameGraph(
 
     let max_row = move || data.with(|d| d.as_ref().map_or(0, |d| d.geometry.max_depth));
     Effect::new(move |_| {
-        resized.track();
         let (Some(d), Some(canvas)) = (data.get(), canvas_ref.get()) else {
             return;
         };
         let hovered = hover.get().and_then(|h| h.node);
         let look = Look { bottom_up, colour: colour.get(), theme: theme.get() };
-        let drawn = matches.with(|m| draw::draw(&canvas, &d, focus.get(), hovered, selected.get(), m.as_deref(), look));
+        let width = canvas_width.get();
+        let drawn = matches.with(|m| {
+            let marked = draw::Marked { hovered, selected: selected.get() };
+            draw::draw(&canvas, width, &d, focus.get(), marked, m.as_deref(), look)
+        });
         rects.set_value(drawn);
     });
 

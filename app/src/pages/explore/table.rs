@@ -1,11 +1,17 @@
 //! The top table: every function with self and total, sortable, filtered by the search; a
 //! function's name leads to its sandwich view.
 
+use std::time::Duration;
+
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
 use super::{ExploreState, QuerySummary};
 use crate::format::{format_value, percent};
+
+/// Rows shown until "Show all" is pressed: inserting and laying out the server's 2000 rows
+/// took longer than a frame, and the first few hundred are the ones read.
+const SHOWN_ROWS: usize = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortBy {
@@ -23,6 +29,27 @@ pub fn TopTableView(
 ) -> impl IntoView {
     let QuerySummary { total, units, rows, functions, .. } = summary;
     let sort = RwSignal::new((SortBy::Total, true));
+    let show_all = RwSignal::new(false);
+    // The table follows the search one paint later than the flamegraph: a keystroke repaints
+    // the canvas in the next frame, and the rows (the slower change) follow once that frame
+    // is on screen. Keystrokes typed in between collapse into one update.
+    let filter = RwSignal::new(search.get_untracked());
+    Effect::new(move |_| {
+        search.track();
+        request_animation_frame(move || {
+            set_timeout(
+                // `try_`: the table may be gone by then (the page changed).
+                move || {
+                    if let Some(latest) = search.try_get_untracked()
+                        && filter.try_with_untracked(|f| *f != latest) == Some(true)
+                    {
+                        filter.set(latest);
+                    }
+                },
+                Duration::ZERO,
+            )
+        });
+    });
     let note = (functions > rows.len()).then(|| format!("Showing the top {} of {} functions.", rows.len(), functions));
     let header = move |label: &'static str, by: SortBy, class: &'static str| {
         let aria = move || match sort.get() {
@@ -43,8 +70,8 @@ pub fn TopTableView(
     };
     // Rows are keyed by name: a keystroke in the search or a new sort only moves, removes or
     // inserts rows, it never rebuilds the ones that stay.
-    let visible = move || {
-        let needle = search.get().trim().to_lowercase();
+    let matching = Memo::new(move |_| {
+        let needle = filter.get().trim().to_lowercase();
         let mut shown: Vec<_> =
             rows.iter().filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle)).cloned().collect();
         let (by, desc) = sort.get();
@@ -57,6 +84,11 @@ pub fn TopTableView(
             if desc { order.reverse() } else { order }
         });
         shown
+    });
+    let hidden = move || if show_all.get() { 0 } else { matching.with(|m| m.len().saturating_sub(SHOWN_ROWS)) };
+    let visible = move || {
+        let limit = if show_all.get() { usize::MAX } else { SHOWN_ROWS };
+        matching.with(|m| m.iter().take(limit).cloned().collect::<Vec<_>>())
     };
     let row_view = move |row: TopRow| {
         let href = state
@@ -94,6 +126,20 @@ pub fn TopTableView(
                 <For each=visible key=|row| row.name.clone() children=row_view />
             </tbody>
         </table>
+        {move || {
+            let hidden = hidden();
+            (hidden > 0)
+                .then(|| {
+                    view! {
+                        <p class="note">
+                            {format!("{hidden} more functions not listed. ")}
+                            <button type="button" on:click=move |_| show_all.set(true)>
+                                "Show all"
+                            </button>
+                        </p>
+                    }
+                })
+        }}
         {note.map(|n| view! { <p class="note">{n}</p> })}
     }
 }
