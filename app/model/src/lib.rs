@@ -19,4 +19,4 @@ pub mod top;
 mod tree;
 pub mod truncate;
 
-pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME};
+pub use tree::{CallTree, FlatTree, FxBuildHasher, FxHasher, NodeId, ROOT, ROOT_NAME};
