@@ -951,6 +951,47 @@ mod tests {
         assert_eq!(chunk.uploads[1].total(), 7);
     }
 
+    /// Block bytes of format 1 against format 2 for the real captures in the repository:
+    /// `cargo test -p kiln-server --lib format_sizes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a size report, not a check"]
+    fn format_sizes() {
+        use kiln_model::folded::{self, LineFormat, ParseLimits};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../app/model/tests/data");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for name in ["example-perf-stacks-collapsed.txt", "flamegraph-base-flames.txt"] {
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            let parse = |t: &str| folded::parse(t.as_bytes(), LineFormat::Counted, ParseLimits::default()).unwrap();
+            let once = vec![Upload { tree: parse(&text).to_flat(), ..upload(name, &[], 10) }];
+            // The same app every 10 s for 10 minutes: a third of the stacks missing, new counts.
+            let mut folded_bytes = 0;
+            let repeated: Vec<Upload> = (0..60)
+                .map(|i| {
+                    let mut lines: Vec<String> = Vec::new();
+                    for line in text.lines() {
+                        if next(3) != 0 {
+                            lines.push(format!("{} {}", &line[..line.rfind(' ').unwrap()], 1 + next(100)));
+                        }
+                    }
+                    let jittered = lines.join("\n");
+                    folded_bytes += jittered.len();
+                    Upload { tree: parse(&jittered).to_flat(), ..upload(name, &[], 10 + i * 10) }
+                })
+                .collect();
+            for (what, uploads, text_len) in [("once", &once, text.len()), ("60 uploads", &repeated, folded_bytes)] {
+                let v1 = encode_with(uploads, encode_chunk_v1, 1).0.len();
+                let v2 = encode(uploads).0.len();
+                println!("{name}, {what}: {text_len} bytes folded, format 1 {v1} bytes, format 2 {v2} bytes");
+            }
+        }
+    }
+
     #[test]
     fn every_flipped_byte_is_detected() {
         let uploads = vec![upload("a", &[(&["main", "f"], 3)], 100), upload("b", &[(&["x"], 1)], 50)];
