@@ -473,12 +473,15 @@ impl Chunk {
             }
             parent.push((i as u64 - distance) as u32);
         }
-        let symbol: Vec<u32> = (0..nodes)
-            .map(|_| match r.varint()? {
-                s if s < symbols.len() as u64 => Ok(s as u32),
-                _ => Err(corrupt("symbol out of range")),
-            })
-            .collect::<Result<_, _>>()?;
+        // Loops into sized vectors rather than collecting `Result`s, which cannot size the
+        // vector up front and regrow it many times per chunk.
+        let mut symbol = Vec::with_capacity(nodes);
+        for _ in 0..nodes {
+            match r.varint()? {
+                s if s < symbols.len() as u64 => symbol.push(s as u32),
+                _ => return Err(corrupt("symbol out of range")),
+            }
+        }
         let upload_count = r.vcount(7)?;
         let mut uploads = Vec::with_capacity(upload_count);
         let mut previous_from = 0i64;
@@ -509,7 +512,10 @@ impl Chunk {
                 }
                 ids.push(previous as u32);
             }
-            let self_value: Vec<u64> = (0..k).map(|_| r.varint()).collect::<Result<_, _>>()?;
+            let mut self_value = Vec::with_capacity(k);
+            for _ in 0..k {
+                self_value.push(r.varint()?);
+            }
             uploads.push(ChunkUpload {
                 from,
                 until,
