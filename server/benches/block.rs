@@ -59,9 +59,8 @@ fn bench(c: &mut Criterion) {
     let entry = &index.series[0];
     let chunk = &bytes[entry.offset as usize..(entry.offset + entry.len) as usize];
     group.throughput(Throughput::Elements(entry.uploads));
-    group.bench_function("decode one series chunk", |b| {
-        b.iter(|| block::decode_chunk(&entry.key, chunk, entry.crc).unwrap())
-    });
+    group.bench_function("decode one series chunk", |b| b.iter(|| block::decode_chunk(entry, chunk).unwrap()));
+    group.bench_function("read one series chunk (query path)", |b| b.iter(|| block::read_chunk(entry, chunk).unwrap()));
     group.finish();
     println!("block: {} uploads, {} bytes ({} series)", uploads.len(), bytes.len(), index.series.len());
 }

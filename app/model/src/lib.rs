@@ -24,4 +24,4 @@ pub mod top;
 mod tree;
 pub mod truncate;
 
-pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME};
+pub use tree::{CallTree, FlatTree, FxBuildHasher, FxHasher, NodeId, ROOT, ROOT_NAME};

@@ -8,7 +8,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// name) pairs are trusted-size keys hashed millions of times per upload, where SipHash's
 /// DoS resistance costs more than it protects (a tree is per request, bounded by body limits).
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+pub struct FxHasher(u64);
+
+/// Builds [`FxHasher`]s: `HashMap<K, V, FxBuildHasher>` for maps with trusted keys.
+pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
 
 const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
@@ -66,7 +69,7 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
 /// Index of a node in a [`CallTree`] or a [`FlatTree`].
 pub type NodeId = u32;
@@ -255,6 +258,26 @@ impl CallTree {
             let n = &mut self.nodes[here as usize];
             n.total = n.total.saturating_add(scale(other.total[i]));
             n.self_value = n.self_value.saturating_add(scale(other.self_value[i]));
+        }
+    }
+
+    /// Merges every sample of `other` into this tree (by frame name, path by path): what
+    /// combines trees merged apart, e.g. on several threads, without freezing them first.
+    pub fn merge_tree(&mut self, other: &CallTree) {
+        let name_map: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
+        let mut mapped: Vec<NodeId> = Vec::with_capacity(other.nodes.len());
+        // Nodes are created after their parents, so every parent is mapped before its children.
+        for (i, node) in other.nodes.iter().enumerate() {
+            let here = if i == 0 {
+                ROOT
+            } else {
+                let parent = mapped[node.parent as usize];
+                self.child_by_name_id(parent, name_map[node.name as usize])
+            };
+            mapped.push(here);
+            let n = &mut self.nodes[here as usize];
+            n.total = n.total.saturating_add(node.total);
+            n.self_value = n.self_value.saturating_add(node.self_value);
         }
     }
 
@@ -466,6 +489,22 @@ mod tests {
             let mut reversed = stacks.clone();
             reversed.reverse();
             prop_assert_eq!(tree_of(&reversed), whole);
+        }
+
+        #[test]
+        fn merging_call_trees_equals_merging_their_stacks(stacks in stacks_strategy(), split in 0usize..40) {
+            let split = split.min(stacks.len());
+            let (left, right) = stacks.split_at(split);
+            let build = |part: &[(Vec<String>, u64)]| {
+                let mut tree = CallTree::new();
+                for (frames, value) in part {
+                    tree.add_stack(frames.iter().map(String::as_str), *value);
+                }
+                tree
+            };
+            let mut merged = build(right);
+            merged.merge_tree(&build(left));
+            prop_assert_eq!(merged.to_flat(), tree_of(&stacks));
         }
 
         #[test]

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 use kiln_model::{CallTree, FlatTree};
 
-use crate::storage::{Aggregation, SeriesKey, StorageError, Store, Upload};
+use crate::storage::block::{self, Chunk};
+use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store, Upload};
 
 pub use source::StoreSource;
 
@@ -171,56 +172,251 @@ pub struct Timeline {
 const MAX_TIMELINE_POINTS: i64 = 1000;
 const MIN_STEP: i64 = 10;
 
-fn timeline(uploads: &[&Arc<Upload>], from: i64, until: i64) -> Timeline {
+/// The timeline of uploads given as (from, until, total).
+fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
     // An open range is narrowed to the data it holds.
-    let from = if from == i64::MIN { uploads.iter().map(|u| u.meta.from).min().unwrap_or(0) } else { from };
-    let until = if until == i64::MAX { uploads.iter().map(|u| u.meta.until).max().unwrap_or(from) + 1 } else { until };
+    let from = if from == i64::MIN { uploads.clone().map(|u| u.0).min().unwrap_or(0) } else { from };
+    let until = if until == i64::MAX { uploads.clone().map(|u| u.1).max().unwrap_or(from) + 1 } else { until };
     let span = until.saturating_sub(from).max(1);
     let step = ((span + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS).max(MIN_STEP);
     let start_time = from.div_euclid(step) * step;
     let points = ((until - start_time + step - 1) / step).max(1) as usize;
     let mut samples = vec![0u64; points];
-    for upload in uploads {
-        let index = (upload.meta.from.max(start_time) - start_time) / step;
+    for (upload_from, _, total) in uploads {
+        let index = (upload_from.max(start_time) - start_time) / step;
         if let Some(slot) = samples.get_mut(index as usize) {
-            *slot += upload.tree.total();
+            *slot += total;
         }
     }
     Timeline { start_time, step, samples }
+}
+
+/// An upload in a query's range, wherever it is stored.
+struct InRange {
+    from: i64,
+    until: i64,
+    total: u64,
+    aggregation: Aggregation,
+    /// Head upload index, or (chunk, upload) indexes.
+    at: Place,
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    Head(usize),
+    Chunk(usize, usize),
 }
 
 /// Merges every upload the query selects into one tree, with its timeline.
 pub async fn merge(store: &Store, query: &Query) -> Result<Merged, StorageError> {
     let app = &query.selector.app;
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
-    let uploads = match &profile_type {
+    let selected = match &profile_type {
         Some(ty) => {
             store
-                .select(query.from, query.until, |key| {
+                .select_chunks(query.from, query.until, |key| {
                     key.tenant == query.tenant && key.app == *app && key.profile_type == *ty && query.labels_match(key)
                 })
                 .await?
         }
-        None => Vec::new(),
+        None => Selected::default(),
     };
-    let mut in_range: Vec<&Arc<Upload>> = uploads.iter().collect();
-    in_range.sort_by_key(|u| (u.meta.from, u.meta.until));
-    let mut tree = CallTree::new();
-    let averaged = in_range.iter().filter(|u| u.meta.aggregation == Aggregation::Average).count() as u64;
-    for upload in &in_range {
-        match upload.meta.aggregation {
-            Aggregation::Sum => tree.merge_flat(&upload.tree),
-            Aggregation::Average => tree.merge_flat_scaled(&upload.tree, 1, averaged),
+    let (from, until) = (query.from, query.until);
+    // Chunks are decoded straight into stack-tree columns, never into a tree per upload.
+    let decoded = parallel(
+        selected.chunks,
+        |raw| raw.bytes.len(),
+        |group| {
+            group
+                .into_iter()
+                .filter_map(|raw| block::read_chunk(&raw.entry, &raw.bytes).map_err(|e| raw.warn(&e)).ok())
+                .collect::<Vec<Chunk>>()
+        },
+    );
+    let chunks: Vec<Chunk> = decoded.into_iter().flatten().collect();
+    let head = selected.head;
+    let mut in_range: Vec<InRange> = head
+        .iter()
+        .enumerate()
+        .map(|(i, u)| InRange {
+            from: u.meta.from,
+            until: u.meta.until,
+            total: u.tree.total(),
+            aggregation: u.meta.aggregation,
+            at: Place::Head(i),
+        })
+        .collect();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for (i, u) in chunk.uploads.iter().enumerate() {
+            // A block's chunk spans its whole time range; only uploads in the query's count.
+            if u.until >= from && u.from < until {
+                let (from, until, total, aggregation) = (u.from, u.until, u.total(), u.aggregation);
+                in_range.push(InRange { from, until, total, aggregation, at: Place::Chunk(c, i) });
+            }
         }
     }
-    let newest = in_range.last();
-    Ok(Merged {
-        tree: tree.to_flat(),
-        profile_type,
-        units: newest.map_or_else(|| "samples".into(), |u| u.meta.units.clone()),
-        sample_rate: newest.map_or(100, |u| u.meta.sample_rate),
-        spy_name: newest.map_or_else(String::new, |u| u.meta.spy_name.clone()),
-        timeline: timeline(&in_range, query.from, query.until),
+    in_range.sort_by_key(|u| (u.from, u.until));
+    let averaged = in_range.iter().filter(|u| u.aggregation == Aggregation::Average).count() as u64;
+    let mut wanted: Vec<Vec<bool>> = chunks.iter().map(|c| vec![false; c.uploads.len()]).collect();
+    for u in &in_range {
+        if let Place::Chunk(c, i) = u.at {
+            wanted[c][i] = true;
+        }
+    }
+    let newest = in_range.last().map(|u| match u.at {
+        Place::Head(i) => (head[i].meta.units.clone(), head[i].meta.sample_rate, head[i].meta.spy_name.clone()),
+        Place::Chunk(c, i) => {
+            let u = &chunks[c].uploads[i];
+            (u.units.clone(), u.sample_rate, u.spy_name.clone())
+        }
+    });
+    let work: Vec<Work> = head
+        .iter()
+        .filter(|u| u.meta.until >= from && u.meta.from < until)
+        .map(Work::Upload)
+        .chain(chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work::Chunk(chunk, wanted)))
+        .collect();
+    let trees = parallel(work, Work::cost, |group| {
+        let mut tree = CallTree::new();
+        for item in group {
+            item.merge_into(&mut tree, averaged);
+        }
+        tree
+    });
+    let mut trees = trees.into_iter();
+    let mut tree = trees.next().unwrap_or_default();
+    for other in trees {
+        tree.merge_tree(&other);
+    }
+    let timeline = timeline(in_range.iter().map(|u| (u.from, u.until, u.total)), from, until);
+    let (units, sample_rate, spy_name) = newest.unwrap_or_else(|| ("samples".into(), 100, String::new()));
+    Ok(Merged { tree: tree.to_flat(), profile_type, units, sample_rate, spy_name, timeline })
+}
+
+/// A part of a query's merge: a head upload, or a block chunk with the uploads it contributes.
+enum Work<'a> {
+    Upload(&'a Arc<Upload>),
+    Chunk(&'a Chunk, &'a [bool]),
+}
+
+impl Work<'_> {
+    /// Rough cost, to share the work evenly between threads.
+    fn cost(&self) -> usize {
+        match self {
+            Work::Upload(u) => u.tree.len(),
+            Work::Chunk(chunk, _) => chunk.parent.len() + chunk.uploads.iter().map(|u| u.nodes.len()).sum::<usize>(),
+        }
+    }
+
+    /// Adds this part's samples to `tree`; averaged uploads count `1 / averaged` each (rounded
+    /// down per upload and node, as they always have).
+    fn merge_into(self, tree: &mut CallTree, averaged: u64) {
+        match self {
+            Work::Upload(u) => match u.meta.aggregation {
+                Aggregation::Sum => tree.merge_flat(&u.tree),
+                Aggregation::Average => tree.merge_flat_scaled(&u.tree, 1, averaged),
+            },
+            Work::Chunk(chunk, wanted) => {
+                if wanted.iter().any(|&w| w) {
+                    tree.merge_flat(&chunk_tree(chunk, wanted, averaged));
+                }
+            }
+        }
+    }
+}
+
+/// The wanted uploads of a chunk summed on its stack tree: value columns added by node index,
+/// then totals derived bottom-up once, instead of a hash lookup per node per upload.
+fn chunk_tree(chunk: &Chunk, wanted: &[bool], averaged: u64) -> FlatTree {
+    let n = chunk.parent.len();
+    let mut summed = vec![0u64; n];
+    // Averaged uploads are scaled per upload and node, totals included, so they need totals
+    // of their own before scaling; kept apart from the summed selves.
+    let (mut scaled_self, mut scaled_total, mut scratch): (Vec<u64>, Vec<u64>, Vec<u64>) = Default::default();
+    let mut touched: Vec<u32> = Vec::new();
+    let den = averaged.max(1);
+    for (upload, _) in chunk.uploads.iter().zip(wanted).filter(|(_, w)| **w) {
+        if upload.aggregation == Aggregation::Sum {
+            for (&node, &v) in upload.nodes.iter().zip(&upload.self_value) {
+                summed[node as usize] = summed[node as usize].saturating_add(v);
+            }
+            continue;
+        }
+        if scratch.is_empty() {
+            (scaled_self, scaled_total, scratch) = (vec![0; n], vec![0; n], vec![0; n]);
+        }
+        for (&node, &v) in upload.nodes.iter().zip(&upload.self_value) {
+            scaled_self[node as usize] = scaled_self[node as usize].saturating_add(v / den);
+            let mut cursor = node as usize;
+            loop {
+                if scratch[cursor] == 0 {
+                    touched.push(cursor as u32);
+                }
+                scratch[cursor] = scratch[cursor].saturating_add(v);
+                if cursor == 0 {
+                    break;
+                }
+                cursor = chunk.parent[cursor] as usize;
+            }
+        }
+        for node in touched.drain(..) {
+            let total = std::mem::take(&mut scratch[node as usize]);
+            scaled_total[node as usize] = scaled_total[node as usize].saturating_add(total / den);
+        }
+    }
+    // Preorder: every child comes after its parent, so one backward pass sums the subtrees.
+    let mut total = summed.clone();
+    for i in (1..n).rev() {
+        let p = chunk.parent[i] as usize;
+        total[p] = total[p].saturating_add(total[i]);
+    }
+    let mut self_value = summed;
+    for ((t, s), (st, ss)) in total.iter_mut().zip(self_value.iter_mut()).zip(scaled_total.iter().zip(&scaled_self)) {
+        *t = t.saturating_add(*st);
+        *s = s.saturating_add(*ss);
+    }
+    // Only nodes with samples; a node without has no descendant with any either.
+    let mut flat = FlatTree { names: chunk.symbols.clone(), ..FlatTree::default() };
+    let mut local = vec![u32::MAX; n];
+    for i in 0..n {
+        if i > 0 && (total[i] == 0 || local[chunk.parent[i] as usize] == u32::MAX) {
+            continue;
+        }
+        local[i] = flat.len() as u32;
+        flat.name.push(chunk.symbol[i]);
+        flat.parent.push(if i == 0 { 0 } else { local[chunk.parent[i] as usize] });
+        flat.total.push(total[i]);
+        flat.self_value.push(self_value[i]);
+    }
+    flat
+}
+
+/// Runs `work` on `items` split into groups of about equal `cost`, one group per core (up to
+/// two groups; the machines Kiln is sized for have few cores and other queries to serve), on
+/// scoped threads. Small inputs stay on the calling thread: a thread costs more than they do.
+fn parallel<T: Send, R: Send>(items: Vec<T>, cost: impl Fn(&T) -> usize, work: impl Fn(Vec<T>) -> R + Sync) -> Vec<R> {
+    const WORTH_A_THREAD: usize = 200_000;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    let total: usize = items.iter().map(&cost).sum();
+    if threads < 2 || items.len() < 2 || total < WORTH_A_THREAD {
+        return vec![work(items)];
+    }
+    let mut weighted: Vec<(usize, T)> = items.into_iter().map(|item| (cost(&item), item)).collect();
+    weighted.sort_by_key(|(c, _)| std::cmp::Reverse(*c));
+    let mut groups: Vec<(usize, Vec<T>)> = (0..threads).map(|_| (0, Vec::new())).collect();
+    for (c, item) in weighted {
+        let lightest = groups.iter_mut().min_by_key(|(load, _)| *load).expect("a group");
+        lightest.0 += c;
+        lightest.1.push(item);
+    }
+    let mut groups = groups.into_iter().map(|(_, g)| g);
+    let first = groups.next().unwrap_or_default();
+    let work = &work;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = groups.map(|g| scope.spawn(move || work(g))).collect();
+        let mut results = vec![work(first)];
+        results.extend(others.into_iter().map(|h| h.join().expect("merge thread panicked")));
+        results
     })
 }
 
@@ -304,6 +500,84 @@ mod tests {
             let query = Query::parse(DEFAULT_TENANT, text, 0, 1).unwrap();
             let got: Vec<bool> = all.iter().map(|k| query.selects(k)).collect();
             assert_eq!(got, expected, "{text}");
+        }
+    }
+
+    /// The reference: every upload as its own tree, merged node by node.
+    async fn merge_per_upload(store: &Store, q: &Query) -> (FlatTree, Vec<u64>) {
+        let mut uploads = store.select(q.from, q.until, |k| q.selects(k)).await.unwrap();
+        uploads.sort_by_key(|u| (u.meta.from, u.meta.until));
+        let averaged = uploads.iter().filter(|u| u.meta.aggregation == Aggregation::Average).count() as u64;
+        let mut tree = CallTree::new();
+        for u in &uploads {
+            match u.meta.aggregation {
+                Aggregation::Sum => tree.merge_flat(&u.tree),
+                Aggregation::Average => tree.merge_flat_scaled(&u.tree, 1, averaged),
+            }
+        }
+        let refs: Vec<&Arc<Upload>> = uploads.iter().collect();
+        let line = timeline(refs.iter().map(|u| (u.meta.from, u.meta.until, u.tree.total())), q.from, q.until);
+        (tree.to_flat(), line.samples)
+    }
+
+    #[tokio::test]
+    async fn stack_tree_merge_matches_merging_every_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::storage::StoreConfig {
+            background: false,
+            retention: std::time::Duration::ZERO,
+            ..crate::storage::StoreConfig::new(dir.path())
+        };
+        let store = Store::open_with(config).await.unwrap();
+        let frames = ["main", "run", "poll", "read", "write", "alloc"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..4 {
+            let mut batch = Vec::new();
+            for i in 0..30i64 {
+                let mut tree = CallTree::new();
+                for _ in 0..1 + next(12) {
+                    let depth = next(5) as usize;
+                    let stack: Vec<&str> = (0..depth).map(|_| frames[next(6) as usize]).collect();
+                    tree.add_stack(stack, 1 + next(40));
+                }
+                let at = 1000 + (round * 30 + i) * 10;
+                let average = i % 7 == 3;
+                batch.push(Upload {
+                    meta: crate::storage::ProfileMeta {
+                        series: key("web", "cpu", if i % 2 == 0 { &[("pod", "a")] } else { &[("pod", "b")] }),
+                        from: at - 10,
+                        until: at,
+                        units: "samples".into(),
+                        sample_rate: 100,
+                        spy_name: "test".into(),
+                        aggregation: if average { Aggregation::Average } else { Aggregation::Sum },
+                    },
+                    tree: tree.to_flat(),
+                });
+            }
+            store.append(batch).await.unwrap();
+            // The last round stays in the head.
+            if round < 3 {
+                store.flush().await.unwrap();
+            }
+        }
+        for (text, from, until) in [
+            ("web.cpu", i64::MIN, i64::MAX),
+            ("web.cpu", 1200, 1800),
+            ("web.cpu{pod=\"a\"}", 990, 2100),
+            ("web.cpu{pod=\"b\"}", 1500, 1501),
+        ] {
+            let q = Query::parse(crate::storage::DEFAULT_TENANT, text, from, until).unwrap();
+            let merged = merge(&store, &q).await.unwrap();
+            let (tree, samples) = merge_per_upload(&store, &q).await;
+            assert_eq!(merged.tree, tree, "{text} {from}..{until}");
+            assert_eq!(merged.timeline.samples, samples, "{text} {from}..{until}");
         }
     }
 

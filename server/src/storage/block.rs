@@ -10,18 +10,36 @@
 //!                index offset u64 | index length u64 | index crc32 u32 | min time i64 |
 //!                max time i64 | version u16 | reserved u16 | footer crc32 u32 | "KILNBEND"
 //!
-//! chunk (before compression)
-//!   symbols      u32 count, count × (u32 length, UTF-8): the frame names of the chunk
-//!   uploads      u32 count, count × upload, sorted by (from, until)
-//!   upload       from i64 | until i64 | sample rate u32 | aggregation u8 |
-//!                units (u32 length, UTF-8) | spy name (u32 length, UTF-8) | nodes u32 |
-//!                parent u32 × nodes | symbol u32 × nodes | total u64 × nodes | self u64 × nodes
+//! chunk, version 2 (before compression; v = LEB128 varint, z = zigzag varint)
+//!   symbols      v count, count × (v length, UTF-8): the frame names of the chunk
+//!   stack tree   v nodes, (nodes − 1) × v distance to the parent (node i's parent is
+//!                i − distance), nodes × v symbol: every call path of the chunk's uploads,
+//!                once; node 0 is the root, nodes in preorder, siblings in name order
+//!   uploads      v count, count × upload, sorted by (from, until)
+//!   upload       z from − previous upload's from | z until − from | v sample rate |
+//!                aggregation u8 | units (v length, UTF-8) | spy name (v length, UTF-8) |
+//!                v k | k × v node id − previous node id (ascending, from 0) |
+//!                k × v self value
 //! ```
 //!
-//! All integers are little-endian. Symbols are per chunk, not per block: a query then needs
-//! exactly one ranged GET per selected series and never a block-wide symbol section (which
-//! would have to be fetched or cached by every reader). Frames shared by many series are
-//! repeated once per series, which LZ4 and the chunk's own dedup keep small.
+//! All fixed-size integers are little-endian. Symbols are per chunk, not per block: a query
+//! then needs exactly one ranged GET per selected series and never a block-wide symbol section
+//! (which would have to be fetched or cached by every reader).
+//!
+//! Why a stack tree per chunk: the uploads of one series are the same program profiled every
+//! 10 s, so they share nearly all their call paths. Each path is stored once, and an upload is
+//! only the paths it has self samples in plus those values (totals are sums of selves, so they
+//! are derived, not stored): a few bytes per stack instead of a full tree of 24 bytes a node
+//! per upload. A query merges a chunk by adding value columns indexed by stack-tree node (no
+//! hashing per upload), then folds the chunk's tree into the answer once.
+//!
+//! A block keeps an upload's samples, not its node layout: decoding gives the canonical tree
+//! (preorder, siblings in name order, no empty nodes, as [`kiln_model::CallTree::to_flat`]
+//! builds), which is what ingest stores anyway.
+//!
+//! Version 1 chunks (a names table, then per upload parent, symbol, total and self columns of
+//! fixed-width integers) are still read, so blocks written by earlier versions stay queryable
+//! and are rewritten in version 2 when compacted.
 //!
 //! The footer sits at a fixed distance from the end so that a reader fetches it with one
 //! ranged GET of the last 52 bytes, then the index with a second; both are checksummed, and
@@ -29,7 +47,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_model::FlatTree;
+use kiln_model::{FlatTree, FxBuildHasher, ROOT_NAME};
 use serde::{Deserialize, Serialize};
 
 use super::{Aggregation, ProfileMeta, SeriesKey, Upload};
@@ -38,8 +56,10 @@ use super::{Aggregation, ProfileMeta, SeriesKey, Upload};
 pub const MAGIC: &[u8; 8] = b"KILNBLK\0";
 /// Last bytes of every data object.
 pub const END_MAGIC: &[u8; 8] = b"KILNBEND";
-/// The data format this module writes and reads.
-pub const VERSION: u16 = 1;
+/// The data format this module writes.
+pub const VERSION: u16 = 2;
+/// The data formats this module reads.
+pub const READABLE: &[u16] = &[1, 2];
 /// Size of the footer.
 pub const FOOTER_LEN: usize = 52;
 
@@ -96,6 +116,10 @@ pub struct SeriesEntry {
     pub max_time: i64,
     /// Number of uploads.
     pub uploads: u64,
+    /// Format version of the chunk: the block's, set from its footer when the index is read
+    /// (so it is not stored per entry).
+    #[serde(skip)]
+    pub format: u16,
 }
 
 /// The series table of a block, as stored in its index section.
@@ -118,6 +142,8 @@ pub struct Footer {
     pub min_time: i64,
     /// Latest `until` in the block.
     pub max_time: i64,
+    /// Data format version.
+    pub version: u16,
 }
 
 /// The published description of a block; its presence in the store means the block exists.
@@ -172,8 +198,18 @@ impl Writer {
     fn i64(&mut self, v: i64) {
         self.out.extend_from_slice(&v.to_le_bytes());
     }
-    fn str(&mut self, v: &str) {
-        self.u32(v.len() as u32);
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+    fn zigzag(&mut self, v: i64) {
+        self.varint(((v << 1) ^ (v >> 63)) as u64);
+    }
+    fn vstr(&mut self, v: &str) {
+        self.varint(v.len() as u64);
         self.out.extend_from_slice(v.as_bytes());
     }
 }
@@ -215,52 +251,436 @@ impl<'a> Reader<'a> {
         let n = self.count(1)?;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| corrupt("string is not UTF-8"))
     }
+    #[inline]
+    fn varint(&mut self) -> Result<u64, CorruptBlock> {
+        let mut value = 0u64;
+        for (i, &byte) in self.bytes.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                if i == 9 && byte > 1 {
+                    break;
+                }
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(corrupt("bad varint"))
+    }
+    fn zigzag(&mut self) -> Result<i64, CorruptBlock> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+    /// A varint count of items of at least `item_size` bytes each.
+    fn vcount(&mut self, item_size: usize) -> Result<usize, CorruptBlock> {
+        let n = self.varint()?;
+        if n.saturating_mul(item_size as u64) > self.bytes.len() as u64 {
+            return Err(corrupt("count exceeds the chunk"));
+        }
+        Ok(n as usize)
+    }
+    fn vstr(&mut self) -> Result<String, CorruptBlock> {
+        let n = self.vcount(1)?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| corrupt("string is not UTF-8"))
+    }
+}
+
+/// One upload of a [`Chunk`]: its facts and its self samples on the chunk's stack tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkUpload {
+    /// Unix seconds of the start of the profiled window.
+    pub from: i64,
+    /// Unix seconds of its end.
+    pub until: i64,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// How it combines with other uploads.
+    pub aggregation: Aggregation,
+    /// Sample unit.
+    pub units: String,
+    /// The agent that sent it.
+    pub spy_name: String,
+    /// Stack-tree nodes with self samples, ascending.
+    pub nodes: Vec<u32>,
+    /// Self value of each of `nodes`.
+    pub self_value: Vec<u64>,
+}
+
+impl ChunkUpload {
+    /// Every sample of the upload (its root's total).
+    pub fn total(&self) -> u64 {
+        self.self_value.iter().fold(0u64, |sum, &v| sum.saturating_add(v))
+    }
+}
+
+/// A decoded chunk: the uploads of one series in one block over one shared stack tree.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chunk {
+    /// Frame names, indexed by `symbol`.
+    pub symbols: Vec<String>,
+    /// Parent of each stack-tree node; nodes are in preorder, node 0 is the root (its own
+    /// parent), so every parent comes before its children.
+    pub parent: Vec<u32>,
+    /// Frame name of each node.
+    pub symbol: Vec<u32>,
+    /// The uploads, sorted by (from, until).
+    pub uploads: Vec<ChunkUpload>,
+}
+
+type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
+
+impl Chunk {
+    /// Builds the chunk of `uploads` (one series, in the order given).
+    pub fn from_uploads(uploads: &[&Upload]) -> Chunk {
+        let mut symbols: Vec<&str> = vec![ROOT_NAME];
+        let mut symbol_of: FxMap<&str, u32> = FxMap::default();
+        symbol_of.insert(ROOT_NAME, 0);
+        let (mut parent, mut symbol) = (vec![0u32], vec![0u32]);
+        let mut children: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut selves: Vec<Vec<(u32, u64)>> = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            let tree = &upload.tree;
+            // Each of the tree's names is hashed once, then nodes go by (parent, symbol) ids.
+            let names: Vec<u32> = tree
+                .names
+                .iter()
+                .map(|name| {
+                    *symbol_of.entry(name.as_str()).or_insert_with(|| {
+                        symbols.push(name.as_str());
+                        (symbols.len() - 1) as u32
+                    })
+                })
+                .collect();
+            let mut mapped: Vec<u32> = Vec::with_capacity(tree.len());
+            let mut own = Vec::new();
+            for i in 0..tree.len() {
+                let node = if i == 0 {
+                    0
+                } else {
+                    let key = (mapped[tree.parent[i] as usize], names[tree.name[i] as usize]);
+                    *children.entry(key).or_insert_with(|| {
+                        parent.push(key.0);
+                        symbol.push(key.1);
+                        (parent.len() - 1) as u32
+                    })
+                };
+                mapped.push(node);
+                if tree.self_value[i] > 0 {
+                    own.push((node, tree.self_value[i]));
+                }
+            }
+            selves.push(own);
+        }
+        // Canonical order: preorder with siblings sorted by name, names numbered by first use,
+        // so that the same samples always give the same bytes.
+        let mut kids: Vec<Vec<u32>> = vec![Vec::new(); parent.len()];
+        for i in 1..parent.len() {
+            kids[parent[i] as usize].push(i as u32);
+        }
+        for list in &mut kids {
+            list.sort_by(|a, b| symbols[symbol[*a as usize] as usize].cmp(symbols[symbol[*b as usize] as usize]));
+        }
+        let mut new_id = vec![0u32; parent.len()];
+        let mut new_symbol = vec![u32::MAX; symbols.len()];
+        let mut chunk = Chunk::default();
+        let mut stack: Vec<u32> = vec![0];
+        while let Some(node) = stack.pop() {
+            let id = chunk.parent.len() as u32;
+            new_id[node as usize] = id;
+            chunk.parent.push(if node == 0 { 0 } else { new_id[parent[node as usize] as usize] });
+            let s = &mut new_symbol[symbol[node as usize] as usize];
+            if *s == u32::MAX {
+                *s = chunk.symbols.len() as u32;
+                chunk.symbols.push(symbols[symbol[node as usize] as usize].to_string());
+            }
+            chunk.symbol.push(*s);
+            stack.extend(kids[node as usize].iter().rev());
+        }
+        for (upload, own) in uploads.iter().zip(selves) {
+            let mut own: Vec<(u32, u64)> = own.into_iter().map(|(n, v)| (new_id[n as usize], v)).collect();
+            own.sort_unstable_by_key(|&(n, _)| n);
+            let (mut nodes, mut self_value): (Vec<u32>, Vec<u64>) = (Vec::new(), Vec::new());
+            for (n, v) in own {
+                // Two siblings of one name in a hand-built tree are one path here.
+                if nodes.last() == Some(&n) {
+                    let last = self_value.last_mut().expect("a value");
+                    *last = last.saturating_add(v);
+                } else {
+                    nodes.push(n);
+                    self_value.push(v);
+                }
+            }
+            let meta = &upload.meta;
+            chunk.uploads.push(ChunkUpload {
+                from: meta.from,
+                until: meta.until,
+                sample_rate: meta.sample_rate,
+                aggregation: meta.aggregation,
+                units: meta.units.clone(),
+                spy_name: meta.spy_name.clone(),
+                nodes,
+                self_value,
+            });
+        }
+        chunk
+    }
+
+    /// The chunk's bytes before compression (version 2).
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer { out: Vec::new() };
+        w.varint(self.symbols.len() as u64);
+        for s in &self.symbols {
+            w.vstr(s);
+        }
+        w.varint(self.parent.len() as u64);
+        for i in 1..self.parent.len() {
+            w.varint((i as u32 - self.parent[i]) as u64);
+        }
+        for &s in &self.symbol {
+            w.varint(u64::from(s));
+        }
+        w.varint(self.uploads.len() as u64);
+        let mut previous_from = 0i64;
+        for u in &self.uploads {
+            w.zigzag(u.from.wrapping_sub(previous_from));
+            w.zigzag(u.until.wrapping_sub(u.from));
+            previous_from = u.from;
+            w.varint(u64::from(u.sample_rate));
+            w.u8(match u.aggregation {
+                Aggregation::Sum => 0,
+                Aggregation::Average => 1,
+            });
+            w.vstr(&u.units);
+            w.vstr(&u.spy_name);
+            w.varint(u.nodes.len() as u64);
+            let mut previous = 0u32;
+            for &n in &u.nodes {
+                w.varint(u64::from(n - previous));
+                previous = n;
+            }
+            for &v in &u.self_value {
+                w.varint(v);
+            }
+        }
+        w.out
+    }
+
+    /// Reads version 2 chunk bytes (after decompression), checking every index.
+    fn decode(raw: &[u8]) -> Result<Chunk, CorruptBlock> {
+        let mut r = Reader { bytes: raw };
+        let symbol_count = r.vcount(1)?;
+        let symbols: Vec<String> = (0..symbol_count).map(|_| r.vstr()).collect::<Result<_, _>>()?;
+        let nodes = r.vcount(1)?;
+        if nodes == 0 {
+            return Err(corrupt("stack tree without a root"));
+        }
+        let mut parent = Vec::with_capacity(nodes);
+        parent.push(0u32);
+        for i in 1..nodes {
+            let distance = r.varint()?;
+            if distance == 0 || distance > i as u64 {
+                return Err(corrupt("stack tree node before its parent"));
+            }
+            parent.push((i as u64 - distance) as u32);
+        }
+        // Loops into sized vectors rather than collecting `Result`s, which cannot size the
+        // vector up front and regrow it many times per chunk.
+        let mut symbol = Vec::with_capacity(nodes);
+        for _ in 0..nodes {
+            match r.varint()? {
+                s if s < symbols.len() as u64 => symbol.push(s as u32),
+                _ => return Err(corrupt("symbol out of range")),
+            }
+        }
+        let upload_count = r.vcount(7)?;
+        let mut uploads = Vec::with_capacity(upload_count);
+        let mut previous_from = 0i64;
+        for _ in 0..upload_count {
+            let from = previous_from.wrapping_add(r.zigzag()?);
+            let until = from.wrapping_add(r.zigzag()?);
+            previous_from = from;
+            let sample_rate = u32::try_from(r.varint()?).map_err(|_| corrupt("sample rate out of range"))?;
+            let aggregation = match r.u8()? {
+                0 => Aggregation::Sum,
+                1 => Aggregation::Average,
+                other => return Err(corrupt(format!("unknown aggregation {other}"))),
+            };
+            let units = r.vstr()?;
+            let spy_name = r.vstr()?;
+            let k = r.vcount(2)?;
+            let mut ids = Vec::with_capacity(k);
+            let mut previous = 0u64;
+            for j in 0..k {
+                let delta = r.varint()?;
+                // Strictly ascending: only the first id may repeat the start (the root).
+                if j > 0 && delta == 0 {
+                    return Err(corrupt("upload nodes out of order"));
+                }
+                previous = previous.saturating_add(delta);
+                if previous >= nodes as u64 {
+                    return Err(corrupt("upload node out of range"));
+                }
+                ids.push(previous as u32);
+            }
+            let mut self_value = Vec::with_capacity(k);
+            for _ in 0..k {
+                self_value.push(r.varint()?);
+            }
+            uploads.push(ChunkUpload {
+                from,
+                until,
+                sample_rate,
+                aggregation,
+                units,
+                spy_name,
+                nodes: ids,
+                self_value,
+            });
+        }
+        if !r.bytes.is_empty() {
+            return Err(corrupt("trailing bytes in chunk"));
+        }
+        Ok(Chunk { symbols, parent, symbol, uploads })
+    }
+
+    /// The tree of upload `index`, canonical (as `CallTree::to_flat` builds it).
+    pub fn tree(&self, index: usize) -> FlatTree {
+        self.tree_with(index, &mut Scratch::default())
+    }
+
+    fn tree_with(&self, index: usize, scratch: &mut Scratch) -> FlatTree {
+        let upload = &self.uploads[index];
+        scratch.prepare(self.parent.len(), self.symbols.len());
+        let generation = scratch.next_generation();
+        // The upload's nodes: those with self samples, their ancestors and the root.
+        let mut ids: Vec<u32> = vec![0];
+        scratch.mark[0] = generation;
+        for &node in &upload.nodes {
+            let mut cursor = node;
+            while scratch.mark[cursor as usize] != generation {
+                scratch.mark[cursor as usize] = generation;
+                ids.push(cursor);
+                cursor = self.parent[cursor as usize];
+            }
+        }
+        // Preorder ids: ascending order is the canonical layout of this subset.
+        ids.sort_unstable();
+        let mut tree = FlatTree::default();
+        for (local, &id) in ids.iter().enumerate() {
+            scratch.local[id as usize] = local as u32;
+            let s = self.symbol[id as usize] as usize;
+            if scratch.symbol_mark[s] != generation {
+                scratch.symbol_mark[s] = generation;
+                scratch.symbol_local[s] = tree.names.len() as u32;
+                tree.names.push(self.symbols[s].clone());
+            }
+            tree.name.push(scratch.symbol_local[s]);
+            tree.parent.push(if id == 0 { 0 } else { scratch.local[self.parent[id as usize] as usize] });
+        }
+        tree.self_value = vec![0; ids.len()];
+        for (&node, &value) in upload.nodes.iter().zip(&upload.self_value) {
+            tree.self_value[scratch.local[node as usize] as usize] = value;
+        }
+        tree.total = tree.self_value.clone();
+        for i in (1..ids.len()).rev() {
+            let p = tree.parent[i] as usize;
+            tree.total[p] = tree.total[p].saturating_add(tree.total[i]);
+        }
+        tree
+    }
+
+    /// Every upload of the chunk as an [`Upload`] of `key`.
+    pub fn into_uploads(self, key: &SeriesKey) -> Vec<Upload> {
+        let mut scratch = Scratch::default();
+        (0..self.uploads.len())
+            .map(|i| {
+                let tree = self.tree_with(i, &mut scratch);
+                let u = &self.uploads[i];
+                Upload {
+                    meta: ProfileMeta {
+                        series: key.clone(),
+                        from: u.from,
+                        until: u.until,
+                        units: u.units.clone(),
+                        sample_rate: u.sample_rate,
+                        spy_name: u.spy_name.clone(),
+                        aggregation: u.aggregation,
+                    },
+                    tree,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Per-node and per-symbol work arrays reused across the uploads of a chunk; generation
+/// stamps instead of clearing them for every upload.
+#[derive(Default)]
+struct Scratch {
+    generation: u32,
+    mark: Vec<u32>,
+    local: Vec<u32>,
+    symbol_mark: Vec<u32>,
+    symbol_local: Vec<u32>,
+}
+
+impl Scratch {
+    fn prepare(&mut self, nodes: usize, symbols: usize) {
+        if self.mark.len() < nodes {
+            self.mark.resize(nodes, 0);
+            self.local.resize(nodes, 0);
+        }
+        if self.symbol_mark.len() < symbols {
+            self.symbol_mark.resize(symbols, 0);
+            self.symbol_local.resize(symbols, 0);
+        }
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.mark.fill(0);
+            self.symbol_mark.fill(0);
+            self.generation = 1;
+        }
+        self.generation
+    }
 }
 
 fn encode_chunk(uploads: &[&Upload]) -> Vec<u8> {
-    let mut symbols: Vec<&str> = Vec::new();
-    let mut symbol_of: HashMap<&str, u32> = HashMap::new();
-    for upload in uploads {
-        for name in &upload.tree.names {
-            symbol_of.entry(name.as_str()).or_insert_with(|| {
-                symbols.push(name.as_str());
-                (symbols.len() - 1) as u32
-            });
-        }
-    }
-    let mut w = Writer { out: Vec::new() };
-    w.u32(symbols.len() as u32);
-    for s in &symbols {
-        w.str(s);
-    }
-    w.u32(uploads.len() as u32);
-    for upload in uploads {
-        let (meta, tree) = (&upload.meta, &upload.tree);
-        w.i64(meta.from);
-        w.i64(meta.until);
-        w.u32(meta.sample_rate);
-        w.u8(match meta.aggregation {
-            Aggregation::Sum => 0,
-            Aggregation::Average => 1,
-        });
-        w.str(&meta.units);
-        w.str(&meta.spy_name);
-        w.u32(tree.len() as u32);
-        tree.parent.iter().for_each(|&p| w.u32(p));
-        tree.name.iter().for_each(|&n| w.u32(symbol_of[tree.names[n as usize].as_str()]));
-        tree.total.iter().for_each(|&t| w.u64(t));
-        tree.self_value.iter().for_each(|&s| w.u64(s));
-    }
-    lz4_flex::compress_prepend_size(&w.out)
+    lz4_flex::compress_prepend_size(&Chunk::from_uploads(uploads).encode())
 }
 
-/// Decodes one chunk (compressed bytes as stored) into the uploads of `key`.
-pub fn decode_chunk(key: &SeriesKey, compressed: &[u8], crc: u32) -> Result<Vec<Upload>, CorruptBlock> {
-    if crc32fast::hash(compressed) != crc {
+/// Checks and decompresses a chunk as stored; returns it as a [`Chunk`] whatever its version.
+pub fn read_chunk(entry: &SeriesEntry, compressed: &[u8]) -> Result<Chunk, CorruptBlock> {
+    if crc32fast::hash(compressed) != entry.crc {
         return Err(corrupt("chunk checksum mismatch"));
     }
     let raw = lz4_flex::decompress_size_prepended(compressed).map_err(|e| corrupt(format!("chunk: {e}")))?;
-    let mut r = Reader { bytes: &raw };
+    match entry.format {
+        2 => Chunk::decode(&raw),
+        1 => {
+            let uploads = decode_chunk_v1(&entry.key, &raw)?;
+            Ok(Chunk::from_uploads(&uploads.iter().collect::<Vec<_>>()))
+        }
+        other => Err(corrupt(format!("chunk format version {other}"))),
+    }
+}
+
+/// Decodes one chunk (compressed bytes as stored) into the uploads of its series.
+pub fn decode_chunk(entry: &SeriesEntry, compressed: &[u8]) -> Result<Vec<Upload>, CorruptBlock> {
+    if entry.format == 1 {
+        if crc32fast::hash(compressed) != entry.crc {
+            return Err(corrupt("chunk checksum mismatch"));
+        }
+        let raw = lz4_flex::decompress_size_prepended(compressed).map_err(|e| corrupt(format!("chunk: {e}")))?;
+        return decode_chunk_v1(&entry.key, &raw);
+    }
+    Ok(read_chunk(entry, compressed)?.into_uploads(&entry.key))
+}
+
+/// Reads a version 1 chunk (after decompression).
+fn decode_chunk_v1(key: &SeriesKey, raw: &[u8]) -> Result<Vec<Upload>, CorruptBlock> {
+    let mut r = Reader { bytes: raw };
     let symbol_count = r.count(4)?;
     let symbols: Vec<String> = (0..symbol_count).map(|_| r.str()).collect::<Result<_, _>>()?;
     let upload_count = r.count(8)?;
@@ -308,6 +728,14 @@ pub fn decode_chunk(key: &SeriesKey, compressed: &[u8], crc: u32) -> Result<Vec<
 
 /// Encodes uploads (any order, any series) into a data object; returns it with its index.
 pub fn encode<'a>(uploads: impl IntoIterator<Item = &'a Upload>) -> (Vec<u8>, BlockIndex, Footer) {
+    encode_with(uploads, encode_chunk, VERSION)
+}
+
+fn encode_with<'a>(
+    uploads: impl IntoIterator<Item = &'a Upload>,
+    encode_chunk: fn(&[&Upload]) -> Vec<u8>,
+    version: u16,
+) -> (Vec<u8>, BlockIndex, Footer) {
     let mut by_series: BTreeMap<(u64, &SeriesKey), Vec<&Upload>> = BTreeMap::new();
     for upload in uploads {
         let key = &upload.meta.series;
@@ -333,6 +761,7 @@ pub fn encode<'a>(uploads: impl IntoIterator<Item = &'a Upload>) -> (Vec<u8>, Bl
             min_time: list.iter().map(|u| u.meta.from).min().unwrap_or(0),
             max_time: list.iter().map(|u| u.meta.until).max().unwrap_or(0),
             uploads: list.len() as u64,
+            format: version,
         };
         min_time = min_time.min(entry.min_time);
         max_time = max_time.max(entry.max_time);
@@ -349,6 +778,7 @@ pub fn encode<'a>(uploads: impl IntoIterator<Item = &'a Upload>) -> (Vec<u8>, Bl
         index_crc: crc32fast::hash(&index_bytes),
         min_time,
         max_time,
+        version,
     };
     out.extend_from_slice(&index_bytes);
     out.extend_from_slice(&encode_footer(&footer));
@@ -362,7 +792,7 @@ fn encode_footer(f: &Footer) -> Vec<u8> {
     w.u32(f.index_crc);
     w.i64(f.min_time);
     w.i64(f.max_time);
-    w.out.extend_from_slice(&VERSION.to_le_bytes());
+    w.out.extend_from_slice(&f.version.to_le_bytes());
     w.out.extend_from_slice(&0u16.to_le_bytes());
     let crc = crc32fast::hash(&w.out);
     w.u32(crc);
@@ -385,10 +815,10 @@ pub fn decode_footer(bytes: &[u8], data_len: u64) -> Result<Footer, CorruptBlock
         index_crc: r.u32()?,
         min_time: r.i64()?,
         max_time: r.i64()?,
+        version: u16::from_le_bytes(bytes[36..38].try_into().expect("2 bytes")),
     };
-    let version = u16::from_le_bytes(bytes[36..38].try_into().expect("2 bytes"));
-    if version != VERSION {
-        return Err(corrupt(format!("format version {version}, this Kiln reads {VERSION}")));
+    if !READABLE.contains(&footer.version) {
+        return Err(corrupt(format!("format version {}, this Kiln reads {READABLE:?}", footer.version)));
     }
     let end = footer.index_offset.checked_add(footer.index_len);
     if footer.index_offset < MAGIC.len() as u64 || end != data_len.checked_sub(FOOTER_LEN as u64) {
@@ -403,8 +833,9 @@ pub fn decode_index(bytes: &[u8], footer: &Footer) -> Result<BlockIndex, Corrupt
         return Err(corrupt("index checksum mismatch"));
     }
     let raw = lz4_flex::decompress_size_prepended(bytes).map_err(|e| corrupt(format!("index: {e}")))?;
-    let index: BlockIndex = serde_json::from_slice(&raw).map_err(|e| corrupt(format!("index: {e}")))?;
-    for entry in &index.series {
+    let mut index: BlockIndex = serde_json::from_slice(&raw).map_err(|e| corrupt(format!("index: {e}")))?;
+    for entry in &mut index.series {
+        entry.format = footer.version;
         let inside = entry.offset >= MAGIC.len() as u64
             && entry.offset.checked_add(entry.len).is_some_and(|end| end <= footer.index_offset);
         if !inside {
@@ -424,7 +855,7 @@ pub fn decode_all(bytes: &[u8]) -> Result<(BlockIndex, Vec<Upload>), CorruptBloc
     let index = decode_index(&bytes[footer.index_offset as usize..(len as usize - FOOTER_LEN)], &footer)?;
     let mut uploads = Vec::new();
     for e in &index.series {
-        uploads.extend(decode_chunk(&e.key, &bytes[e.offset as usize..(e.offset + e.len) as usize], e.crc)?);
+        uploads.extend(decode_chunk(e, &bytes[e.offset as usize..(e.offset + e.len) as usize])?);
     }
     Ok((index, uploads))
 }
@@ -443,22 +874,137 @@ mod tests {
 
     #[test]
     fn block_round_trips() {
-        let mut avg = upload("b", &[(&["main", "alloc"], 7)], 50);
-        avg.meta.aggregation = Aggregation::Average;
-        avg.meta.units = "bytes".into();
-        avg.meta.series.labels.insert("env".into(), "prod".into());
-        let uploads = vec![
-            upload("a", &[(&["main", "f", "g"], 3), (&["main", "h"], 1)], 100),
-            upload("a", &[(&["main", "f"], 2)], 90),
-            avg,
-            upload("c", &[], 10),
-        ];
+        let uploads = sample_uploads();
         let (bytes, index, footer) = encode(&uploads);
-        assert_eq!((footer.min_time, footer.max_time), (0, 100));
+        assert_eq!((footer.min_time, footer.max_time), (0, 110));
+        assert_eq!(footer.version, VERSION);
         assert_eq!(index.series.len(), 3);
         let (decoded_index, decoded) = decode_all(&bytes).unwrap();
         assert_eq!(decoded_index, index);
         assert_eq!(sorted(decoded), sorted(uploads));
+    }
+
+    /// The version 1 chunk writer, kept to prove that old blocks stay readable.
+    fn encode_chunk_v1(uploads: &[&Upload]) -> Vec<u8> {
+        let mut symbols: Vec<&str> = Vec::new();
+        let mut symbol_of: HashMap<&str, u32> = HashMap::new();
+        for upload in uploads {
+            for name in &upload.tree.names {
+                symbol_of.entry(name.as_str()).or_insert_with(|| {
+                    symbols.push(name.as_str());
+                    (symbols.len() - 1) as u32
+                });
+            }
+        }
+        let mut w = Writer { out: Vec::new() };
+        w.u32(symbols.len() as u32);
+        for s in &symbols {
+            w.u32(s.len() as u32);
+            w.out.extend_from_slice(s.as_bytes());
+        }
+        w.u32(uploads.len() as u32);
+        for upload in uploads {
+            let (meta, tree) = (&upload.meta, &upload.tree);
+            w.i64(meta.from);
+            w.i64(meta.until);
+            w.u32(meta.sample_rate);
+            w.u8(u8::from(meta.aggregation == Aggregation::Average));
+            for text in [&meta.units, &meta.spy_name] {
+                w.u32(text.len() as u32);
+                w.out.extend_from_slice(text.as_bytes());
+            }
+            w.u32(tree.len() as u32);
+            tree.parent.iter().for_each(|&p| w.u32(p));
+            tree.name.iter().for_each(|&n| w.u32(symbol_of[tree.names[n as usize].as_str()]));
+            tree.total.iter().for_each(|&t| w.u64(t));
+            tree.self_value.iter().for_each(|&s| w.u64(s));
+        }
+        lz4_flex::compress_prepend_size(&w.out)
+    }
+
+    fn sample_uploads() -> Vec<Upload> {
+        let mut avg = upload("b", &[(&["main", "alloc"], 7)], 50);
+        avg.meta.aggregation = Aggregation::Average;
+        avg.meta.units = "bytes".into();
+        avg.meta.series.labels.insert("env".into(), "prod".into());
+        vec![
+            upload("a", &[(&["main", "f", "g"], 3), (&["main", "h"], 1), (&[], 2)], 100),
+            upload("a", &[(&["main", "f"], 2), (&["total", "f"], 5)], 90),
+            upload("a", &[(&["main", "f", "g"], 1), (&["other"], 9)], 110),
+            avg,
+            upload("c", &[], 10),
+        ]
+    }
+
+    #[test]
+    fn version_1_blocks_still_read() {
+        let uploads = sample_uploads();
+        let (bytes, _, footer) = encode_with(&uploads, encode_chunk_v1, 1);
+        assert_eq!(footer.version, 1);
+        let (index, decoded) = decode_all(&bytes).unwrap();
+        assert!(index.series.iter().all(|e| e.format == 1));
+        assert_eq!(sorted(decoded), sorted(uploads.clone()));
+        // And through the query path's reader, which turns them into stack-tree chunks.
+        let entry = index.series.iter().find(|e| e.key.app == "a").unwrap();
+        let chunk = read_chunk(entry, &bytes[entry.offset as usize..(entry.offset + entry.len) as usize]).unwrap();
+        let trees: Vec<FlatTree> = (0..chunk.uploads.len()).map(|i| chunk.tree(i)).collect();
+        let expected: Vec<FlatTree> =
+            sorted(uploads).into_iter().filter(|u| u.meta.series.app == "a").map(|u| u.tree).collect();
+        assert_eq!(trees, expected);
+    }
+
+    #[test]
+    fn a_chunk_stores_each_call_path_once() {
+        let uploads = sample_uploads();
+        let a: Vec<&Upload> = uploads.iter().filter(|u| u.meta.series.app == "a").collect();
+        let chunk = Chunk::from_uploads(&a);
+        // total, main, main;f, main;f;g, main;h, other, total;f (the frame named like the root)
+        assert_eq!(chunk.parent.len(), 8);
+        assert_eq!(Chunk::decode(&chunk.encode()).unwrap(), chunk);
+        // Every upload is its self samples only.
+        assert_eq!(chunk.uploads.iter().map(|u| u.nodes.len()).collect::<Vec<_>>(), [3, 2, 2]);
+        assert_eq!(chunk.uploads[1].total(), 7);
+    }
+
+    /// Block bytes of format 1 against format 2 for the real captures in the repository:
+    /// `cargo test -p kiln-server --lib format_sizes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a size report, not a check"]
+    fn format_sizes() {
+        use kiln_model::folded::{self, LineFormat, ParseLimits};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../app/model/tests/data");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for name in ["example-perf-stacks-collapsed.txt", "flamegraph-base-flames.txt"] {
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            let parse = |t: &str| folded::parse(t.as_bytes(), LineFormat::Counted, ParseLimits::default()).unwrap();
+            let once = vec![Upload { tree: parse(&text).to_flat(), ..upload(name, &[], 10) }];
+            // The same app every 10 s for 10 minutes: a third of the stacks missing, new counts.
+            let mut folded_bytes = 0;
+            let repeated: Vec<Upload> = (0..60)
+                .map(|i| {
+                    let mut lines: Vec<String> = Vec::new();
+                    for line in text.lines() {
+                        if next(3) != 0 {
+                            lines.push(format!("{} {}", &line[..line.rfind(' ').unwrap()], 1 + next(100)));
+                        }
+                    }
+                    let jittered = lines.join("\n");
+                    folded_bytes += jittered.len();
+                    Upload { tree: parse(&jittered).to_flat(), ..upload(name, &[], 10 + i * 10) }
+                })
+                .collect();
+            for (what, uploads, text_len) in [("once", &once, text.len()), ("60 uploads", &repeated, folded_bytes)] {
+                let v1 = encode_with(uploads, encode_chunk_v1, 1).0.len();
+                let v2 = encode(uploads).0.len();
+                println!("{name}, {what}: {text_len} bytes folded, format 1 {v1} bytes, format 2 {v2} bytes");
+            }
+        }
     }
 
     #[test]

@@ -369,6 +369,40 @@ impl Drop for Store {
     }
 }
 
+/// An upload window `[lo, hi]` overlaps the range `[from, until)` (an upload ending exactly
+/// at `from` counts, as it always has).
+fn overlaps(from: i64, until: i64, lo: i64, hi: i64) -> bool {
+    hi >= from && lo < until
+}
+
+/// What [`Store::select_chunks`] found.
+#[derive(Default)]
+pub struct Selected {
+    /// Head uploads in the range.
+    pub head: Vec<Arc<Upload>>,
+    /// Block chunks of the selected series that overlap the range, as stored.
+    pub chunks: Vec<RawChunk>,
+}
+
+/// One series' chunk of one block, as fetched.
+pub struct RawChunk {
+    /// The block's id, for logs.
+    pub block: String,
+    /// Its writer, for logs.
+    pub writer: String,
+    /// Where the chunk is and what it holds.
+    pub entry: SeriesEntry,
+    /// The compressed bytes.
+    pub bytes: bytes::Bytes,
+}
+
+impl RawChunk {
+    /// Logs that the chunk is damaged and left out of the answer.
+    pub fn warn(&self, error: &CorruptBlock) {
+        tracing::warn!(block = %self.block, writer = %self.writer, series = ?self.entry.key, error = %error, "skipping a damaged chunk");
+    }
+}
+
 /// Per-application facts for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppInfo {
@@ -573,17 +607,40 @@ impl Store {
         &self,
         from: i64,
         until: i64,
-        mut keep: impl FnMut(&SeriesKey) -> bool,
+        keep: impl FnMut(&SeriesKey) -> bool,
     ) -> Result<Vec<Arc<Upload>>, StorageError> {
-        let overlaps = |lo: i64, hi: i64| hi >= from && lo < until;
-        let mut found = Vec::new();
+        let selected = self.select_chunks(from, until, keep).await?;
+        let mut found = selected.head;
+        for chunk in selected.chunks {
+            match block::decode_chunk(&chunk.entry, &chunk.bytes) {
+                Ok(uploads) => found.extend(
+                    uploads.into_iter().filter(|u| overlaps(from, until, u.meta.from, u.meta.until)).map(Arc::new),
+                ),
+                Err(e) => chunk.warn(&e),
+            }
+        }
+        Ok(found)
+    }
+
+    /// What [`Store::select`] reads, before block chunks are decoded: the head's uploads that
+    /// overlap `[from, until)` and the raw chunks of the blocks that may hold more (their
+    /// uploads still to be filtered by time). Queries decode and merge chunks themselves
+    /// without building a tree per upload.
+    pub async fn select_chunks(
+        &self,
+        from: i64,
+        until: i64,
+        mut keep: impl FnMut(&SeriesKey) -> bool,
+    ) -> Result<Selected, StorageError> {
+        let overlaps = |lo: i64, hi: i64| overlaps(from, until, lo, hi);
+        let mut selected = Selected::default();
         let mut reads: Vec<(Arc<LoadedBlock>, Vec<SeriesEntry>)> = Vec::new();
         {
             let state = self.inner.state.read().expect("state lock");
             for head in state.heads() {
                 for (key, uploads) in &head.series {
                     if keep(key) {
-                        found.extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
+                        selected.head.extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
                     }
                 }
             }
@@ -621,18 +678,16 @@ impl Store {
                 }
                 Err(e) => return Err(e.into()),
             };
-            for (entry, bytes) in entries.iter().zip(chunks) {
-                match block::decode_chunk(&entry.key, &bytes, entry.crc) {
-                    Ok(uploads) => {
-                        found.extend(uploads.into_iter().filter(|u| overlaps(u.meta.from, u.meta.until)).map(Arc::new))
-                    }
-                    Err(e) => {
-                        tracing::warn!(block = %block.meta.id, writer = %block.meta.writer, series = ?entry.key, error = %e, "skipping a damaged chunk")
-                    }
-                }
+            for (entry, bytes) in entries.into_iter().zip(chunks) {
+                selected.chunks.push(RawChunk {
+                    block: block.meta.id.clone(),
+                    writer: block.meta.writer.clone(),
+                    entry,
+                    bytes,
+                });
             }
         }
-        Ok(found)
+        Ok(selected)
     }
 
     /// Every series key, in the head or in a block.
@@ -825,7 +880,7 @@ async fn load_block(objects: &Arc<dyn ObjectStore>, meta_path: &ObjectPath) -> R
     let meta_bytes = objects.get(meta_path).await?.bytes().await?;
     let meta: BlockMeta =
         serde_json::from_slice(&meta_bytes).map_err(|e| CorruptBlock(format!("meta {meta_path}: {e}")))?;
-    if meta.version != block::VERSION {
+    if !block::READABLE.contains(&meta.version) {
         return Err(CorruptBlock(format!("block format version {}", meta.version)).into());
     }
     let (data, _) = block_paths(&meta.writer, &meta.id);
