@@ -177,14 +177,21 @@ pub fn ExplorePage() -> impl IntoView {
         })
     });
     let rewrite_url = move || {
-        let href = current.get_untracked().href();
+        // `try_`: a deferred rewrite may run after the page has changed.
+        let Some(href) = current.try_get_untracked().map(|s| s.href()) else { return };
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
         }
     };
     let on_search = move |ev: leptos::ev::Event| {
         search.set(event_target_value(&ev));
-        rewrite_url();
+        // After the repainted canvas is on screen: `replaceState` costs several milliseconds
+        // in Chromium, and a keystroke's highlight should not wait for it. Keystrokes typed
+        // in between each schedule one; the last one writes the final text.
+        #[cfg(feature = "hydrate")]
+        leptos::prelude::request_animation_frame(move || {
+            leptos::prelude::set_timeout(rewrite_url, std::time::Duration::ZERO)
+        });
     };
     let on_zoom = Callback::new(move |path: String| {
         zoom.set(path);
