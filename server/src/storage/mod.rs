@@ -25,6 +25,13 @@
 //!   series table) are listed and cached, and the listing is refreshed every
 //!   `--block-refresh`, so several Kiln servers on one bucket see each other's blocks
 //!   (though not each other's heads, until they are cut).
+//!   Series are picked by testing the cached series tables against the query's matchers,
+//!   not through a (label, value) → series postings index. Why: the tables are in memory
+//!   anyway; a query's cost is dominated by reading and merging chunks (milliseconds per
+//!   series), while testing one key is a few string compares (nanoseconds), and regular
+//!   expression matchers (`=~`, `!~`) would scan every value of the label even with postings.
+//!   A postings index pays off only with hundreds of thousands of series per block, which
+//!   per-series chunks would make costly first.
 //! - compaction: level-0 blocks of one writer starting in one finished `--compaction-window`
 //!   (an hour) are merged into one. The rule that keeps several writers safe on one bucket:
 //!   **a writer compacts and deletes only its own blocks** (they live under
