@@ -214,9 +214,8 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, StorageError>
     let selected = match &profile_type {
         Some(ty) => {
             store
-                .select_chunks(query.from, query.until, |key| {
-                    key.tenant == query.tenant && key.app == *app && key.profile_type == *ty && query.labels_match(key)
-                })
+                // `selects` checks tenant, app and labels; the type is the named or default one.
+                .select_chunks(query.from, query.until, |key| key.profile_type == *ty && query.selects(key))
                 .await?
         }
         None => Selected::default(),
