@@ -37,14 +37,13 @@ pub fn format_value(value: u64, units: &str) -> String {
 }
 
 fn format_duration_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    match ns {
+    match ns as f64 {
         n if n >= 3_600e9 => format!("{:.2} h", n / 3_600e9),
         n if n >= 60e9 => format!("{:.2} min", n / 60e9),
         n if n >= 1e9 => format!("{:.2} s", n / 1e9),
         n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
         n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
-        n => format!("{n} ns"),
+        _ => format!("{ns} ns"),
     }
 }
 

@@ -14,9 +14,13 @@ use leptos_router::{
 pub mod flame;
 pub mod format;
 pub mod pages;
+pub mod search;
 #[cfg(feature = "ssr")]
 pub mod source;
+pub mod sync_hydrate;
 pub mod theme;
+
+use sync_hydrate::SyncHydrate;
 
 pub use kiln_model as model;
 
@@ -60,11 +64,11 @@ pub fn App() -> impl IntoView {
                 <theme::ThemeToggle />
             </header>
             <main>
-                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=pages::home::HomePage ssr=SsrMode::Async />
-                    <Route path=StaticSegment("explore") view=pages::explore::ExplorePage ssr=SsrMode::Async />
-                    <Route path=StaticSegment("diff") view=pages::diff::DiffPage ssr=SsrMode::Async />
-                    <Route path=StaticSegment("open") view=pages::open::OpenPage />
+                <Routes fallback=|| SyncHydrate(view! { <p class="empty">"Page not found."</p> })>
+                    <Route path=StaticSegment("") view=|| SyncHydrate(view! { <pages::home::HomePage /> }) ssr=SsrMode::Async />
+                    <Route path=StaticSegment("explore") view=|| SyncHydrate(view! { <pages::explore::ExplorePage /> }) ssr=SsrMode::Async />
+                    <Route path=StaticSegment("diff") view=|| SyncHydrate(view! { <pages::diff::DiffPage /> }) ssr=SsrMode::Async />
+                    <Route path=StaticSegment("open") view=|| SyncHydrate(view! { <pages::open::OpenPage /> }) />
                 </Routes>
             </main>
         </Router>

@@ -28,12 +28,10 @@ pub enum Theme {
 /// Colours of what a flamegraph canvas draws around its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CanvasPalette {
-    /// Fill behind the frames (the panel colour of the stylesheet).
-    pub background: &'static str,
+    /// Fill behind the frames (the panel colour of the stylesheet), as RGB.
+    pub background: [u8; 3],
     /// Frame labels.
     pub text: &'static str,
-    /// Outline of the frame under the pointer.
-    pub hover: &'static str,
     /// Outline of the selected frame (the stylesheet's focus colour).
     pub selection: &'static str,
 }
@@ -66,12 +64,8 @@ impl Theme {
     /// The canvas colours of this theme.
     pub fn canvas(self) -> CanvasPalette {
         match self {
-            Theme::Light => {
-                CanvasPalette { background: "#ffffff", text: "#1b1b1b", hover: "#222222", selection: "#2563eb" }
-            }
-            Theme::Dark => {
-                CanvasPalette { background: "#1f1e1c", text: "#ecebe8", hover: "#f5f5f4", selection: "#60a5fa" }
-            }
+            Theme::Light => CanvasPalette { background: [0xff, 0xff, 0xff], text: "#1b1b1b", selection: "#2563eb" },
+            Theme::Dark => CanvasPalette { background: [0x1f, 0x1e, 0x1c], text: "#ecebe8", selection: "#60a5fa" },
         }
     }
 

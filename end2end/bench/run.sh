@@ -5,7 +5,8 @@
 # Needs `make build` first (target/release/kiln and target/site); builds nothing itself.
 # Usage: end2end/bench/run.sh [10k] [100k] [1m]        (default: 10k 100k)
 # Env: BENCH_DIR (generated profiles, speedscope, results; default end2end/.tools/bench),
-#      BENCH_REPS (zoom/search repetitions, default 5), CHROMIUM_PATH.
+#      BENCH_REPS (zoom/search repetitions, default 5), CHROMIUM_PATH,
+#      BENCH_SPEEDSCOPE=0 (Kiln alone: no speedscope run, no ratio).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -74,6 +75,8 @@ for p in "${profiles[@]}"; do
   echo "ingest $s: $(stat -c %s "$f") bytes folded ($(stat -c %s "$gz") gzipped), $(echo "$t1 - $t0" | bc) s"
 done
 
-node "$here/measure.mjs" --kiln "http://127.0.0.1:$port" --speedscope "$ss/node_modules/speedscope/dist/release" \
+speedscope_dir="$ss/node_modules/speedscope/dist/release"
+[ "${BENCH_SPEEDSCOPE:-1}" != 0 ] || speedscope_dir=""
+node "$here/measure.mjs" --kiln "http://127.0.0.1:$port" --speedscope "$speedscope_dir" \
   --reps "${BENCH_REPS:-5}" --out "$work/results.json" "${profiles[@]}"
 echo "details (breakdown, every sample): $work/results.json"

@@ -227,6 +227,13 @@ test("collapsing recursion merges repeated frames, conserves samples, and is kep
   await canvas.press("ArrowUp");
   await expect(selection).toHaveText(/^Selected total: total 30 samples/);
 
+  // The exports carry the collapse: the folded download is the collapsed profile.
+  const folded = page.getByRole("link", { name: "Folded" });
+  await expect(folded).toHaveAttribute("href", /collapse=walk/);
+  const exported = await page.request.get((await folded.getAttribute("href"))!);
+  expect((await exported.text()).split("\n").filter(Boolean).sort()).toEqual(["main;other 5", "main;walk 5", "main;walk;leaf 20"]);
+  await expect(page.getByRole("link", { name: "SVG" })).toHaveAttribute("href", /inverted=true/);
+
   // The link reproduces the collapsed view; the chip expands it again.
   await page.reload();
   await expect.poll(rows).toBe(4);
@@ -234,4 +241,37 @@ test("collapsing recursion merges repeated frames, conserves samples, and is kep
   await page.getByRole("button", { name: "Expand recursion of walk" }).click();
   await expect.poll(rows).toBe(6);
   await expect(page).not.toHaveURL(/collapse=/);
+});
+
+test("a search between slashes is a regular expression; a bad one says why", async ({ page }) => {
+  const canvas = await open(page, `query=${APP}.cpu`);
+  const search = page.getByLabel("Search functions");
+  // `^(parse|draw)$`: parse 30 + draw 60; a substring search for it would match nothing.
+  await search.fill("/^(PARSE|draw)$/");
+  await expect(page.locator(".flame-matched")).toHaveText("Matched 90 samples of 100 samples (90.0%)");
+  await expect(page.locator("table.top-table tbody td.name")).toHaveText(["draw", "parse"]);
+  // parse (row 2, 10%..40%) is drawn in the search hue, a purple where blue and red outweigh
+  // green; main above it, not a match, is dimmed to a grey.
+  const [r, g, b] = await pixel(canvas, 0.25, 2 * ROW + ROW / 2);
+  expect(b, "parse drawn in the search hue").toBeGreaterThan(g);
+  expect(r).toBeGreaterThan(g);
+
+  await search.fill("/parse(/");
+  await expect(page.locator(".flame-matched")).toContainText("Not a valid regular expression");
+  await expect(page.locator("table.top-table tbody tr")).toHaveCount(0);
+  await search.fill("");
+  await expect(page.locator(".flame-matched")).toHaveText("");
+  // main, idle, parse, tokenize, render, draw.
+  await expect(page.locator("table.top-table tbody tr")).toHaveCount(6);
+});
+
+test("double-click focuses the frame under the pointer", async ({ page }) => {
+  const canvas = await open(page, `query=${APP}.cpu`);
+  const box = (await canvas.boundingBox())!;
+  // Row 3, right part: draw (under render, the right 60%).
+  await canvas.dblclick({ position: { x: box.width * 0.8, y: 3 * ROW + ROW / 2 } });
+  await expect(page.locator(".breadcrumb button.current")).toHaveText("draw");
+  await expect(page).toHaveURL(/zoom=main%3Brender%3Bdraw/);
+  const selected = await page.evaluate(() => window.getSelection()?.toString() ?? "");
+  expect(selected).toBe("");
 });

@@ -244,6 +244,25 @@ async fn max_nodes_keeps_the_largest_and_conserves_totals() {
 }
 
 #[tokio::test]
+async fn collapse_merges_the_named_recursion_in_every_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    post(&app, "/ingest?name=rec.cpu", "main;walk;walk;walk;leaf 20\nmain;walk 5\nmain;parse;parse 4\n").await;
+    let (_, folded) = get(&app, "/render?query=rec.cpu&format=folded&collapse=walk").await;
+    assert_eq!(multiset(&folded), multiset("main;walk;leaf 20\nmain;walk 5\nmain;parse;parse 4\n"));
+    let (_, both) = get(&app, "/render?query=rec.cpu&format=folded&collapse=walk%3Bparse").await;
+    assert_eq!(multiset(&both), multiset("main;walk;leaf 20\nmain;walk 5\nmain;parse 4\n"));
+    // Empty or unknown names change nothing; the total is kept either way.
+    let (_, same) = get(&app, "/render?query=rec.cpu&format=folded&collapse=%3Bnone").await;
+    assert_eq!(multiset(&same), multiset("main;walk;walk;walk;leaf 20\nmain;walk 5\nmain;parse;parse 4\n"));
+    let json = get_json(&app, "/render?query=rec.cpu&collapse=walk").await;
+    assert_eq!(json["flamebearer"]["numTicks"], 29);
+    let (status, svg) = get(&app, "/render?query=rec.cpu&format=svg&collapse=walk&inverted=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_well_formed(&svg);
+}
+
+#[tokio::test]
 async fn queries_over_several_series_select_only_what_they_name() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;

@@ -14,6 +14,7 @@ pub mod folded;
 pub mod layout;
 pub mod navigate;
 pub mod palette;
+pub mod raster;
 pub mod recursion;
 pub mod sandwich;
 pub mod search;

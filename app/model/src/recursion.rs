@@ -13,6 +13,12 @@
 
 use crate::tree::{CallTree, FlatTree, NodeId, ROOT};
 
+/// The functions named in a `collapse` list, `;`-separated like a stack (`parse;walk`), as the
+/// viewer keeps them in its URL and `/render` takes them.
+pub fn collapse_list(value: &str) -> Vec<&str> {
+    value.split(';').filter(|name| !name.is_empty()).collect()
+}
+
 /// `tree` with each run of consecutive frames of a function for which `collapses` is true
 /// merged into its outermost frame. The root never merges with a frame of the same name.
 pub fn collapse_recursion(tree: &FlatTree, collapses: impl Fn(&str) -> bool) -> FlatTree {

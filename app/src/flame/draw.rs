@@ -1,13 +1,18 @@
 //! Drawing laid-out frames on the canvas.
 
+use std::cell::RefCell;
+
 use kiln_model::NodeId;
 use kiln_model::layout::{FrameRect, diff_color, visible_frames};
 use kiln_model::navigate::frame_rect;
 use kiln_model::palette::{ColourMode, heat_color};
+use kiln_model::raster::{Pixmap, hsl_to_rgb};
 use leptos::prelude::{GetUntracked, LocalStorage, RwSignal, Set, StoredValue};
-use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ResizeObserver, ResizeObserverEntry};
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{
+    CanvasRenderingContext2d, ContextAttributes2d, HtmlCanvasElement, ImageData, ResizeObserver, ResizeObserverEntry,
+};
 
 use super::{Loaded, ROW_HEIGHT};
 use crate::theme::Theme;
@@ -26,15 +31,6 @@ pub struct Look {
     pub colour: ColourMode,
     /// Light or dark: the background, the text and the frame colours follow it.
     pub theme: Theme,
-}
-
-/// The frames the pointer and the keyboard point at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Marked {
-    /// Under the pointer: drawn highlighted.
-    pub hovered: Option<NodeId>,
-    /// The keyboard's selection: drawn outlined.
-    pub selected: Option<NodeId>,
 }
 
 /// A ResizeObserver and its callback, which must live as long as the observation.
@@ -79,11 +75,10 @@ pub fn draw(
     css_width: f64,
     data: &Loaded,
     focus: NodeId,
-    marked: Marked,
+    selected: Option<NodeId>,
     matches: Option<&[bool]>,
     look: Look,
 ) -> Vec<FrameRect> {
-    let Marked { hovered, selected } = marked;
     let Look { bottom_up, colour, theme } = look;
     let palette = theme.canvas();
     let window = web_sys::window().expect("a window");
@@ -100,14 +95,10 @@ pub fn draw(
         canvas.set_height(pixel_height);
         let _ = canvas.set_attribute("style", &format!("height: {height}px"));
     }
-    let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
-    else {
+    let Some(ctx) = context(canvas) else {
         return Vec::new();
     };
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
-    // A filled background, not a transparent one: the theme shows in PNG exports too.
-    ctx.set_fill_style_str(palette.background);
-    ctx.fill_rect(0.0, 0.0, width, height);
     ctx.set_font(FONT);
     ctx.set_text_baseline("middle");
     let char_width = ctx.measure_text("0").map(|m| m.width()).unwrap_or(7.0).max(1.0);
@@ -117,30 +108,43 @@ pub fn draw(
     let max_depth = data.geometry.max_depth;
     let y_of = |rect: &FrameRect| f64::from(if bottom_up { max_depth - rect.depth } else { rect.depth }) * ROW_HEIGHT;
 
-    // Fill by colour: each distinct colour crosses into JS once per redraw, not once per frame
-    // (a colour string per rectangle was the largest cost of a redraw).
-    let mut by_colour: Vec<(u32, usize)> = rects
-        .iter()
-        .enumerate()
-        .map(|(i, rect)| {
+    // The background (filled, not transparent: the theme shows in PNG exports too) and every
+    // frame go to the canvas as one image; see `kiln_model::raster`.
+    let row_top = |css_y: f64| (css_y * ratio).round() as u32;
+    PIXMAP.with_borrow_mut(|pixmap| {
+        pixmap.reset(pixel_width, pixel_height, palette.background);
+        // A redraw uses few distinct colours: each is converted once, remembered in a small
+        // direct-mapped table keyed by the packed colour.
+        let mut converted = [(u32::MAX, [0u8; 3]); 64];
+        for rect in &rects {
             let (hue, sat, light) = theme.frame(match rect.node {
                 None => AGGREGATE,
                 Some(node) => colour_of(data, node, matches, rect.depth < focus_depth, colour),
             });
-            ((u32::from(hue) << 16) | (u32::from(sat) << 8) | u32::from(light), i)
-        })
-        .collect();
-    by_colour.sort_unstable();
-    let mut current = u32::MAX;
-    for &(key, i) in &by_colour {
-        if key != current {
-            current = key;
-            ctx.set_fill_style_str(&format!("hsl({} {}% {}%)", key >> 16, (key >> 8) & 0xff, key & 0xff));
+            let key = (u32::from(hue) << 16) | (u32::from(sat) << 8) | u32::from(light);
+            let slot = &mut converted[(key.wrapping_mul(0x9E37_79B1) >> 26) as usize];
+            if slot.0 != key {
+                *slot = (key, hsl_to_rgb((hue, sat, light)));
+            }
+            let rgb = slot.1;
+            // A frame leaves a gap on its right, so that neighbours stay apart.
+            let inset = if rect.node.is_some() { 0.5 } else { 0.0 };
+            let x = rect.x * ratio;
+            let right = x + (rect.width - inset).max(0.5) * ratio;
+            pixmap.fill_line(row_top(y_of(rect)), x, right, rgb);
         }
-        let rect = &rects[i];
-        let inset = if rect.node.is_some() { 0.5 } else { 0.0 };
-        ctx.fill_rect(rect.x, y_of(rect), (rect.width - inset).max(0.5), ROW_HEIGHT - 1.0);
-    }
+        // Each row's first line, copied down over the row (one line of the row height is the
+        // gap between rows).
+        for row in 0..=max_depth {
+            let top = f64::from(row) * ROW_HEIGHT;
+            pixmap.copy_line_down(row_top(top), row_top(top + ROW_HEIGHT - 1.0));
+        }
+        if let Ok(image) =
+            ImageData::new_with_u8_clamped_array_and_sh(Clamped(pixmap.data()), pixmap.width(), pixmap.height())
+        {
+            let _ = ctx.put_image_data(&image, 0.0, 0.0);
+        }
+    });
 
     ctx.set_fill_style_str(palette.text);
     for rect in &rects {
@@ -148,10 +152,6 @@ pub fn draw(
         if let Some(label) = fit_label(data.tree.name_of(node), rect.width - 2.0 * TEXT_PAD, char_width) {
             let _ = ctx.fill_text(&label, rect.x + TEXT_PAD, y_of(rect) + ROW_HEIGHT / 2.0);
         }
-    }
-    if let Some(rect) = hovered.and_then(|h| rects.iter().find(|r| r.node == Some(h))) {
-        ctx.set_stroke_style_str(palette.hover);
-        ctx.stroke_rect(rect.x + 0.5, y_of(rect) + 0.5, (rect.width - 1.5).max(0.5), ROW_HEIGHT - 2.0);
     }
     // The selection may be narrower than a pixel (inside an aggregate): outline it anyway.
     if let Some(rect) = selected.and_then(|s| frame_rect(&data.tree, &data.geometry, focus, width, s)) {
@@ -161,6 +161,20 @@ pub fn draw(
         ctx.set_line_width(1.0);
     }
     rects
+}
+
+/// The canvas's 2D context, opaque: every redraw fills the background first, and an opaque
+/// canvas is composited without blending. Only the first `getContext` call's options count,
+/// and this is the first.
+fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
+    let options = ContextAttributes2d::new();
+    options.set_alpha(false);
+    canvas.get_context_with_context_options("2d", &options).ok().flatten()?.dyn_into().ok()
+}
+
+thread_local! {
+    /// The frames' image, kept between redraws so that its buffer is allocated once.
+    static PIXMAP: RefCell<Pixmap> = RefCell::new(Pixmap::default());
 }
 
 /// Blocks of frames each narrower than a pixel.

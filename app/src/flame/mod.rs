@@ -18,11 +18,13 @@ use std::time::Duration;
 use kiln_model::layout::{FrameRect, Geometry, frame_color, hit_test, parent_focus};
 use kiln_model::navigate::{self, frame_rect, in_view};
 use kiln_model::palette::ColourMode;
-use kiln_model::search::{lowercase_names, matched_total, matches_in};
+use kiln_model::search::{lowercase_names, matched_total_preorder};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
 use crate::format::{format_value, percent};
+use crate::search::NameSearch;
+use crate::sync_hydrate::IntoAnySync;
 use crate::theme::use_theme;
 use draw::Look;
 
@@ -185,20 +187,48 @@ pub fn FlameGraph(
     });
 
     // Per-name match flags, recomputed only when the tree or the search changes.
+    let parsed_search = Memo::new(move |_| NameSearch::parse(&search.get()));
     let matches = Memo::new(move |_| {
-        let needle = search.get();
-        data.with(|d| d.as_ref().map(|d| matches_in(&d.lowercase_names, &needle)).filter(|m| m.contains(&true)))
+        parsed_search.with(|s| {
+            data.with(|d| {
+                d.as_ref()
+                    .filter(|_| s.is_on())
+                    .map(|d| s.flags(&d.tree.names, &d.lowercase_names))
+                    .filter(|m| m.contains(&true))
+            })
+        })
     });
-    let matched = move || {
-        let flags = matches.get()?;
-        let d = data.get()?;
-        let total = matched_total(&d.tree, &flags);
-        Some(format!(
-            "Matched {} of {} ({})",
-            format_value(total, &d.units),
-            format_value(d.tree.total(), &d.units),
-            percent(total, d.tree.total())
-        ))
+    // What the matches hold, summed over the whole tree: a walk over every node, so it runs
+    // once the highlighted frames are on screen, as the table's filtering does.
+    let matched_summary = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        matches.track();
+        data.track();
+        request_animation_frame(move || {
+            set_timeout(
+                move || {
+                    let summary = matches.try_with_untracked(|flags| {
+                        let d = data.get_untracked()?;
+                        let total = matched_total_preorder(&d.tree, &d.geometry.subtree_end, flags.as_ref()?);
+                        Some(format!(
+                            "Matched {} of {} ({})",
+                            format_value(total, &d.units),
+                            format_value(d.tree.total(), &d.units),
+                            percent(total, d.tree.total())
+                        ))
+                    });
+                    // `None`: the component is gone (the page changed) while this waited.
+                    if let Some(summary) = summary {
+                        matched_summary.try_set(summary);
+                    }
+                },
+                Duration::ZERO,
+            )
+        });
+    });
+    let matched = move || match parsed_search.with(|s| s.error().map(str::to_string)) {
+        Some(reason) => Some(format!("Not a valid regular expression: {reason}")),
+        None => matched_summary.get(),
     };
 
     let max_row = move || data.with(|d| d.as_ref().map_or(0, |d| d.geometry.max_depth));
@@ -206,13 +236,9 @@ pub fn FlameGraph(
         let (Some(d), Some(canvas)) = (data.get(), canvas_ref.get()) else {
             return;
         };
-        let hovered = hover.get().and_then(|h| h.node);
         let look = Look { bottom_up, colour: colour.get(), theme: theme.get() };
         let width = canvas_width.get();
-        let drawn = matches.with(|m| {
-            let marked = draw::Marked { hovered, selected: selected.get() };
-            draw::draw(&canvas, width, &d, focus.get(), marked, m.as_deref(), look)
-        });
+        let drawn = matches.with(|m| draw::draw(&canvas, width, &d, focus.get(), selected.get(), m.as_deref(), look));
         rects.set_value(drawn);
     });
 
@@ -232,6 +258,15 @@ pub fn FlameGraph(
     let on_click = move |ev: leptos::ev::MouseEvent| {
         menu.set(None);
         keyboard.set(false);
+        if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
+            zoom_into(node);
+        }
+    };
+    // Double-click focuses, as Enter does: the frame under the pointer becomes the zoom. Its
+    // first click has zoomed there already (the frame now spans its row, under the pointer),
+    // so this settles on the same frame rather than on whatever the second click hits.
+    let on_double_click = move |ev: leptos::ev::MouseEvent| {
+        menu.set(None);
         if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
             zoom_into(node);
         }
@@ -283,6 +318,27 @@ pub fn FlameGraph(
         data.with(|d| d.as_ref().is_some_and(|d| in_view(&d.geometry, focus.get(), node))).then_some(node)
     };
 
+    // The frame under the pointer, outlined by an element over the canvas rather than on it:
+    // moving the pointer from frame to frame then costs no redraw.
+    let hovered = Memo::new(move |_| hover.with(|h| h.and_then(|h| h.node)));
+    let hover_outline = move || {
+        let node = hovered.get()?;
+        let width = canvas_width.get();
+        let style = data.with(|d| {
+            let d = d.as_ref()?;
+            let rect = frame_rect(&d.tree, &d.geometry, focus.get(), width, node)?;
+            let row = if bottom_up { d.geometry.max_depth - rect.depth } else { rect.depth };
+            Some(format!(
+                "left: {:.2}px; top: {}px; width: {:.2}px; height: {}px",
+                rect.x,
+                f64::from(row) * ROW_HEIGHT,
+                (rect.width - 0.5).max(1.0),
+                ROW_HEIGHT - 1.0
+            ))
+        })?;
+        Some(view! { <div class="flame-hover" style=style></div> })
+    };
+
     // The hovered frame's details by the pointer; else the keyboard's selection's, by its frame.
     let tooltip = move || {
         let d = data.get()?;
@@ -306,9 +362,11 @@ pub fn FlameGraph(
                     <div class="tip-name">{name}</div>
                     {rows.into_iter().map(|row| view! { <div class="tip-row">{row}</div> }).collect_view()}
                 }
-                .into_any()
+                .into_any_sync()
             }
-            None => view! { <div class="tip-name">"Many small frames: click their parent to zoom in"</div> }.into_any(),
+            None => {
+                view! { <div class="tip-name">"Many small frames: click their parent to zoom in"</div> }.into_any_sync()
+            }
         };
         Some(view! { <div class="flame-tooltip" role="tooltip" style=style>{body}</div> })
     };
@@ -446,12 +504,20 @@ pub fn FlameGraph(
                     aria-label=label
                     aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter = - Escape"
                     on:click=on_click
+                    on:dblclick=on_double_click
+                    on:mousedown=|ev: leptos::ev::MouseEvent| {
+                        // A double-click zooms; it should not also select the page's text.
+                        if ev.detail() > 1 {
+                            ev.prevent_default();
+                        }
+                    }
                     on:mousemove=on_move
                     on:mouseleave=move |_| hover.set(None)
                     on:contextmenu=on_menu
                     on:keydown=on_canvas_key
                     on:blur=move |_| keyboard.set(false)
                 ></canvas>
+                {hover_outline}
                 {tooltip}
                 {context_menu}
             </div>

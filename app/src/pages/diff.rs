@@ -13,6 +13,7 @@ use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::format_value;
 use crate::pages::explore::explore_summary;
 use crate::pages::explore::timeline::Timeline;
+use crate::sync_hydrate::IntoAnySync;
 
 /// The two sides, as the URL carries them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,9 +176,9 @@ pub fn DiffPage() -> impl IntoView {
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
                         match table.await {
-                            Ok(Some(table)) => view! { <ComparisonTable table /> }.into_any(),
-                            Ok(None) => ().into_any(),
-                            Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                            Ok(Some(table)) => view! { <ComparisonTable table /> }.into_any_sync(),
+                            Ok(None) => ().into_any_sync(),
+                            Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
                         }
                     })}
                 </Suspense>

@@ -4,6 +4,8 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::format::{encode_query_value, format_unix_time};
+use crate::search::NameSearch;
+use crate::sync_hydrate::IntoAnySync;
 
 /// One application on the home page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,9 +61,9 @@ pub fn HomePage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match home.await {
-                        Ok(home) if home.apps.is_empty() => view! { <EmptyState address=home.address /> }.into_any(),
-                        Ok(home) => view! { <AppList apps=home.apps filter /> }.into_any(),
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                        Ok(home) if home.apps.is_empty() => view! { <EmptyState address=home.address /> }.into_any_sync(),
+                        Ok(home) => view! { <AppList apps=home.apps filter /> }.into_any_sync(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
                     }
                 })}
             </Suspense>
@@ -72,9 +74,10 @@ pub fn HomePage() -> impl IntoView {
 #[component]
 fn AppList(apps: Vec<AppSummary>, filter: RwSignal<String>) -> impl IntoView {
     let rows = move || {
-        let needle = filter.get().trim().to_lowercase();
-        apps.iter()
-            .filter(|app| needle.is_empty() || app.name.to_lowercase().contains(&needle))
+        let search = filter.with(|f| NameSearch::parse(f));
+        search
+            .filter(&apps, |app| &app.name)
+            .into_iter()
             .map(|app| {
                 let href = format!("/explore?query={}", encode_query_value(&app.name));
                 let types = app

@@ -15,6 +15,8 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
+use crate::search::NameSearch;
+use crate::sync_hydrate::IntoAnySync;
 
 /// Reads `file` and turns it into a tree, locally when it is folded text or speedscope JSON.
 async fn load(file: web_sys::File) -> Result<(kiln_model::FlatTree, String), String> {
@@ -82,11 +84,12 @@ pub fn OpenPage() -> impl IntoView {
     let table = move || {
         let data = loaded.get()?;
         let units = data.units.clone();
-        let needle = search.get().to_lowercase();
-        let rows = top_table(&data.tree)
+        let search = search.with(|s| NameSearch::parse(s));
+        let rows = search
+            .filter(&top_table(&data.tree), |r| &r.name)
             .into_iter()
-            .filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle))
             .take(2000)
+            .cloned()
             .map(|row| {
                 view! {
                     <tr>
@@ -199,8 +202,8 @@ fn UploadForm(loaded: RwSignal<Option<Arc<Loaded>>>, file_name: RwSignal<String>
                 result
                     .get()
                     .map(|r| match r {
-                        Ok(href) => view! { <a class="uploaded" href=href>"Uploaded: open it in the explorer"</a> }.into_any(),
-                        Err(e) => view! { <span class="error">{e}</span> }.into_any(),
+                        Ok(href) => view! { <a class="uploaded" href=href>"Uploaded: open it in the explorer"</a> }.into_any_sync(),
+                        Err(e) => view! { <span class="error">{e}</span> }.into_any_sync(),
                     })
             }}
         </form>

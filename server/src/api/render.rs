@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
+use kiln_model::recursion::{collapse_list, collapse_recursion};
 use kiln_model::{codec, diff, flamebearer, folded, truncate};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,6 +28,8 @@ pub struct RenderParams {
     format: Option<String>,
     #[serde(rename = "maxNodes", alias = "max-nodes")]
     max_nodes: Option<String>,
+    /// Functions whose direct recursion is collapsed, `;`-separated (as the viewer's URL has it).
+    collapse: Option<String>,
     #[serde(flatten)]
     svg: SvgParams,
 }
@@ -143,6 +146,10 @@ pub async fn render(
     let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
     let mut merged = query::merge(&state.store, &query).await?;
+    let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
+    if !collapse.is_empty() {
+        merged.tree = collapse_recursion(&merged.tree, |name| collapse.contains(&name));
+    }
     if let Some(limit) = max_nodes {
         merged.tree = truncate::max_nodes(&merged.tree, limit);
     }

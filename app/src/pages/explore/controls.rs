@@ -208,12 +208,20 @@ pub fn LabelFilter(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
 pub fn Exports(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
     let link = move |format: &'static str, label: &'static str, file: &'static str| {
         let s = state.get();
-        let href = format!(
+        let mut href = format!(
             "/render?format={format}&query={}&from={}&until={}",
             encode_query_value(&s.query),
             encode_query_value(&s.from),
             encode_query_value(&s.until)
         );
+        // What is exported matches what is shown: the same recursion collapsed and, for the
+        // SVG, the same orientation (inferno draws root at the bottom unless inverted).
+        if !s.collapse.is_empty() {
+            href.push_str(&format!("&collapse={}", encode_query_value(&s.collapse)));
+        }
+        if format == "svg" && s.orient != "flame" {
+            href.push_str("&inverted=true");
+        }
         view! {
             <a class="export" href=href download=file>
                 {label}

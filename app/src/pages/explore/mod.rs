@@ -8,7 +8,7 @@ pub mod timeline;
 use std::sync::Arc;
 
 use kiln_model::palette::ColourMode;
-use kiln_model::recursion::{collapse_path, collapse_recursion};
+use kiln_model::recursion::{collapse_list, collapse_path, collapse_recursion};
 use kiln_model::sandwich;
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
+use crate::sync_hydrate::IntoAnySync;
 use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
 use table::TopTableView;
 use timeline::{Timeline, TimelineData};
@@ -208,7 +209,7 @@ pub fn ExplorePage() -> impl IntoView {
     Effect::new(move |_| {
         let names = collapse.get();
         let next = loaded.get().map(|tree| {
-            let chosen = collapsed_names(&names);
+            let chosen = collapse_list(&names);
             if chosen.is_empty() {
                 return tree;
             }
@@ -218,8 +219,7 @@ pub fn ExplorePage() -> impl IntoView {
         shown.set(next);
     });
     let on_collapse = Callback::new(move |function: String| {
-        let mut chosen: Vec<String> =
-            collapsed_names(&collapse.get_untracked()).into_iter().map(String::from).collect();
+        let mut chosen: Vec<String> = collapse_list(&collapse.get_untracked()).into_iter().map(String::from).collect();
         if chosen.contains(&function) {
             return;
         }
@@ -233,14 +233,14 @@ pub fn ExplorePage() -> impl IntoView {
     });
     let collapsed_chips = move || {
         let names = collapse.get();
-        collapsed_names(&names)
+        collapse_list(&names)
             .into_iter()
             .map(|name| {
                 let aria = format!("Expand recursion of {name}");
                 let text = format!("{name}: recursion collapsed ×");
                 let name = name.to_string();
                 let expand = move |_| {
-                    let rest: Vec<String> = collapsed_names(&collapse.get_untracked())
+                    let rest: Vec<String> = collapse_list(&collapse.get_untracked())
                         .into_iter()
                         .filter(|n| *n != name)
                         .map(String::from)
@@ -270,10 +270,9 @@ pub fn ExplorePage() -> impl IntoView {
     let body = move || {
         let s = state.get();
         match s.view.as_str() {
-            "table" => ().into_any(),
-            "sandwich" => {
-                view! { <SandwichView loaded=shown function=s.function.clone() search colour=colour_mode /> }.into_any()
-            }
+            "table" => ().into_any_sync(),
+            "sandwich" => view! { <SandwichView loaded=shown function=s.function.clone() search colour=colour_mode /> }
+                .into_any_sync(),
             _ => view! {
                 <FlameGraph
                     data=shown
@@ -286,7 +285,7 @@ pub fn ExplorePage() -> impl IntoView {
                     on_zoom
                 />
             }
-            .into_any(),
+            .into_any_sync(),
         }
     };
 
@@ -301,7 +300,8 @@ pub fn ExplorePage() -> impl IntoView {
                     <input
                         id="search"
                         type="search"
-                        placeholder="function name  ( / )"
+                        placeholder="function, or /regex/  ( / )"
+                        title="Text matches any part of a name, in any case; /pattern/ is a regular expression"
                         aria-label="Search functions"
                         prop:value=move || search.get()
                         on:input=on_search
@@ -333,9 +333,9 @@ pub fn ExplorePage() -> impl IntoView {
                                     {format!("{} in total", format_value(summary.total, &summary.units))}
                                 </p>
                             }
-                                .into_any()
+                                .into_any_sync()
                         }
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
                     }
                 })}
             </Suspense>
@@ -353,10 +353,6 @@ pub fn ExplorePage() -> impl IntoView {
 }
 
 /// The functions named in the URL's `collapse` value.
-fn collapsed_names(value: &str) -> Vec<&str> {
-    value.split(';').filter(|name| !name.is_empty()).collect()
-}
-
 /// Callers of a function above (root at the bottom, growing up), its callees below.
 #[component]
 fn SandwichView(
@@ -418,7 +414,7 @@ fn KeyboardHelp() -> impl IntoView {
                 <h2>"Keyboard"</h2>
                 <dl>
                     <dt>"/"</dt>
-                    <dd>"search"</dd>
+                    <dd>"search: text matches any part of a name; /pattern/ is a regular expression"</dd>
                     <dt>"click"</dt>
                     <dd>"select and zoom into a frame"</dd>
                     <dt>"Tab"</dt>
@@ -462,7 +458,7 @@ mod tests {
             s.collapse = "walk;parse".into();
         });
         assert_eq!(state.href(), "/explore?query=app.cpu&from=now-1h&until=now&colour=self&collapse=walk%3Bparse");
-        assert_eq!(collapsed_names(&state.collapse), ["walk", "parse"]);
-        assert!(collapsed_names("").is_empty());
+        assert_eq!(collapse_list(&state.collapse), ["walk", "parse"]);
+        assert!(collapse_list("").is_empty());
     }
 }

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 
 use super::{ExploreState, QuerySummary};
 use crate::format::{format_value, percent};
+use crate::search::NameSearch;
 
 /// Rows shown until "Show all" is pressed: inserting and laying out the server's 2000 rows
 /// took longer than a frame, and the first few hundred are the ones read.
@@ -71,9 +72,8 @@ pub fn TopTableView(
     // Rows are keyed by name: a keystroke in the search or a new sort only moves, removes or
     // inserts rows, it never rebuilds the ones that stay.
     let matching = Memo::new(move |_| {
-        let needle = filter.get().trim().to_lowercase();
-        let mut shown: Vec<_> =
-            rows.iter().filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle)).cloned().collect();
+        let search = filter.with(|f| NameSearch::parse(f));
+        let mut shown: Vec<TopRow> = search.filter(&rows, |r| &r.name).into_iter().cloned().collect();
         let (by, desc) = sort.get();
         shown.sort_by(|a, b| {
             let order = match by {
