@@ -255,6 +255,11 @@ test("a search between slashes is a regular expression; a bad one says why", asy
   const [r, g, b] = await pixel(canvas, 0.25, 2 * ROW + ROW / 2);
   expect(b, "parse drawn in the search hue").toBeGreaterThan(g);
   expect(r).toBeGreaterThan(g);
+  // The pattern is kept in the URL; the server filters the table with it on a reload.
+  await expect(page).toHaveURL(/search=[^&]*PARSE[^&]*draw/);
+  await page.reload();
+  await expect(page.locator(".flame-matched")).toHaveText("Matched 90 samples of 100 samples (90.0%)");
+  await expect(page.locator("table.top-table tbody td.name")).toHaveText(["draw", "parse"]);
 
   await search.fill("/parse(/");
   await expect(page.locator(".flame-matched")).toContainText("Not a valid regular expression");
