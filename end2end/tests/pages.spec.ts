@@ -37,6 +37,14 @@ test("the diff page shows what grew and what shrank", async ({ page, request }) 
   expect(r1).toBeGreaterThan(g1);
   const [r2, g2] = await pixel(box.width * 0.1);
   expect(g2).toBeGreaterThan(r2);
+
+  // The search filters the table and marks the frames of all three graphs; a link keeps it.
+  await page.getByLabel("Search functions").fill("/^PARS/");
+  await expect(page.locator(".diff-table td.name")).toHaveText(["parse"]);
+  await expect(page.locator(".flame-matched")).toHaveText([/^Matched/, /^Matched/, /^Matched/]);
+  await expect(page).toHaveURL(/search=%2F%5EPARS%2F/);
+  await page.reload();
+  await expect(page.locator(".diff-table td.name")).toHaveText(["parse"]);
 });
 
 test("a mismatched comparison explains itself", async ({ request }) => {

@@ -13,6 +13,7 @@ use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::format_value;
 use crate::pages::explore::explore_summary;
 use crate::pages::explore::timeline::Timeline;
+use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 
 /// The two sides, as the URL carries them.
@@ -158,7 +159,16 @@ pub fn DiffPage() -> impl IntoView {
             }
         });
     });
-    let no_search = Signal::derive(String::new);
+    // The search is the page's own state, kept in the URL like the sides are (a link
+    // reproduces it); the form's submission starts a new comparison without it.
+    let search = RwSignal::new(params.read_untracked().get("search").unwrap_or_default());
+    let on_search = move |ev: leptos::ev::Event| {
+        search.set(event_target_value(&ev));
+        #[cfg(feature = "hydrate")]
+        leptos::prelude::request_animation_frame(move || {
+            leptos::prelude::set_timeout(move || keep_search_in_url(search), std::time::Duration::ZERO)
+        });
+    };
 
     view! {
         <section class="diff">
@@ -172,11 +182,21 @@ pub fn DiffPage() -> impl IntoView {
                     <span class="swatch shrank"></span>
                     "shrank (share of each side's total)"
                 </p>
-                <FlameGraph data=compared search=no_search label="Comparison flamegraph; the table lists the changes" />
+                <label class="search">
+                    <span>"Search"</span>
+                    <input
+                        type="search"
+                        placeholder="function, or /regex/"
+                        aria-label="Search functions"
+                        prop:value=move || search.get()
+                        on:input=on_search
+                    />
+                </label>
+                <FlameGraph data=compared search label="Comparison flamegraph; the table lists the changes" />
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
                         match table.await {
-                            Ok(Some(table)) => view! { <ComparisonTable table /> }.into_any_sync(),
+                            Ok(Some(table)) => view! { <ComparisonTable table search /> }.into_any_sync(),
                             Ok(None) => ().into_any_sync(),
                             Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
                         }
@@ -190,7 +210,7 @@ pub fn DiffPage() -> impl IntoView {
                                 left_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
                             })}
                         </Suspense>
-                        <FlameGraph data=left search=no_search label="Baseline flamegraph" />
+                        <FlameGraph data=left search label="Baseline flamegraph" />
                     </div>
                     <div>
                         <h2>"Comparison"</h2>
@@ -199,7 +219,7 @@ pub fn DiffPage() -> impl IntoView {
                                 right_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
                             })}
                         </Suspense>
-                        <FlameGraph data=right search=no_search label="Comparison side flamegraph" />
+                        <FlameGraph data=right search label="Comparison side flamegraph" />
                     </div>
                 </div>
             </Show>
@@ -237,30 +257,51 @@ fn DiffForm(state: Memo<DiffState>) -> impl IntoView {
     }
 }
 
+/// Writes the search into the page's URL in place (no navigation, no history entry).
+#[cfg(feature = "hydrate")]
+fn keep_search_in_url(search: RwSignal<String>) {
+    // `try_`: the page may have changed while this waited for the paint.
+    let Some(text) = search.try_get_untracked() else { return };
+    let Some(window) = web_sys::window() else { return };
+    let Ok(url) = window.location().href().and_then(|href| web_sys::Url::new(&href)) else { return };
+    if text.is_empty() {
+        url.search_params().delete("search");
+    } else {
+        url.search_params().set("search", &text);
+    }
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url.href()));
+    }
+}
+
 #[component]
-fn ComparisonTable(table: Comparison) -> impl IntoView {
-    let rows = table
-        .rows
-        .iter()
-        .map(|row| {
-            let change = row.change(&table);
-            let class = if change > 0.005 {
-                "grew"
-            } else if change < -0.005 {
-                "shrank"
-            } else {
-                "same"
-            };
-            view! {
-                <tr class=class>
-                    <td class="name">{row.name.clone()}</td>
-                    <td class="num">{format!("{} ({:.2}%)", format_value(row.left, &table.units), share(row.left, table.left_ticks))}</td>
-                    <td class="num">{format!("{} ({:.2}%)", format_value(row.right, &table.units), share(row.right, table.right_ticks))}</td>
-                    <td class="num change">{format!("{change:+.2}")}</td>
-                </tr>
-            }
-        })
-        .collect_view();
+fn ComparisonTable(table: Comparison, search: RwSignal<String>) -> impl IntoView {
+    let table = Arc::new(table);
+    let rows = move || {
+        let filter = search.with(|s| NameSearch::parse(s));
+        filter
+            .filter(&table.rows, |r| &r.name)
+            .into_iter()
+            .map(|row| {
+                let change = row.change(&table);
+                let class = if change > 0.005 {
+                    "grew"
+                } else if change < -0.005 {
+                    "shrank"
+                } else {
+                    "same"
+                };
+                view! {
+                    <tr class=class>
+                        <td class="name">{row.name.clone()}</td>
+                        <td class="num">{format!("{} ({:.2}%)", format_value(row.left, &table.units), share(row.left, table.left_ticks))}</td>
+                        <td class="num">{format!("{} ({:.2}%)", format_value(row.right, &table.units), share(row.right, table.right_ticks))}</td>
+                        <td class="num change">{format!("{change:+.2}")}</td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
     view! {
         <table class="top-table diff-table">
             <caption>"Functions by change in share of the profile (percentage points)"</caption>
