@@ -24,6 +24,13 @@ use sync_hydrate::SyncHydrate;
 
 pub use kiln_model as model;
 
+/// Runs `f` once the next frame is on screen: after the coming animation frame, in a task of
+/// its own. Work that a change sets off but that frame does not need (a URL rewrite, the
+/// table's filtering, a sum over the whole tree) waits here, so that the frame is not late.
+pub fn after_paint(f: impl FnOnce() + 'static) {
+    request_animation_frame(move || set_timeout(f, std::time::Duration::ZERO));
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

@@ -7,6 +7,47 @@
 //! native tests) the `regex` crate runs it; the two agree on everything but exotic syntax.
 
 use kiln_model::search::matches_in;
+use leptos::prelude::*;
+
+use crate::after_paint;
+
+/// The search box. What is typed reaches `search` at once (the graphs repaint with it);
+/// `after_typing` runs once that repaint is on screen, for what the frame does not need, such
+/// as keeping the text in the URL (`replaceState` costs several milliseconds in Chromium).
+/// Keystrokes typed in between each schedule one run; the last sees the final text.
+#[component]
+pub fn SearchBox(
+    search: RwSignal<String>,
+    #[prop(into)] after_typing: Callback<()>,
+    /// The input's id (the explorer's `/` key focuses `#search`).
+    #[prop(optional)]
+    id: Option<&'static str>,
+    /// The hint in the empty box.
+    #[prop(default = "function, or /regex/")]
+    placeholder: &'static str,
+) -> impl IntoView {
+    let on_input = move |ev: leptos::ev::Event| {
+        search.set(event_target_value(&ev));
+        // `try_`: the page may have changed before the paint.
+        after_paint(move || {
+            after_typing.try_run(());
+        });
+    };
+    view! {
+        <label class="search">
+            <span>"Search"</span>
+            <input
+                id=id
+                type="search"
+                placeholder=placeholder
+                title="Text matches any part of a name, in any case; /pattern/ is a regular expression"
+                aria-label="Search functions"
+                prop:value=move || search.get()
+                on:input=on_input
+            />
+        </label>
+    }
+}
 
 /// A parsed search box.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,6 @@ mod draw;
 pub mod fetch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kiln_model::layout::{FrameRect, Geometry, frame_color, hit_test, parent_focus};
 use kiln_model::navigate::{self, frame_rect, in_view};
@@ -22,6 +21,7 @@ use kiln_model::search::{lowercase_names, matched_total_preorder};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
+use crate::after_paint;
 use crate::format::{format_value, percent};
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
@@ -166,13 +166,8 @@ pub fn FlameGraph(
                 let path = path.join(";");
                 // Reported once the zoomed frame is on screen: what the report sets off (the
                 // URL rewrite, links updated across the page) is not needed for that frame.
-                request_animation_frame(move || {
-                    set_timeout(
-                        move || {
-                            report.try_run(path);
-                        },
-                        Duration::ZERO,
-                    )
+                after_paint(move || {
+                    report.try_run(path);
                 });
             }
             now
@@ -204,26 +199,21 @@ pub fn FlameGraph(
     Effect::new(move |_| {
         matches.track();
         data.track();
-        request_animation_frame(move || {
-            set_timeout(
-                move || {
-                    let summary = matches.try_with_untracked(|flags| {
-                        let d = data.get_untracked()?;
-                        let total = matched_total_preorder(&d.tree, &d.geometry.subtree_end, flags.as_ref()?);
-                        Some(format!(
-                            "Matched {} of {} ({})",
-                            format_value(total, &d.units),
-                            format_value(d.tree.total(), &d.units),
-                            percent(total, d.tree.total())
-                        ))
-                    });
-                    // `None`: the component is gone (the page changed) while this waited.
-                    if let Some(summary) = summary {
-                        matched_summary.try_set(summary);
-                    }
-                },
-                Duration::ZERO,
-            )
+        after_paint(move || {
+            let summary = matches.try_with_untracked(|flags| {
+                let d = data.get_untracked()?;
+                let total = matched_total_preorder(&d.tree, &d.geometry.subtree_end, flags.as_ref()?);
+                Some(format!(
+                    "Matched {} of {} ({})",
+                    format_value(total, &d.units),
+                    format_value(d.tree.total(), &d.units),
+                    percent(total, d.tree.total())
+                ))
+            });
+            // `None`: the component is gone (the page changed) while this waited.
+            if let Some(summary) = summary {
+                matched_summary.try_set(summary);
+            }
         });
     });
     let matched = move || match parsed_search.with(|s| s.error().map(str::to_string)) {
@@ -258,15 +248,6 @@ pub fn FlameGraph(
     let on_click = move |ev: leptos::ev::MouseEvent| {
         menu.set(None);
         keyboard.set(false);
-        if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
-            zoom_into(node);
-        }
-    };
-    // Double-click focuses, as Enter does: the frame under the pointer becomes the zoom. Its
-    // first click has zoomed there already (the frame now spans its row, under the pointer),
-    // so this settles on the same frame rather than on whatever the second click hits.
-    let on_double_click = move |ev: leptos::ev::MouseEvent| {
-        menu.set(None);
         if let Some(node) = frame_at(ev.offset_x() as f64, ev.offset_y() as f64).and_then(|r| r.node) {
             zoom_into(node);
         }
@@ -504,9 +485,12 @@ pub fn FlameGraph(
                     aria-label=label
                     aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter = - Escape"
                     on:click=on_click
-                    on:dblclick=on_double_click
                     on:mousedown=|ev: leptos::ev::MouseEvent| {
-                        // A double-click zooms; it should not also select the page's text.
+                        // A double-click focuses the frame under the pointer with no handler
+                        // of its own: its first click zooms there, the frame then spans its
+                        // row, and the second click lands on it again. It should not also
+                        // select or highlight anything, as some browsers do on a double-click
+                        // (Chromium does not select on a canvas; Firefox highlights it).
                         if ev.detail() > 1 {
                             ev.prevent_default();
                         }

@@ -13,7 +13,7 @@ use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::format_value;
 use crate::pages::explore::explore_summary;
 use crate::pages::explore::timeline::Timeline;
-use crate::search::NameSearch;
+use crate::search::{NameSearch, SearchBox};
 use crate::sync_hydrate::IntoAnySync;
 
 /// The two sides, as the URL carries them.
@@ -162,13 +162,6 @@ pub fn DiffPage() -> impl IntoView {
     // The search is the page's own state, kept in the URL like the sides are (a link
     // reproduces it); the form's submission starts a new comparison without it.
     let search = RwSignal::new(params.read_untracked().get("search").unwrap_or_default());
-    let on_search = move |ev: leptos::ev::Event| {
-        search.set(event_target_value(&ev));
-        #[cfg(feature = "hydrate")]
-        leptos::prelude::request_animation_frame(move || {
-            leptos::prelude::set_timeout(move || keep_search_in_url(search), std::time::Duration::ZERO)
-        });
-    };
 
     view! {
         <section class="diff">
@@ -182,16 +175,7 @@ pub fn DiffPage() -> impl IntoView {
                     <span class="swatch shrank"></span>
                     "shrank (share of each side's total)"
                 </p>
-                <label class="search">
-                    <span>"Search"</span>
-                    <input
-                        type="search"
-                        placeholder="function, or /regex/"
-                        aria-label="Search functions"
-                        prop:value=move || search.get()
-                        on:input=on_search
-                    />
-                </label>
+                <SearchBox search after_typing=move || keep_search_in_url(search) />
                 <FlameGraph data=compared search label="Comparison flamegraph; the table lists the changes" />
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
@@ -258,7 +242,6 @@ fn DiffForm(state: Memo<DiffState>) -> impl IntoView {
 }
 
 /// Writes the search into the page's URL in place (no navigation, no history entry).
-#[cfg(feature = "hydrate")]
 fn keep_search_in_url(search: RwSignal<String>) {
     // `try_`: the page may have changed while this waited for the paint.
     let Some(text) = search.try_get_untracked() else { return };

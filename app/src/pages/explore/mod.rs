@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
+use crate::search::SearchBox;
 use crate::sync_hydrate::IntoAnySync;
 use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
 use table::TopTableView;
@@ -184,16 +185,6 @@ pub fn ExplorePage() -> impl IntoView {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
         }
     };
-    let on_search = move |ev: leptos::ev::Event| {
-        search.set(event_target_value(&ev));
-        // After the repainted canvas is on screen: `replaceState` costs several milliseconds
-        // in Chromium, and a keystroke's highlight should not wait for it. Keystrokes typed
-        // in between each schedule one; the last one writes the final text.
-        #[cfg(feature = "hydrate")]
-        leptos::prelude::request_animation_frame(move || {
-            leptos::prelude::set_timeout(rewrite_url, std::time::Duration::ZERO)
-        });
-    };
     let on_zoom = Callback::new(move |path: String| {
         zoom.set(path);
         rewrite_url();
@@ -295,18 +286,7 @@ pub fn ExplorePage() -> impl IntoView {
             <div class="toolbar">
                 <TimeRange state=current />
                 <ViewSwitch state=current />
-                <label class="search">
-                    <span>"Search"</span>
-                    <input
-                        id="search"
-                        type="search"
-                        placeholder="function, or /regex/  ( / )"
-                        title="Text matches any part of a name, in any case; /pattern/ is a regular expression"
-                        aria-label="Search functions"
-                        prop:value=move || search.get()
-                        on:input=on_search
-                    />
-                </label>
+                <SearchBox search after_typing=rewrite_url id="search" placeholder="function, or /regex/  ( / )" />
             </div>
             <LabelFilter state=current />
             <div class="flame-options">
@@ -352,7 +332,6 @@ pub fn ExplorePage() -> impl IntoView {
     }
 }
 
-/// The functions named in the URL's `collapse` value.
 /// Callers of a function above (root at the bottom, growing up), its callees below.
 #[component]
 fn SandwichView(

@@ -1,12 +1,11 @@
 //! The top table: every function with self and total, sortable, filtered by the search; a
 //! function's name leads to its sandwich view.
 
-use std::time::Duration;
-
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
 use super::{ExploreState, QuerySummary};
+use crate::after_paint;
 use crate::format::{format_value, percent};
 use crate::search::NameSearch;
 
@@ -37,18 +36,13 @@ pub fn TopTableView(
     let filter = RwSignal::new(search.get_untracked());
     Effect::new(move |_| {
         search.track();
-        request_animation_frame(move || {
-            set_timeout(
-                // `try_`: the table may be gone by then (the page changed).
-                move || {
-                    if let Some(latest) = search.try_get_untracked()
-                        && filter.try_with_untracked(|f| *f != latest) == Some(true)
-                    {
-                        filter.set(latest);
-                    }
-                },
-                Duration::ZERO,
-            )
+        // `try_`: the table may be gone by then (the page changed).
+        after_paint(move || {
+            if let Some(latest) = search.try_get_untracked()
+                && filter.try_with_untracked(|f| *f != latest) == Some(true)
+            {
+                filter.set(latest);
+            }
         });
     });
     let note = (functions > rows.len()).then(|| format!("Showing the top {} of {} functions.", rows.len(), functions));
