@@ -280,3 +280,22 @@ test("double-click focuses the frame under the pointer", async ({ page }) => {
   const selected = await page.evaluate(() => window.getSelection()?.toString() ?? "");
   expect(selected).toBe("");
 });
+
+test("the frame under the pointer is outlined over the canvas, without a redraw", async ({ page }) => {
+  const canvas = await open(page, `query=${APP}.cpu`);
+  const box = (await canvas.boundingBox())!;
+  const pixels = () => canvas.evaluate((c: HTMLCanvasElement) => c.toDataURL());
+  const before = await pixels();
+  // Row 3, right part: draw (render's child, the right 60% of the width).
+  await canvas.hover({ position: { x: box.width * 0.8, y: 3 * ROW + ROW / 2 } });
+  const outline = page.locator(".flame-hover");
+  await expect(outline).toBeVisible();
+  const o = (await outline.boundingBox())!;
+  expect(o.y - box.y).toBeCloseTo(3 * ROW, 0);
+  expect((o.x - box.x) / box.width).toBeCloseTo(0.4, 1);
+  expect((o.x + o.width - box.x) / box.width).toBeCloseTo(1, 1);
+  // The canvas's own pixels did not change: the outline is an element above them.
+  expect(await pixels()).toBe(before);
+  await page.mouse.move(0, 0);
+  await expect(outline).toHaveCount(0);
+});
