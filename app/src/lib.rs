@@ -1,18 +1,21 @@
 //! Kiln's web app: server-rendered pages that hydrate into a WebAssembly flamegraph viewer.
 //!
-//! Pages live in [`pages`], each with the `#[server]` functions it calls. The flamegraph
-//! (canvas drawing through web-sys, layout from `kiln-model`) lives in [`flame`]. Server-only
-//! code sits behind the `ssr` feature; the hydrate entry behind `hydrate`.
+//! Pages live in [`pages`], each with the data requests it makes ([`data`]): answered while the
+//! server renders the page, fetched by the browser after. Each page is its own document
+//! ([`location`]): no client-side router. The flamegraph (canvas drawing through web-sys,
+//! layout from `kiln-model`) lives in [`flame`]. Server-only code sits behind the `ssr`
+//! feature; the hydrate entry behind `hydrate`.
+
+// The explorer's view type nests deeper than the compiler's default limit.
+#![recursion_limit = "256"]
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::{
-    SsrMode, StaticSegment,
-    components::{Route, Router, Routes},
-};
 
+pub mod data;
 pub mod flame;
 pub mod format;
+pub mod location;
 pub mod pages;
 pub mod search;
 #[cfg(feature = "ssr")]
@@ -20,7 +23,7 @@ pub mod source;
 pub mod sync_hydrate;
 pub mod theme;
 
-use sync_hydrate::SyncHydrate;
+use sync_hydrate::IntoAnySync;
 
 pub use kiln_model as model;
 
@@ -51,34 +54,36 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The app: a header and the routed pages.
+/// The paths with a page; the server renders these (anything else is a 404 with the
+/// "not found" page).
+pub const PAGE_PATHS: [&str; 4] = ["/", "/explore", "/diff", "/open"];
+
+/// The app: a header and the page of the current path.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     theme::provide_theme();
+    let page = match location::provide_location().as_str() {
+        "/" => view! { <pages::home::HomePage /> }.into_any_sync(),
+        "/explore" => view! { <pages::explore::ExplorePage /> }.into_any_sync(),
+        "/diff" => view! { <pages::diff::DiffPage /> }.into_any_sync(),
+        "/open" => view! { <pages::open::OpenPage /> }.into_any_sync(),
+        _ => view! { <p class="empty">"Page not found."</p> }.into_any_sync(),
+    };
     view! {
         <Stylesheet id="kiln" href="/pkg/kiln.css" />
         <Title text="Kiln" />
-        <Router>
-            <header class="topbar">
-                <a class="brand" href="/">"Kiln"</a>
-                <span class="tagline">"continuous profiling"</span>
-                <nav class="site-nav" aria-label="Site">
-                    <a href="/">"Applications"</a>
-                    <a href="/diff">"Compare"</a>
-                    <a href="/open">"Open a file"</a>
-                </nav>
-                <theme::ThemeToggle />
-            </header>
-            <main>
-                <Routes fallback=|| SyncHydrate(view! { <p class="empty">"Page not found."</p> })>
-                    <Route path=StaticSegment("") view=|| SyncHydrate(view! { <pages::home::HomePage /> }) ssr=SsrMode::Async />
-                    <Route path=StaticSegment("explore") view=|| SyncHydrate(view! { <pages::explore::ExplorePage /> }) ssr=SsrMode::Async />
-                    <Route path=StaticSegment("diff") view=|| SyncHydrate(view! { <pages::diff::DiffPage /> }) ssr=SsrMode::Async />
-                    <Route path=StaticSegment("open") view=|| SyncHydrate(view! { <pages::open::OpenPage /> }) />
-                </Routes>
-            </main>
-        </Router>
+        <header class="topbar">
+            <a class="brand" href="/">"Kiln"</a>
+            <span class="tagline">"continuous profiling"</span>
+            <nav class="site-nav" aria-label="Site">
+                <a href="/">"Applications"</a>
+                <a href="/diff">"Compare"</a>
+                <a href="/open">"Open a file"</a>
+            </nav>
+            <theme::ThemeToggle />
+        </header>
+        <main>{page}</main>
     }
 }
 

@@ -1,16 +1,15 @@
 //! Type-erased views that hydrate synchronously only.
 //!
-//! Erasing a view (`into_any()`, and the router erases every routed page) keeps a pointer to
+//! Erasing a view (`into_any()`) keeps a pointer to
 //! each of its rendering methods, including `hydrate_async`, so the compiler keeps an
 //! asynchronous twin of the hydration code of everything inside it. Kiln never hydrates
-//! asynchronously (no lazy routes, no islands): `hydrate_body` walks the page synchronously.
+//! asynchronously (no lazy routes, no islands, no Suspense): `hydrate_body` walks the page synchronously.
 //! Those twins were about a seventh of the release wasm, downloaded by every browser that
 //! opens Kiln.
 //!
 //! [`SyncHydrate`] wraps a view and forwards every method except `hydrate_async`, which keeps
 //! the trait's default: the synchronous hydration, awaited at once. Erase through
-//! [`IntoAnySync::into_any_sync`] instead of `into_any`, and wrap routed pages with
-//! [`SyncHydrate`].
+//! [`IntoAnySync::into_any_sync`] instead of `into_any`.
 
 use leptos::prelude::*;
 use leptos::tachys::html::attribute::{Attribute, any_attribute::AnyAttribute};

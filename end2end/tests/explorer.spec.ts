@@ -80,3 +80,31 @@ test("a frame's menu opens the sandwich view", async ({ page }) => {
   await page.getByRole("menuitem", { name: "Sandwich view" }).click();
   await expect(page).toHaveURL(/fn=early/);
 });
+
+test("links within the explorer change the view without a reload; Back restores it; other pages load", async ({ page }) => {
+  await page.goto(`/explore?query=${APP}.cpu`);
+  await expect(page.locator(".flame-status")).toHaveText("");
+  // A reload or a new document would drop this.
+  await page.evaluate(() => ((window as unknown as { samePage?: boolean }).samePage = true));
+  const samePage = () => page.evaluate(() => (window as unknown as { samePage?: boolean }).samePage ?? false);
+
+  await page.getByRole("link", { name: "15m", exact: true }).click();
+  await expect(names(page)).toHaveText(["main", "late"]);
+  await page.getByRole("link", { name: "Table", exact: true }).click();
+  await expect(page).toHaveURL(/view=table/);
+  await expect(page.locator("canvas.flame-canvas")).toHaveCount(0);
+  expect(await samePage()).toBe(true);
+
+  await page.goBack();
+  await expect(page).not.toHaveURL(/view=table/);
+  await expect(page.locator("canvas.flame-canvas")).toHaveCount(1);
+  await page.goBack();
+  await expect(page).not.toHaveURL(/from=now-15m/);
+  await expect(names(page)).toHaveText(["main", "early", "late"]);
+  expect(await samePage()).toBe(true);
+
+  await page.getByRole("link", { name: "Compare", exact: true }).click();
+  await expect(page).toHaveURL(/\/diff$/);
+  await expect(page.getByRole("heading", { name: "Compare" })).toBeVisible();
+  expect(await samePage()).toBe(false);
+});

@@ -141,6 +141,38 @@ async fn health_and_pages() {
 }
 
 #[tokio::test]
+async fn pages_fetch_their_data_in_the_encoding_they_decode() {
+    use kiln_app::pages::explore::QuerySummary;
+    use kiln_model::wire;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    post(&app, "/ingest?name=web.cpu{env=prod}&from=1700000000&until=1700000010", "main;serve 40\nmain;idle 2").await;
+    post(&app, "/ingest?name=web.cpu{env=dev}&from=1700000000&until=1700000010", "main;serve 5").await;
+
+    let (status, body) =
+        get(&app, "/api/page-data/summary?query=web.cpu%7Benv%3D%22prod%22%7D&from=1700000000&until=1700000100").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let summary: QuerySummary = wire::decode(&body).unwrap();
+    assert_eq!((summary.total, summary.units.as_str(), summary.functions), (42, "samples", 3));
+    let rows: Vec<_> = summary.rows.iter().map(|r| (r.name.as_str(), r.self_value, r.total)).collect();
+    assert_eq!(rows, [("main", 0, 42), ("serve", 40, 40), ("idle", 2, 2)]);
+    assert_eq!(summary.timeline.samples.iter().sum::<u64>(), 42);
+
+    let (status, body) = get(&app, "/api/page-data/label-values?label=env&query=web.cpu").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(wire::decode::<Vec<String>>(&body).unwrap(), ["dev", "prod"]);
+    let (_, body) = get(&app, "/api/page-data/label-names?query=web.cpu").await;
+    assert!(wire::decode::<Vec<String>>(&body).unwrap().contains(&"env".to_string()), "{body}");
+
+    // A query the engine refuses is a 400 with its reason; an unknown name is a 404.
+    let (status, body) = get(&app, "/api/page-data/summary?query=web.cpu%7Benv%3D&from=now-1h&until=now").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert_eq!(get(&app, "/api/page-data/nothing").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let before = {

@@ -92,6 +92,10 @@ async fn tenants_see_only_their_own_data_in_head_and_blocks() {
     let explore = "/explore?query=shop.cpu&from=0&until=now";
     assert!(get(&app, a, explore).await.contains("a_only"));
     assert!(!get(&app, a, explore).await.contains("b_only"));
+    // So does the data the pages fetch once open.
+    let summary = "/api/page-data/summary?query=shop.cpu&from=0&until=now";
+    assert!(get(&app, a, summary).await.contains("a_only") && !get(&app, a, summary).await.contains("b_only"));
+    assert!(get(&app, b, summary).await.contains("b_only"));
 
     // And the answers hold after a restart (the tenant is part of the stored series).
     drop(app);

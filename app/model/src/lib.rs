@@ -24,5 +24,6 @@ pub mod tenant;
 pub mod top;
 mod tree;
 pub mod truncate;
+pub mod wire;
 
 pub use tree::{CallTree, FlatTree, FxBuildHasher, FxHasher, NodeId, ROOT, ROOT_NAME};

@@ -1,4 +1,5 @@
-//! Fetching a query's tree in the compact binary format (no JSON parse on the way).
+//! Requests from the browser: a query's tree in the compact binary format (no JSON parse on
+//! the way), page data as text, uploads.
 
 use kiln_model::{FlatTree, codec};
 use wasm_bindgen::JsCast;
@@ -28,6 +29,18 @@ pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String),
     read_tree(response).await
 }
 
+/// Gets `url` as text; `Ok` for a 2xx, else the server's message.
+pub async fn get_text(url: &str) -> Result<String, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str(url)).await.map_err(js_error)?.dyn_into().map_err(js_error)?;
+    if !response.ok() {
+        return Err(error_text(&response).await);
+    }
+    let text = JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?;
+    text.as_string().ok_or_else(|| "the answer is not text".into())
+}
+
 /// Posts `body` (text) to `url`; `Ok` for a 2xx, else the server's message.
 pub async fn post_text(url: &str, body: &str) -> Result<(), String> {
     let window = web_sys::window().ok_or("no window")?;
@@ -42,14 +55,19 @@ pub async fn post_text(url: &str, body: &str) -> Result<(), String> {
     if response.ok() { Ok(()) } else { Err(error_text(&response).await) }
 }
 
+/// The message of a failed request: the `error` field of Kiln's JSON errors (read with the
+/// browser's own JSON parser), else the body as it is.
 async fn error_text(response: &web_sys::Response) -> String {
-    match response.text() {
-        Ok(promise) => match JsFuture::from(promise).await.ok().and_then(|t| t.as_string()) {
-            Some(text) => text,
-            None => format!("HTTP {}", response.status()),
-        },
-        Err(_) => format!("HTTP {}", response.status()),
-    }
+    let body = match response.text() {
+        Ok(promise) => JsFuture::from(promise).await.ok().and_then(|t| t.as_string()),
+        Err(_) => None,
+    };
+    let Some(body) = body else { return format!("HTTP {}", response.status()) };
+    js_sys::JSON::parse(&body)
+        .ok()
+        .and_then(|json| js_sys::Reflect::get(&json, &"error".into()).ok())
+        .and_then(|error| error.as_string())
+        .unwrap_or(body)
 }
 
 async fn read_tree(response: web_sys::Response) -> Result<(FlatTree, String), String> {

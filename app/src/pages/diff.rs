@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
+use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
-use leptos_router::params::ParamsMap;
-use serde::{Deserialize, Serialize};
 
+use crate::data::{DataRequest, page_data};
 use crate::flame::{FlameGraph, Loaded, fetch};
-use crate::format::format_value;
-use crate::pages::explore::explore_summary;
+use crate::format::{encode_query_value, format_value};
+use crate::location::{QueryMap, use_query_map};
+use crate::pages::explore::SummaryRequest;
 use crate::pages::explore::timeline::Timeline;
 use crate::search::{NameSearch, SearchBox};
 use crate::sync_hydrate::IntoAnySync;
@@ -26,7 +26,7 @@ pub struct DiffState {
 }
 
 impl DiffState {
-    fn from_params(p: &ParamsMap) -> Self {
+    fn from_params(p: &QueryMap) -> Self {
         let get = |k: &str, default: &str| p.get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
         let left_query = get("leftQuery", &p.get("query").unwrap_or_default());
         DiffState {
@@ -41,7 +41,7 @@ impl DiffState {
 }
 
 /// One function's totals on both sides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiffRow {
     /// Function name.
     pub name: String,
@@ -52,7 +52,7 @@ pub struct DiffRow {
 }
 
 /// The functions of both sides, largest change in share first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comparison {
     /// Left side's total.
     pub left_ticks: u64,
@@ -74,47 +74,86 @@ impl DiffRow {
     }
 }
 
-/// Compares two queries function by function.
-#[server]
-pub async fn diff_table(
-    left_query: String,
-    left_from: String,
-    left_until: String,
-    right_query: String,
-    right_from: String,
-    right_until: String,
-) -> Result<Comparison, ServerFnError> {
-    use std::collections::HashMap;
-    let source = crate::source::source()?;
-    let left =
-        source.merged(&left_query, &left_from, &left_until).map_err(|e| ServerFnError::new(format!("left: {e}")))?;
-    let right = source
-        .merged(&right_query, &right_from, &right_until)
-        .map_err(|e| ServerFnError::new(format!("right: {e}")))?;
-    let mut by_name: HashMap<String, DiffRow> = HashMap::new();
-    for (row, is_right) in kiln_model::top::top_table(&left.tree)
-        .into_iter()
-        .map(|r| (r, false))
-        .chain(kiln_model::top::top_table(&right.tree).into_iter().map(|r| (r, true)))
-    {
-        let entry = by_name.entry(row.name.clone()).or_insert(DiffRow { name: row.name, left: 0, right: 0 });
-        if is_right {
-            entry.right = row.total;
-        } else {
-            entry.left = row.total;
-        }
+impl Wire for DiffRow {
+    fn write(&self, w: &mut WireWriter) {
+        w.str(&self.name);
+        w.u64(self.left);
+        w.u64(self.right);
     }
-    let mut table = Comparison {
-        left_ticks: left.tree.total(),
-        right_ticks: right.tree.total(),
-        units: right.units,
-        rows: by_name.into_values().collect(),
-    };
-    let mut rows = std::mem::take(&mut table.rows);
-    rows.sort_by(|a, b| b.change(&table).abs().total_cmp(&a.change(&table).abs()).then(a.name.cmp(&b.name)));
-    rows.truncate(500);
-    table.rows = rows;
-    Ok(table)
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(DiffRow { name: r.str()?, left: r.u64()?, right: r.u64()? })
+    }
+}
+
+impl Wire for Comparison {
+    fn write(&self, w: &mut WireWriter) {
+        w.u64(self.left_ticks);
+        w.u64(self.right_ticks);
+        w.str(&self.units);
+        self.rows.write(w);
+    }
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(Comparison { left_ticks: r.u64()?, right_ticks: r.u64()?, units: r.str()?, rows: Vec::read(r)? })
+    }
+}
+
+/// Compares two queries function by function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffRequest(pub DiffState);
+
+impl DataRequest for DiffRequest {
+    type Answer = Comparison;
+    const NAME: &'static str = "diff";
+
+    fn to_query(&self) -> String {
+        let DiffState { left, right } = &self.0;
+        [
+            ("leftQuery", &left.0),
+            ("leftFrom", &left.1),
+            ("leftUntil", &left.2),
+            ("rightQuery", &right.0),
+            ("rightFrom", &right.1),
+            ("rightUntil", &right.2),
+        ]
+        .map(|(key, value)| format!("{key}={}", encode_query_value(value)))
+        .join("&")
+    }
+
+    fn from_query(q: &QueryMap) -> Self {
+        DiffRequest(DiffState::from_params(q))
+    }
+
+    #[cfg(feature = "ssr")]
+    fn answer(&self, source: &crate::source::TenantSource) -> Result<Comparison, String> {
+        use std::collections::HashMap;
+        let DiffState { left, right } = &self.0;
+        let left = source.merged(&left.0, &left.1, &left.2).map_err(|e| format!("left: {e}"))?;
+        let right = source.merged(&right.0, &right.1, &right.2).map_err(|e| format!("right: {e}"))?;
+        let mut by_name: HashMap<String, DiffRow> = HashMap::new();
+        for (row, is_right) in kiln_model::top::top_table(&left.tree)
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(kiln_model::top::top_table(&right.tree).into_iter().map(|r| (r, true)))
+        {
+            let entry = by_name.entry(row.name.clone()).or_insert(DiffRow { name: row.name, left: 0, right: 0 });
+            if is_right {
+                entry.right = row.total;
+            } else {
+                entry.left = row.total;
+            }
+        }
+        let mut table = Comparison {
+            left_ticks: left.tree.total(),
+            right_ticks: right.tree.total(),
+            units: right.units,
+            rows: by_name.into_values().collect(),
+        };
+        let mut rows = std::mem::take(&mut table.rows);
+        rows.sort_by(|a, b| b.change(&table).abs().total_cmp(&a.change(&table).abs()).then(a.name.cmp(&b.name)));
+        rows.truncate(500);
+        table.rows = rows;
+        Ok(table)
+    }
 }
 
 /// `/diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=`.
@@ -122,17 +161,17 @@ pub async fn diff_table(
 pub fn DiffPage() -> impl IntoView {
     let params = use_query_map();
     let state = Memo::new(move |_| DiffState::from_params(&params.read()));
-    let table = Resource::new(
-        move || state.get(),
-        |s| async move {
-            if !s.ready() {
-                return Ok(None);
-            }
-            diff_table(s.left.0, s.left.1, s.left.2, s.right.0, s.right.1, s.right.2).await.map(Some)
-        },
-    );
-    let left_summary = Resource::new(move || state.get().left, |(q, f, u)| explore_summary(q, f, u));
-    let right_summary = Resource::new(move || state.get().right, |(q, f, u)| explore_summary(q, f, u));
+    let table = page_data(move || state.with(|s| s.ready().then(|| DiffRequest(s.clone()))));
+    let side = |pick: fn(&DiffState) -> &(String, String, String)| {
+        page_data(move || {
+            state.with(|s| {
+                let (query, from, until) = pick(s).clone();
+                s.ready().then_some(SummaryRequest { query, from, until })
+            })
+        })
+    };
+    let left_summary = side(|s| &s.left);
+    let right_summary = side(|s| &s.right);
 
     let compared = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let left = RwSignal::<Option<Arc<Loaded>>>::new(None);
@@ -177,32 +216,20 @@ pub fn DiffPage() -> impl IntoView {
                 </p>
                 <SearchBox search after_typing=move || keep_search_in_url(search) />
                 <FlameGraph data=compared search label="Comparison flamegraph; the table lists the changes" />
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        match table.await {
-                            Ok(Some(table)) => view! { <ComparisonTable table search /> }.into_any_sync(),
-                            Ok(None) => ().into_any_sync(),
-                            Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
-                        }
-                    })}
-                </Suspense>
+                {move || match table.get() {
+                    Some(Ok(table)) => view! { <ComparisonTable table search /> }.into_any_sync(),
+                    None => ().into_any_sync(),
+                    Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any_sync(),
+                }}
                 <div class="side-by-side">
                     <div>
                         <h2>"Baseline"</h2>
-                        <Suspense fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                left_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
-                            })}
-                        </Suspense>
+                        {move || left_summary.get().and_then(Result::ok).map(|s| view! { <Timeline data=s.timeline /> })}
                         <FlameGraph data=left search label="Baseline flamegraph" />
                     </div>
                     <div>
                         <h2>"Comparison"</h2>
-                        <Suspense fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                right_summary.await.ok().map(|s| view! { <Timeline data=s.timeline /> })
-                            })}
-                        </Suspense>
+                        {move || right_summary.get().and_then(Result::ok).map(|s| view! { <Timeline data=s.timeline /> })}
                         <FlameGraph data=right search label="Comparison side flamegraph" />
                     </div>
                 </div>

@@ -1,14 +1,15 @@
 //! The home page: every application Kiln has data for, and how to send it some.
 
+use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::data::{DataRequest, page_data};
 use crate::format::{encode_query_value, format_unix_time};
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 
 /// One application on the home page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSummary {
     /// Application name.
     pub name: String,
@@ -23,7 +24,7 @@ pub struct AppSummary {
 }
 
 /// What the home page shows: the applications and where agents should send data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
     /// Applications, most recently seen first.
     pub apps: Vec<AppSummary>,
@@ -31,19 +32,61 @@ pub struct Home {
     pub address: String,
 }
 
-/// Lists the applications with stored profiles.
-#[server]
-pub async fn home_data() -> Result<Home, ServerFnError> {
-    let host = use_context::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
-        .unwrap_or_else(|| "127.0.0.1:4040".into());
-    Ok(Home { apps: crate::source::source()?.apps(), address: format!("http://{host}") })
+impl Wire for AppSummary {
+    fn write(&self, w: &mut WireWriter) {
+        w.str(&self.name);
+        self.profile_types.write(w);
+        self.label_names.write(w);
+        w.i64(self.last_seen);
+        w.u64(self.uploads);
+    }
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(AppSummary {
+            name: r.str()?,
+            profile_types: Vec::read(r)?,
+            label_names: Vec::read(r)?,
+            last_seen: r.i64()?,
+            uploads: r.u64()?,
+        })
+    }
+}
+
+impl Wire for Home {
+    fn write(&self, w: &mut WireWriter) {
+        self.apps.write(w);
+        w.str(&self.address);
+    }
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(Home { apps: Vec::read(r)?, address: r.str()? })
+    }
+}
+
+/// The applications with stored profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeRequest;
+
+impl DataRequest for HomeRequest {
+    type Answer = Home;
+    const NAME: &'static str = "home";
+
+    fn to_query(&self) -> String {
+        String::new()
+    }
+
+    fn from_query(_: &crate::location::QueryMap) -> Self {
+        HomeRequest
+    }
+
+    #[cfg(feature = "ssr")]
+    fn answer(&self, source: &crate::source::TenantSource) -> Result<Home, String> {
+        Ok(Home { apps: source.apps(), address: source.address().to_string() })
+    }
 }
 
 /// `/`: the applications, or the instructions to get the first one.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let home = Resource::new(|| (), |_| home_data());
+    let home = page_data(|| Some(HomeRequest));
     let filter = RwSignal::new(String::new());
     view! {
         <section class="home">
@@ -58,15 +101,12 @@ pub fn HomePage() -> impl IntoView {
                     on:input=move |ev| filter.set(event_target_value(&ev))
                 />
             </div>
-            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match home.await {
-                        Ok(home) if home.apps.is_empty() => view! { <EmptyState address=home.address /> }.into_any_sync(),
-                        Ok(home) => view! { <AppList apps=home.apps filter /> }.into_any_sync(),
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
-                    }
-                })}
-            </Suspense>
+            {move || match home.get() {
+                None => view! { <p class="loading">"Loading…"</p> }.into_any_sync(),
+                Some(Ok(home)) if home.apps.is_empty() => view! { <EmptyState address=home.address /> }.into_any_sync(),
+                Some(Ok(home)) => view! { <AppList apps=home.apps filter /> }.into_any_sync(),
+                Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any_sync(),
+            }}
         </section>
     }
 }

@@ -16,6 +16,9 @@ pub enum AppError {
         /// Where (line, parameter), when known.
         detail: Option<Value>,
     },
+    /// Nothing by that name (a page-data request no page makes): 404.
+    #[error("{0}")]
+    NotFound(String),
     /// A body or decompressed body over a limit: 413.
     #[error("{0}")]
     TooLarge(String),
@@ -45,6 +48,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

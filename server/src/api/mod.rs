@@ -1,16 +1,18 @@
 //! The HTTP API: one axum [`Router`] with the REST endpoints (ingest, render, health,
-//! metrics, render and render-diff) beside the Leptos pages and server functions.
+//! metrics, render and render-diff) beside the Leptos pages and the data they fetch.
 
 pub mod auth;
 mod collapse;
 mod error;
 mod export;
 mod labels;
+mod page_data;
 mod render;
 mod tenant;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{FromRef, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -18,9 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, extract::DefaultBodyLimit};
 use kiln_app::source::SharedSource;
-use kiln_app::{App, shell};
+use kiln_app::{PAGE_PATHS, shell};
 use leptos::prelude::{LeptosOptions, provide_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
@@ -70,11 +71,15 @@ impl FromRef<AppState> for LeptosOptions {
 
 /// The whole application as one router, ready to serve or to test with `oneshot`.
 pub fn router(state: AppState) -> Router {
+    // Rendering spawns on Leptos' executor; it is global, and set once (later calls fail harmlessly).
+    let _ = any_spawner::Executor::init_tokio();
     let source = SharedSource(Arc::new(StoreSource(state.store.clone())));
     let context = move || provide_context(source.clone());
-    let routes = generate_route_list(App);
     let shell_options = state.leptos.clone();
-    Router::new()
+    // Pages render whole before the first byte: their data is read while rendering, so the
+    // status and the head are known, and there is nothing to stream out of order.
+    let page = leptos_axum::render_app_async_with_context(context.clone(), move || shell(shell_options.clone()));
+    let mut router = Router::new()
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(ingest::push::push))
@@ -84,13 +89,18 @@ pub fn router(state: AppState) -> Router {
         .route("/pyroscope/render-diff", get(render::render_diff))
         .route("/api/apps", get(labels::apps))
         .route("/api/collapse", post(collapse::collapse))
+        .route("/api/page-data/{name}", get(page_data::page_data))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .leptos_routes_with_context(&state, routes, context, move || shell(shell_options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .route("/metrics", get(metrics));
+    for path in PAGE_PATHS {
+        let page = page.clone();
+        router = router.route(path, get(move |request: Request<Body>| page(request)));
+    }
+    router
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         // Inside `count_status`, so refused requests show in the 4xx count.
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_token))

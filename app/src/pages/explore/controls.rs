@@ -4,21 +4,62 @@
 
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 use super::ExploreState;
+use crate::data::{DataRequest, page_data};
 use crate::format::encode_query_value;
+use crate::location::{QueryMap, navigate};
 
 /// Label names of the series `query` selects.
-#[server]
-pub async fn label_names(query: String) -> Result<Vec<String>, ServerFnError> {
-    crate::source::source()?.label_names(&query).map_err(ServerFnError::new)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelNamesRequest {
+    /// `app.type{matchers}`.
+    pub query: String,
+}
+
+impl DataRequest for LabelNamesRequest {
+    type Answer = Vec<String>;
+    const NAME: &'static str = "label-names";
+
+    fn to_query(&self) -> String {
+        format!("query={}", encode_query_value(&self.query))
+    }
+
+    fn from_query(q: &QueryMap) -> Self {
+        LabelNamesRequest { query: q.get("query").unwrap_or_default() }
+    }
+
+    #[cfg(feature = "ssr")]
+    fn answer(&self, source: &crate::source::TenantSource) -> Result<Vec<String>, String> {
+        source.label_names(&self.query)
+    }
 }
 
 /// Values of `label` over the series `query` selects.
-#[server]
-pub async fn label_values(label: String, query: String) -> Result<Vec<String>, ServerFnError> {
-    crate::source::source()?.label_values(&label, &query).map_err(ServerFnError::new)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelValuesRequest {
+    /// Label name.
+    pub label: String,
+    /// `app.type{matchers}`.
+    pub query: String,
+}
+
+impl DataRequest for LabelValuesRequest {
+    type Answer = Vec<String>;
+    const NAME: &'static str = "label-values";
+
+    fn to_query(&self) -> String {
+        format!("label={}&query={}", encode_query_value(&self.label), encode_query_value(&self.query))
+    }
+
+    fn from_query(q: &QueryMap) -> Self {
+        LabelValuesRequest { label: q.get("label").unwrap_or_default(), query: q.get("query").unwrap_or_default() }
+    }
+
+    #[cfg(feature = "ssr")]
+    fn answer(&self, source: &crate::source::TenantSource) -> Result<Vec<String>, String> {
+        source.label_values(&self.label, &self.query)
+    }
 }
 
 const PRESETS: &[(&str, &str)] = &[
@@ -34,7 +75,6 @@ const PRESETS: &[(&str, &str)] = &[
 /// Preset ranges ending now, and a custom range form.
 #[component]
 pub fn TimeRange(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
-    let navigate = use_navigate();
     let from_input = NodeRef::<leptos::html::Input>::new();
     let until_input = NodeRef::<leptos::html::Input>::new();
     let presets = move || {
@@ -66,7 +106,7 @@ pub fn TimeRange(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
             s.from = from.value();
             s.until = until.value();
         });
-        navigate(&next.href(), Default::default());
+        navigate(&next.href());
     };
     view! {
         <nav class="time-range" aria-label="Time range">
@@ -112,14 +152,13 @@ pub fn ViewSwitch(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
 /// The current label matchers as removable chips, and pickers to add one.
 #[component]
 pub fn LabelFilter(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
-    let navigate = use_navigate();
     let selector = Memo::new(move |_| state.with(|s| Selector::parse(&s.query).ok()));
-    let names = Resource::new(move || state.with(|s| s.query.clone()), label_names);
+    let names = page_data(move || Some(LabelNamesRequest { query: state.with(|s| s.query.clone()) }));
     let chosen = RwSignal::new(String::new());
-    let values = Resource::new(
-        move || (chosen.get(), state.with(|s| s.query.clone())),
-        |(label, query)| async move { if label.is_empty() { Ok(Vec::new()) } else { label_values(label, query).await } },
-    );
+    let values = page_data(move || {
+        let label = chosen.get();
+        (!label.is_empty()).then(|| LabelValuesRequest { label, query: state.with(|s| s.query.clone()) })
+    });
     let chips = move || {
         let s = state.get();
         let sel = selector.get()?;
@@ -155,7 +194,7 @@ pub fn LabelFilter(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
         sel.matchers.push(Matcher { name: label, op: MatchOp::Eq, value });
         chosen.set(String::new());
         let next = state.get_untracked().with(|s| s.query = sel.to_string());
-        navigate(&next.href(), Default::default());
+        navigate(&next.href());
     };
     view! {
         <div class="labels">
@@ -166,37 +205,32 @@ pub fn LabelFilter(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
                 on:change=move |ev| chosen.set(event_target_value(&ev))
             >
                 <option value="">"+ label filter"</option>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        names
-                            .await
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|n| n != "__name__")
-                            .map(|n| view! { <option value=n.clone()>{n.clone()}</option> })
-                            .collect_view()
-                    })}
-                </Suspense>
+                {move || {
+                    names
+                        .get()
+                        .and_then(Result::ok)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|n| n != "__name__")
+                        .map(|n| view! { <option value=n.clone()>{n.clone()}</option> })
+                        .collect_view()
+                }}
             </select>
             <Show when=move || !chosen.get().is_empty()>
                 <select
                     aria-label="Label value"
-                    on:change={
-                        let add = add.clone();
-                        move |ev| add(event_target_value(&ev))
-                    }
+                    on:change=move |ev| add(event_target_value(&ev))
                 >
                     <option value="">"value…"</option>
-                    <Suspense fallback=|| ()>
-                        {move || Suspend::new(async move {
-                            values
-                                .await
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|v| view! { <option value=v.clone()>{v.clone()}</option> })
-                                .collect_view()
-                        })}
-                    </Suspense>
+                    {move || {
+                        values
+                            .get()
+                            .and_then(Result::ok)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|v| view! { <option value=v.clone()>{v.clone()}</option> })
+                            .collect_view()
+                    }}
                 </select>
             </Show>
         </div>

@@ -11,16 +11,17 @@ use kiln_model::palette::ColourMode;
 use kiln_model::recursion::{collapse_list, collapse_path, collapse_recursion};
 use kiln_model::sandwich;
 use kiln_model::top::TopRow;
+use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
-use leptos_router::params::ParamsMap;
-use serde::{Deserialize, Serialize};
 
+use crate::data::{DataRequest, page_data};
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
+use crate::location::{QueryMap, use_query_map};
 use crate::search::SearchBox;
 use crate::sync_hydrate::IntoAnySync;
 use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
+pub use controls::{LabelNamesRequest, LabelValuesRequest};
 use table::TopTableView;
 use timeline::{Timeline, TimelineData};
 
@@ -57,7 +58,7 @@ pub const DEFAULT_UNTIL: &str = "now";
 
 impl ExploreState {
     /// Reads the state from the URL's query string, with defaults.
-    pub fn from_params(params: &ParamsMap) -> Self {
+    pub fn from_params(params: &QueryMap) -> Self {
         let get = |k: &str, default: &str| params.get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
         ExploreState {
             query: get("query", ""),
@@ -106,7 +107,7 @@ impl ExploreState {
 }
 
 /// The table and timeline of a query: everything the page shows except the flamegraph itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuerySummary {
     /// Total value of the profile.
     pub total: u64,
@@ -120,16 +121,67 @@ pub struct QuerySummary {
     pub timeline: TimelineData,
 }
 
+impl Wire for QuerySummary {
+    fn write(&self, w: &mut WireWriter) {
+        w.u64(self.total);
+        w.str(&self.units);
+        self.rows.write(w);
+        self.functions.write(w);
+        self.timeline.write(w);
+    }
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(QuerySummary {
+            total: r.u64()?,
+            units: r.str()?,
+            rows: Vec::read(r)?,
+            functions: usize::read(r)?,
+            timeline: TimelineData::read(r)?,
+        })
+    }
+}
+
 /// The summary of `query` over `[from, until)`.
-#[server]
-pub async fn explore_summary(query: String, from: String, until: String) -> Result<QuerySummary, ServerFnError> {
-    // Rows the server sends for the table; the flamegraph always has everything.
-    const TOP_ROWS: usize = 2000;
-    let merged = crate::source::source()?.merged(&query, &from, &until).map_err(ServerFnError::new)?;
-    let mut rows = kiln_model::top::top_table(&merged.tree);
-    let functions = rows.len();
-    rows.truncate(TOP_ROWS);
-    Ok(QuerySummary { total: merged.tree.total(), units: merged.units, rows, functions, timeline: merged.timeline })
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRequest {
+    /// `app.type{matchers}`.
+    pub query: String,
+    /// Start of the range.
+    pub from: String,
+    /// End of the range.
+    pub until: String,
+}
+
+impl DataRequest for SummaryRequest {
+    type Answer = QuerySummary;
+    const NAME: &'static str = "summary";
+
+    fn to_query(&self) -> String {
+        format!(
+            "query={}&from={}&until={}",
+            encode_query_value(&self.query),
+            encode_query_value(&self.from),
+            encode_query_value(&self.until)
+        )
+    }
+
+    fn from_query(q: &QueryMap) -> Self {
+        SummaryRequest {
+            query: q.get("query").unwrap_or_default(),
+            from: q.get("from").unwrap_or_default(),
+            until: q.get("until").unwrap_or_default(),
+        }
+    }
+
+    #[cfg(feature = "ssr")]
+    fn answer(&self, source: &crate::source::TenantSource) -> Result<QuerySummary, String> {
+        // Rows the server sends for the table; the flamegraph always has everything.
+        const TOP_ROWS: usize = 2000;
+        let merged = source.merged(&self.query, &self.from, &self.until)?;
+        let mut rows = kiln_model::top::top_table(&merged.tree);
+        let functions = rows.len();
+        rows.truncate(TOP_ROWS);
+        Ok(QuerySummary { total: merged.tree.total(), units: merged.units, rows, functions, timeline: merged.timeline })
+    }
 }
 
 /// `/explore?query=…&from=…&until=…`.
@@ -138,7 +190,10 @@ pub fn ExplorePage() -> impl IntoView {
     let params = use_query_map();
     let state = Memo::new(move |_| ExploreState::from_params(&params.read()));
     let range = Memo::new(move |_| state.with(|s| (s.query.clone(), s.from.clone(), s.until.clone())));
-    let summary = Resource::new(move || range.get(), |(q, f, u)| explore_summary(q, f, u));
+    let summary = page_data(move || {
+        let (query, from, until) = range.get();
+        Some(SummaryRequest { query, from, until })
+    });
     let search = RwSignal::new(state.get_untracked().search);
 
     // The flamegraph's data comes as the compact binary tree, fetched by the browser.
@@ -303,30 +358,21 @@ pub fn ExplorePage() -> impl IntoView {
                 </label>
                 {collapsed_chips}
             </div>
-            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match summary.await {
-                        Ok(summary) => {
-                            view! {
-                                <Timeline data=summary.timeline.clone() state=current />
-                                <p class="summary">
-                                    {format!("{} in total", format_value(summary.total, &summary.units))}
-                                </p>
-                            }
-                                .into_any_sync()
-                        }
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any_sync(),
+            {move || match summary.get() {
+                None => view! { <p class="loading">"Loading…"</p> }.into_any_sync(),
+                Some(Ok(summary)) => {
+                    view! {
+                        <Timeline data=summary.timeline.clone() state=current />
+                        <p class="summary">{format!("{} in total", format_value(summary.total, &summary.units))}</p>
                     }
-                })}
-            </Suspense>
+                        .into_any_sync()
+                }
+                Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any_sync(),
+            }}
             <p class="flame-status" aria-live="polite">{move || status.get()}</p>
             {body}
             <Exports state=current />
-            <Suspense fallback=|| ()>
-                {move || Suspend::new(async move {
-                    summary.await.ok().map(|summary| view! { <TopTableView summary search state=current /> })
-                })}
-            </Suspense>
+            {move || summary.get().and_then(Result::ok).map(|summary| view! { <TopTableView summary search state=current /> })}
             <KeyboardHelp />
         </section>
     }
@@ -427,8 +473,7 @@ mod tests {
 
     #[test]
     fn colours_and_collapsed_recursion_are_kept_in_the_url_defaults_left_out() {
-        // An empty map: inserting would decode through JavaScript, absent from native tests.
-        let plain = ExploreState::from_params(&ParamsMap::new()).with(|s| s.query = "app.cpu".into());
+        let plain = ExploreState::from_params(&QueryMap::default()).with(|s| s.query = "app.cpu".into());
         assert_eq!(ColourMode::parse(&plain.colour), ColourMode::Package);
         assert_eq!(plain.href(), "/explore?query=app.cpu&from=now-1h&until=now");
 

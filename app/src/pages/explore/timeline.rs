@@ -1,15 +1,14 @@
 //! The timeline: value per time step as bars; dragging across it selects a range and
 //! re-queries.
 
+use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
-use serde::{Deserialize, Serialize};
 
 use super::ExploreState;
 use crate::format::format_unix_time;
 
 /// Value per time step.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TimelineData {
     /// Unix seconds of the first step.
     pub start_time: i64,
@@ -17,6 +16,17 @@ pub struct TimelineData {
     pub step: i64,
     /// One value per step.
     pub samples: Vec<u64>,
+}
+
+impl Wire for TimelineData {
+    fn write(&self, w: &mut WireWriter) {
+        w.i64(self.start_time);
+        w.i64(self.step);
+        self.samples.write(w);
+    }
+    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
+        Ok(TimelineData { start_time: r.i64()?, step: r.i64()?, samples: Vec::read(r)? })
+    }
 }
 
 impl TimelineData {
@@ -55,7 +65,6 @@ pub fn Timeline(
     #[prop(optional, into)]
     state: Option<Signal<ExploreState>>,
 ) -> impl IntoView {
-    let navigate = use_navigate();
     let drag = RwSignal::<Option<Drag>>::new(None);
     let max = data.samples.iter().copied().max().unwrap_or(0).max(1) as f64;
     let n = data.samples.len().max(1) as f64;
@@ -111,7 +120,7 @@ pub fn Timeline(
             s.from = from.to_string();
             s.until = until.to_string();
         });
-        navigate(&next.href(), Default::default());
+        crate::location::navigate(&next.href());
     };
     view! {
         <figure class="timeline">

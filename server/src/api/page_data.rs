@@ -1,0 +1,32 @@
+//! `GET /api/page-data/{name}?…`: the data a page asks for when its URL changes (a query's
+//! table and timeline, label names and values, a comparison), in the encoding the page
+//! decodes. The pages define the requests and their answers (`kiln_app::data`); this is only
+//! the HTTP side.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use kiln_app::source::{TenantSource, address_of};
+
+use super::{AppError, AppState, Tenant};
+use crate::query::StoreSource;
+
+/// Answers one page-data request; 404 for a name no page asks for, 400 for a request the
+/// query engine refuses.
+pub async fn page_data(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let source = TenantSource::new(Arc::new(StoreSource(state.store.clone())), tenant.0, address_of(host));
+    match kiln_app::data::answer(&name, query.as_deref().unwrap_or(""), &source) {
+        None => Err(AppError::NotFound(format!("no page data named `{name}`"))),
+        Some(Err(message)) => Err(AppError::bad_request(message)),
+        Some(Ok(body)) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()),
+    }
+}
