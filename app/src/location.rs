@@ -86,6 +86,10 @@ fn push_within_page(query: RwSignal<QueryMap>, href: &str) -> bool {
     if Ok(url.origin()) != location.origin() || Ok(url.pathname()) != location.pathname() {
         return false;
     }
+    // A link to a fragment of the same view is the browser's to scroll to.
+    if !url.hash().is_empty() && Ok(url.search()) == location.search() {
+        return false;
+    }
     let Ok(history) = window.history() else { return false };
     if history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url.href())).is_err() {
         return false;
