@@ -165,11 +165,8 @@ impl DataRequest for SummaryRequest {
     }
 
     fn from_query(q: &QueryMap) -> Self {
-        SummaryRequest {
-            query: q.get("query").unwrap_or_default(),
-            from: q.get("from").unwrap_or_default(),
-            until: q.get("until").unwrap_or_default(),
-        }
+        let state = ExploreState::from_params(q);
+        SummaryRequest { query: state.query, from: state.from, until: state.until }
     }
 
     #[cfg(feature = "ssr")]
