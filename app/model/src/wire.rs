@@ -97,23 +97,22 @@ impl<'a> WireReader<'a> {
 
     /// Reads an unsigned number.
     pub fn u64(&mut self) -> Result<u64, WireError> {
-        let start = self.at;
-        let token = self.token(b',', "a number")?;
-        // `parse` accepts a leading `+`; the writer never writes one.
-        if token.starts_with('+') {
-            return Err(WireError { at: start, expected: "a number" });
-        }
-        token.parse().map_err(|_| WireError { at: start, expected: "a number" })
+        self.number("a number")
     }
 
     /// Reads a signed number.
     pub fn i64(&mut self) -> Result<i64, WireError> {
+        self.number("a signed number")
+    }
+
+    fn number<N: std::str::FromStr>(&mut self, expected: &'static str) -> Result<N, WireError> {
         let start = self.at;
-        let token = self.token(b',', "a signed number")?;
+        let token = self.token(b',', expected)?;
+        // `parse` accepts a leading `+`; the writer never writes one.
         if token.starts_with('+') {
-            return Err(WireError { at: start, expected: "a signed number" });
+            return Err(WireError { at: start, expected });
         }
-        token.parse().map_err(|_| WireError { at: start, expected: "a signed number" })
+        token.parse().map_err(|_| WireError { at: start, expected })
     }
 
     /// Reads a count of items that follow: bounded by the bytes left, since every item takes
