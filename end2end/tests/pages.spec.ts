@@ -18,6 +18,13 @@ test("the diff page shows what grew and what shrank", async ({ page, request }) 
   await expect(page.locator(".diff-table tr.grew td.change")).toHaveText("+60.00");
   await expect(page.locator(".flame-status")).toHaveText("");
   await expect(page.locator("canvas.flame-canvas")).toHaveCount(3);
+  // Each side has its own timeline over its own range, holding that side's 100 samples.
+  const timelines = page.locator(".side-by-side .timeline-plot");
+  await expect(timelines).toHaveCount(2);
+  await expect(timelines.nth(0)).toHaveAttribute("data-total", "100");
+  await expect(timelines.nth(1)).toHaveAttribute("data-total", "100");
+  const ranges = await timelines.evaluateAll((plots) => plots.map((p) => p.getAttribute("aria-label")));
+  expect(ranges[0]).not.toBe(ranges[1]);
 
   // Hovering render in the diff flamegraph (row 2, right of parse) shows both sides.
   const canvas = page.locator("canvas.flame-canvas").first();

@@ -11,8 +11,7 @@ use crate::data::{DataRequest, page_data};
 use crate::flame::{FlameGraph, Loaded, fetch};
 use crate::format::{encode_query_value, format_value};
 use crate::location::{QueryMap, use_query_map};
-use crate::pages::explore::SummaryRequest;
-use crate::pages::explore::timeline::Timeline;
+use crate::pages::explore::timeline::{Timeline, TimelineData};
 use crate::search::{NameSearch, SearchBox};
 use crate::sync_hydrate::IntoAnySync;
 
@@ -62,6 +61,10 @@ pub struct Comparison {
     pub units: String,
     /// The biggest changes (at most 500).
     pub rows: Vec<DiffRow>,
+    /// Left side's value per time step.
+    pub left_timeline: TimelineData,
+    /// Right side's value per time step.
+    pub right_timeline: TimelineData,
 }
 
 fn share(v: u64, total: u64) -> f64 {
@@ -91,13 +94,23 @@ impl Wire for Comparison {
         w.u64(self.right_ticks);
         w.str(&self.units);
         self.rows.write(w);
+        self.left_timeline.write(w);
+        self.right_timeline.write(w);
     }
     fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(Comparison { left_ticks: r.u64()?, right_ticks: r.u64()?, units: r.str()?, rows: Vec::read(r)? })
+        Ok(Comparison {
+            left_ticks: r.u64()?,
+            right_ticks: r.u64()?,
+            units: r.str()?,
+            rows: Vec::read(r)?,
+            left_timeline: TimelineData::read(r)?,
+            right_timeline: TimelineData::read(r)?,
+        })
     }
 }
 
-/// Compares two queries function by function.
+/// Compares two queries function by function, with each side's timeline (one merge per
+/// side serves both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiffRequest(pub DiffState);
 
@@ -147,6 +160,8 @@ impl DataRequest for DiffRequest {
             right_ticks: right.tree.total(),
             units: right.units,
             rows: by_name.into_values().collect(),
+            left_timeline: left.timeline,
+            right_timeline: right.timeline,
         };
         let mut rows = std::mem::take(&mut table.rows);
         rows.sort_by(|a, b| b.change(&table).abs().total_cmp(&a.change(&table).abs()).then(a.name.cmp(&b.name)));
@@ -162,16 +177,9 @@ pub fn DiffPage() -> impl IntoView {
     let params = use_query_map();
     let state = Memo::new(move |_| DiffState::from_params(&params.read()));
     let table = page_data(move || state.with(|s| s.ready().then(|| DiffRequest(s.clone()))));
-    let side = |pick: fn(&DiffState) -> &(String, String, String)| {
-        page_data(move || {
-            state.with(|s| {
-                let (query, from, until) = pick(s).clone();
-                s.ready().then_some(SummaryRequest { query, from, until })
-            })
-        })
+    let timeline = move |pick: fn(&Comparison) -> &TimelineData| {
+        table.with(|t| t.as_ref()?.as_ref().ok().map(|t| view! { <Timeline data=pick(t).clone() /> }))
     };
-    let left_summary = side(|s| &s.left);
-    let right_summary = side(|s| &s.right);
 
     let compared = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let left = RwSignal::<Option<Arc<Loaded>>>::new(None);
@@ -224,12 +232,12 @@ pub fn DiffPage() -> impl IntoView {
                 <div class="side-by-side">
                     <div>
                         <h2>"Baseline"</h2>
-                        {move || left_summary.get().and_then(Result::ok).map(|s| view! { <Timeline data=s.timeline /> })}
+                        {move || timeline(|t| &t.left_timeline)}
                         <FlameGraph data=left search label="Baseline flamegraph" />
                     </div>
                     <div>
                         <h2>"Comparison"</h2>
-                        {move || right_summary.get().and_then(Result::ok).map(|s| view! { <Timeline data=s.timeline /> })}
+                        {move || timeline(|t| &t.right_timeline)}
                         <FlameGraph data=right search label="Comparison side flamegraph" />
                     </div>
                 </div>
