@@ -76,6 +76,14 @@ pub fn navigate(href: &str) {
     }
 }
 
+/// Rewrites the address as `href` in place: no history entry, and nothing reacts (the page
+/// already shows this state; it keeps search, zoom and the like linkable).
+pub fn replace_url(href: &str) {
+    if let Ok(history) = window().history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(href));
+    }
+}
+
 /// Pushes `href` and updates the query, if `href` is this page with another query.
 fn push_within_page(query: RwSignal<QueryMap>, href: &str) -> bool {
     let window = window();

@@ -287,9 +287,7 @@ fn keep_search_in_url(search: RwSignal<String>) {
     } else {
         url.search_params().set("search", &text);
     }
-    if let Ok(history) = window.history() {
-        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url.href()));
-    }
+    crate::location::replace_url(&url.href());
 }
 
 #[component]

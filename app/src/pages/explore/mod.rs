@@ -232,9 +232,8 @@ pub fn ExplorePage() -> impl IntoView {
     });
     let rewrite_url = move || {
         // `try_`: a deferred rewrite may run after the page has changed.
-        let Some(href) = current.try_get_untracked().map(|s| s.href()) else { return };
-        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
+        if let Some(href) = current.try_get_untracked().map(|s| s.href()) {
+            crate::location::replace_url(&href);
         }
     };
     let on_zoom = Callback::new(move |path: String| {
