@@ -1,0 +1,4 @@
+//! Hostile input: decode.
+
+#[allow(unused_imports)]
+use super::*;

@@ -1,0 +1,4 @@
+//! Hostile input: outage.
+
+#[allow(unused_imports)]
+use super::*;

@@ -1,0 +1,4 @@
+//! Hostile input: query_limits.
+
+#[allow(unused_imports)]
+use super::*;

@@ -1,0 +1,4 @@
+//! Hostile input: runtime.
+
+#[allow(unused_imports)]
+use super::*;

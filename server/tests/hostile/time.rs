@@ -1,0 +1,4 @@
+//! Hostile input: time.
+
+#[allow(unused_imports)]
+use super::*;
