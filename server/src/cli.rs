@@ -15,6 +15,7 @@ use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::storage::{Backend, S3Options, Store, StoreConfig};
+use crate::timespec::IngestWindow;
 use crate::upload::UploadArgs;
 
 /// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
@@ -58,6 +59,13 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_MAX_STACK_DEPTH", default_value_t = IngestLimits::default().max_stack_depth)]
     pub max_stack_depth: usize,
     /// Connections served at once.
+    /// The oldest time an upload may carry, in Unix seconds (default 2000-01-01); older
+    /// stamps get 400 naming the parameter.
+    #[arg(long, env = "KILN_INGEST_OLDEST", default_value_t = IngestWindow::default().oldest)]
+    pub ingest_oldest: i64,
+    /// How far ahead of the server's clock an upload's time may be (`1d`); further gets 400.
+    #[arg(long, env = "KILN_INGEST_MAX_FUTURE", default_value = "1d", value_parser = parse_duration)]
+    pub ingest_max_future: Duration,
     #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = EdgeConfig::default().max_connections)]
     pub max_connections: usize,
     /// Seconds shutdown waits for in-flight requests.
@@ -223,6 +231,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             max_body_bytes: args.max_body_bytes,
             max_decompressed_bytes: args.max_decompressed_bytes,
             max_stack_depth: args.max_stack_depth,
+            window: IngestWindow {
+                oldest: args.ingest_oldest,
+                max_future_secs: i64::try_from(args.ingest_max_future.as_secs()).unwrap_or(i64::MAX),
+            },
             ..IngestLimits::default()
         },
         leptos: leptos_options(&args)?,

@@ -1,7 +1,15 @@
 //! Times in query strings: Unix seconds, milliseconds, microseconds or nanoseconds (told apart
 //! by magnitude), `now`, and `now-15m` style offsets.
+//!
+//! Every time comes from the network, so every step is checked: a parse never wraps, and what
+//! it returns is bounded before anyone does arithmetic with it. Queries are clamped to
+//! [`QUERY_HORIZON_SECS`] around now; uploads are refused outside an [`IngestWindow`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How far from now a query range may reach, either way: 100 years. Wider ends are clamped,
+/// so that range arithmetic (steps, spans, points) always fits in an `i64`.
+pub const QUERY_HORIZON_SECS: i64 = 100 * 31_557_600;
 
 /// The current Unix time in seconds.
 pub fn now_unix() -> i64 {
@@ -20,7 +28,10 @@ pub fn parse(value: &str, now: i64) -> Result<i64, String> {
             b'+' => (1, &rest[1..]),
             _ => return Err(format!("`{value}` is not a time: expected `now-15m` style")),
         };
-        return Ok(now + sign * parse_duration(offset).ok_or_else(|| format!("`{value}` has a bad duration"))?);
+        let offset = parse_duration(offset).ok_or_else(|| format!("`{value}` has a bad duration"))?;
+        return now
+            .checked_add(sign * offset)
+            .ok_or_else(|| format!("`{value}` is out of range: the offset is larger than any time"));
     }
     let number: i64 =
         value.parse().map_err(|_| format!("`{value}` is not a time: use Unix seconds/ms/µs/ns or `now-1h`"))?;
@@ -33,20 +44,59 @@ pub fn parse(value: &str, now: i64) -> Result<i64, String> {
     })
 }
 
-/// A query range `[from, until)` in Unix seconds. Absent ends are open. Relative forms in
-/// `until` count from the end of the current second, so `until=now` includes an upload
-/// stamped this very second.
+/// A query range `[from, until)` in Unix seconds. Absent ends are open (`i64::MIN`,
+/// `i64::MAX`: the query narrows them to the data); given ends are clamped to
+/// [`QUERY_HORIZON_SECS`] around `now`. Relative forms in `until` count from the end of the
+/// current second, so `until=now` includes an upload stamped this very second.
 pub fn parse_range(from: Option<&str>, until: Option<&str>, now: i64) -> Result<(i64, i64), String> {
     let from = match from.filter(|s| !s.is_empty()) {
-        Some(text) => parse(text, now).map_err(|e| format!("`from`: {e}"))?,
+        Some(text) => clamp_to_horizon(parse(text, now).map_err(|e| format!("`from`: {e}"))?, now),
         None => i64::MIN,
     };
     let until = match until.filter(|s| !s.is_empty()) {
-        Some(text) => parse(text, now + 1),
-        None => Ok(i64::MAX),
-    }
-    .map_err(|e| format!("`until`: {e}"))?;
+        Some(text) => clamp_to_horizon(parse(text, now + 1).map_err(|e| format!("`until`: {e}"))?, now),
+        None => i64::MAX,
+    };
     Ok((from, until))
+}
+
+/// `time` moved into `now ± 100 years`.
+pub fn clamp_to_horizon(time: i64, now: i64) -> i64 {
+    time.clamp(now.saturating_sub(QUERY_HORIZON_SECS), now.saturating_add(QUERY_HORIZON_SECS))
+}
+
+/// The times an upload may carry: none before `oldest`, none more than `max_future_secs`
+/// ahead of the server's clock. A stamp outside is a broken clock or an attack, and stored
+/// it would stretch every open-ended query over millennia.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestWindow {
+    /// Unix seconds; 2000-01-01 by default.
+    pub oldest: i64,
+    /// Seconds past now.
+    pub max_future_secs: i64,
+}
+
+impl Default for IngestWindow {
+    fn default() -> Self {
+        IngestWindow { oldest: 946_684_800, max_future_secs: 86_400 }
+    }
+}
+
+impl IngestWindow {
+    /// `Ok` when `time` (Unix seconds) is inside the window at `now`; otherwise why not.
+    pub fn check(&self, time: i64, now: i64) -> Result<(), String> {
+        if time < self.oldest {
+            return Err(format!("{time} is before the oldest accepted time ({}, see --ingest-oldest)", self.oldest));
+        }
+        let newest = now.saturating_add(self.max_future_secs);
+        if time > newest {
+            return Err(format!(
+                "{time} is more than {} s ahead of the server's clock ({now}, see --ingest-max-future)",
+                self.max_future_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `10s`, `15m`, `1h`, `7d`, `2w`, or plain seconds.
@@ -76,6 +126,42 @@ mod tests {
         assert_eq!(parse_range(None, None, 5), Ok((i64::MIN, i64::MAX)));
         assert_eq!(parse_range(Some("10"), Some("20"), 5), Ok((10, 20)));
         assert!(parse_range(Some("x"), None, 5).unwrap_err().contains("`from`"));
+    }
+
+    #[test]
+    fn offsets_past_any_time_are_errors_not_wraps() {
+        for bad in [
+            "now+9223372036854775807",
+            "now-9223372036854775808",
+            "now-9999999999999999999999",
+            "now-300000000000000000y",
+        ] {
+            assert!(parse(bad, 1_700_000_000).is_err(), "{bad}");
+        }
+        assert_eq!(parse("now-100y", 1_700_000_000), Ok(1_700_000_000 - 3_153_600_000));
+        // Fits an `i64`, so it parses; a query range clamps it.
+        assert_eq!(parse("now-9223372036854775307", 1_700_000_000), Ok(1_700_000_000 - 9_223_372_036_854_775_307));
+    }
+
+    #[test]
+    fn query_ranges_are_clamped_to_a_century() {
+        let now = 1_700_000_000;
+        let (from, until) = parse_range(Some("-9223372036854775807"), Some("9223372036854775807"), now).unwrap();
+        assert_eq!((from, until), (now - QUERY_HORIZON_SECS, now + QUERY_HORIZON_SECS));
+        let (from, _) = parse_range(Some("now-9223372036854775307"), None, now).unwrap();
+        assert_eq!(from, now - QUERY_HORIZON_SECS);
+    }
+
+    #[test]
+    fn the_ingest_window_refuses_broken_clocks() {
+        let window = IngestWindow::default();
+        let now = 1_700_000_000;
+        assert!(window.check(now, now).is_ok());
+        assert!(window.check(now + 86_400, now).is_ok());
+        assert!(window.check(now + 86_401, now).unwrap_err().contains("ahead"));
+        assert!(window.check(946_684_799, now).unwrap_err().contains("oldest"));
+        assert!(window.check(i64::MIN, now).is_err());
+        assert!(window.check(i64::MAX, i64::MAX).is_ok(), "saturates instead of wrapping");
     }
 
     #[test]

@@ -225,8 +225,9 @@ async fn go_multipart_node_gzip_and_json_push_are_read() {
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"sample_type_config\"; filename=\"c.json\"\r\n\r\n{{\"cpu\":{{\"units\":\"nanoseconds\",\"display-name\":\"wall\"}}}}\r\n--{boundary}--\r\n").as_bytes(),
     );
     let content_type = format!("multipart/form-data; boundary={boundary}");
-    let (status, _, body) =
-        server.post("/ingest?name=gotest&from=100&until=110", &[("content-type", &content_type)], multipart).await;
+    let (status, _, body) = server
+        .post("/ingest?name=gotest&from=1700000100&until=1700000110", &[("content-type", &content_type)], multipart)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(total(&server.folded("gotest.wall").await), 4_670_000_000);
 

@@ -98,10 +98,11 @@ fn parse_query(
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| AppError::bad_request(format!("missing `{query_param}` (e.g. `{query_param}=myapp.cpu`)")))?;
     let now = timespec::now_unix();
-    let from = parse_time(from_param, from, now)?;
+    // Given ends are clamped to a century around now, so that no range arithmetic can wrap.
+    let from = parse_time(from_param, from, now)?.map(|t| timespec::clamp_to_horizon(t, now));
     // Relative ends count from the end of the current second: `until=now` includes an upload
     // stamped this very second.
-    let until = parse_time(until_param, until, now + 1)?;
+    let until = parse_time(until_param, until, now + 1)?.map(|t| timespec::clamp_to_horizon(t, now));
     let query = Query::parse(&tenant.0, text, from.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)).map_err(|e| {
         // Plain `/render` has one query; a comparison says which side is wrong.
         if query_param == "query" { e.into() } else { AppError::bad_request(format!("`{query_param}`: {}", e.0)) }

@@ -29,6 +29,7 @@ use std::sync::atomic::Ordering;
 
 use crate::api::{AppError, AppState, Tenant, idempotency_key};
 use crate::storage::{KeyedUploads, Upload};
+use crate::timespec::IngestWindow;
 
 pub use params::{IngestParams, series_from_name};
 
@@ -47,6 +48,8 @@ pub struct IngestLimits {
     pub max_labels: usize,
     /// Length of a label name or value.
     pub max_label_bytes: usize,
+    /// The times an upload may be stamped with.
+    pub window: IngestWindow,
 }
 
 impl Default for IngestLimits {
@@ -58,6 +61,7 @@ impl Default for IngestLimits {
             max_line_bytes: 4 << 20,
             max_labels: 64,
             max_label_bytes: 1024,
+            window: IngestWindow::default(),
         }
     }
 }
@@ -243,6 +247,7 @@ async fn store(
     key: Option<String>,
     mut uploads: Vec<Upload>,
 ) -> Result<StatusCode, AppError> {
+    check_upload_times(&uploads, &state.limits.window, crate::timespec::now_unix())?;
     for upload in &mut uploads {
         upload.meta.series.tenant.clone_from(&tenant.0);
     }
@@ -253,6 +258,23 @@ async fn store(
         tracing::debug!(tenant = %tenant.0, "a retried upload was already stored");
     }
     Ok(StatusCode::OK)
+}
+
+/// Refuses uploads stamped outside the ingest window. `/ingest`'s `from`/`until` were checked
+/// with the parameters; what is left are the times a profile carries itself (pprof's
+/// `time_nanos` and `duration_nanos`), checked here for every path that stores.
+pub(crate) fn check_upload_times(uploads: &[Upload], window: &IngestWindow, now: i64) -> Result<(), AppError> {
+    for upload in uploads {
+        for time in [upload.meta.from, upload.meta.until] {
+            window.check(time, now).map_err(|reason| {
+                AppError::bad_request_with(
+                    format!("the profile's time (`time_nanos`/`duration_nanos`): {reason}"),
+                    json!({ "field": "time_nanos" }),
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A pprof sent to `/ingest`: the name gives the application (its type suffix, if any, is

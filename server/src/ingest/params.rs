@@ -68,6 +68,9 @@ impl IngestParams {
         };
         let until = time("until", &self.until)?.unwrap_or(now);
         let from = time("from", &self.from)?.unwrap_or(until);
+        for (param, value) in [("until", until), ("from", from)] {
+            limits.window.check(value, now).map_err(|reason| param_error(param, format!("`{param}`: {reason}")))?;
+        }
         if from > until {
             return Err(param_error("from", format!("`from` ({from}) is after `until` ({until})")));
         }

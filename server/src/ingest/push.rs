@@ -211,6 +211,7 @@ async fn push_inner(
         };
         for sample in &series.samples {
             let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, now)?;
+            super::check_upload_times(&uploads, &limits.window, now)?;
             for upload in &mut uploads {
                 upload.meta.series.tenant.clone_from(&tenant.0);
             }

@@ -173,22 +173,32 @@ const MAX_TIMELINE_POINTS: i64 = 1000;
 const MIN_STEP: i64 = 10;
 
 /// The timeline of uploads given as (from, until, total).
+///
+/// Times may be anything an `i64` holds (an open range, or uploads stored with absurd stamps
+/// before ingest refused them), so the arithmetic runs in `i128` and the step is chosen from
+/// the span: whatever the range, there are at most `MAX_TIMELINE_POINTS + 1` points.
 fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
     // An open range is narrowed to the data it holds.
     let from = if from == i64::MIN { uploads.clone().map(|u| u.0).min().unwrap_or(0) } else { from };
-    let until = if until == i64::MAX { uploads.clone().map(|u| u.1).max().unwrap_or(from) + 1 } else { until };
-    let span = until.saturating_sub(from).max(1);
-    let step = ((span + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS).max(MIN_STEP);
+    let until =
+        if until == i64::MAX { uploads.clone().map(|u| u.1).max().unwrap_or(from).saturating_add(1) } else { until };
+    let (from, until) = (i128::from(from), i128::from(until).max(i128::from(from) + 1));
+    let points = i128::from(MAX_TIMELINE_POINTS);
+    let step = ((until - from + points - 1) / points).max(i128::from(MIN_STEP));
     let start_time = from.div_euclid(step) * step;
-    let points = ((until - start_time + step - 1) / step).max(1) as usize;
-    let mut samples = vec![0u64; points];
+    // `start_time` may sit one step before `from`, hence at most one point more than the cap.
+    let count = ((until - start_time + step - 1) / step).clamp(1, points + 1) as usize;
+    let mut samples = vec![0u64; count];
     for (upload_from, _, total) in uploads {
-        let index = (upload_from.max(start_time) - start_time) / step;
-        if let Some(slot) = samples.get_mut(index as usize) {
-            *slot += total;
+        let index = (i128::from(upload_from).max(start_time) - start_time) / step;
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| samples.get_mut(i)) {
+            *slot = slot.saturating_add(total);
         }
     }
-    Timeline { start_time, step, samples }
+    // Both fit: `step` is at most the span of two `i64`s over the point count, and
+    // `start_time` lies within one step of an `i64`.
+    let narrow = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+    Timeline { start_time: narrow(start_time), step: narrow(step), samples }
 }
 
 /// An upload in a query's range, wherever it is stored.
@@ -452,6 +462,26 @@ mod tests {
 
     fn key(app: &str, ty: &str, labels: &[(&str, &str)]) -> SeriesKey {
         SeriesKey::new(app, ty, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+    }
+
+    #[test]
+    fn timelines_stay_bounded_whatever_the_range() {
+        let cap = MAX_TIMELINE_POINTS as usize + 1;
+        for (uploads, from, until) in [
+            (vec![(0, 10, 5)], i64::MIN, i64::MAX),
+            (vec![(-9_223_372_036_854_775_307 + 1_700_000_000, 1_700_000_000, 5)], i64::MIN, i64::MAX),
+            (vec![(i64::MIN, i64::MAX, u64::MAX), (0, 1, u64::MAX)], i64::MIN, i64::MAX),
+            (vec![(1_700_000_000, 1_700_000_010, 3)], i64::MIN + 1, i64::MAX - 1),
+            (vec![], i64::MIN + 1, i64::MAX - 1),
+            (vec![(5, 6, 1)], 10, 5),
+        ] {
+            let line = timeline(uploads.iter().copied(), from, until);
+            assert!((1..=cap).contains(&line.samples.len()), "{from}..{until}: {} points", line.samples.len());
+            assert!(line.step >= MIN_STEP);
+            let total = uploads.iter().fold(0u64, |sum, u| sum.saturating_add(u.2));
+            let counted = line.samples.iter().fold(0u64, |sum, &v| sum.saturating_add(v));
+            assert!(counted <= total);
+        }
     }
 
     #[test]

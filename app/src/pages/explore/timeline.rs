@@ -30,13 +30,17 @@ impl Wire for TimelineData {
 }
 
 impl TimelineData {
+    /// Saturating: a timeline over stamps near the ends of `i64` (stored by a broken clock)
+    /// still draws instead of overflowing.
     fn end_time(&self) -> i64 {
-        self.start_time + self.step * self.samples.len() as i64
+        self.start_time.saturating_add(self.step.saturating_mul(self.samples.len() as i64))
     }
 
     /// The Unix second at `fraction` (0..=1) of the width.
     fn time_at(&self, fraction: f64) -> i64 {
-        self.start_time + ((self.end_time() - self.start_time) as f64 * fraction.clamp(0.0, 1.0)).round() as i64
+        let span = self.end_time() as f64 - self.start_time as f64;
+        // `as i64` saturates, so the sum cannot wrap.
+        self.start_time.saturating_add((span * fraction.clamp(0.0, 1.0)).round() as i64)
     }
 }
 
