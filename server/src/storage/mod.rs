@@ -57,6 +57,7 @@
 
 mod backend;
 pub mod block;
+mod counts;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -73,6 +74,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use backend::{Backend, S3Options};
+pub use counts::ReadPlan;
 use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
 pub use wal::WalError;
 
