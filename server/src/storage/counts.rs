@@ -58,9 +58,9 @@ impl Store {
     ) -> HashSet<SeriesKey> {
         let state = self.inner.state.read().expect("state lock");
         let is_active = |key: &SeriesKey| state.heads().any(|head| head.series.contains_key(key));
-        let mut new: Vec<&SeriesKey> = Vec::new();
+        let (mut new, mut seen): (Vec<&SeriesKey>, HashSet<&SeriesKey>) = Default::default();
         for key in keys {
-            if !is_active(key) && !new.contains(&key) {
+            if !is_active(key) && seen.insert(key) {
                 new.push(key);
             }
         }
