@@ -227,7 +227,8 @@ fn app_needs_quotes(app: &str, typed: bool) -> bool {
         || app.trim() != app
         || app.contains(['{', '}', '"', '\n', '\r'])
         || app.matches(':').count() == 4
-        || (!typed && app.rsplit_once('.').is_some_and(|(head, ty)| !head.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty)))
+        || (!typed
+            && app.rsplit_once('.').is_some_and(|(head, ty)| !head.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty)))
 }
 
 /// Reads a quoted string after its opening quote, `\x` standing for `x`: the text and what
@@ -347,7 +348,8 @@ fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
         rest = rest[len..].trim_start();
         let value;
         if let Some(quoted) = rest.strip_prefix('"') {
-            let (text, after) = unquote(quoted).ok_or_else(|| err(format!("unterminated quote in value of `{name}`")))?;
+            let (text, after) =
+                unquote(quoted).ok_or_else(|| err(format!("unterminated quote in value of `{name}`")))?;
             value = text;
             rest = after.trim_start();
         } else {
@@ -472,8 +474,8 @@ mod tests {
         assert_eq!(odd_label.matchers, [m("k8s/pod name", MatchOp::Regex, "x.*")]);
         assert_eq!(odd_label.to_string(), r#"a{"k8s/pod name"=~"x.*"}"#);
         // The Pyroscope 1.x form carries any service name as a label value.
-        let s = Selector::parse_query(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="my app {x}"}"#)
-            .unwrap();
+        let s =
+            Selector::parse_query(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="my app {x}"}"#).unwrap();
         assert_eq!(s.app, "my app {x}");
         for bad in [r#""unterminated"#, r#""a".nope"#, r#""a" b"#, r#""".cpu"#, r#""a"{b="c""#] {
             assert!(Selector::parse(bad).is_err(), "{bad:?} should be rejected");

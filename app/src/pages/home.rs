@@ -149,7 +149,8 @@ fn AppList(apps: Vec<AppSummary>, filter: RwSignal<String>) -> impl IntoView {
 /// has characters the bare form cannot carry, e.g. a push `service_name` with a space and a
 /// brace), then escaped for the URL.
 fn explore_href(app: &str, profile_type: Option<&str>) -> String {
-    let selector = Selector { app: app.to_string(), profile_type: profile_type.map(String::from), matchers: Vec::new() };
+    let selector =
+        Selector { app: app.to_string(), profile_type: profile_type.map(String::from), matchers: Vec::new() };
     format!("/explore?query={}", encode_query_value(&selector.to_string()))
 }
 

@@ -23,7 +23,8 @@ pub async fn page_data(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let source = TenantSource::new(Arc::new(StoreSource(state.store.clone(), state.query_limits)), tenant.0, address_of(host));
+    let source =
+        TenantSource::new(Arc::new(StoreSource(state.store.clone(), state.query_limits)), tenant.0, address_of(host));
     match kiln_app::data::answer(&name, query.as_deref().unwrap_or(""), &source) {
         None => Err(AppError::NotFound(format!("no page data named `{name}`"))),
         Some(Err(message)) if query::is_too_large(&message) => Err(AppError::Unprocessable(message)),

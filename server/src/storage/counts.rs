@@ -90,7 +90,8 @@ mod tests {
     #[tokio::test]
     async fn reads_are_counted_before_fetching_and_series_per_tenant() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig { background: false, retention: std::time::Duration::ZERO, ..StoreConfig::new(dir.path()) };
+        let config =
+            StoreConfig { background: false, retention: std::time::Duration::ZERO, ..StoreConfig::new(dir.path()) };
         let store = Store::open_with(config).await.unwrap();
         store.append(vec![upload("a", &[(&["main"], 1)], 100), upload("b", &[(&["main"], 1)], 100)]).await.unwrap();
         store.flush().await.unwrap();

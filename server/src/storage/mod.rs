@@ -74,8 +74,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use backend::{Backend, S3Options};
-pub use counts::ReadPlan;
 use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
+pub use counts::ReadPlan;
 pub use wal::WalError;
 
 /// The tenant of requests without an `X-Scope-OrgID` header (and of data stored before

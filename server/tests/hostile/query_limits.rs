@@ -13,7 +13,13 @@ use super::*;
 /// `text` escaped for a query string.
 fn encode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -21,7 +27,8 @@ fn encode(text: &str) -> String {
 fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -85,7 +92,8 @@ fn a_query_over_too_many_series_is_refused_with_how_to_narrow_it() {
         let (status, body) = ingest(kiln.addr, &format!("wide.cpu{{pod=p{pod}}}"), "main;work 1").unwrap();
         assert_eq!(status, 200, "{body}");
     }
-    for path in ["/render?query=wide.cpu", "/render?query=wide.cpu&format=tree", "/api/page-data/summary?query=wide.cpu"]
+    for path in
+        ["/render?query=wide.cpu", "/render?query=wide.cpu&format=tree", "/api/page-data/summary?query=wide.cpu"]
     {
         let answer = http(kiln.addr, "GET", path, b"").unwrap();
         let text = message(&answer.1);
@@ -150,8 +158,7 @@ fn a_huge_tree_is_answered_as_bounded_json() {
     let text = message(&answer.1);
     assert_refused(Ok(answer), 422, "maxNodes over the cap");
     assert!(text.contains("--max-nodes-max"), "{text}");
-    let (status, answer) =
-        http(kiln.addr, "GET", "/render-diff?leftQuery=huge.cpu&rightQuery=huge.cpu", b"").unwrap();
+    let (status, answer) = http(kiln.addr, "GET", "/render-diff?leftQuery=huge.cpu&rightQuery=huge.cpu", b"").unwrap();
     assert_eq!(status, 200, "{answer}");
     let levels = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["flamebearer"]["levels"].clone();
     // Seven numbers per node in a comparison.
@@ -178,7 +185,10 @@ fn many_labels_with_odd_names_are_stored_and_queried_by_quoting() {
     labels.push(LabelPair { name: "__name__".into(), value: "process_cpu".into() });
     labels.push(LabelPair { name: "env".into(), value: "prod".into() });
     let push = PushRequest {
-        series: vec![RawProfileSeries { labels, samples: vec![RawSample { raw_profile: pprof.clone(), id: String::new() }] }],
+        series: vec![RawProfileSeries {
+            labels,
+            samples: vec![RawSample { raw_profile: pprof.clone(), id: String::new() }],
+        }],
     };
     let (status, body) = request(
         kiln.addr,
