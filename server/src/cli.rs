@@ -14,6 +14,7 @@ use crate::api::{AppState, Auth, router};
 use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
+use crate::query::QueryLimits;
 use crate::storage::{Backend, S3Options, Store, StoreConfig};
 use crate::timespec::IngestWindow;
 use crate::upload::UploadArgs;
@@ -58,7 +59,24 @@ pub struct ServeArgs {
     /// Frames kept per stack; deeper stacks are cut at the leaf end.
     #[arg(long, env = "KILN_MAX_STACK_DEPTH", default_value_t = IngestLimits::default().max_stack_depth)]
     pub max_stack_depth: usize,
-    /// Connections served at once.
+    /// Active series per tenant (series with uploads since the last block cut); uploads of
+    /// new series beyond it get 400, the tenant's active series keep being stored.
+    #[arg(long, env = "KILN_MAX_SERIES_PER_TENANT", default_value_t = IngestLimits::default().max_series_per_tenant)]
+    pub max_series_per_tenant: usize,
+    /// Series one query may merge; more gets 422 (narrow it with label matchers).
+    #[arg(long, env = "KILN_MAX_QUERY_SERIES", default_value_t = QueryLimits::default().max_series)]
+    pub max_query_series: usize,
+    /// Compressed stored bytes one query may read (it grows with series × time range); more
+    /// gets 422 (use a shorter range or more label matchers).
+    #[arg(long, env = "KILN_MAX_QUERY_BYTES", default_value_t = QueryLimits::default().max_bytes)]
+    pub max_query_bytes: u64,
+    /// Nodes in a JSON answer (`/render` flamebearer or speedscope, `/render-diff`) whose
+    /// request names no `maxNodes`; the rest is folded into `other` nodes.
+    #[arg(long, env = "KILN_MAX_NODES_DEFAULT", default_value_t = QueryLimits::default().default_max_nodes)]
+    pub max_nodes_default: usize,
+    /// The largest `maxNodes` a JSON request may ask for; more gets 422.
+    #[arg(long, env = "KILN_MAX_NODES_MAX", default_value_t = QueryLimits::default().max_nodes)]
+    pub max_nodes_max: usize,
     /// The oldest time an upload may carry, in Unix seconds (default 2000-01-01); older
     /// stamps get 400 naming the parameter.
     #[arg(long, env = "KILN_INGEST_OLDEST", default_value_t = IngestWindow::default().oldest)]
@@ -66,6 +84,7 @@ pub struct ServeArgs {
     /// How far ahead of the server's clock an upload's time may be (`1d`); further gets 400.
     #[arg(long, env = "KILN_INGEST_MAX_FUTURE", default_value = "1d", value_parser = parse_duration)]
     pub ingest_max_future: Duration,
+    /// Connections served at once.
     #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = EdgeConfig::default().max_connections)]
     pub max_connections: usize,
     /// Seconds shutdown waits for in-flight requests.
@@ -235,7 +254,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 oldest: args.ingest_oldest,
                 max_future_secs: i64::try_from(args.ingest_max_future.as_secs()).unwrap_or(i64::MAX),
             },
+            max_series_per_tenant: args.max_series_per_tenant,
             ..IngestLimits::default()
+        },
+        query_limits: QueryLimits {
+            max_series: args.max_query_series,
+            max_bytes: args.max_query_bytes,
+            default_max_nodes: args.max_nodes_default,
+            max_nodes: args.max_nodes_max,
         },
         leptos: leptos_options(&args)?,
         auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),

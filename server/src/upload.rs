@@ -29,6 +29,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use kiln_model::selector::{MatchOp, Matcher, Selector};
+
 use crate::cli::parse_duration;
 
 /// How long the client keeps an idle connection: under the server's idle limit (120 s by
@@ -386,15 +388,17 @@ fn gzip(raw: &[u8]) -> Bytes {
 
 /// The `/ingest` query string for these flags.
 pub fn query_string(args: &UploadArgs) -> String {
-    let mut name = args.app.clone();
-    if let Some(profile_type) = &args.profile_type {
-        name.push('.');
-        name.push_str(profile_type);
+    // Written as a selector, so that names and values with `{`, `,` or quotes arrive intact.
+    let name = Selector {
+        app: args.app.clone(),
+        profile_type: args.profile_type.clone(),
+        matchers: args
+            .labels
+            .iter()
+            .map(|(k, v)| Matcher { name: k.clone(), op: MatchOp::Eq, value: v.clone() })
+            .collect(),
     }
-    if !args.labels.is_empty() {
-        let labels: Vec<String> = args.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = write!(name, "{{{}}}", labels.join(","));
-    }
+    .to_string();
     let mut pairs = vec![("name", name), ("format", args.format.clone())];
     pairs.extend(args.from.clone().map(|v| ("from", v)));
     pairs.extend(args.until.clone().map(|v| ("until", v)));
@@ -481,7 +485,7 @@ mod tests {
         ]);
         assert_eq!(
             query_string(&args),
-            "name=shop.cpu%7Benv%3Dprod%2Cregion%3Deu%201%7D&format=perf_script&from=now-10s&sampleRate=99&units=samples"
+            "name=shop.cpu%7Benv%3D%22prod%22%2Cregion%3D%22eu%201%22%7D&format=perf_script&from=now-10s&sampleRate=99&units=samples"
         );
         assert_eq!(query_string(&self::args(&[])), "name=shop&format=folded");
     }

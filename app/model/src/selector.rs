@@ -87,8 +87,17 @@ fn valid_label_name(name: &str) -> bool {
 impl Selector {
     /// Parses a name or query. Values may be bare (`env=prod`, the ingest form) or quoted
     /// (`env="prod"`, the query form, with `\"` and `\\` escapes).
+    ///
+    /// An application name that the bare form cannot carry (one with `{`, `"` or a line break,
+    /// or one that ends in `.cpu` without being of that type) is written quoted, with the same
+    /// escapes: `"my app {x}".cpu{env="prod"}`. Label names that are not identifiers are quoted
+    /// the same way (`{"k8s/pod"="a"}`, as in Prometheus 3). [`Selector`]'s `Display` quotes
+    /// exactly where needed, so every stored series can be written as a query.
     pub fn parse(input: &str) -> Result<Selector, SelectorError> {
         let input = input.trim();
+        if let Some(quoted) = input.strip_prefix('"') {
+            return Selector::parse_quoted_app(quoted);
+        }
         let (head, body) = match input.find('{') {
             Some(open) => {
                 if !input.ends_with('}') {
@@ -103,7 +112,9 @@ impl Selector {
             return Err(err("application name is empty"));
         }
         if head.contains(['}', '{', '"', '\n', '\r']) {
-            return Err(err(format!("application name `{head}` has characters that are not allowed")));
+            return Err(err(format!(
+                "application name `{head}` has characters that are not allowed unquoted; quote it (`\"name\".cpu`)"
+            )));
         }
         let (app, profile_type) = match head.rsplit_once('.') {
             Some((app, ty)) if !app.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty) => {
@@ -116,6 +127,32 @@ impl Selector {
             None => Vec::new(),
         };
         Ok(Selector { app, profile_type, matchers })
+    }
+
+    /// The rest of `"app"[.type][{matchers}]` after its opening quote.
+    fn parse_quoted_app(quoted: &str) -> Result<Selector, SelectorError> {
+        let (app, rest) = unquote(quoted).ok_or_else(|| err("unterminated quote in the application name"))?;
+        if app.is_empty() {
+            return Err(err("application name is empty"));
+        }
+        let rest = rest.trim_start();
+        let (ty, rest) = match rest.strip_prefix('.') {
+            Some(after) => {
+                let end = after.find('{').unwrap_or(after.len());
+                let ty = after[..end].trim();
+                if !KNOWN_PROFILE_TYPES.contains(&ty) {
+                    return Err(err(format!("unknown profile type `{ty}` after the quoted application name")));
+                }
+                (Some(ty.to_string()), &after[end..])
+            }
+            None => (None, rest),
+        };
+        let matchers = match rest.strip_prefix('{') {
+            Some(body) => parse_matchers(body.strip_suffix('}').ok_or_else(|| err("labels must end with `}`"))?)?,
+            None if rest.is_empty() => Vec::new(),
+            None => return Err(err(format!("expected `.type` or `{{` after the quoted application name at `{rest}`"))),
+        };
+        Ok(Selector { app, profile_type: ty, matchers })
     }
 
     /// True when every matcher is a plain `=` (the only kind a series name may carry).
@@ -136,10 +173,16 @@ impl fmt::Display for MatchOp {
 }
 
 /// The query form: `app.type{name="value",…}`, values quoted and escaped, so that parsing the
-/// printed text gives back the same selector.
+/// printed text (with [`Selector::parse`] or [`Selector::parse_query`]) gives back the same
+/// selector. The application name and label names are quoted only where the bare form would
+/// read differently.
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.app)?;
+        if app_needs_quotes(&self.app, self.profile_type.is_some()) {
+            write_quoted(f, &self.app)?;
+        } else {
+            f.write_str(&self.app)?;
+        }
         if let Some(ty) = &self.profile_type {
             write!(f, ".{ty}")?;
         }
@@ -151,11 +194,56 @@ impl fmt::Display for Selector {
             if i > 0 {
                 f.write_str(",")?;
             }
-            let escaped = m.value.replace('\\', "\\\\").replace('"', "\\\"");
-            write!(f, "{}{}\"{}\"", m.name, m.op, escaped)?;
+            if valid_label_name(&m.name) {
+                f.write_str(&m.name)?;
+            } else {
+                write_quoted(f, &m.name)?;
+            }
+            write!(f, "{}", m.op)?;
+            write_quoted(f, &m.value)?;
         }
         f.write_str("}")
     }
+}
+
+/// `"text"` with `\` and `"` escaped.
+fn write_quoted(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            f.write_str("\\")?;
+        }
+        write!(f, "{c}")?;
+    }
+    f.write_str("\"")
+}
+
+/// True when the bare form would not read back as this application name (with a type after
+/// it when `typed`): characters the bare form refuses, a name that starts with a quote or has
+/// blanks at either end (trimmed), four colons (a Pyroscope 1.x type ID to `parse_query`), or,
+/// untyped, a name ending in `.cpu` or another type (it would be read as that type).
+fn app_needs_quotes(app: &str, typed: bool) -> bool {
+    app.is_empty()
+        || app.trim() != app
+        || app.contains(['{', '}', '"', '\n', '\r'])
+        || app.matches(':').count() == 4
+        || (!typed
+            && app.rsplit_once('.').is_some_and(|(head, ty)| !head.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty)))
+}
+
+/// Reads a quoted string after its opening quote, `\x` standing for `x`: the text and what
+/// follows the closing quote, or `None` when it is not closed.
+fn unquote(quoted: &str) -> Option<(String, &str)> {
+    let mut text = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => text.push(chars.next()?.1),
+            '"' => return Some((text, &quoted[i + 1..])),
+            c => text.push(c),
+        }
+    }
+    None
 }
 
 /// How Pyroscope 1.x names a profile type (`name:sample_type:sample_unit:period_type:period_unit`)
@@ -198,7 +286,7 @@ impl Selector {
     pub fn parse_query(input: &str) -> Result<Selector, SelectorError> {
         let trimmed = input.trim();
         let head = trimmed.split('{').next().unwrap_or("").trim();
-        if head.matches(':').count() != 4 {
+        if trimmed.starts_with('"') || head.matches(':').count() != 4 {
             return Selector::parse(input);
         }
         let profile_type = profile_type_from_id(head).ok_or_else(|| {
@@ -229,12 +317,23 @@ fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
     let mut out = Vec::new();
     let mut rest = body.trim_start();
     while !rest.is_empty() {
-        let name_end = rest.find(['=', '!']).ok_or_else(|| err(format!("expected `name=value` at `{rest}`")))?;
-        let name = rest[..name_end].trim();
-        if !valid_label_name(name) {
-            return Err(err(format!("invalid label name `{name}`")));
+        let name;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let (text, after) = unquote(quoted).ok_or_else(|| err("unterminated quote in a label name"))?;
+            if text.is_empty() {
+                return Err(err("label name is empty"));
+            }
+            name = text;
+            rest = after.trim_start();
+        } else {
+            let name_end = rest.find(['=', '!']).ok_or_else(|| err(format!("expected `name=value` at `{rest}`")))?;
+            let bare = rest[..name_end].trim();
+            if !valid_label_name(bare) {
+                return Err(err(format!("invalid label name `{bare}`; quote it (`\"{bare}\"=\"value\"`)")));
+            }
+            name = bare.to_string();
+            rest = &rest[name_end..];
         }
-        rest = &rest[name_end..];
         let (op, len) = if rest.starts_with("!=") {
             (MatchOp::NotEq, 2)
         } else if rest.starts_with("!~") {
@@ -249,25 +348,10 @@ fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
         rest = rest[len..].trim_start();
         let value;
         if let Some(quoted) = rest.strip_prefix('"') {
-            let mut v = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some((_, e)) => v.push(e),
-                        None => break,
-                    },
-                    '"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    c => v.push(c),
-                }
-            }
-            let end = end.ok_or_else(|| err(format!("unterminated quote in value of `{name}`")))?;
-            value = v;
-            rest = quoted[end + 1..].trim_start();
+            let (text, after) =
+                unquote(quoted).ok_or_else(|| err(format!("unterminated quote in value of `{name}`")))?;
+            value = text;
+            rest = after.trim_start();
         } else {
             let end = rest.find(',').unwrap_or(rest.len());
             value = rest[..end].trim().to_string();
@@ -276,7 +360,7 @@ fn parse_matchers(body: &str) -> Result<Vec<Matcher>, SelectorError> {
             }
             rest = &rest[end..];
         }
-        out.push(Matcher { name: name.to_string(), op, value });
+        out.push(Matcher { name, op, value });
         rest = rest.trim_start();
         if let Some(after) = rest.strip_prefix(',') {
             rest = after.trim_start();
@@ -361,6 +445,73 @@ mod tests {
             "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"a\"",
         ] {
             assert!(Selector::parse_query(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn odd_application_names_are_quoted() {
+        let s = Selector::parse(r#""my app {x}".cpu{env="prod"}"#).unwrap();
+        assert_eq!((s.app.as_str(), s.profile_type.as_deref()), ("my app {x}", Some("cpu")));
+        assert_eq!(s.matchers, [m("env", MatchOp::Eq, "prod")]);
+        assert_eq!(Selector::parse_query(r#""my app {x}".cpu{env="prod"}"#).unwrap(), s);
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("my app {x}", Some("cpu"), r#""my app {x}".cpu"#),
+            ("say \"hi\"", None, r#""say \"hi\"""#),
+            ("web.cpu", None, r#""web.cpu""#),
+            ("web.cpu", Some("cpu"), "web.cpu.cpu"),
+            ("a:b:c:d:e", None, r#""a:b:c:d:e""#),
+            (" padded ", None, r#"" padded ""#),
+            ("naïve 服务", None, "naïve 服务"),
+            ("my app", Some("wall"), "my app.wall"),
+        ];
+        for (app, ty, printed) in cases {
+            let s = Selector { app: app.to_string(), profile_type: ty.map(String::from), matchers: vec![] };
+            assert_eq!(s.to_string(), *printed, "{app:?}");
+            assert_eq!(Selector::parse(printed).unwrap(), s, "{printed}");
+            assert_eq!(Selector::parse_query(printed).unwrap(), s, "{printed}");
+        }
+        let odd_label = Selector::parse(r#"a{"k8s/pod name"=~"x.*"}"#).unwrap();
+        assert_eq!(odd_label.matchers, [m("k8s/pod name", MatchOp::Regex, "x.*")]);
+        assert_eq!(odd_label.to_string(), r#"a{"k8s/pod name"=~"x.*"}"#);
+        // The Pyroscope 1.x form carries any service name as a label value.
+        let s =
+            Selector::parse_query(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="my app {x}"}"#).unwrap();
+        assert_eq!(s.app, "my app {x}");
+        for bad in [r#""unterminated"#, r#""a".nope"#, r#""a" b"#, r#""".cpu"#, r#""a"{b="c""#] {
+            assert!(Selector::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    fn any_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        // Printable and odd characters alike, with the syntax's own characters and type
+        // suffixes made likely.
+        let piece = prop_oneof![
+            "[a-z]{1,4}",
+            Just(".cpu".to_string()),
+            Just(".alloc_space".to_string()),
+            "[{}\"\\\\,=!~:. \t\n]",
+            any::<char>().prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 1..6).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn printed_selectors_parse_back(
+            app in any_name(),
+            typed in proptest::option::of(proptest::sample::select(KNOWN_PROFILE_TYPES)),
+            labels in proptest::collection::vec((any_name(), 0..4usize, any_name()), 0..4),
+        ) {
+            let ops = [MatchOp::Eq, MatchOp::NotEq, MatchOp::Regex, MatchOp::NotRegex];
+            let selector = Selector {
+                app,
+                profile_type: typed.map(String::from),
+                matchers: labels.into_iter().map(|(name, op, value)| Matcher { name, op: ops[op], value }).collect(),
+            };
+            let printed = selector.to_string();
+            proptest::prop_assert_eq!(Selector::parse(&printed), Ok(selector.clone()), "{}", printed);
+            proptest::prop_assert_eq!(Selector::parse_query(&printed), Ok(selector), "{}", printed);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The home page: every application Kiln has data for, and how to send it some.
 
+use kiln_model::selector::Selector;
 use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
 
@@ -119,12 +120,12 @@ fn AppList(apps: Vec<AppSummary>, filter: RwSignal<String>) -> impl IntoView {
             .filter(&apps, |app| &app.name)
             .into_iter()
             .map(|app| {
-                let href = format!("/explore?query={}", encode_query_value(&app.name));
+                let href = explore_href(&app.name, None);
                 let types = app
                     .profile_types
                     .iter()
                     .map(|ty| {
-                        let href = format!("/explore?query={}", encode_query_value(&format!("{}.{ty}", app.name)));
+                        let href = explore_href(&app.name, Some(ty));
                         view! { <a class="app-type" href=href>{ty.clone()}</a> }
                     })
                     .collect_view();
@@ -144,6 +145,15 @@ fn AppList(apps: Vec<AppSummary>, filter: RwSignal<String>) -> impl IntoView {
     view! { <ul class="app-list">{rows}</ul> }
 }
 
+/// The explorer on one application (and type): the name written as a selector (quoted when it
+/// has characters the bare form cannot carry, e.g. a push `service_name` with a space and a
+/// brace), then escaped for the URL.
+fn explore_href(app: &str, profile_type: Option<&str>) -> String {
+    let selector =
+        Selector { app: app.to_string(), profile_type: profile_type.map(String::from), matchers: Vec::new() };
+    format!("/explore?query={}", encode_query_value(&selector.to_string()))
+}
+
 #[component]
 fn EmptyState(address: String) -> impl IntoView {
     let curl = format!("curl --data-binary @stacks.folded '{address}/ingest?name=myapp.cpu{{env=dev}}'");
@@ -160,5 +170,21 @@ fn EmptyState(address: String) -> impl IntoView {
             <pre>{upload}</pre>
             <p>"Or " <a href="/open">"open a profile file"</a> " without storing it."</p>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::decode_query_value;
+
+    #[test]
+    fn links_reach_every_application_name() {
+        for (app, ty) in [("web", None), ("web", Some("cpu")), ("my app {x}", Some("cpu")), ("a\"b.cpu", None)] {
+            let href = explore_href(app, ty);
+            let query = decode_query_value(href.strip_prefix("/explore?query=").unwrap());
+            let parsed = Selector::parse_query(&query).unwrap();
+            assert_eq!((parsed.app.as_str(), parsed.profile_type.as_deref()), (app, ty), "{href}");
+        }
     }
 }

@@ -176,7 +176,11 @@ fn UploadForm(loaded: RwSignal<Option<Arc<Loaded>>>, file_name: RwSignal<String>
             let url =
                 format!("/ingest?name={}&units={}&format=folded", encode_query_value(&app), encode_query_value(&units));
             let outcome = fetch::post_text(&url, &body).await.map(|()| {
-                let query = app.split('{').next().unwrap_or(&app).to_string();
+                // The uploaded series without its labels, written back as a selector (so a
+                // quoted application name stays quoted).
+                let query = kiln_model::selector::Selector::parse(&app)
+                    .map(|s| kiln_model::selector::Selector { matchers: Vec::new(), ..s }.to_string())
+                    .unwrap_or_else(|_| app.clone());
                 format!("/explore?query={}", encode_query_value(&query))
             });
             result.set(Some(outcome));

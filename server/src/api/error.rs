@@ -63,6 +63,22 @@ impl From<crate::storage::StorageError> for AppError {
     }
 }
 
+impl From<crate::query::MergeError> for AppError {
+    fn from(e: crate::query::MergeError) -> Self {
+        match e {
+            crate::query::MergeError::Storage(e) => e.into(),
+            crate::query::MergeError::TooLarge(e) => e.into(),
+        }
+    }
+}
+
+/// A query over a limit is well-formed but not served as asked: 422, saying how to narrow it.
+impl From<crate::query::TooLarge> for AppError {
+    fn from(e: crate::query::TooLarge) -> Self {
+        AppError::Unprocessable(e.0)
+    }
+}
+
 impl From<crate::query::QueryError> for AppError {
     fn from(e: crate::query::QueryError) -> Self {
         AppError::bad_request(e.0)

@@ -30,7 +30,7 @@ pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
 
 use crate::ingest::{self, IngestLimits};
 use crate::metrics::Metrics;
-use crate::query::StoreSource;
+use crate::query::{QueryLimits, StoreSource};
 use crate::storage::Store;
 
 /// What every handler can reach.
@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Upload limits.
     pub limits: IngestLimits,
+    /// What one query may cost.
+    pub query_limits: QueryLimits,
     /// Where the site's assets are and what they are called.
     pub leptos: LeptosOptions,
     /// Tokens required for uploads and reads; none by default.
@@ -57,6 +59,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             limits: IngestLimits::default(),
+            query_limits: QueryLimits::default(),
             leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
             auth: Auth::default(),
         }
@@ -73,7 +76,7 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn router(state: AppState) -> Router {
     // Rendering spawns on Leptos' executor; it is global, and set once (later calls fail harmlessly).
     let _ = any_spawner::Executor::init_tokio();
-    let source = SharedSource(Arc::new(StoreSource(state.store.clone())));
+    let source = SharedSource(Arc::new(StoreSource(state.store.clone(), state.query_limits)));
     let context = move || provide_context(source.clone());
     let shell_options = state.leptos.clone();
     // Pages render whole before the first byte: their data is read while rendering, so the

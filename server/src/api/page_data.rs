@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use kiln_app::source::{TenantSource, address_of};
 
 use super::{AppError, AppState, Tenant};
-use crate::query::StoreSource;
+use crate::query::{self, StoreSource};
 
-/// Answers one page-data request; 404 for a name no page asks for, 400 for a request the
-/// query engine refuses.
+/// Answers one page-data request; 404 for a name no page asks for, 422 for a query over the
+/// query limits, 400 for a request the query engine refuses.
 pub async fn page_data(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -23,9 +23,11 @@ pub async fn page_data(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let source = TenantSource::new(Arc::new(StoreSource(state.store.clone())), tenant.0, address_of(host));
+    let source =
+        TenantSource::new(Arc::new(StoreSource(state.store.clone(), state.query_limits)), tenant.0, address_of(host));
     match kiln_app::data::answer(&name, query.as_deref().unwrap_or(""), &source) {
         None => Err(AppError::NotFound(format!("no page data named `{name}`"))),
+        Some(Err(message)) if query::is_too_large(&message) => Err(AppError::Unprocessable(message)),
         Some(Err(message)) => Err(AppError::bad_request(message)),
         Some(Ok(body)) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()),
     }

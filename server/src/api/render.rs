@@ -88,6 +88,7 @@ fn parse_time(param: &str, value: Option<&str>, now: i64) -> Result<Option<i64>,
 /// Parses one side of a request: query text and range into a [`Query`]. An absent range keeps
 /// everything stored in view.
 fn parse_query(
+    state: &AppState,
     tenant: &Tenant,
     query_param: &str,
     text: Option<&str>,
@@ -107,6 +108,7 @@ fn parse_query(
         // Plain `/render` has one query; a comparison says which side is wrong.
         if query_param == "query" { e.into() } else { AppError::bad_request(format!("`{query_param}`: {}", e.0)) }
     })?;
+    let query = query.with_limits(state.query_limits);
     Ok((query, from, until))
 }
 
@@ -138,13 +140,20 @@ pub async fn render(
     let QueryString(params) = params.map_err(bad_query_string)?;
     let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
     let (query, from, until) = parse_query(
+        &state,
         &tenant,
         "query",
         Some(text.as_str()),
         ("from", params.from.as_deref()),
         ("until", params.until.as_deref()),
     )?;
-    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    let format = params.format.as_deref().unwrap_or("json");
+    // JSON answers are never the whole of a huge tree unless asked for with a bound (the
+    // viewer reads the binary `tree` instead); other formats keep everything unless asked.
+    let max_nodes = match (format, parse_max_nodes(params.max_nodes.as_deref())?) {
+        ("json" | "speedscope", asked) => Some(state.query_limits.json_nodes(asked)?),
+        (_, asked) => asked,
+    };
     let svg_options = params.svg.options()?;
     let mut merged = query::merge(&state.store, &query).await?;
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
@@ -155,7 +164,7 @@ pub async fn render(
         merged.tree = truncate::max_nodes(&merged.tree, limit);
     }
     let tree = &merged.tree;
-    match params.format.as_deref().unwrap_or("json") {
+    match format {
         "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
         "tree" => Ok((
             [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (UNITS_HEADER, merged.units.clone())],
@@ -197,6 +206,7 @@ pub async fn render_diff(
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
     let (left_query, ..) = parse_query(
+        &state,
         &tenant,
         "leftQuery",
         params.left_query.as_deref(),
@@ -204,13 +214,18 @@ pub async fn render_diff(
         ("leftUntil", params.left_until.as_deref()),
     )?;
     let (right_query, ..) = parse_query(
+        &state,
         &tenant,
         "rightQuery",
         params.right_query.as_deref(),
         ("rightFrom", params.right_from.as_deref()),
         ("rightUntil", params.right_until.as_deref()),
     )?;
-    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    let format = params.format.as_deref().unwrap_or("json");
+    let max_nodes = match (format, parse_max_nodes(params.max_nodes.as_deref())?) {
+        ("json", asked) => Some(state.query_limits.json_nodes(asked)?),
+        (_, asked) => asked,
+    };
     let svg_options = params.svg.options()?;
     let left = query::merge(&state.store, &left_query).await?;
     let right = query::merge(&state.store, &right_query).await?;
@@ -235,7 +250,7 @@ pub async fn render_diff(
     if let Some(limit) = max_nodes {
         tree = diff::max_nodes(&tree, limit);
     }
-    match params.format.as_deref().unwrap_or("json") {
+    match format {
         "json" => {
             let newest = if right.tree.total() > 0 { &right } else { &left };
             Ok(Json(json!({

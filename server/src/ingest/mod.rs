@@ -18,6 +18,7 @@ mod multipart;
 mod params;
 pub mod pprof;
 pub mod push;
+mod series_limit;
 pub mod speedscope;
 
 use axum::body::Bytes;
@@ -50,6 +51,9 @@ pub struct IngestLimits {
     pub max_label_bytes: usize,
     /// The times an upload may be stamped with.
     pub window: IngestWindow,
+    /// Active series per tenant (see [`crate::storage::Store::series_beyond_limit`]); uploads
+    /// of new series beyond it are refused, the tenant's other series keep being stored.
+    pub max_series_per_tenant: usize,
 }
 
 impl Default for IngestLimits {
@@ -62,6 +66,9 @@ impl Default for IngestLimits {
             max_labels: 64,
             max_label_bytes: 1024,
             window: IngestWindow::default(),
+            // Pyroscope's and Mimir's kind of per-tenant default: far above one fleet's
+            // applications × types × label sets, far below what exhausts memory.
+            max_series_per_tenant: 10_000,
         }
     }
 }
@@ -251,13 +258,15 @@ async fn store(
     for upload in &mut uploads {
         upload.meta.series.tenant.clone_from(&tenant.0);
     }
+    let mut groups = vec![KeyedUploads { key, uploads }];
+    let refused = series_limit::admit(&state.store, &tenant.0, state.limits.max_series_per_tenant, &mut groups);
     // An empty list (a profile with no samples) is a success with nothing to keep.
-    let appended = state.store.append_once(vec![KeyedUploads { key, uploads }]).await?;
+    let appended = state.store.append_once(groups).await?;
     if appended.duplicates > 0 {
         state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
         tracing::debug!(tenant = %tenant.0, "a retried upload was already stored");
     }
-    Ok(StatusCode::OK)
+    refused.map_or(Ok(StatusCode::OK), Err)
 }
 
 /// Refuses uploads stamped outside the ingest window. `/ingest`'s `from`/`until` were checked

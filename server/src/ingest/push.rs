@@ -226,11 +226,12 @@ async fn push_inner(
             groups.push(KeyedUploads { key, uploads });
         }
     }
+    let refused = super::series_limit::admit(&state.store, &tenant.0, limits.max_series_per_tenant, &mut groups);
     let appended = state.store.append_once(groups).await?;
     if appended.duplicates > 0 {
         state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
     }
-    Ok(codec)
+    refused.map_or(Ok(codec), |e| Err(e.into()))
 }
 
 fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {

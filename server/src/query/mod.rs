@@ -1,6 +1,7 @@
 //! Queries: pick the series a selector names, merge their uploads in a time range into one
 //! call tree.
 
+mod limits;
 mod source;
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use kiln_model::{CallTree, FlatTree};
 use crate::storage::block::{self, Chunk};
 use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store, Upload};
 
+pub use limits::{QueryLimits, TooLarge, is_too_large};
 pub use source::StoreSource;
 
 /// A query that cannot be answered as asked.
@@ -70,6 +72,8 @@ pub struct Query {
     pub from: i64,
     /// Unix seconds, exclusive.
     pub until: i64,
+    /// What it may cost; the defaults until [`Query::with_limits`].
+    pub limits: QueryLimits,
     matchers: Vec<CompiledMatcher>,
 }
 
@@ -82,7 +86,12 @@ impl Query {
         if from >= until {
             return Err(QueryError(format!("`from` ({from}) must be before `until` ({until})")));
         }
-        Ok(Query { tenant: tenant.to_string(), selector, from, until, matchers })
+        Ok(Query { tenant: tenant.to_string(), selector, from, until, limits: QueryLimits::default(), matchers })
+    }
+
+    /// The same query under the server's limits.
+    pub fn with_limits(self, limits: QueryLimits) -> Query {
+        Query { limits, ..self }
     }
 
     /// True when `key` belongs to the query's tenant and application (and type, when named)
@@ -217,16 +226,28 @@ enum Place {
     Chunk(usize, usize),
 }
 
-/// Merges every upload the query selects into one tree, with its timeline.
-pub async fn merge(store: &Store, query: &Query) -> Result<Merged, StorageError> {
+/// Why a merge has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The query would read more than its limits allow.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+}
+
+/// Merges every upload the query selects into one tree, with its timeline; refuses, before
+/// fetching anything, a query over its limits.
+pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
     let app = &query.selector.app;
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
     let selected = match &profile_type {
         Some(ty) => {
-            store
-                // `selects` checks tenant, app and labels; the type is the named or default one.
-                .select_chunks(query.from, query.until, |key| key.profile_type == *ty && query.selects(key))
-                .await?
+            // `selects` checks tenant, app and labels; the type is the named or default one.
+            let keep = |key: &SeriesKey| key.profile_type == *ty && query.selects(key);
+            query.limits.check(&store.plan_reads(query.from, query.until, keep))?;
+            store.select_chunks(query.from, query.until, keep).await?
         }
         None => Selected::default(),
     };

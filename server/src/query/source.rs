@@ -6,12 +6,12 @@ use kiln_app::pages::explore::timeline::TimelineData;
 use kiln_app::pages::home::AppSummary;
 use kiln_app::source::{MergedView, ProfileSource};
 
-use super::{Query, block_on, label_names, label_values, merge};
+use super::{Query, QueryLimits, block_on, label_names, label_values, merge};
 use crate::storage::Store;
 use crate::timespec;
 
-/// [`ProfileSource`] over a [`Store`].
-pub struct StoreSource(pub Arc<Store>);
+/// [`ProfileSource`] over a [`Store`], queries under the given limits.
+pub struct StoreSource(pub Arc<Store>, pub QueryLimits);
 
 impl ProfileSource for StoreSource {
     fn apps(&self, tenant: &str) -> Vec<AppSummary> {
@@ -30,7 +30,7 @@ impl ProfileSource for StoreSource {
 
     fn merged(&self, tenant: &str, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
         let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
-        let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?;
+        let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?.with_limits(self.1);
         let merged = block_on(merge(&self.0, &query)).map_err(|e| e.to_string())?;
         Ok(MergedView {
             tree: merged.tree,

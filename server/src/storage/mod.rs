@@ -57,6 +57,7 @@
 
 mod backend;
 pub mod block;
+mod counts;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -74,6 +75,7 @@ use tokio::sync::Notify;
 
 pub use backend::{Backend, S3Options};
 use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
+pub use counts::ReadPlan;
 pub use wal::WalError;
 
 /// The tenant of requests without an `X-Scope-OrgID` header (and of data stored before
