@@ -15,7 +15,7 @@ use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::query::QueryLimits;
-use crate::storage::{Backend, S3Options, Store, StoreConfig};
+use crate::storage::{Backend, DiskFloor, S3Options, Store, StoreConfig};
 use crate::timespec::IngestWindow;
 use crate::upload::UploadArgs;
 
@@ -150,6 +150,12 @@ pub struct ServeArgs {
     /// already stored this recently answers 200 and is not stored again.
     #[arg(long, env = "KILN_DEDUPE_WINDOW", default_value = "1h", value_parser = parse_duration)]
     pub dedupe_window: Duration,
+    /// Uploads are refused (503, `Retry-After`) while the data directory's file system has
+    /// less free space than this: a size (`1GiB`, `500MiB`), a percentage (`5%`), or `0` for
+    /// no floor. While the object store is unreachable the write-ahead log holds everything
+    /// not yet in a block, so this is what bounds an outage.
+    #[arg(long, env = "KILN_MIN_FREE_DISK", default_value = "1GiB", value_parser = DiskFloor::parse)]
+    pub min_free_disk: DiskFloor,
 }
 
 impl ServeArgs {
@@ -169,6 +175,7 @@ impl ServeArgs {
             refresh_interval: self.block_refresh,
             compaction_window: self.compaction_window,
             dedupe_window: self.dedupe_window,
+            min_free_disk: self.min_free_disk,
             ..StoreConfig::new(&self.data_dir)
         }
     }
@@ -338,6 +345,7 @@ mod tests {
         assert_eq!(store.refresh_interval, defaults.refresh_interval);
         assert_eq!(store.compaction_window, defaults.compaction_window);
         assert_eq!(store.dedupe_window, defaults.dedupe_window);
+        assert_eq!(store.min_free_disk, defaults.min_free_disk);
         let cli = Cli::try_parse_from(["kiln", "serve", "--idle-timeout", "3m"]).expect("flag parses");
         let Command::Serve(args) = cli.command else { panic!("serve parses as serve") };
         assert_eq!(args.idle_timeout, Duration::from_secs(180));

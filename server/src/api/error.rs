@@ -28,6 +28,15 @@ pub enum AppError {
     /// Well-formed but unusable (e.g. a profile with no samples of any known type): 422.
     #[error("{0}")]
     Unprocessable(String),
+    /// The server cannot take this now but will later (low on disk): 503 with `Retry-After`
+    /// (seconds).
+    #[error("{message}")]
+    Unavailable {
+        /// What is wrong and what to do.
+        message: String,
+        /// Seconds the client should wait before retrying.
+        retry_after: u64,
+    },
     /// Something on the server's side (storage): 500, details only in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +61,7 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,7 +69,15 @@ impl AppError {
 
 impl From<crate::storage::StorageError> for AppError {
     fn from(e: crate::storage::StorageError) -> Self {
-        AppError::Internal(e.to_string())
+        match e {
+            // Transient: published blocks free log segments, and the operator may free space.
+            // 503 with Retry-After rather than 507: clients (and `kiln upload`) treat it as
+            // "try again later", which is what it is.
+            low @ crate::storage::StorageError::LowDisk { .. } => {
+                AppError::Unavailable { message: low.to_string(), retry_after: 60 }
+            }
+            e => AppError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -96,6 +114,10 @@ impl IntoResponse for AppError {
             AppError::BadRequest { message, detail } => json!({ "error": message, "detail": detail }),
             other => json!({ "error": other.to_string() }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::Unavailable { retry_after, .. } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after));
+        }
+        response
     }
 }

@@ -122,6 +122,7 @@ impl IntoResponse for ConnectError {
         let status = self.0.status();
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "resource_exhausted",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::INTERNAL_SERVER_ERROR => "internal",
             _ => "invalid_argument",
         };
@@ -132,7 +133,11 @@ impl IntoResponse for ConnectError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "code": code, "message": message }))).into_response()
+        let mut response = (status, Json(json!({ "code": code, "message": message }))).into_response();
+        if let AppError::Unavailable { retry_after, .. } = &self.0 {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after));
+        }
+        response
     }
 }
 

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
 /// Connection settings for S3-compatible storage; unset ones come from the `AWS_*`
 /// environment variables.
@@ -66,7 +67,21 @@ impl Backend {
                 Ok(Arc::new(store))
             }
             Backend::S3 { bucket, prefix } => {
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_allow_http(true);
+                // Retries ride out a blip; an outage is the maintenance loop's to retry (frozen
+                // heads wait in the log meanwhile). Capping the backoff means a store that
+                // returns is noticed within seconds, and the timeout means a failure is
+                // counted and logged within a minute instead of three.
+                let retry = RetryConfig {
+                    backoff: BackoffConfig {
+                        init_backoff: Duration::from_millis(100),
+                        max_backoff: Duration::from_secs(5),
+                        base: 2.0,
+                    },
+                    max_retries: 10,
+                    retry_timeout: Duration::from_secs(60),
+                };
+                let mut builder =
+                    AmazonS3Builder::from_env().with_bucket_name(bucket).with_allow_http(true).with_retry(retry);
                 if let Some(endpoint) = &s3.endpoint {
                     // Self-hosted S3 services are addressed path-style (`host/bucket/key`).
                     builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);

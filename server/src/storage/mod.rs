@@ -11,15 +11,21 @@
 //!   always stays on local disk: an acknowledgement needs a local fsync, not a network
 //!   round trip.
 //! - the head: every acknowledged upload not yet in a block, in memory, grouped by series.
-//!   It is rebuilt from the log at start, so a restart (or a `kill -9`) loses nothing that
-//!   was acknowledged.
+//!   At start, the log segments no block covers come back as frozen heads (below), so a
+//!   restart (or a `kill -9`) loses nothing that was acknowledged.
 //! - [`block`]: every `--block-duration`, or when the head outgrows `--head-max-bytes`, the
-//!   log rotates to a new segment, the head is frozen and written as one data object (series
-//!   table, per-series compressed chunks, checksummed footer) and then one small meta JSON
-//!   object. The meta is published last: its presence is the block's existence (object PUTs
-//!   are atomic). Only then are the frozen head dropped and its log segments deleted. Each
-//!   meta records the newest log segment it covers, so a crash between publishing and
-//!   deleting replays nothing twice.
+//!   log rotates to a new segment and the head is frozen; then (in another task, so cutting
+//!   never waits for the object store) it is written as one data object (series table,
+//!   per-series compressed chunks, checksummed footer) and then one small meta JSON object.
+//!   The meta is published last: its presence is the block's existence (object PUTs are
+//!   atomic). Only then are the frozen head dropped and its log segments deleted. Each meta
+//!   records the newest log segment it covers, so a crash between publishing and deleting
+//!   replays nothing twice.
+//! - outages: while blocks cannot be published, frozen heads pile up. Only
+//!   [`FROZEN_IN_MEMORY`] of them stay in memory; the others keep just a per-series summary
+//!   and are read back from their log segments to be published (and by queries meanwhile),
+//!   so memory stays flat and the disk is the buffer. Uploads are refused (503) only when
+//!   free disk falls below `--min-free-disk` ([`disk`]).
 //! - reads: queries merge the head with the blocks whose time range overlaps theirs, fetching
 //!   only the selected series' chunks with ranged GETs. Every block's meta and index (the
 //!   series table) are listed and cached, and the listing is refreshed every
@@ -58,11 +64,13 @@
 mod backend;
 pub mod block;
 mod counts;
+pub mod disk;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -76,6 +84,7 @@ use tokio::sync::Notify;
 pub use backend::{Backend, S3Options};
 use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
 pub use counts::ReadPlan;
+pub use disk::DiskFloor;
 pub use wal::WalError;
 
 /// The tenant of requests without an `X-Scope-OrgID` header (and of data stored before
@@ -166,6 +175,19 @@ pub enum StorageError {
     /// The store could not be set up as configured.
     #[error("{0}")]
     Config(String),
+    /// The data directory's free space is below `--min-free-disk`: uploads are refused
+    /// until it is freed (published blocks free their log segments).
+    #[error(
+        "the server is low on disk space ({} free, its floor is {}); uploads are refused until space is freed, retry later",
+        disk::human_bytes(*free),
+        disk::human_bytes(*floor)
+    )]
+    LowDisk {
+        /// Free bytes.
+        free: u64,
+        /// The floor, in bytes.
+        floor: u64,
+    },
 }
 
 /// Unix seconds, as the store sees them; tests pass a clock they move by hand.
@@ -197,6 +219,8 @@ pub struct StoreConfig {
     pub background: bool,
     /// A retried upload whose idempotency key was seen this recently is not stored again.
     pub dedupe_window: Duration,
+    /// Uploads are refused while the data directory's file system has less free space.
+    pub min_free_disk: DiskFloor,
 }
 
 impl StoreConfig {
@@ -214,6 +238,7 @@ impl StoreConfig {
             clock: Arc::new(crate::timespec::now_unix),
             background: true,
             dedupe_window: Duration::from_secs(3600),
+            min_free_disk: DiskFloor::default(),
         }
     }
 }
@@ -244,12 +269,61 @@ impl Head {
     fn uploads(&self) -> impl Iterator<Item = &Arc<Upload>> {
         self.series.values().flatten()
     }
+
+    /// What listings and query planning need once the uploads themselves are gone.
+    fn summary(&self) -> HashMap<SeriesKey, SeriesSummary> {
+        self.series
+            .iter()
+            .map(|(key, uploads)| {
+                let summary = SeriesSummary {
+                    uploads: uploads.len() as u64,
+                    min_time: uploads.iter().map(|u| u.meta.from).min().unwrap_or(i64::MAX),
+                    max_time: uploads.iter().map(|u| u.meta.until).max().unwrap_or(i64::MIN),
+                };
+                (key.clone(), summary)
+            })
+            .collect()
+    }
 }
 
-/// A head that is being written as a block; its uploads are in log segments up to `sealed`.
+/// One series of a frozen head that is no longer in memory.
+#[derive(Debug, Clone, Copy)]
+struct SeriesSummary {
+    uploads: u64,
+    /// Earliest `from` and latest `until` of its uploads.
+    min_time: i64,
+    max_time: i64,
+}
+
+/// How many frozen heads stay in memory. More pile up only while blocks cannot be
+/// published (the object store is unreachable); those beyond this are dropped from memory
+/// and read back from their log segments when their turn to be published comes (and by
+/// queries meanwhile), so memory stays flat however long the outage lasts: the disk is the
+/// buffer. Two: the one being published and the next.
+const FROZEN_IN_MEMORY: usize = 2;
+
+/// A head cut for a block and not yet published. Its uploads are in log segments
+/// `first_segment..=sealed`, which are deleted only once its block is published.
 struct Frozen {
-    head: Head,
+    first_segment: u64,
     sealed: u64,
+    data: FrozenData,
+}
+
+enum FrozenData {
+    /// The uploads, in memory.
+    InMemory(Head),
+    /// Only a summary per series; the uploads are read back from the log segments.
+    OnDisk(HashMap<SeriesKey, SeriesSummary>),
+}
+
+impl Frozen {
+    fn in_memory(&self) -> Option<&Head> {
+        match &self.data {
+            FrozenData::InMemory(head) => Some(head),
+            FrozenData::OnDisk(_) => None,
+        }
+    }
 }
 
 /// A published block as a reader knows it.
@@ -265,6 +339,8 @@ struct LoadedBlock {
 #[derive(Default)]
 struct State {
     active: Head,
+    /// The first log segment holding uploads of the active head.
+    active_first_segment: u64,
     /// Oldest first; written to blocks in this order.
     frozen: VecDeque<Arc<Frozen>>,
     /// By meta object path.
@@ -290,8 +366,38 @@ impl State {
         self.blocks.values().filter(move |b| !replaced.contains(&(b.meta.writer.as_str(), b.meta.id.as_str())))
     }
 
+    /// The heads whose uploads are in memory.
     fn heads(&self) -> impl Iterator<Item = &Head> {
-        std::iter::once(&self.active).chain(self.frozen.iter().map(|f| &f.head))
+        std::iter::once(&self.active).chain(self.frozen.iter().filter_map(|f| f.in_memory()))
+    }
+
+    /// The frozen heads whose uploads are only on disk, with their series.
+    fn on_disk(&self) -> impl Iterator<Item = (&Frozen, &HashMap<SeriesKey, SeriesSummary>)> {
+        self.frozen.iter().filter_map(|f| match &f.data {
+            FrozenData::OnDisk(series) => Some((&**f, series)),
+            FrozenData::InMemory(_) => None,
+        })
+    }
+
+    /// Freezes `head` (its uploads in segments `first_segment..=sealed`): in memory while
+    /// fewer than [`FROZEN_IN_MEMORY`] frozen heads are, else as a summary. Returns the
+    /// uploads to drop (outside the lock).
+    fn freeze(&mut self, head: Head, first_segment: u64, sealed: u64) -> Option<Head> {
+        let in_memory = self.frozen.iter().filter(|f| f.in_memory().is_some()).count();
+        let (data, dropped) = if in_memory < FROZEN_IN_MEMORY {
+            (FrozenData::InMemory(head), None)
+        } else {
+            tracing::info!(
+                first_segment,
+                sealed,
+                bytes = head.bytes,
+                waiting = self.frozen.len() + 1,
+                "blocks are not being published; keeping this head only in the write-ahead log until they are"
+            );
+            (FrozenData::OnDisk(head.summary()), Some(head))
+        };
+        self.frozen.push_back(Arc::new(Frozen { first_segment, sealed, data }));
+        dropped
     }
 
     /// Makes a durable record visible: its uploads in the head, its keys known.
@@ -362,17 +468,51 @@ struct Inner {
     /// One flush or compaction at a time: frozen heads are written in order.
     maintenance: tokio::sync::Mutex<()>,
     head_full: Arc<Notify>,
+    /// A head was frozen: publish it.
+    frozen_ready: Notify,
+    counters: Counters,
+}
+
+/// Failures and refusals since start, for `/metrics`.
+#[derive(Default)]
+struct Counters {
+    flush_failures: AtomicU64,
+    compaction_failures: AtomicU64,
+    low_disk_refusals: AtomicU64,
+}
+
+/// A snapshot of the store's state, for `/metrics` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorageStats {
+    /// Rough bytes of uploads held in memory (the active head and in-memory frozen heads).
+    pub head_bytes: u64,
+    /// Heads cut and waiting to be published as blocks.
+    pub frozen_heads: u64,
+    /// Of those, the ones held only in the write-ahead log (not in memory).
+    pub frozen_heads_on_disk: u64,
+    /// Write-ahead log segments on disk.
+    pub wal_segments: u64,
+    /// Their total size.
+    pub wal_bytes: u64,
+    /// Visible blocks.
+    pub blocks: u64,
+    /// Attempts to publish frozen heads that failed (each is retried).
+    pub flush_failures: u64,
+    /// Compaction (or its cleanup) runs that failed.
+    pub compaction_failures: u64,
+    /// Appends refused because free disk space was below the floor.
+    pub low_disk_refusals: u64,
 }
 
 /// The store: write-ahead log, in-memory head and blocks.
 pub struct Store {
     inner: Arc<Inner>,
-    background: Option<tokio::task::AbortHandle>,
+    background: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Some(task) = &self.background {
+        for task in &self.background {
             task.abort();
         }
     }
@@ -488,9 +628,10 @@ impl Store {
         if legacy.exists() {
             std::fs::rename(&legacy, wal::segment_path(&wal_dir, 0)).map_err(WalError::Io)?;
         }
-        let (replayed, last) = wal::replay_dir(&wal_dir, covered)?;
+        let (pending, last) = wal::pending_segments(&wal_dir, covered)?;
         let clock = config.clock.clone();
-        state.write().expect("state lock").apply(replayed, clock());
+        replay_frozen(&wal_dir, &pending, config.head_max_bytes, &mut state.write().expect("state lock"), clock())?;
+        state.write().expect("state lock").active_first_segment = last + 1;
         let head_full = Arc::new(Notify::new());
         let (sink, notify, max_bytes, sink_clock) =
             (state.clone(), head_full.clone(), config.head_max_bytes, clock.clone());
@@ -509,7 +650,10 @@ impl Store {
             move |sealed| {
                 let mut state = rotate_state.write().expect("state lock");
                 let head = std::mem::take(&mut state.active);
-                state.frozen.push_back(Arc::new(Frozen { head, sealed }));
+                let first_segment = std::mem::replace(&mut state.active_first_segment, sealed + 1);
+                let dropped = state.freeze(head, first_segment, sealed);
+                drop(state);
+                drop(dropped);
             },
         )?;
         tracing::info!(writer = %writer, backend = ?config.backend, "storage open");
@@ -522,8 +666,17 @@ impl Store {
             wal_dir,
             maintenance: tokio::sync::Mutex::new(()),
             head_full,
+            frozen_ready: Notify::new(),
+            counters: Counters::default(),
         });
-        let background = inner.config.background.then(|| tokio::spawn(maintain(inner.clone())).abort_handle());
+        let background = if inner.config.background {
+            vec![
+                tokio::spawn(cut_when_due(inner.clone())).abort_handle(),
+                tokio::spawn(maintain(inner.clone())).abort_handle(),
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Store { inner, background })
     }
 
@@ -592,6 +745,8 @@ impl Store {
             if groups.is_empty() {
                 return Ok(appended);
             }
+            // Checked only now: a retry of an upload already stored still answers.
+            self.check_free_disk()?;
             let keys = claims.keys.iter().map(|k| (k.clone(), now)).collect();
             let stored = groups.len();
             let uploads = groups.into_iter().flat_map(|g| g.uploads).collect();
@@ -608,6 +763,36 @@ impl Store {
             appended.stored += stored;
             return Ok(appended);
         }
+    }
+
+    /// Refuses when the log's file system has less free space than `--min-free-disk`.
+    fn check_free_disk(&self) -> Result<(), StorageError> {
+        let floor = self.inner.config.min_free_disk;
+        if floor == DiskFloor::Off {
+            return Ok(());
+        }
+        let (free, total) = match disk::space(&self.inner.wal_dir) {
+            Ok(space) => space,
+            Err(e) => {
+                // Not knowing is no reason to refuse: the log write itself will tell.
+                tracing::warn!(error = %e, "cannot read the data directory's free space");
+                return Ok(());
+            }
+        };
+        let floor = floor.bytes(total);
+        if free < floor {
+            let refusals = self.inner.counters.low_disk_refusals.fetch_add(1, Ordering::Relaxed);
+            if refusals.is_power_of_two() || refusals == 0 {
+                tracing::warn!(
+                    free,
+                    floor,
+                    refusals = refusals + 1,
+                    "free disk space is below --min-free-disk; refusing uploads"
+                );
+            }
+            return Err(StorageError::LowDisk { free, floor });
+        }
+        Ok(())
     }
 
     /// Every stored upload of the series that `keep` accepts whose window overlaps
@@ -641,34 +826,79 @@ impl Store {
         until: i64,
         mut keep: impl FnMut(&SeriesKey) -> bool,
     ) -> Result<Selected, StorageError> {
-        let overlaps = |lo: i64, hi: i64| overlaps(from, until, lo, hi);
-        let mut selected = Selected::default();
-        let mut reads: Vec<(Arc<LoadedBlock>, Vec<SeriesEntry>)> = Vec::new();
-        {
-            let state = self.inner.state.read().expect("state lock");
-            for head in state.heads() {
-                for (key, uploads) in &head.series {
-                    if keep(key) {
-                        selected.head.extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
+        let overlaps = move |lo: i64, hi: i64| overlaps(from, until, lo, hi);
+        let (mut selected, reads) = loop {
+            let mut selected = Selected::default();
+            let mut reads: Vec<(Arc<LoadedBlock>, Vec<SeriesEntry>)> = Vec::new();
+            // Frozen heads held only on disk: their segments and the series wanted from them.
+            let mut on_disk: Vec<(u64, u64, HashSet<SeriesKey>)> = Vec::new();
+            {
+                let state = self.inner.state.read().expect("state lock");
+                for head in state.heads() {
+                    for (key, uploads) in &head.series {
+                        if keep(key) {
+                            selected
+                                .head
+                                .extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
+                        }
+                    }
+                }
+                for (frozen, series) in state.on_disk() {
+                    let wanted: HashSet<SeriesKey> = series
+                        .iter()
+                        .filter(|(key, s)| overlaps(s.min_time, s.max_time) && keep(key))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    if !wanted.is_empty() {
+                        on_disk.push((frozen.first_segment, frozen.sealed, wanted));
+                    }
+                }
+                for block in state.visible() {
+                    if !overlaps(block.meta.min_time, block.meta.max_time) {
+                        continue;
+                    }
+                    let entries: Vec<SeriesEntry> = block
+                        .index
+                        .series
+                        .iter()
+                        .filter(|e| overlaps(e.min_time, e.max_time) && keep(&e.key))
+                        .cloned()
+                        .collect();
+                    if !entries.is_empty() {
+                        reads.push((block.clone(), entries));
                     }
                 }
             }
-            for block in state.visible() {
-                if !overlaps(block.meta.min_time, block.meta.max_time) {
-                    continue;
-                }
-                let entries: Vec<SeriesEntry> = block
-                    .index
-                    .series
-                    .iter()
-                    .filter(|e| overlaps(e.min_time, e.max_time) && keep(&e.key))
-                    .cloned()
-                    .collect();
-                if !entries.is_empty() {
-                    reads.push((block.clone(), entries));
-                }
+            if on_disk.is_empty() {
+                break (selected, reads);
             }
-        }
+            let sealed: Vec<u64> = on_disk.iter().map(|(_, sealed, _)| *sealed).collect();
+            let dir = self.inner.wal_dir.clone();
+            let read = tokio::task::spawn_blocking(move || -> Result<Vec<Upload>, WalError> {
+                let mut found = Vec::new();
+                for (first, sealed, wanted) in on_disk {
+                    let record = wal::read_sealed(&dir, first, sealed)?;
+                    found.extend(
+                        record
+                            .uploads
+                            .into_iter()
+                            .filter(|u| wanted.contains(&u.meta.series) && overlaps(u.meta.from, u.meta.until)),
+                    );
+                }
+                Ok(found)
+            });
+            let found = read.await.map_err(|_| WalError::Stopped)??;
+            let unpublished = {
+                let state = self.inner.state.read().expect("state lock");
+                sealed.iter().all(|s| state.frozen.iter().any(|f| f.sealed == *s))
+            };
+            if unpublished {
+                selected.head.extend(found.into_iter().map(Arc::new));
+                break (selected, reads);
+            }
+            // A head was published (and its segments deleted) while being read: its block
+            // is listed now, so looking again finds every upload exactly once.
+        };
         let fetches = reads.into_iter().map(|(block, entries)| async move {
             let ranges: Vec<_> = entries.iter().map(|e| e.offset..e.offset + e.len).collect();
             let chunks = self.inner.objects.get_ranges(&block.data, &ranges).await;
@@ -706,6 +936,9 @@ impl Store {
         for head in state.heads() {
             keys.extend(head.series.keys());
         }
+        for (_, series) in state.on_disk() {
+            keys.extend(series.keys());
+        }
         for block in state.visible() {
             keys.extend(block.index.series.iter().map(|e| &e.key));
         }
@@ -737,6 +970,11 @@ impl Store {
                 add(key, uploads.len() as u64, uploads.iter().map(|u| u.meta.until).max().unwrap_or(i64::MIN));
             }
         }
+        for (_, series) in state.on_disk() {
+            for (key, summary) in series {
+                add(key, summary.uploads, summary.max_time);
+            }
+        }
         for block in state.visible() {
             for e in &block.index.series {
                 add(&e.key, e.uploads, e.max_time);
@@ -750,6 +988,32 @@ impl Store {
     /// Number of visible blocks (for tests and logs).
     pub fn block_count(&self) -> usize {
         self.inner.state.read().expect("state lock").visible().count()
+    }
+
+    /// Memory, log and block figures and failure counts, for `/metrics`.
+    pub fn stats(&self) -> StorageStats {
+        let (head_bytes, frozen_heads, frozen_heads_on_disk, blocks) = {
+            let state = self.inner.state.read().expect("state lock");
+            (
+                state.heads().map(|h| h.bytes).sum(),
+                state.frozen.len() as u64,
+                state.on_disk().count() as u64,
+                state.visible().count() as u64,
+            )
+        };
+        let (wal_segments, wal_bytes) = wal::usage(&self.inner.wal_dir);
+        let counters = &self.inner.counters;
+        StorageStats {
+            head_bytes,
+            frozen_heads,
+            frozen_heads_on_disk,
+            wal_segments,
+            wal_bytes,
+            blocks,
+            flush_failures: counters.flush_failures.load(Ordering::Relaxed),
+            compaction_failures: counters.compaction_failures.load(Ordering::Relaxed),
+            low_disk_refusals: counters.low_disk_refusals.load(Ordering::Relaxed),
+        }
     }
 
     /// Cuts the head into a block now (if it holds anything) and writes every frozen head.
@@ -775,11 +1039,12 @@ impl Store {
     }
 }
 
-/// The background task: cut the head when due, refresh the listing, compact, expire.
-async fn maintain(inner: Arc<Inner>) {
+/// Cuts the active head into a frozen one when it is due (old or big enough). Apart from
+/// publishing: cutting needs only the local log, so it goes on while the object store is
+/// unreachable, and frozen heads beyond the few kept in memory leave it.
+async fn cut_when_due(inner: Arc<Inner>) {
     let config = &inner.config;
     let tick = config.refresh_interval.min(Duration::from_secs(1)).max(Duration::from_millis(50));
-    let mut last_refresh = Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
@@ -789,12 +1054,54 @@ async fn maintain(inner: Arc<Inner>) {
         let due = {
             let state = inner.state.read().expect("state lock");
             let age = state.active.first_at.map_or(0, |t| now.saturating_sub(t));
-            !state.frozen.is_empty()
-                || state.active.bytes >= config.head_max_bytes
-                || (!state.active.is_empty() && age >= config.block_duration.as_secs() as i64)
+            !state.active.is_empty()
+                && (state.active.bytes >= config.head_max_bytes || age >= config.block_duration.as_secs() as i64)
         };
-        if due && let Err(e) = flush(&inner).await {
-            tracing::error!(error = %e, "cutting the head into a block failed; retrying");
+        if due {
+            match inner.wal.rotate().await {
+                Ok(_) => inner.frozen_ready.notify_one(),
+                Err(e) => tracing::error!(error = %e, "cutting the head failed; retrying"),
+            }
+        }
+    }
+}
+
+/// The background task: publish frozen heads, refresh the listing, compact, expire.
+async fn maintain(inner: Arc<Inner>) {
+    let config = &inner.config;
+    let tick = config.refresh_interval.min(Duration::from_secs(1)).max(Duration::from_millis(50));
+    let mut last_refresh = Instant::now();
+    // After a failed publish, wait this long before the next attempt (doubling, up to a
+    // limit), so an outage is not met with a retry loop per tick.
+    let mut backoff = Duration::ZERO;
+    let mut retry_at = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = inner.frozen_ready.notified() => {}
+        }
+        let now = (config.clock)();
+        let pending = !inner.state.read().expect("state lock").frozen.is_empty();
+        if pending && Instant::now() >= retry_at {
+            let published = {
+                let _one_at_a_time = inner.maintenance.lock().await;
+                publish_frozen(&inner).await
+            };
+            match published {
+                Ok(_) => backoff = Duration::ZERO,
+                Err(e) => {
+                    inner.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    backoff = (backoff * 2).clamp(tick, Duration::from_secs(30));
+                    retry_at = Instant::now() + backoff;
+                    let waiting = inner.state.read().expect("state lock").frozen.len();
+                    tracing::error!(
+                        error = %e,
+                        waiting,
+                        retry_in = ?backoff,
+                        "publishing a block failed; its uploads stay in the write-ahead log (and queryable) and are published when the object store answers again"
+                    );
+                }
+            }
         }
         if last_refresh.elapsed() >= config.refresh_interval {
             last_refresh = Instant::now();
@@ -804,6 +1111,7 @@ async fn maintain(inner: Arc<Inner>) {
                 tracing::warn!(error = %e, "listing blocks failed");
             }
             if let Err(e) = compact(&inner, now).await {
+                inner.counters.compaction_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "compaction failed");
             }
             if let Err(e) = apply_retention(&inner, now).await {
@@ -860,16 +1168,32 @@ async fn flush(inner: &Inner) -> Result<usize, StorageError> {
     if !inner.state.read().expect("state lock").active.is_empty() {
         inner.wal.rotate().await?;
     }
+    publish_frozen(inner).await
+}
+
+/// Publishes every frozen head, oldest first, and deletes its log segments; returns how
+/// many blocks were written. The caller holds the maintenance lock. A head held only on
+/// disk is read back from its segments first, one at a time.
+async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError> {
     let mut written = 0;
     loop {
         let Some(frozen) = inner.state.read().expect("state lock").frozen.front().cloned() else {
             return Ok(written);
         };
-        let uploads: Vec<Arc<Upload>> = frozen.head.uploads().cloned().collect();
+        let (uploads, keys): (Vec<Arc<Upload>>, _) = match &frozen.data {
+            FrozenData::InMemory(head) => (head.uploads().cloned().collect(), head.keys.clone()),
+            FrozenData::OnDisk(_) => {
+                let (dir, first, sealed) = (inner.wal_dir.clone(), frozen.first_segment, frozen.sealed);
+                let record = tokio::task::spawn_blocking(move || wal::read_sealed(&dir, first, sealed))
+                    .await
+                    .map_err(|_| WalError::Stopped)??;
+                (record.uploads.into_iter().map(Arc::new).collect(), record.keys)
+            }
+        };
         let published = if uploads.is_empty() {
             None
         } else {
-            Some(publish(inner, uploads, 0, frozen.sealed, Vec::new(), frozen.head.keys.clone()).await?)
+            Some(publish(inner, uploads, 0, frozen.sealed, Vec::new(), keys).await?)
         };
         {
             // One step for readers: the block appears and its head goes.
@@ -882,6 +1206,46 @@ async fn flush(inner: &Inner) -> Result<usize, StorageError> {
         }
         wal::delete_through(&inner.wal_dir, frozen.sealed)?;
     }
+}
+
+/// At start: the log segments no block covers become frozen heads (consecutive segments
+/// grouped up to about `head_max_bytes`), published by the background task. Only the first
+/// few stay in memory, so a restart after a long outage does not load the whole log.
+fn replay_frozen(
+    wal_dir: &Path,
+    pending: &[(u64, u64)],
+    head_max_bytes: u64,
+    state: &mut State,
+    now: i64,
+) -> Result<(), WalError> {
+    let mut groups: Vec<Vec<u64>> = Vec::new();
+    let mut group_bytes = 0;
+    for &(seq, bytes) in pending {
+        match groups.last_mut() {
+            Some(group) if group_bytes + bytes <= head_max_bytes.max(1) => group.push(seq),
+            _ => {
+                groups.push(vec![seq]);
+                group_bytes = 0;
+            }
+        }
+        group_bytes += bytes;
+    }
+    for group in groups {
+        let (first, sealed) = (group[0], group[group.len() - 1]);
+        let mut head = Head::default();
+        for seq in group {
+            let record = wal::replay(&wal::segment_path(wal_dir, seq))?;
+            for upload in record.uploads {
+                head.insert(upload, now);
+            }
+            for (key, seen_at) in record.keys {
+                state.remember(key.clone(), seen_at);
+                head.keys.push((key, seen_at));
+            }
+        }
+        drop(state.freeze(head, first, sealed));
+    }
+    Ok(())
 }
 
 /// Fetches a block's meta, footer and index.
@@ -1461,6 +1825,104 @@ mod engine_tests {
         assert!(!old.exists(), "an old orphan goes");
         assert!(fresh.exists(), "a recent one may still get its meta");
         assert_eq!((store.block_count(), all(&store).await.len()), (1, 1), "published blocks stay");
+    }
+
+    /// Makes the local object store refuse every write (a file where the writer's block
+    /// folder goes), as an unreachable bucket would; the returned path restores it.
+    fn break_object_store(dir: &Path, writer: &str) -> PathBuf {
+        let own = dir.join(BLOCKS).join(writer);
+        let _ = std::fs::remove_dir_all(&own);
+        std::fs::create_dir_all(dir.join(BLOCKS)).unwrap();
+        std::fs::write(&own, b"not a folder").unwrap();
+        own
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_frozen_heads_on_disk_queryable_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(10_000);
+        // Every log segment a head of its own at a restart, too.
+        let config = || StoreConfig { head_max_bytes: 1, ..clock.config(dir.path()) };
+        let store = Store::open_with(config()).await.unwrap();
+        let blocker = break_object_store(dir.path(), store.writer());
+        let heads = 7u64;
+        let mut expected = Vec::new();
+        for i in 0..heads as i64 {
+            let key = format!("t/ingest/k{i}");
+            let batch = vec![
+                labelled("a", "prod", &[(&["main", "f"], 1 + i as u64)], 100 + i),
+                upload("b", &[(&["x"], 2)], 200 + i),
+            ];
+            expected.extend(batch.iter().cloned());
+            store.append_once(vec![KeyedUploads { key: Some(key), uploads: batch }]).await.unwrap();
+            assert!(store.flush().await.is_err(), "publishing fails while the store is down");
+            let stats = store.stats();
+            assert_eq!(stats.frozen_heads, i as u64 + 1);
+            assert_eq!(stats.frozen_heads_on_disk, (i as u64 + 1).saturating_sub(FROZEN_IN_MEMORY as u64), "{stats:?}");
+            assert_eq!(stats.blocks, 0);
+            assert_eq!(stats.wal_segments, i as u64 + 2, "every frozen head keeps its segment, plus the open one");
+        }
+        expected.sort_by(|a, b| (&a.meta.series, a.meta.until).cmp(&(&b.meta.series, b.meta.until)));
+        let sorted = |mut got: Vec<Upload>| {
+            got.sort_by(|a, b| (&a.meta.series, a.meta.until).cmp(&(&b.meta.series, b.meta.until)));
+            got
+        };
+        // Only the first frozen heads are in memory; the others are read back for queries.
+        let in_memory = {
+            let state = store.inner.state.read().unwrap();
+            state.heads().map(|h| h.uploads().count()).sum::<usize>()
+        };
+        assert_eq!(in_memory, 2 * FROZEN_IN_MEMORY);
+        assert_eq!(sorted(all(&store).await), expected, "every acknowledged upload answers during the outage");
+        let q = Query::parse(DEFAULT_TENANT, "a.cpu{env=\"prod\"}", 105, 200).unwrap();
+        let merged = query::merge(&store, &q).await.unwrap();
+        assert_eq!(folded::print(&merged.tree), "main;f 13\n", "a narrow query reads only what it selects");
+        let apps = store.apps(DEFAULT_TENANT);
+        assert_eq!(apps.iter().map(|a| (a.name.as_str(), a.uploads)).collect::<Vec<_>>(), [("b", heads), ("a", heads)]);
+        assert_eq!(store.series().len(), 2);
+
+        // A restart during the outage: the log comes back as frozen heads, not all in memory.
+        drop(store);
+        let store = Store::open_with(config()).await.unwrap();
+        assert_eq!(sorted(all(&store).await), expected, "and after a restart");
+        let stats = store.stats();
+        assert_eq!(
+            (stats.frozen_heads, stats.frozen_heads_on_disk),
+            (heads + 1, heads + 1 - FROZEN_IN_MEMORY as u64),
+            "{stats:?}"
+        );
+        let retry = KeyedUploads { key: Some("t/ingest/k3".into()), uploads: vec![upload("a", &[(&["dup"], 9)], 100)] };
+        assert_eq!(store.append_once(vec![retry.clone()]).await.unwrap().duplicates, 1, "keys survive on disk");
+        assert!(store.flush().await.is_err());
+
+        // The store is back: everything is published, once, and the log is emptied.
+        std::fs::remove_file(&blocker).unwrap();
+        assert_eq!(store.flush().await.unwrap(), heads as usize);
+        let stats = store.stats();
+        assert_eq!((stats.frozen_heads, stats.wal_segments), (0, 1), "{stats:?}");
+        assert_eq!(sorted(all(&store).await), expected, "exactly once, from blocks");
+        assert_eq!(store.append_once(vec![retry]).await.unwrap().duplicates, 1, "keys moved into the block metas");
+        drop(store);
+        let store = Store::open_with(config()).await.unwrap();
+        assert_eq!(sorted(all(&store).await), expected, "blocks only, after a restart");
+    }
+
+    #[tokio::test]
+    async fn uploads_are_refused_below_the_disk_floor_and_retries_still_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clocked::new(10_000);
+        let keyed_upload = || vec![keyed(Some("t/ingest/once"), upload("a", &[(&["x"], 1)], 100))];
+        let store = Store::open_with(clock.config(dir.path())).await.unwrap();
+        store.append_once(keyed_upload()).await.unwrap();
+        drop(store);
+        let config = StoreConfig { min_free_disk: DiskFloor::Percent(100.0), ..clock.config(dir.path()) };
+        let store = Store::open_with(config).await.unwrap();
+        let refused = store.append(vec![upload("a", &[(&["y"], 1)], 200)]).await.unwrap_err();
+        assert!(matches!(refused, StorageError::LowDisk { free, floor } if free < floor), "{refused}");
+        assert!(refused.to_string().contains("low on disk space"), "{refused}");
+        assert_eq!(store.append_once(keyed_upload()).await.unwrap().duplicates, 1, "an already stored retry answers");
+        assert_eq!(store.stats().low_disk_refusals, 1);
+        assert_eq!(all(&store).await.len(), 1, "queries still answer");
     }
 
     fn merged_tree(uploads: &[Upload]) -> String {

@@ -121,16 +121,10 @@ fn decode_payload(mut payload: &[u8]) -> Option<Record> {
     payload.is_empty().then_some(Record { keys, uploads })
 }
 
-/// Reads every good record of the log at `path` and cuts off a damaged tail.
-pub(super) fn replay(path: &Path) -> Result<Record, WalError> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Record::default()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let mut replayed = Record::default();
+/// Decodes the good records at the start of `bytes`: what they hold, how many bytes they
+/// span and how many records there are. Decoding stops at the first damaged record.
+fn decode_records(bytes: &[u8]) -> (Record, usize, usize) {
+    let mut decoded = Record::default();
     let mut offset = 0usize;
     let mut records = 0usize;
     while offset < bytes.len() {
@@ -145,27 +139,64 @@ pub(super) fn replay(path: &Path) -> Result<Record, WalError> {
             }
             Some((HEADER + len, decode_payload(payload)?))
         })();
-        match good {
-            Some((used, record)) => {
-                replayed.extend(record);
-                offset += used;
-                records += 1;
-            }
-            None => {
-                tracing::warn!(
-                    path = %path.display(),
-                    offset,
-                    dropped_bytes = bytes.len() - offset,
-                    "write-ahead log has a damaged tail (an interrupted write); keeping the {records} good records before it"
-                );
-                file.set_len(offset as u64)?;
-                file.sync_all()?;
-                break;
-            }
-        }
+        let Some((used, record)) = good else { break };
+        decoded.extend(record);
+        offset += used;
+        records += 1;
+    }
+    (decoded, offset, records)
+}
+
+/// Reads every good record of the log at `path` and cuts off a damaged tail.
+pub(super) fn replay(path: &Path) -> Result<Record, WalError> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Record::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let (replayed, good, records) = decode_records(&bytes);
+    if good < bytes.len() {
+        tracing::warn!(
+            path = %path.display(),
+            offset = good,
+            dropped_bytes = bytes.len() - good,
+            "write-ahead log has a damaged tail (an interrupted write); keeping the {records} good records before it"
+        );
+        file.set_len(good as u64)?;
+        file.sync_all()?;
     }
     tracing::info!(path = %path.display(), records, uploads = replayed.uploads.len(), "replayed write-ahead log");
     Ok(replayed)
+}
+
+/// Reads back what the sealed segments numbered `first..=last` hold, without changing them:
+/// a frozen head that was dropped from memory, for its block or for a query. Segments
+/// already deleted are simply not there: a reader checks afterwards that the head was not
+/// published meanwhile. A damaged tail (tails are cut at start, so this is new damage) is
+/// logged and the records before it are read.
+pub(super) fn read_sealed(dir: &Path, first: u64, last: u64) -> Result<Record, WalError> {
+    let mut read = Record::default();
+    for seq in segments(dir)?.into_iter().filter(|s| (first..=last).contains(s)) {
+        let path = segment_path(dir, seq);
+        let bytes = std::fs::read(&path)?;
+        let (record, good, _) = decode_records(&bytes);
+        if good < bytes.len() {
+            tracing::warn!(path = %path.display(), offset = good, "a sealed write-ahead log segment is damaged; reading the records before the damage");
+        }
+        read.extend(record);
+    }
+    Ok(read)
+}
+
+/// Number and total size of the log's segments.
+pub(super) fn usage(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .fold((0, 0), |(count, bytes), e| (count + 1, bytes + e.metadata().map_or(0, |m| m.len())))
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -204,21 +235,22 @@ pub(super) fn delete_through(dir: &Path, seq: u64) -> Result<(), WalError> {
     Ok(())
 }
 
-/// Replays every segment in `dir` numbered above `covered` (those up to it are already in
-/// blocks and are deleted); returns what they hold and the highest segment number seen.
-pub(super) fn replay_dir(dir: &Path, covered: Option<u64>) -> Result<(Record, u64), WalError> {
-    let mut replayed = Record::default();
+/// The segments in `dir` numbered above `covered` (those up to it are already in blocks
+/// and are deleted), with their sizes, and the highest segment number seen.
+pub(super) fn pending_segments(dir: &Path, covered: Option<u64>) -> Result<(Vec<(u64, u64)>, u64), WalError> {
+    let mut pending = Vec::new();
     let mut last = covered.unwrap_or(0);
     for seq in segments(dir)? {
         last = last.max(seq);
+        let path = segment_path(dir, seq);
         if covered.is_some_and(|c| seq <= c) {
             tracing::info!(segment = seq, "write-ahead log segment is already in a block; deleting it");
-            std::fs::remove_file(segment_path(dir, seq))?;
+            std::fs::remove_file(path)?;
             continue;
         }
-        replayed.extend(replay(&segment_path(dir, seq))?);
+        pending.push((seq, std::fs::metadata(&path)?.len()));
     }
-    Ok((replayed, last))
+    Ok((pending, last))
 }
 
 fn open_segment(dir: &Path, seq: u64) -> Result<File, io::Error> {
