@@ -57,6 +57,17 @@ pub struct ServeArgs {
     /// Frames kept per stack; deeper stacks are cut at the leaf end.
     #[arg(long, env = "KILN_MAX_STACK_DEPTH", default_value_t = IngestLimits::default().max_stack_depth)]
     pub max_stack_depth: usize,
+    /// Decode budget: stack frames an upload may walk per KiB of (decompressed) body; beyond it
+    /// the upload is refused with 422.
+    #[arg(long, env = "KILN_MAX_FRAMES_PER_KIB", default_value_t = IngestLimits::default().frames_per_kib)]
+    pub max_frames_per_kib: u64,
+    /// Decode budget: call-tree nodes an upload may make per KiB of body (every 64 bytes of a
+    /// frame name kept count as one); beyond it the upload is refused with 422.
+    #[arg(long, env = "KILN_MAX_NODES_PER_KIB", default_value_t = IngestLimits::default().nodes_per_kib)]
+    pub max_nodes_per_kib: u64,
+    /// Decode budget: KiB's worth of frames and nodes every request gets on top of its size.
+    #[arg(long, env = "KILN_DECODE_FLOOR_KIB", default_value_t = IngestLimits::default().decode_floor_kib)]
+    pub decode_floor_kib: u64,
     /// Connections served at once.
     #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = EdgeConfig::default().max_connections)]
     pub max_connections: usize,
@@ -223,6 +234,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             max_body_bytes: args.max_body_bytes,
             max_decompressed_bytes: args.max_decompressed_bytes,
             max_stack_depth: args.max_stack_depth,
+            frames_per_kib: args.max_frames_per_kib,
+            nodes_per_kib: args.max_nodes_per_kib,
+            decode_floor_kib: args.decode_floor_kib,
             ..IngestLimits::default()
         },
         leptos: leptos_options(&args)?,
