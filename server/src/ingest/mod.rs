@@ -250,10 +250,11 @@ pub fn read_profile(
         Ok(Some((tree.to_flat(), units)))
     };
     let no_samples = || AppError::Unprocessable("the pprof holds no samples".into());
-    let from_speedscope = |bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), AppError> {
-        let file = speedscope::read(bytes, limits, budget)?;
-        Ok((file.merged().to_flat(), file.units.to_string()))
-    };
+    let from_speedscope =
+        |bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), AppError> {
+            let file = speedscope::read(bytes, limits, budget)?;
+            Ok((file.merged().to_flat(), file.units.to_string()))
+        };
     let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
     let collapse_text = |format: &str, body: &[u8]| collapse::collapse(format, body, limits.max_decompressed_bytes);
     match format {

@@ -209,7 +209,6 @@ pub struct Destination<'a> {
     pub config: &'a SampleTypeConfigs,
 }
 
-
 fn bad(message: impl Into<String>) -> DecodeError {
     DecodeError::malformed(message)
 }
@@ -514,7 +513,8 @@ impl Frames {
     /// The frame names of location `id`, innermost first.
     #[inline]
     fn of(&self, id: u64) -> Result<&[u32], DecodeError> {
-        let location = self.index.get(id).ok_or_else(|| bad(format!("pprof sample refers to missing location {id}")))?;
+        let location =
+            self.index.get(id).ok_or_else(|| bad(format!("pprof sample refers to missing location {id}")))?;
         let range = &self.ranges[location];
         Ok(&self.names[range.start as usize..range.end as usize])
     }
@@ -1006,11 +1006,13 @@ mod tests {
             p.location.push(Location { id: 2 + i, address: i, line: vec![] });
             stacks.push((vec![2 + i, 1], 1));
         }
-        p.sample = stacks.into_iter().map(|(ids, v)| Sample { location_id: ids, value: vec![v], label: vec![] }).collect();
+        p.sample =
+            stacks.into_iter().map(|(ids, v)| Sample { location_id: ids, value: vec![v], label: vec![] }).collect();
         let raw = p.encode_to_vec();
         let labels = BTreeMap::new();
         let none = SampleTypeConfigs::new();
-        let dest = Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
+        let dest =
+            Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
         let limits = IngestLimits { frames_per_kib: 64, decode_floor_kib: 16, ..IngestLimits::default() };
         let refused = uploads(&raw, &dest, &limits, &mut limits.budget(), 0);
         assert!(matches!(refused, Err(DecodeError::OverBudget(Exhausted::Frames { .. }))), "{refused:?}");
@@ -1024,7 +1026,8 @@ mod tests {
         let limits = IngestLimits { decode_floor_kib: 0, ..IngestLimits::default() };
         let labels = BTreeMap::new();
         let none = SampleTypeConfigs::new();
-        let dest = Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
+        let dest =
+            Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
         let mut read = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let raw = std::fs::read(entry.unwrap().path()).unwrap();

@@ -31,10 +31,9 @@ pub fn default_format(headers: &HeaderMap) -> &'static str {
 pub fn read(body: &[u8], limits: &IngestLimits, budget: &mut RequestBudget) -> Result<Speedscope, DecodeError> {
     speedscope::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode).map_err(|e| match e.exhausted {
         Some(exhausted) => DecodeError::OverBudget(exhausted),
-        None => DecodeError::malformed_with(
-            format!("speedscope: {e}"),
-            json!({ "profile": e.profile, "reason": e.reason }),
-        ),
+        None => {
+            DecodeError::malformed_with(format!("speedscope: {e}"), json!({ "profile": e.profile, "reason": e.reason }))
+        }
     })
 }
 
