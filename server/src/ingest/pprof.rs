@@ -634,7 +634,8 @@ pub fn uploads(
                     None => {
                         let id = series.len() as u32;
                         series.push(Series::new(series_labels(&tables, dest, &labels, limits)?, kind_count));
-                        budget.decode.spend_nodes(1 + labels.len() as u64)?;
+                        // A series costs its labels and a tree per kind (about five nodes' memory each).
+                        budget.decode.spend_nodes((1 + labels.len() + 5 * kind_count) as u64)?;
                         label_sets.insert(labels.as_slice().into(), id);
                         id
                     }
