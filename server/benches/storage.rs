@@ -459,7 +459,7 @@ fn ingest_bench(c: &mut Criterion) {
             spy_name: "",
             config: &config,
         };
-        b.iter(|| pprof::uploads(&pprof, &dest, &limits, T0).expect("pprof").len())
+        b.iter(|| pprof::uploads(&pprof, &dest, &limits, &mut limits.budget(), T0).expect("pprof").len())
     });
     group.bench_function(BenchmarkId::new("parse only", "folded 50 KB"), |b| {
         b.iter(|| folded::parse(&folded, LineFormat::Counted, ParseLimits::default()).expect("folded").to_flat().len())

@@ -84,6 +84,17 @@ pub struct ServeArgs {
     /// How far ahead of the server's clock an upload's time may be (`1d`); further gets 400.
     #[arg(long, env = "KILN_INGEST_MAX_FUTURE", default_value = "1d", value_parser = parse_duration)]
     pub ingest_max_future: Duration,
+    /// Decode budget: stack frames an upload may walk per KiB of (decompressed) body; beyond it
+    /// the upload is refused with 422.
+    #[arg(long, env = "KILN_MAX_FRAMES_PER_KIB", default_value_t = IngestLimits::default().frames_per_kib)]
+    pub max_frames_per_kib: u64,
+    /// Decode budget: call-tree nodes an upload may make per KiB of body (every 64 bytes of a
+    /// frame name kept count as one); beyond it the upload is refused with 422.
+    #[arg(long, env = "KILN_MAX_NODES_PER_KIB", default_value_t = IngestLimits::default().nodes_per_kib)]
+    pub max_nodes_per_kib: u64,
+    /// Decode budget: KiB's worth of frames and nodes every request gets on top of its size.
+    #[arg(long, env = "KILN_DECODE_FLOOR_KIB", default_value_t = IngestLimits::default().decode_floor_kib)]
+    pub decode_floor_kib: u64,
     /// Connections served at once.
     #[arg(long, env = "KILN_MAX_CONNECTIONS", default_value_t = EdgeConfig::default().max_connections)]
     pub max_connections: usize,
@@ -262,6 +273,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 max_future_secs: i64::try_from(args.ingest_max_future.as_secs()).unwrap_or(i64::MAX),
             },
             max_series_per_tenant: args.max_series_per_tenant,
+            frames_per_kib: args.max_frames_per_kib,
+            nodes_per_kib: args.max_nodes_per_kib,
+            decode_floor_kib: args.decode_floor_kib,
             ..IngestLimits::default()
         },
         query_limits: QueryLimits {

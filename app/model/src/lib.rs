@@ -7,6 +7,7 @@
 //! folded text → [`folded`] → [`CallTree`] (mutable, merged) → [`FlatTree`] (immutable, preorder
 //! columns) → [`codec`] bytes → [`FlatTree`] in the browser → [`layout`] rectangles on a canvas.
 
+pub mod budget;
 pub mod codec;
 pub mod diff;
 pub mod flamebearer;
@@ -26,4 +27,4 @@ mod tree;
 pub mod truncate;
 pub mod wire;
 
-pub use tree::{CallTree, FlatTree, FxBuildHasher, FxHasher, NodeId, ROOT, ROOT_NAME};
+pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState};

@@ -12,12 +12,17 @@
 //! stays bytes and `none` is samples. Every profile of a file is read; profiles with one name
 //! merge. Anything malformed (bad JSON, an index out of range, a negative weight, events that
 //! close what is not open or go back in time) is an error naming what and where.
+//!
+//! Each frame name is hashed once per profile (frames are then known by index), so a long name
+//! repeated in millions of samples or events costs what its index costs; with a
+//! [`DecodeBudget`], frames walked and nodes made are bounded by the file's size.
 
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
+use crate::budget::{DecodeBudget, Exhausted, TreeSize};
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// Kiln's unit for samples counted without one (speedscope's `none`).
@@ -30,6 +35,8 @@ pub struct Error {
     pub profile: Option<usize>,
     /// What is wrong.
     pub reason: String,
+    /// Set when the file is well-formed but expands beyond the decode budget.
+    pub exhausted: Option<Exhausted>,
 }
 
 impl fmt::Display for Error {
@@ -211,13 +218,24 @@ pub fn looks_like_json(bytes: &[u8]) -> bool {
 
 /// Reads a speedscope file. Stacks deeper than `max_depth` lose their leaf end.
 pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Speedscope, Error> {
-    let file: File = serde_json::from_slice(bytes)
-        .map_err(|e| Error { profile: None, reason: format!("not a speedscope file: {e}") })?;
+    parse_budgeted(bytes, max_depth, &mut DecodeBudget::unlimited())
+}
+
+/// [`parse`] within `budget` (which the caller has granted the file's size).
+pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<Speedscope, Error> {
+    let file: File = serde_json::from_slice(bytes).map_err(|e| Error {
+        profile: None,
+        reason: format!("not a speedscope file: {e}"),
+        exhausted: None,
+    })?;
     let frames = &file.shared.frames;
     let mut units: Option<&'static str> = None;
     let mut profiles: Vec<NamedTree> = Vec::new();
+    // Name id of each frame in the profile being read, valid when stamped with its index + 1:
+    // one table for the whole file, never cleared.
+    let mut name_ids: Vec<(u32, u32)> = vec![(0, 0); frames.len()];
     for (index, profile) in file.profiles.iter().enumerate() {
-        let fail = |reason: String| Error { profile: Some(index), reason };
+        let fail = |reason: String| Error { profile: Some(index), reason, exhausted: None };
         let (kiln_unit, factor) = unit(&profile.unit).ok_or_else(|| {
             fail(format!(
                 "unknown unit `{}`; speedscope's are none, nanoseconds, microseconds, milliseconds, seconds, bytes",
@@ -231,14 +249,29 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Speedscope, Error> {
             }
             Some(_) => {}
         }
-        let mut tree = CallTree::new();
-        let reader = Reader { frames, max_depth, factor };
+        let tree = CallTree::new();
+        let mut reader = Reader {
+            frames,
+            max_depth,
+            factor,
+            stamp: index as u32 + 1,
+            name_ids: &mut name_ids,
+            mark: TreeSize::of(&tree),
+            tree,
+            budget,
+        };
         match profile.kind.as_str() {
-            "sampled" => reader.sampled(profile, &mut tree),
-            "evented" => reader.evented(profile, &mut tree),
-            other => Err(format!("unknown profile type `{other}`; expected `sampled` or `evented`")),
+            "sampled" => reader.sampled(profile),
+            "evented" => reader.evented(profile),
+            other => {
+                Err(Failure::Malformed(format!("unknown profile type `{other}`; expected `sampled` or `evented`")))
+            }
         }
-        .map_err(fail)?;
+        .map_err(|f| match f {
+            Failure::Malformed(reason) => fail(reason),
+            Failure::Exhausted(e) => Error { profile: Some(index), reason: e.to_string(), exhausted: Some(e) },
+        })?;
+        let tree = reader.tree;
         match profiles.iter_mut().find(|p| p.name == profile.name) {
             Some(same) => same.tree.merge_flat(&tree.to_flat()),
             None => profiles.push(NamedTree { name: profile.name.clone(), tree }),
@@ -247,18 +280,66 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Speedscope, Error> {
     Ok(Speedscope { units: units.unwrap_or(SAMPLES), profiles })
 }
 
+/// Why a profile could not be read.
+enum Failure {
+    Malformed(String),
+    Exhausted(Exhausted),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Malformed(reason)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        Failure::Malformed(reason.to_string())
+    }
+}
+
+impl From<Exhausted> for Failure {
+    fn from(e: Exhausted) -> Self {
+        Failure::Exhausted(e)
+    }
+}
+
+/// Reads one profile into its tree.
 struct Reader<'a> {
     frames: &'a [Frame],
     max_depth: usize,
     factor: f64,
+    stamp: u32,
+    name_ids: &'a mut [(u32, u32)],
+    tree: CallTree,
+    mark: TreeSize,
+    budget: &'a mut DecodeBudget,
 }
 
 impl Reader<'_> {
-    fn frame(&self, index: u32) -> Result<&str, String> {
-        self.frames
-            .get(index as usize)
-            .map(|f| f.name.as_str())
-            .ok_or_else(|| format!("frame index {index} is out of range (the file has {} frames)", self.frames.len()))
+    fn frame_error(&self, index: u32) -> String {
+        format!("frame index {index} is out of range (the file has {} frames)", self.frames.len())
+    }
+
+    /// The tree's name id of frame `index`, its name hashed only the first time.
+    #[inline]
+    fn name_id(&mut self, index: u32) -> Result<u32, String> {
+        let slot = self.name_ids.get_mut(index as usize).ok_or_else(|| {
+            format!("frame index {index} is out of range (the file has {} frames)", self.frames.len())
+        })?;
+        if slot.0 != self.stamp {
+            *slot = (self.stamp, self.tree.intern(&self.frames[index as usize].name));
+        }
+        Ok(slot.1)
+    }
+
+    /// The child of `parent` for frame `index`, with what it costs spent.
+    #[inline]
+    fn child(&mut self, parent: NodeId, index: u32) -> Result<NodeId, Failure> {
+        let name = self.name_id(index)?;
+        let child = self.tree.child_by_name_id(parent, name);
+        self.budget.spend_growth(&self.tree, &mut self.mark)?;
+        Ok(child)
     }
 
     /// `value` in Kiln's unit, checked.
@@ -274,75 +355,89 @@ impl Reader<'_> {
         Ok(scaled as u64)
     }
 
-    fn sampled(&self, profile: &Profile, tree: &mut CallTree) -> Result<(), String> {
+    fn sampled(&mut self, profile: &Profile) -> Result<(), Failure> {
         let samples = profile.samples.as_ref().ok_or("a sampled profile needs `samples`")?;
         let weights = profile.weights.as_deref();
         if let Some(w) = weights
             && w.len() != samples.len()
         {
-            return Err(format!("{} samples but {} weights", samples.len(), w.len()));
+            return Err(format!("{} samples but {} weights", samples.len(), w.len()).into());
         }
         for (i, stack) in samples.iter().enumerate() {
             let value = match weights {
                 Some(w) => self.scaled(w[i], || format!("weight {i}"))?,
                 None => 1,
             };
+            let kept = &stack[..stack.len().min(self.max_depth)];
+            self.budget.spend_frames(kept.len() as u64)?;
             let mut node = ROOT;
-            for &frame in stack.iter().take(self.max_depth) {
-                node = tree.child(node, self.frame(frame).map_err(|e| format!("sample {i}: {e}"))?);
+            for &frame in kept {
+                node = self.child(node, frame).map_err(|f| match f {
+                    Failure::Malformed(e) => Failure::Malformed(format!("sample {i}: {e}")),
+                    other => other,
+                })?;
             }
             // Deeper frames are dropped but must still exist.
-            if let Some(&frame) = stack.iter().skip(self.max_depth).find(|&&f| f as usize >= self.frames.len()) {
-                self.frame(frame).map_err(|e| format!("sample {i}: {e}"))?;
+            if let Some(&frame) = stack[kept.len()..].iter().find(|&&f| f as usize >= self.frames.len()) {
+                return Err(format!("sample {i}: {}", self.frame_error(frame)).into());
             }
-            tree.add_self(node, value);
+            self.tree.add_self(node, value);
         }
         Ok(())
     }
 
-    fn evented(&self, profile: &Profile, tree: &mut CallTree) -> Result<(), String> {
+    fn evented(&mut self, profile: &Profile) -> Result<(), Failure> {
         let events = profile.events.as_deref().ok_or("an evented profile needs `events`")?;
         let start = events.first().map_or(profile.start_value, |e| e.at.min(profile.start_value));
         // Times are taken from the start before scaling, and self time is the difference of
         // scaled times: rounding never adds up along the profile.
-        let time = |at: f64, i: usize| self.scaled(at - start, || format!("event {i}: `at`"));
+        let time = |reader: &Self, at: f64, i: usize| reader.scaled(at - start, || format!("event {i}: `at`"));
         // Open frames and their nodes; beyond max_depth a frame keeps its parent's node.
         let mut open: Vec<(u32, NodeId)> = Vec::new();
         let mut last = 0u64;
         for (i, event) in events.iter().enumerate() {
-            let now = time(event.at, i)?;
+            let now = time(self, event.at, i)?;
             if now < last {
-                return Err(format!("event {i}: `at` {} is earlier than the event before it", event.at));
+                return Err(format!("event {i}: `at` {} is earlier than the event before it", event.at).into());
             }
             if let Some(&(_, node)) = open.last() {
-                tree.add_self(node, now - last);
+                self.tree.add_self(node, now - last);
             }
             last = now;
-            let name = self.frame(event.frame).map_err(|e| format!("event {i}: {e}"))?;
+            if event.frame as usize >= self.frames.len() {
+                return Err(format!("event {i}: {}", self.frame_error(event.frame)).into());
+            }
             match event.kind {
                 'O' => {
                     let parent = open.last().map_or(ROOT, |&(_, n)| n);
-                    let node = if open.len() < self.max_depth { tree.child(parent, name) } else { parent };
+                    let node = if open.len() < self.max_depth {
+                        self.budget.spend_frames(1)?;
+                        self.child(parent, event.frame)?
+                    } else {
+                        parent
+                    };
                     open.push((event.frame, node));
                 }
                 'C' => match open.pop() {
                     Some((frame, _)) if frame == event.frame => {}
                     Some((frame, _)) => {
+                        let name = &self.frames[event.frame as usize].name;
                         return Err(format!(
                             "event {i} closes frame {} (`{name}`) but frame {frame} is the one open",
                             event.frame
-                        ));
+                        )
+                        .into());
                     }
-                    None => return Err(format!("event {i} closes frame {} but no frame is open", event.frame)),
+                    None => return Err(format!("event {i} closes frame {} but no frame is open", event.frame).into()),
                 },
-                other => return Err(format!("event {i}: unknown event type `{other}`; expected `O` or `C`")),
+                other => return Err(format!("event {i}: unknown event type `{other}`; expected `O` or `C`").into()),
             }
         }
         // Frames still open at the end run until endValue.
         if let Some(&(_, node)) = open.last() {
-            let end = time(profile.end_value.max(start), events.len())?;
+            let end = time(self, profile.end_value.max(start), events.len())?;
             if end > last {
-                tree.add_self(node, end - last);
+                self.tree.add_self(node, end - last);
             }
         }
         Ok(())

@@ -2,74 +2,16 @@
 //! [`FlatTree`] that queries return and the viewer draws.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// A small multiplicative hasher (the Fx hash used inside rustc): frame names and (parent,
-/// name) pairs are trusted-size keys hashed millions of times per upload, where SipHash's
-/// DoS resistance costs more than it protects (a tree is per request, bounded by body limits).
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
+/// The hasher of every map keyed by data from the network (frame names, and the (parent,
+/// name) pairs they make): foldhash, as fast as the Fx hash on short names, seeded once per
+/// process so that nobody can send names chosen to collide (hash flooding). In the browser
+/// (wasm32) the seed comes from addresses only, nearly fixed, which is fine: the file is the
+/// user's own.
+pub type SeededState = foldhash::fast::RandomState;
 
-/// Builds [`FxHasher`]s: `HashMap<K, V, FxBuildHasher>` for maps with trusted keys.
-pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        // The tail as one zero-padded word: byte by byte, a 30-byte frame name cost as many
-        // multiplies for its last 6 bytes as for the 24 before them. (Slices hash their length
-        // first, so padding cannot make two names collide.)
-        let tail = chunks.remainder();
-        if !tail.is_empty() {
-            let mut word = [0u8; 8];
-            word[..tail.len()].copy_from_slice(tail);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiply leaves its best bits at the top, while hashbrown picks buckets with the
-        // low bits: rotate them down (as rustc-hash 2 does), so (parent, name) keys of
-        // neighbouring nodes do not pile up in a few buckets.
-        self.0.rotate_left(26)
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
+/// A `HashMap` with [`SeededState`]: for keys that come from the network.
+pub type SeededMap<K, V> = HashMap<K, V, SeededState>;
 
 /// Index of a node in a [`CallTree`] or a [`FlatTree`].
 pub type NodeId = u32;
@@ -104,9 +46,12 @@ pub struct CallTree {
     names: Vec<Box<str>>,
     /// Name ids by the bytes they were read from: every name by its UTF-8, plus invalid UTF-8
     /// seen in input by its raw bytes (an alias of the name with replacement characters).
-    name_ids: FxMap<Box<[u8]>, u32>,
+    name_ids: SeededMap<Box<[u8]>, u32>,
     nodes: Vec<Node>,
-    children: FxMap<(NodeId, u32), NodeId>,
+    /// Keyed by `parent << 32 | name`: one word, hashed in one step.
+    children: SeededMap<u64, NodeId>,
+    /// Bytes of every name in `names`: with the node count, what the tree holds in memory.
+    name_bytes: usize,
 }
 
 impl Node {
@@ -124,8 +69,13 @@ impl Default for CallTree {
 impl CallTree {
     /// An empty tree: just the root, with a total of zero.
     pub fn new() -> Self {
-        let mut tree =
-            CallTree { names: Vec::new(), name_ids: FxMap::default(), nodes: Vec::new(), children: FxMap::default() };
+        let mut tree = CallTree {
+            names: Vec::new(),
+            name_ids: SeededMap::default(),
+            nodes: Vec::new(),
+            children: SeededMap::default(),
+            name_bytes: 0,
+        };
         let root_name = tree.intern(ROOT_NAME);
         tree.nodes.push(Node::new(root_name, ROOT));
         tree
@@ -146,11 +96,19 @@ impl CallTree {
         self.nodes.len() == 1 && self.total() == 0
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
+    /// Bytes of all the distinct frame names the tree holds.
+    pub fn name_bytes(&self) -> usize {
+        self.name_bytes
+    }
+
+    /// The name id of `name`, interned if new: what [`CallTree::child_by_name_id`] takes, so
+    /// that a decoder which knows its names by index hashes each name once, not once per frame.
+    pub fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.name_ids.get(name.as_bytes()) {
             return id;
         }
         let id = self.names.len() as u32;
+        self.name_bytes += name.len();
         self.names.push(name.into());
         self.name_ids.insert(name.as_bytes().into(), id);
         id
@@ -158,7 +116,7 @@ impl CallTree {
 
     /// The name id of `bytes`, a frame name as read from input: invalid UTF-8 is replaced (and
     /// remembered under its raw bytes), valid UTF-8 is checked only the first time it is seen.
-    pub(crate) fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
+    pub fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
         if let Some(&id) = self.name_ids.get(bytes) {
             return id;
         }
@@ -186,9 +144,10 @@ impl CallTree {
         (p.first_child != ROOT && self.names[p.first_child_name as usize].as_bytes() == bytes).then_some(p.first_child)
     }
 
-    /// The child of `parent` whose name is interned as `name`, created if missing.
+    /// The child of `parent` whose name is interned as `name` (by [`CallTree::intern`] or
+    /// [`CallTree::intern_bytes`]), created if missing.
     #[inline]
-    pub(crate) fn child_by_name_id(&mut self, parent: NodeId, name: u32) -> NodeId {
+    pub fn child_by_name_id(&mut self, parent: NodeId, name: u32) -> NodeId {
         let next = self.nodes.len() as NodeId;
         let p = &mut self.nodes[parent as usize];
         if p.first_child == ROOT {
@@ -200,7 +159,7 @@ impl CallTree {
         if p.first_child_name == name {
             return p.first_child;
         }
-        *self.children.entry((parent, name)).or_insert_with(|| {
+        *self.children.entry(u64::from(parent) << 32 | u64::from(name)).or_insert_with(|| {
             self.nodes.push(Node::new(name, parent));
             next
         })

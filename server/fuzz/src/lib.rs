@@ -41,7 +41,7 @@ pub fn pprof(data: &[u8]) {
     let config = SampleTypeConfigs::new();
     let dest =
         Destination { app: "fuzz", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &config };
-    let _ = pprof::uploads(data, &dest, &limits, 1_700_000_000);
+    let _ = pprof::uploads(data, &dest, &limits, &mut limits.budget(), 1_700_000_000);
 }
 
 /// Names (`app.type{k=v}`) and queries, in both of Kiln's syntaxes.

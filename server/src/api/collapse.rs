@@ -3,6 +3,7 @@
 //! format the browser does not parse itself.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +24,9 @@ pub async fn collapse(
     State(state): State<AppState>,
     Query(params): Query<CollapseParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
+    let body = body.map_err(ingest::body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
     let limits = state.limits;
     let (tree, units) = tokio::task::spawn_blocking(move || ingest::read_profile(&body, &headers, &format, &limits))

@@ -97,6 +97,30 @@ impl From<crate::query::TooLarge> for AppError {
     }
 }
 
+impl From<crate::ingest::DecodeError> for AppError {
+    fn from(e: crate::ingest::DecodeError) -> Self {
+        use crate::ingest::DecodeError;
+        use kiln_model::budget::Exhausted;
+        match e {
+            DecodeError::Malformed { message, detail } => AppError::BadRequest { message, detail },
+            DecodeError::TooLarge(message) => AppError::TooLarge(message),
+            DecodeError::UnsupportedEncoding(message) => AppError::UnsupportedMediaType(message),
+            DecodeError::OverBudget(exhausted) => {
+                let flag = match exhausted {
+                    Exhausted::Frames { .. } => "--max-frames-per-kib, KILN_MAX_FRAMES_PER_KIB",
+                    Exhausted::Nodes { .. } => "--max-nodes-per-kib, KILN_MAX_NODES_PER_KIB",
+                };
+                AppError::Unprocessable(format!(
+                    "{exhausted}: refused; the limit is set by {flag} (and --decode-floor-kib, KILN_DECODE_FLOOR_KIB)"
+                ))
+            }
+            e @ DecodeError::OutputTooLarge { .. } => AppError::Unprocessable(format!(
+                "{e}: refused; the limit is set by --max-decompressed-bytes, KILN_MAX_DECOMPRESSED_BYTES"
+            )),
+        }
+    }
+}
+
 impl From<crate::query::QueryError> for AppError {
     fn from(e: crate::query::QueryError) -> Self {
         AppError::bad_request(e.0)

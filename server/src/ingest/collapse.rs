@@ -1,19 +1,47 @@
 //! Raw profiler output (`perf script`, DTrace, `sample`, VTune, …) collapsed server-side with
 //! inferno, so `perf script | curl --data-binary @- …&format=perf_script` just works.
+//!
+//! The collapsed text is bounded like a decompressed body: past `max_output` bytes collapsing
+//! stops and the request is refused (422), whatever inferno would have gone on to write.
+
+use std::io::{self, Write};
 
 use inferno::collapse::Collapse;
 use serde_json::json;
 
-use crate::api::AppError;
+use super::DecodeError;
 
 /// True for the formats this module collapses.
 pub fn is_raw_format(format: &str) -> bool {
     matches!(format, "perf_script" | "perf" | "dtrace" | "sample" | "vtune" | "vsprof" | "ghcprof" | "guess")
 }
 
-/// Collapses `input` (the raw output of the tool `format` names) to folded text.
-pub fn collapse(format: &str, input: &[u8]) -> Result<Vec<u8>, AppError> {
-    let mut out = Vec::new();
+/// A `Vec` that refuses to grow past `max` bytes.
+struct Bounded {
+    out: Vec<u8>,
+    max: usize,
+    overflowed: bool,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.out.len().saturating_add(buf.len()) > self.max {
+            self.overflowed = true;
+            return Err(io::Error::other("collapsed output over the limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collapses `input` (the raw output of the tool `format` names) to folded text of at most
+/// `max_output` bytes.
+pub fn collapse(format: &str, input: &[u8], max_output: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Bounded { out: Vec::new(), max: max_output, overflowed: false };
     let result = match format {
         "perf_script" | "perf" => inferno::collapse::perf::Folder::default().collapse(input, &mut out),
         "dtrace" => inferno::collapse::dtrace::Folder::default().collapse(input, &mut out),
@@ -23,11 +51,27 @@ pub fn collapse(format: &str, input: &[u8]) -> Result<Vec<u8>, AppError> {
         "ghcprof" => inferno::collapse::ghcprof::Folder::default().collapse(input, &mut out),
         _ => inferno::collapse::guess::Folder::default().collapse(input, &mut out),
     };
+    if out.overflowed {
+        return Err(DecodeError::OutputTooLarge { limit: max_output });
+    }
     result.map_err(|e| {
-        AppError::bad_request_with(
+        DecodeError::malformed_with(
             format!("could not read the body as {format} output: {e}"),
             json!({ "parameter": "format" }),
         )
     })?;
-    Ok(out)
+    Ok(out.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_bounded() {
+        let perf = b"prog 1 1.0: 1 cycles:\n\tffff main (/bin/prog)\n\tffff start (/bin/prog)\n\n";
+        let folded = collapse("perf_script", perf, 1 << 20).unwrap();
+        assert_eq!(String::from_utf8_lossy(&folded).trim(), "prog;start;main 1");
+        assert!(matches!(collapse("perf_script", perf, 4), Err(DecodeError::OutputTooLarge { limit: 4 })));
+    }
 }

@@ -14,6 +14,7 @@
 
 mod body;
 mod collapse;
+mod error;
 mod multipart;
 mod params;
 pub mod pprof;
@@ -22,8 +23,10 @@ mod series_limit;
 pub mod speedscope;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State, rejection::QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use kiln_model::budget::DecodeBudget;
 use kiln_model::folded::{self, LineFormat, ParseLimits};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -32,6 +35,7 @@ use crate::api::{AppError, AppState, Tenant, idempotency_key};
 use crate::storage::{KeyedUploads, Upload};
 use crate::timespec::IngestWindow;
 
+pub use error::DecodeError;
 pub use params::{IngestParams, series_from_name};
 
 /// Limits on what one upload may cost.
@@ -54,6 +58,35 @@ pub struct IngestLimits {
     /// Active series per tenant (see [`crate::storage::Store::series_beyond_limit`]); uploads
     /// of new series beyond it are refused, the tenant's other series keep being stored.
     pub max_series_per_tenant: usize,
+    /// Decode budget: stack frames walked per KiB of (decompressed) body.
+    pub frames_per_kib: u64,
+    /// Decode budget: call-tree nodes made per KiB of body (each 64 bytes of a frame name kept
+    /// in a tree count as a node).
+    pub nodes_per_kib: u64,
+    /// Decode budget: every request gets this many KiB's worth on top of its size, so that
+    /// small bodies are never refused for it.
+    pub decode_floor_kib: u64,
+}
+
+impl IngestLimits {
+    /// A fresh budget for one request.
+    pub fn budget(&self) -> RequestBudget {
+        RequestBudget {
+            decode: DecodeBudget::new(self.frames_per_kib, self.nodes_per_kib, self.decode_floor_kib),
+            decompressed_left: self.max_decompressed_bytes,
+            max_decompressed: self.max_decompressed_bytes,
+        }
+    }
+}
+
+/// What one request may still cost while it is decoded: bytes out of gzip (for all its
+/// profiles together: 413 beyond), and frames and nodes (422 beyond).
+#[derive(Debug, Clone)]
+pub struct RequestBudget {
+    /// Frames and nodes, granted per KiB as bytes are decoded.
+    pub decode: DecodeBudget,
+    decompressed_left: usize,
+    max_decompressed: usize,
 }
 
 impl Default for IngestLimits {
@@ -69,6 +102,11 @@ impl Default for IngestLimits {
             // Pyroscope's and Mimir's kind of per-tenant default: far above one fleet's
             // applications × types × label sets, far below what exhausts memory.
             max_series_per_tenant: 10_000,
+            // Real profiles walk at most a few hundred frames and make at most a few hundred
+            // nodes per KiB of pprof (fewer in folded text); these leave several times that.
+            frames_per_kib: 4096,
+            nodes_per_kib: 1024,
+            decode_floor_kib: 256,
         }
     }
 }
@@ -95,8 +133,9 @@ pub async fn ingest(
     tenant: Tenant,
     params: Result<Query<IngestParams>, QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, AppError> {
+    let body = body.map_err(body_rejection)?;
     state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     let result = ingest_inner(&state, &tenant, params, &headers, body).await;
     match &result {
@@ -104,6 +143,17 @@ pub async fn ingest(
         Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
     };
     result
+}
+
+/// A body that could not be read, in Kiln's error shape: over `--max-body-bytes` is 413.
+pub fn body_rejection(e: BytesRejection) -> AppError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(format!(
+            "the request body is larger than the limit (--max-body-bytes, KILN_MAX_BODY_BYTES): {}",
+            e.body_text()
+        )),
+        _ => AppError::bad_request(e.body_text()),
+    }
 }
 
 async fn ingest_inner(
@@ -118,7 +168,8 @@ async fn ingest_inner(
     let store = |uploads: Vec<Upload>| store(state, tenant, key.clone(), uploads);
     let limits = state.limits;
     let meta = params.to_meta(&limits, crate::timespec::now_unix())?;
-    let body = body::decode(&body, headers, &limits)?;
+    let mut budget = limits.budget();
+    let body = body::decode(&body, headers, &mut budget)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {
         if !matches!(params.format.as_deref(), None | Some("") | Some("pprof")) {
@@ -133,10 +184,10 @@ async fn ingest_inner(
             .find(|p| p.name == "profile")
             .ok_or_else(|| AppError::bad_request("multipart body has no `profile` part"))?;
         let config = match parts.iter().find(|p| p.name == "sample_type_config") {
-            Some(part) => sample_type_config(part.data, &limits)?,
+            Some(part) => sample_type_config(part.data, &mut budget)?,
             None => pprof::SampleTypeConfigs::new(),
         };
-        let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits)?;
+        let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
     let format = params.format.as_deref().unwrap_or_else(|| speedscope::default_format(headers));
@@ -145,12 +196,13 @@ async fn ingest_inner(
         "folded" | "collapsed" => parse_folded(&body, LineFormat::Counted, parse_limits)?,
         "lines" => parse_folded(&body, LineFormat::Lines, parse_limits)?,
         "pprof" => {
-            let uploads = pprof_uploads(&body, &params, &meta, &pprof::SampleTypeConfigs::new(), &limits)?;
+            let config = pprof::SampleTypeConfigs::new();
+            let uploads = pprof_uploads(&body, &params, &meta, &config, &limits, &mut budget)?;
             return store(uploads).await;
         }
-        "speedscope" => return store(speedscope::uploads(&body, &params, &meta, &limits)?).await,
+        "speedscope" => return store(speedscope::uploads(&body, &params, &meta, &limits, &mut budget)?).await,
         raw if collapse::is_raw_format(raw) => {
-            let collapsed = collapse::collapse(raw, &body)?;
+            let collapsed = collapse::collapse(raw, &body, limits.max_decompressed_bytes)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
         }
         other => {
@@ -178,9 +230,12 @@ pub fn read_profile(
     format: &str,
     limits: &IngestLimits,
 ) -> Result<(kiln_model::FlatTree, String), AppError> {
-    let body = body::decode(body, headers, limits)?;
+    let mut budget = limits.budget();
+    let body = body::decode(body, headers, &mut budget)?;
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
-    let from_pprof = |bytes: &[u8]| -> Result<(kiln_model::FlatTree, String), AppError> {
+    // The first profile type's tree, or None for a pprof with no samples.
+    type Found = Option<(kiln_model::FlatTree, String)>;
+    let from_pprof = |bytes: &[u8], budget: &mut RequestBudget| -> Result<Found, DecodeError> {
         let config = pprof::SampleTypeConfigs::new();
         let labels = std::collections::BTreeMap::new();
         let dest = pprof::Destination {
@@ -191,43 +246,49 @@ pub fn read_profile(
             spy_name: "",
             config: &config,
         };
-        let uploads = pprof::uploads(bytes, &dest, limits, crate::timespec::now_unix())?;
-        let first = uploads
-            .iter()
-            .map(|u| u.meta.series.profile_type.clone())
-            .min_by_key(|t| (t != "cpu", t.clone()))
-            .ok_or_else(|| AppError::Unprocessable("the pprof holds no samples".into()))?;
+        let uploads = pprof::uploads(bytes, &dest, limits, budget, crate::timespec::now_unix())?;
+        let Some(first) =
+            uploads.iter().map(|u| u.meta.series.profile_type.clone()).min_by_key(|t| (t != "cpu", t.clone()))
+        else {
+            return Ok(None);
+        };
         let mut tree = kiln_model::CallTree::new();
         let mut units = String::from("samples");
         for upload in uploads.iter().filter(|u| u.meta.series.profile_type == first) {
             tree.merge_flat(&upload.tree);
             units.clone_from(&upload.meta.units);
         }
-        Ok((tree.to_flat(), units))
+        Ok(Some((tree.to_flat(), units)))
     };
-    let from_speedscope = |bytes: &[u8]| -> Result<(kiln_model::FlatTree, String), AppError> {
-        let file = speedscope::read(bytes, limits)?;
-        Ok((file.merged().to_flat(), file.units.to_string()))
-    };
+    let no_samples = || AppError::Unprocessable("the pprof holds no samples".into());
+    let from_speedscope =
+        |bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), AppError> {
+            let file = speedscope::read(bytes, limits, budget)?;
+            Ok((file.merged().to_flat(), file.units.to_string()))
+        };
     let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
+    let collapse_text = |format: &str, body: &[u8]| collapse::collapse(format, body, limits.max_decompressed_bytes);
     match format {
         "folded" | "collapsed" => Ok(samples(parse_folded(&body, LineFormat::Counted, parse_limits)?)),
         "lines" => Ok(samples(parse_folded(&body, LineFormat::Lines, parse_limits)?)),
-        "pprof" => from_pprof(&body),
-        "speedscope" => from_speedscope(&body),
+        "pprof" => from_pprof(&body, &mut budget)?.ok_or_else(no_samples),
+        "speedscope" => from_speedscope(&body, &mut budget),
         "auto" => {
             if kiln_model::speedscope::looks_like_json(&body) {
-                return from_speedscope(&body);
+                return from_speedscope(&body, &mut budget);
             }
             if let Ok(tree) = folded::parse(&body, LineFormat::Counted, parse_limits)
                 && !tree.is_empty()
             {
                 return Ok(samples(tree));
             }
-            if let Ok(found) = from_pprof(&body) {
-                return Ok(found);
+            // A pprof that is well-formed but over a limit says so; anything else may be text.
+            match from_pprof(&body, &mut budget) {
+                Ok(Some(found)) => return Ok(found),
+                Err(e @ (DecodeError::OverBudget(_) | DecodeError::TooLarge(_))) => return Err(e.into()),
+                Ok(None) | Err(_) => {}
             }
-            let collapsed = collapse::collapse("guess", &body)?;
+            let collapsed = collapse_text("guess", &body)?;
             let tree = parse_folded(&collapsed, LineFormat::Counted, parse_limits)?;
             if tree.is_empty() {
                 return Err(AppError::Unprocessable(
@@ -238,7 +299,7 @@ pub fn read_profile(
             Ok(samples(tree))
         }
         raw if collapse::is_raw_format(raw) => {
-            Ok(samples(parse_folded(&collapse::collapse(raw, &body)?, LineFormat::Counted, parse_limits)?))
+            Ok(samples(parse_folded(&collapse_text(raw, &body)?, LineFormat::Counted, parse_limits)?))
         }
         other => Err(AppError::bad_request_with(
             format!("unknown format `{other}`; supported: auto, pprof, {}", FORMATS.join(", ")),
@@ -295,7 +356,8 @@ fn pprof_uploads(
     meta: &crate::storage::ProfileMeta,
     config: &pprof::SampleTypeConfigs,
     limits: &IngestLimits,
-) -> Result<Vec<Upload>, AppError> {
+    budget: &mut RequestBudget,
+) -> Result<Vec<Upload>, DecodeError> {
     let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     let dest = pprof::Destination {
         app: &meta.series.app,
@@ -305,25 +367,21 @@ fn pprof_uploads(
         spy_name: &meta.spy_name,
         config,
     };
-    pprof::uploads(raw, &dest, limits, crate::timespec::now_unix())
+    pprof::uploads(raw, &dest, limits, budget, crate::timespec::now_unix())
 }
 
-fn sample_type_config(data: &[u8], limits: &IngestLimits) -> Result<pprof::SampleTypeConfigs, AppError> {
-    let data = if data.starts_with(&body::GZIP_MAGIC) {
-        body::gunzip(data, limits.max_decompressed_bytes)?
-    } else {
-        data.to_vec()
-    };
+fn sample_type_config(data: &[u8], budget: &mut RequestBudget) -> Result<pprof::SampleTypeConfigs, DecodeError> {
+    let data = if data.starts_with(&body::GZIP_MAGIC) { body::gunzip(data, budget)? } else { data.to_vec() };
     serde_json::from_slice(&data).map_err(|e| {
-        AppError::bad_request_with(
+        DecodeError::malformed_with(
             format!("sample_type_config is not valid: {e}"),
             json!({ "part": "sample_type_config" }),
         )
     })
 }
 
-fn parse_folded(body: &[u8], format: LineFormat, limits: ParseLimits) -> Result<kiln_model::CallTree, AppError> {
+fn parse_folded(body: &[u8], format: LineFormat, limits: ParseLimits) -> Result<kiln_model::CallTree, DecodeError> {
     folded::parse(body, format, limits).map_err(|e| {
-        AppError::bad_request_with(format!("folded stacks, {e}"), json!({ "line": e.line, "reason": e.reason }))
+        DecodeError::malformed_with(format!("folded stacks, {e}"), json!({ "line": e.line, "reason": e.reason }))
     })
 }

@@ -23,21 +23,32 @@
 //! whole leaf-first list reversed. A frame is its function's name, or the location's address
 //! in hex when it has no lines. Stacks deeper than `max_stack_depth` lose their leaf end.
 //!
+//! **Cost.** The profile is read straight from its bytes, in two passes and without copying:
+//! the first indexes strings, functions and locations, the second walks the samples. Samples
+//! are grouped by (label set, location ids): a stack shared by a thousand samples is expanded
+//! and inserted once, and only its values are added per sample. Names stay string-table
+//! indexes until a tree interns them, once per series. Frames walked and nodes made are spent
+//! from the request's [`kiln_model::budget::DecodeBudget`]; a profile that would expand beyond it is refused.
+//!
 //! **Series.** String labels of a sample (`label` with `str` set) are series labels; with the
 //! labels the upload already names, they split one profile into several series. A label the
 //! upload names explicitly wins over a sample label of the same name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fmt::Display;
+use std::ops::Range;
 
+use kiln_model::budget::TreeSize;
+use kiln_model::{CallTree, NodeId, ROOT, SeededMap};
 use prost::Message;
 use serde::Deserialize;
 
-use super::{IngestLimits, body};
-use crate::api::AppError;
+use super::{DecodeError, IngestLimits, RequestBudget, body};
 use crate::storage::{Aggregation, ProfileMeta, SeriesKey, Upload};
-use kiln_model::CallTree;
 
-/// `perftools.profiles.Profile`, the fields Kiln reads (prost skips the others).
+/// `perftools.profiles.Profile` as Kiln writes it (pprof export) and tests build it; decoding
+/// reads the wire format directly ([`uploads`]).
 #[derive(Clone, PartialEq, Message)]
 pub struct Profile {
     /// What each value of a sample measures.
@@ -198,104 +209,537 @@ pub struct Destination<'a> {
     pub config: &'a SampleTypeConfigs,
 }
 
-fn bad(message: impl Into<String>) -> AppError {
-    AppError::bad_request(message)
+fn bad(message: impl Into<String>) -> DecodeError {
+    DecodeError::malformed(message)
 }
 
-/// Decodes `raw` (pprof, gzipped or not) into one upload per (sample type, label set).
-pub fn uploads(raw: &[u8], dest: &Destination, limits: &IngestLimits, now: i64) -> Result<Vec<Upload>, AppError> {
+fn malformed(what: impl Display) -> DecodeError {
+    DecodeError::malformed(format!("body is not a pprof profile: {what}"))
+}
+
+/// One field of a protobuf message.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    /// A fixed-width value: no pprof field Kiln reads is one.
+    Fixed,
+}
+
+impl<'a> Field<'a> {
+    fn int(self) -> Result<i64, DecodeError> {
+        match self {
+            // int64 fields carry two's complement in the varint.
+            Field::Varint(v) => Ok(v as i64),
+            _ => Err(malformed("an integer field has another wire type")),
+        }
+    }
+
+    fn bytes(self) -> Result<&'a [u8], DecodeError> {
+        match self {
+            Field::Bytes(b) => Ok(b),
+            _ => Err(malformed("a message field has another wire type")),
+        }
+    }
+
+    /// Appends a repeated integer field's values, packed or not.
+    fn push_varints(self, out: &mut Vec<u64>) -> Result<(), DecodeError> {
+        match self {
+            Field::Varint(v) => out.push(v),
+            Field::Bytes(packed) => {
+                let mut reader = Fields::new(packed);
+                while !reader.is_done() {
+                    out.push(reader.varint()?);
+                }
+            }
+            Field::Fixed => return Err(malformed("an integer field has another wire type")),
+        }
+        Ok(())
+    }
+}
+
+/// The fields of one protobuf message, in order, borrowed from its bytes.
+struct Fields<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, at: 0 }
+    }
+
+    fn is_done(&self) -> bool {
+        self.at >= self.buf.len()
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let &byte = self.buf.get(self.at).ok_or_else(|| malformed("truncated varint"))?;
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(malformed("a varint is longer than 10 bytes"))
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.at.checked_add(len))
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| malformed("a field runs past the end of its message (truncated?)"))?;
+        let bytes = &self.buf[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    /// The next field's number and value.
+    fn next_field(&mut self) -> Result<Option<(u64, Field<'a>)>, DecodeError> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let number = key >> 3;
+        if number == 0 {
+            return Err(malformed("field number 0"));
+        }
+        let field = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Field::Fixed
+            }
+            2 => {
+                let len = self.varint()?;
+                Field::Bytes(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed
+            }
+            other => return Err(malformed(format_args!("wire type {other} (groups are not pprof)"))),
+        };
+        Ok(Some((number, field)))
+    }
+}
+
+/// A `ValueType` message: (type, unit) string indexes.
+fn value_type(bytes: &[u8]) -> Result<(i64, i64), DecodeError> {
+    let (mut kind, mut unit) = (0, 0);
+    let mut fields = Fields::new(bytes);
+    while let Some((number, field)) = fields.next_field()? {
+        match number {
+            1 => kind = field.int()?,
+            2 => unit = field.int()?,
+            _ => {}
+        }
+    }
+    Ok((kind, unit))
+}
+
+/// Position of each id in its table: a vector when ids are dense (as every agent writes them:
+/// 1, 2, 3, …), else a map.
+enum IdIndex {
+    Dense(Vec<u32>),
+    Sparse(SeededMap<u64, u32>),
+}
+
+impl IdIndex {
+    fn new(ids: &[u64]) -> Self {
+        let max = ids.iter().copied().max().unwrap_or(0);
+        if max <= (ids.len() as u64).saturating_mul(2).saturating_add(64) {
+            let mut dense = vec![u32::MAX; max as usize + 1];
+            for (i, &id) in ids.iter().enumerate() {
+                dense[id as usize] = i as u32;
+            }
+            IdIndex::Dense(dense)
+        } else {
+            IdIndex::Sparse(ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect())
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<usize> {
+        let found = match self {
+            IdIndex::Dense(dense) => usize::try_from(id).ok().and_then(|id| dense.get(id).copied()),
+            IdIndex::Sparse(map) => map.get(&id).copied(),
+        };
+        found.filter(|&i| i != u32::MAX).map(|i| i as usize)
+    }
+}
+
+/// Everything but the samples, read in the first pass.
+#[derive(Default)]
+struct Tables<'a> {
+    strings: Vec<&'a [u8]>,
+    sample_types: Vec<(i64, i64)>,
+    period_type: Option<(i64, i64)>,
+    period: i64,
+    time_nanos: i64,
+    duration_nanos: i64,
+    function_ids: Vec<u64>,
+    function_names: Vec<i64>,
+    location_ids: Vec<u64>,
+    location_addresses: Vec<u64>,
+    /// Each location's lines, as function ids in `line_functions`.
+    location_lines: Vec<Range<u32>>,
+    line_functions: Vec<u64>,
+}
+
+impl<'a> Tables<'a> {
+    fn read(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut tables = Tables::default();
+        let mut fields = Fields::new(bytes);
+        while let Some((number, field)) = fields.next_field()? {
+            match number {
+                1 => tables.sample_types.push(value_type(field.bytes()?)?),
+                4 => tables.location(field.bytes()?)?,
+                5 => tables.function(field.bytes()?)?,
+                6 => tables.strings.push(field.bytes()?),
+                9 => tables.time_nanos = field.int()?,
+                10 => tables.duration_nanos = field.int()?,
+                11 => tables.period_type = Some(value_type(field.bytes()?)?),
+                12 => tables.period = field.int()?,
+                _ => {}
+            }
+        }
+        Ok(tables)
+    }
+
+    fn location(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let (mut id, mut address) = (0, 0);
+        let start = self.line_functions.len();
+        let mut fields = Fields::new(bytes);
+        while let Some((number, field)) = fields.next_field()? {
+            match number {
+                1 => id = field.int()? as u64,
+                3 => address = field.int()? as u64,
+                4 => {
+                    let mut function = 0;
+                    let mut line = Fields::new(field.bytes()?);
+                    while let Some((number, field)) = line.next_field()? {
+                        if number == 1 {
+                            function = field.int()? as u64;
+                        }
+                    }
+                    self.line_functions.push(function);
+                }
+                _ => {}
+            }
+        }
+        let end = self.line_functions.len();
+        let range = u32::try_from(start).and_then(|s| Ok(s..u32::try_from(end)?));
+        self.location_lines.push(range.map_err(|_| malformed("too many lines"))?);
+        self.location_ids.push(id);
+        self.location_addresses.push(address);
+        Ok(())
+    }
+
+    fn function(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let (mut id, mut name) = (0, 0);
+        let mut fields = Fields::new(bytes);
+        while let Some((number, field)) = fields.next_field()? {
+            match number {
+                1 => id = field.int()? as u64,
+                2 => name = field.int()?,
+                _ => {}
+            }
+        }
+        self.function_ids.push(id);
+        self.function_names.push(name);
+        Ok(())
+    }
+
+    fn string(&self, index: i64) -> Result<&'a [u8], DecodeError> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.strings.get(i).copied())
+            .ok_or_else(|| bad(format!("pprof string index {index} is outside the string table")))
+    }
+
+    fn text(&self, index: i64) -> Result<std::borrow::Cow<'a, str>, DecodeError> {
+        Ok(String::from_utf8_lossy(self.string(index)?))
+    }
+}
+
+/// Frames by location: each location's frame names, innermost first, as string-table indexes
+/// (or, past the table, entries of `addresses`: the names of locations without lines).
+struct Frames {
+    index: IdIndex,
+    ranges: Vec<Range<u32>>,
+    names: Vec<u32>,
+    addresses: Vec<String>,
+}
+
+impl Frames {
+    fn new(tables: &Tables) -> Result<Self, DecodeError> {
+        let functions = IdIndex::new(&tables.function_ids);
+        // Every function's name is checked, used or not, as a pprof reader would.
+        let function_names: Vec<u32> = tables
+            .function_names
+            .iter()
+            .map(|&name| {
+                tables.string(name)?;
+                Ok(name as u32)
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        let string_count = u32::try_from(tables.strings.len()).map_err(|_| malformed("too many strings"))?;
+        let mut frames = Frames {
+            index: IdIndex::new(&tables.location_ids),
+            ranges: Vec::with_capacity(tables.location_ids.len()),
+            names: Vec::with_capacity(tables.line_functions.len()),
+            addresses: Vec::new(),
+        };
+        for (lines, &address) in tables.location_lines.iter().zip(&tables.location_addresses) {
+            let start = frames.names.len() as u32;
+            if lines.is_empty() {
+                frames.names.push(string_count + frames.addresses.len() as u32);
+                frames.addresses.push(format!("{address:#x}"));
+            }
+            for &function in &tables.line_functions[lines.start as usize..lines.end as usize] {
+                let found = functions.get(function).map(|f| function_names[f]);
+                let name = found.ok_or_else(|| bad(format!("pprof line refers to missing function {function}")))?;
+                frames.names.push(name);
+            }
+            frames.ranges.push(start..frames.names.len() as u32);
+        }
+        Ok(frames)
+    }
+
+    /// The frame names of location `id`, innermost first.
+    #[inline]
+    fn of(&self, id: u64) -> Result<&[u32], DecodeError> {
+        let location =
+            self.index.get(id).ok_or_else(|| bad(format!("pprof sample refers to missing location {id}")))?;
+        let range = &self.ranges[location];
+        Ok(&self.names[range.start as usize..range.end as usize])
+    }
+
+    fn name<'t>(&'t self, tables: &Tables<'t>, name: u32) -> &'t [u8] {
+        match tables.strings.get(name as usize) {
+            Some(&s) => s,
+            None => self.addresses[name as usize - tables.strings.len()].as_bytes(),
+        }
+    }
+}
+
+/// The trees of one series (one label set): one per stored sample type, all of which intern
+/// the same names in the same order, so that a name id is the same in each.
+struct Series {
+    labels: BTreeMap<String, String>,
+    trees: Vec<CallTree>,
+    sizes: Vec<TreeSize>,
+    totals: Vec<u64>,
+    /// Tree name id of each frame name met so far.
+    name_ids: SeededMap<u32, u32>,
+}
+
+impl Series {
+    fn new(labels: BTreeMap<String, String>, kinds: usize) -> Self {
+        let trees: Vec<CallTree> = (0..kinds).map(|_| CallTree::new()).collect();
+        let sizes = trees.iter().map(TreeSize::of).collect();
+        Series { labels, trees, sizes, totals: vec![0; kinds], name_ids: SeededMap::default() }
+    }
+}
+
+/// Decodes `raw` (pprof, gzipped or not) into one upload per (sample type, label set), within
+/// the request's `budget`.
+pub fn uploads(
+    raw: &[u8],
+    dest: &Destination,
+    limits: &IngestLimits,
+    budget: &mut RequestBudget,
+    now: i64,
+) -> Result<Vec<Upload>, DecodeError> {
     let unzipped;
     let bytes = if raw.starts_with(&body::GZIP_MAGIC) {
-        unzipped = body::gunzip(raw, limits.max_decompressed_bytes)?;
+        unzipped = body::gunzip(raw, budget)?;
         &unzipped[..]
     } else {
         raw
     };
-    let profile = Profile::decode(bytes).map_err(|e| bad(format!("body is not a pprof profile: {e}")))?;
-    let strings: Vec<String> = profile.string_table.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-    let string = |i: i64| -> Result<&str, AppError> {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| strings.get(i))
-            .map(String::as_str)
-            .ok_or_else(|| bad(format!("pprof string index {i} is outside the string table")))
-    };
+    let tables = Tables::read(bytes)?;
+    let kinds = sample_kinds(&tables, dest.config)?;
+    let frames = Frames::new(&tables)?;
+    let kind_count = kinds.len();
 
-    let kinds = sample_kinds(&profile, dest.config, &string)?;
-    let functions: HashMap<u64, &str> =
-        profile.function.iter().map(|f| Ok((f.id, string(f.name)?))).collect::<Result<_, AppError>>()?;
-    // Frames of each location, innermost first, so that a sample's frames are a concatenation.
-    let mut locations: HashMap<u64, Vec<String>> = HashMap::with_capacity(profile.location.len());
-    for loc in &profile.location {
-        let frames = if loc.line.is_empty() {
-            vec![format!("{:#x}", loc.address)]
-        } else {
-            loc.line
-                .iter()
-                .map(|line| {
-                    functions
-                        .get(&line.function_id)
-                        .map(|name| name.to_string())
-                        .ok_or_else(|| bad(format!("pprof line refers to missing function {}", line.function_id)))
-                })
-                .collect::<Result<_, _>>()?
-        };
-        locations.insert(loc.id, frames);
-    }
+    let mut series: Vec<Series> = Vec::new();
+    let mut label_sets: SeededMap<Box<[(u64, u64)]>, u32> = SeededMap::default();
+    // Groups of samples with one label set and one stack: the key is [series, location ids…].
+    let mut groups: SeededMap<Box<[u64]>, u32> = SeededMap::default();
+    let mut group_series: Vec<u32> = Vec::new();
+    // Per group and kind: the leaf node, and the sum of the group's values.
+    let mut group_leaves: Vec<NodeId> = Vec::new();
+    let mut group_values: Vec<u64> = Vec::new();
+    // Buffers reused by every sample: no allocation per sample.
+    let mut key: Vec<u64> = Vec::new();
+    let mut values: Vec<u64> = Vec::new();
+    let mut labels: Vec<(u64, u64)> = Vec::new();
+    // The label set of the sample before: most samples share it, and skip the lookup.
+    let mut previous_labels: Vec<(u64, u64)> = Vec::new();
+    let mut previous_series: Option<u32> = None;
+    let mut walk: Vec<NodeId> = Vec::with_capacity(kind_count);
 
-    let mut trees: BTreeMap<(usize, BTreeMap<String, String>), (CallTree, u64)> = BTreeMap::new();
-    let mut stack: Vec<&str> = Vec::new();
-    for sample in &profile.sample {
-        if sample.value.len() != profile.sample_type.len() {
+    let mut fields = Fields::new(bytes);
+    while let Some((number, field)) = fields.next_field()? {
+        if number != 2 {
+            continue;
+        }
+        key.clear();
+        key.push(0);
+        values.clear();
+        labels.clear();
+        let mut sample = Fields::new(field.bytes()?);
+        while let Some((number, field)) = sample.next_field()? {
+            match number {
+                1 => field.push_varints(&mut key)?,
+                2 => field.push_varints(&mut values)?,
+                3 => {
+                    let (mut name, mut text) = (0, 0);
+                    let mut label = Fields::new(field.bytes()?);
+                    while let Some((number, field)) = label.next_field()? {
+                        match number {
+                            1 => name = field.int()? as u64,
+                            2 => text = field.int()? as u64,
+                            _ => {}
+                        }
+                    }
+                    if text != 0 {
+                        labels.push((name, text));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if values.len() != tables.sample_types.len() {
             return Err(bad(format!(
                 "pprof sample has {} values for {} sample types",
-                sample.value.len(),
-                profile.sample_type.len()
+                values.len(),
+                tables.sample_types.len()
             )));
         }
-        let mut labels = dest.labels.clone();
-        for label in sample.label.iter().filter(|l| l.str != 0) {
-            let (key, value) = (string(label.key)?, string(label.str)?);
-            if key.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes {
-                return Err(bad(format!("pprof label `{key}` is longer than {} bytes", limits.max_label_bytes)));
+
+        // The label set: the first value of each label name counts (a stable sort keeps it).
+        labels.sort_by_key(|&(name, _)| name);
+        labels.dedup_by_key(|&mut (name, _)| name);
+        let series_id = match previous_series {
+            Some(id) if previous_labels == labels => id,
+            _ => {
+                let id = match label_sets.get(&labels[..]) {
+                    Some(&id) => id,
+                    None => {
+                        let id = series.len() as u32;
+                        series.push(Series::new(series_labels(&tables, dest, &labels, limits)?, kind_count));
+                        // A series costs its labels and a tree per kind (about five nodes' memory each).
+                        budget.decode.spend_nodes((1 + labels.len() + 5 * kind_count) as u64)?;
+                        label_sets.insert(labels.as_slice().into(), id);
+                        id
+                    }
+                };
+                previous_labels.clone_from(&labels);
+                previous_series = Some(id);
+                id
             }
-            labels.entry(key.to_string()).or_insert_with(|| value.to_string());
-        }
-        if labels.len() > limits.max_labels {
-            return Err(bad(format!("a pprof sample has more than {} labels", limits.max_labels)));
-        }
-        stack.clear();
-        for id in &sample.location_id {
-            let frames =
-                locations.get(id).ok_or_else(|| bad(format!("pprof sample refers to missing location {id}")))?;
-            stack.extend(frames.iter().map(String::as_str));
-        }
-        stack.reverse();
-        stack.truncate(limits.max_stack_depth);
-        for kind in &kinds {
-            let value = sample.value[kind.index];
+        };
+
+        key[0] = u64::from(series_id);
+        let group = match groups.get(&key[..]) {
+            Some(&group) => group as usize,
+            None => {
+                let group = group_series.len();
+                let s = &mut series[series_id as usize];
+                walk.clear();
+                walk.resize(kind_count, ROOT);
+                // Root first: location ids are leaf first, a location's lines innermost first.
+                let mut depth = 0;
+                for &id in key[1..].iter().rev() {
+                    let names = frames.of(id)?;
+                    for &name in names.iter().rev() {
+                        if depth == limits.max_stack_depth {
+                            break;
+                        }
+                        let name_id = match s.name_ids.get(&name) {
+                            Some(&n) => n,
+                            None => {
+                                let bytes = frames.name(&tables, name);
+                                let mut n = 0;
+                                for tree in &mut s.trees {
+                                    n = tree.intern_bytes(bytes);
+                                }
+                                s.name_ids.insert(name, n);
+                                n
+                            }
+                        };
+                        for (node, tree) in walk.iter_mut().zip(&mut s.trees) {
+                            *node = tree.child_by_name_id(*node, name_id);
+                        }
+                        depth += 1;
+                    }
+                }
+                budget.decode.spend_frames((depth * kind_count) as u64)?;
+                for (tree, size) in s.trees.iter().zip(&mut s.sizes) {
+                    budget.decode.spend_growth(tree, size)?;
+                }
+                // The group itself (its key and values) is memory too.
+                budget.decode.spend_nodes(1 + key.len() as u64 / 8)?;
+                groups.insert(key.as_slice().into(), group as u32);
+                group_series.push(series_id);
+                group_leaves.extend_from_slice(&walk);
+                group_values.resize(group_values.len() + kind_count, 0);
+                group
+            }
+        };
+
+        let s = &mut series[series_id as usize];
+        for (k, kind) in kinds.iter().enumerate() {
+            let value = values[kind.index] as i64;
             if value < 0 {
                 return Err(bad(format!("pprof sample has a negative {} value ({value})", kind.profile_type)));
             }
             if value == 0 {
                 continue;
             }
-            let (tree, total) = trees.entry((kind.index, labels.clone())).or_insert_with(|| (CallTree::new(), 0));
             // The tree saturates; a total that overflows means the values are nonsense.
-            *total = total
+            s.totals[k] = s.totals[k]
                 .checked_add(value as u64)
                 .ok_or_else(|| bad(format!("pprof {} values add up beyond 2^64", kind.profile_type)))?;
-            tree.add_stack(stack.iter().copied(), value as u64);
+            // At most the series' total: cannot overflow.
+            group_values[group * kind_count + k] += value as u64;
         }
     }
 
-    let (from, until) = dest.range.unwrap_or_else(|| profile_range(&profile, now));
-    let sample_rate = dest.sample_rate.unwrap_or_else(|| sample_rate(&profile, &string));
-    let by_index: HashMap<usize, &SampleKind> = kinds.iter().map(|k| (k.index, k)).collect();
+    for (group, &series_id) in group_series.iter().enumerate() {
+        let s = &mut series[series_id as usize];
+        for (k, tree) in s.trees.iter_mut().enumerate() {
+            tree.add_self(group_leaves[group * kind_count + k], group_values[group * kind_count + k]);
+        }
+    }
+    // Two label sets may name the same labels (a string-table entry twice): one series then.
+    let mut trees: BTreeMap<(usize, BTreeMap<String, String>), CallTree> = BTreeMap::new();
+    for s in series {
+        for (k, tree) in s.trees.into_iter().enumerate() {
+            if tree.total() == 0 {
+                continue;
+            }
+            match trees.entry((kinds[k].index, s.labels.clone())) {
+                Entry::Vacant(slot) => {
+                    slot.insert(tree);
+                }
+                Entry::Occupied(mut slot) => slot.get_mut().merge_tree(&tree),
+            }
+        }
+    }
+
+    let (from, until) = dest.range.unwrap_or_else(|| profile_range(&tables, now));
+    let sample_rate = dest.sample_rate.unwrap_or_else(|| sample_rate(&tables));
     Ok(trees
         .into_iter()
-        .map(|((index, labels), (tree, _))| {
-            let kind = by_index[&index];
+        .map(|((index, labels), tree)| {
+            let kind = kinds.iter().find(|k| k.index == index).expect("a tree per kind");
             Upload {
                 meta: ProfileMeta {
                     series: SeriesKey::new(dest.app, kind.profile_type.clone(), labels),
@@ -312,6 +756,28 @@ pub fn uploads(raw: &[u8], dest: &Destination, limits: &IngestLimits, now: i64) 
         .collect())
 }
 
+/// The labels of a series: the upload's, then the sample's string labels (checked).
+fn series_labels(
+    tables: &Tables,
+    dest: &Destination,
+    pairs: &[(u64, u64)],
+    limits: &IngestLimits,
+) -> Result<BTreeMap<String, String>, DecodeError> {
+    let mut labels = dest.labels.clone();
+    for &(name, text) in pairs {
+        let (key, value) = (tables.text(name as i64)?, tables.text(text as i64)?);
+        if key.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes {
+            let key: String = key.chars().take(64).collect();
+            return Err(bad(format!("pprof label `{key}` is longer than {} bytes", limits.max_label_bytes)));
+        }
+        labels.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+    }
+    if labels.len() > limits.max_labels {
+        return Err(bad(format!("a pprof sample has more than {} labels", limits.max_labels)));
+    }
+    Ok(labels)
+}
+
 /// A sample type that will be stored, and how.
 #[derive(Debug)]
 struct SampleKind {
@@ -321,18 +787,14 @@ struct SampleKind {
     aggregation: Aggregation,
 }
 
-fn sample_kinds<'s>(
-    profile: &Profile,
-    config: &SampleTypeConfigs,
-    string: &impl Fn(i64) -> Result<&'s str, AppError>,
-) -> Result<Vec<SampleKind>, AppError> {
+fn sample_kinds(tables: &Tables, config: &SampleTypeConfigs) -> Result<Vec<SampleKind>, DecodeError> {
     let mut kinds: Vec<SampleKind> = Vec::new();
-    for (index, st) in profile.sample_type.iter().enumerate() {
-        let (name, unit) = (string(st.r#type)?, string(st.unit)?);
+    for (index, &(kind, unit)) in tables.sample_types.iter().enumerate() {
+        let (name, unit) = (tables.text(kind)?, tables.text(unit)?);
         if name.is_empty() {
             return Err(bad(format!("pprof sample type {index} has no name")));
         }
-        let entry = config.get(name).cloned().or_else(|| default_config(name)).unwrap_or_default();
+        let entry = config.get(name.as_ref()).cloned().or_else(|| default_config(&name)).unwrap_or_default();
         let aggregation = match entry.aggregation.as_deref() {
             None | Some("") | Some("sum") => Aggregation::Sum,
             Some("average") | Some("avg") => Aggregation::Average,
@@ -351,20 +813,20 @@ fn sample_kinds<'s>(
 }
 
 /// The profile's own time range in Unix seconds, or `now` when it has none.
-fn profile_range(profile: &Profile, now: i64) -> (i64, i64) {
-    if profile.time_nanos <= 0 {
+fn profile_range(tables: &Tables, now: i64) -> (i64, i64) {
+    if tables.time_nanos <= 0 {
         return (now, now);
     }
-    let from = profile.time_nanos / 1_000_000_000;
-    let until = profile.time_nanos.saturating_add(profile.duration_nanos.max(0)) / 1_000_000_000;
+    let from = tables.time_nanos / 1_000_000_000;
+    let until = tables.time_nanos.saturating_add(tables.duration_nanos.max(0)) / 1_000_000_000;
     (from, until.max(from))
 }
 
 /// Samples per second from a nanosecond period (what CPU profilers record), else 100.
-fn sample_rate<'s>(profile: &Profile, string: &impl Fn(i64) -> Result<&'s str, AppError>) -> u32 {
-    let nanoseconds = profile.period_type.as_ref().and_then(|p| string(p.unit).ok()) == Some("nanoseconds");
-    if nanoseconds && profile.period > 0 {
-        u32::try_from(1_000_000_000 / profile.period).unwrap_or(u32::MAX).max(1)
+fn sample_rate(tables: &Tables) -> u32 {
+    let unit = tables.period_type.and_then(|(_, unit)| tables.string(unit).ok());
+    if unit == Some(b"nanoseconds".as_slice()) && tables.period > 0 {
+        u32::try_from(1_000_000_000 / tables.period).unwrap_or(u32::MAX).max(1)
     } else {
         100
     }
@@ -373,6 +835,7 @@ fn sample_rate<'s>(profile: &Profile, string: &impl Fn(i64) -> Result<&'s str, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_model::budget::Exhausted;
 
     /// Leaf-first function names, one value per sample type, string labels.
     type TestSample<'a> = (&'a [&'a str], &'a [i64], &'a [(&'a str, &'a str)]);
@@ -416,10 +879,11 @@ mod tests {
         .encode_to_vec()
     }
 
-    fn decode(raw: &[u8], config: &SampleTypeConfigs) -> Result<Vec<Upload>, AppError> {
+    fn decode(raw: &[u8], config: &SampleTypeConfigs) -> Result<Vec<Upload>, DecodeError> {
         let labels = BTreeMap::from([("env".to_string(), "prod".to_string())]);
         let dest = Destination { app: "app", labels: &labels, range: None, sample_rate: None, spy_name: "t", config };
-        uploads(raw, &dest, &IngestLimits { max_stack_depth: 3, ..IngestLimits::default() }, 5)
+        let limits = IngestLimits { max_stack_depth: 3, ..IngestLimits::default() };
+        uploads(raw, &dest, &limits, &mut limits.budget(), 5)
     }
 
     fn folded(upload: &Upload) -> Vec<String> {
@@ -496,5 +960,82 @@ mod tests {
         let mut dangling = Profile::decode(&profile(&[("cpu", "nanoseconds")], &[(&["a"], &[1], &[])])[..]).unwrap();
         dangling.sample[0].location_id = vec![99];
         assert!(decode(&dangling.encode_to_vec(), &none).is_err());
+    }
+
+    #[test]
+    fn samples_sharing_a_stack_are_grouped_and_their_values_add_up() {
+        let mut stacks: Vec<TestSample> = Vec::new();
+        for i in 0..1000 {
+            let labels: &[(&str, &str)] = if i % 2 == 0 { &[("region", "eu")] } else { &[] };
+            stacks.push((&["leaf", "main"], &[1], labels));
+        }
+        let mut p = Profile::decode(&profile(&[("cpu", "nanoseconds")], &stacks)[..]).unwrap();
+        // Every sample on the first sample's locations, one of them unpacked on the wire.
+        let first = p.sample[0].location_id.clone();
+        for sample in &mut p.sample {
+            sample.location_id.clone_from(&first);
+        }
+        let mut raw = p.encode_to_vec();
+        // Field 2 (sample): location ids 1 then 2 unpacked (field 1, varint), value 5 unpacked.
+        raw.extend_from_slice(&[0x12, 6, 0x08, 1, 0x08, 2, 0x10, 5]);
+        let got = decode(&raw, &SampleTypeConfigs::new()).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(folded(&got[0]), ["main;leaf 505"]);
+        assert_eq!(got[1].meta.series.labels.get("region").map(String::as_str), Some("eu"));
+        assert_eq!(folded(&got[1]), ["main;leaf 500"]);
+    }
+
+    #[test]
+    fn a_long_name_inlined_many_times_is_interned_once_and_cut_root_first() {
+        let mut p = Profile::decode(&profile(&[("cpu", "nanoseconds")], &[(&["a"], &[5], &[])])[..]).unwrap();
+        let name = p.function[0].name as usize;
+        p.string_table[name] = vec![b'n'; 1 << 20];
+        p.location[0].line = vec![Line { function_id: 1, line: 1 }; 20_000];
+        let got = decode(&p.encode_to_vec(), &SampleTypeConfigs::new()).unwrap();
+        assert_eq!(got[0].tree.len(), 4, "three frames under the root");
+        assert_eq!(got[0].tree.names.len(), 2, "the name once");
+    }
+
+    #[test]
+    fn expansion_beyond_the_budget_is_refused() {
+        // One location of 1000 inlined frames, referenced by 2000 samples that differ at the
+        // leaf: every sample walks 1000 frames (and the depth limit is large).
+        let mut stacks: Vec<(Vec<u64>, i64)> = Vec::new();
+        let mut p = Profile::decode(&profile(&[("cpu", "nanoseconds")], &[(&["a"], &[1], &[])])[..]).unwrap();
+        p.location[0].line = vec![Line { function_id: 1, line: 1 }; 1000];
+        for i in 0..2000u64 {
+            p.location.push(Location { id: 2 + i, address: i, line: vec![] });
+            stacks.push((vec![2 + i, 1], 1));
+        }
+        p.sample =
+            stacks.into_iter().map(|(ids, v)| Sample { location_id: ids, value: vec![v], label: vec![] }).collect();
+        let raw = p.encode_to_vec();
+        let labels = BTreeMap::new();
+        let none = SampleTypeConfigs::new();
+        let dest =
+            Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
+        let limits = IngestLimits { frames_per_kib: 64, decode_floor_kib: 16, ..IngestLimits::default() };
+        let refused = uploads(&raw, &dest, &limits, &mut limits.budget(), 0);
+        assert!(matches!(refused, Err(DecodeError::OverBudget(Exhausted::Frames { .. }))), "{refused:?}");
+        let enough = IngestLimits { frames_per_kib: 1 << 20, ..limits };
+        assert_eq!(uploads(&raw, &dest, &enough, &mut enough.budget(), 0).unwrap()[0].tree.total(), 2000);
+    }
+
+    #[test]
+    fn real_agent_profiles_fit_the_budget_without_its_floor() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/agents/rust-v05/bodies");
+        let limits = IngestLimits { decode_floor_kib: 0, ..IngestLimits::default() };
+        let labels = BTreeMap::new();
+        let none = SampleTypeConfigs::new();
+        let dest =
+            Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let raw = std::fs::read(entry.unwrap().path()).unwrap();
+            let got = uploads(&raw, &dest, &limits, &mut limits.budget(), 0).unwrap();
+            assert!(got.iter().all(|u| u.tree.total() > 0));
+            read += 1;
+        }
+        assert!(read > 0);
     }
 }

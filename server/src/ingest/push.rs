@@ -184,13 +184,13 @@ async fn push_inner(
             )));
         }
     };
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
-        _ => AppError::bad_request(e.body_text()),
-    })?;
+    let body = body.map_err(super::body_rejection)?;
     let limits = state.limits;
     let tenant = Tenant::from_headers(headers)?;
-    let body = body::decode(&body, headers, &limits)?;
+    // One budget for the whole request: its gzipped profiles share the decompressed-byte limit,
+    // and all of them together the frames and nodes its size allows.
+    let mut budget = limits.budget();
+    let body = body::decode(&body, headers, &mut budget)?;
     let request = match codec {
         Codec::Proto => {
             PushRequest::decode(&body[..]).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
@@ -215,7 +215,7 @@ async fn push_inner(
             config: &config,
         };
         for sample in &series.samples {
-            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, now)?;
+            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, &mut budget, now)?;
             super::check_upload_times(&uploads, &limits.window, now)?;
             for upload in &mut uploads {
                 upload.meta.series.tenant.clone_from(&tenant.0);

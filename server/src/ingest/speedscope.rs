@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use kiln_model::speedscope::{self, Speedscope};
 use serde_json::json;
 
-use super::{IngestLimits, IngestParams, series_from_name};
+use super::{DecodeError, IngestLimits, IngestParams, RequestBudget, series_from_name};
 use crate::api::AppError;
 use crate::storage::{ProfileMeta, Upload};
 
@@ -27,10 +27,13 @@ pub fn default_format(headers: &HeaderMap) -> &'static str {
     if essence.eq_ignore_ascii_case("application/json") { "speedscope" } else { "folded" }
 }
 
-/// Reads the file, or a 400 naming what is wrong with it.
-pub fn read(body: &[u8], limits: &IngestLimits) -> Result<Speedscope, AppError> {
-    speedscope::parse(body, limits.max_stack_depth).map_err(|e| {
-        AppError::bad_request_with(format!("speedscope: {e}"), json!({ "profile": e.profile, "reason": e.reason }))
+/// Reads the file within the request's decode budget, or says what is wrong with it.
+pub fn read(body: &[u8], limits: &IngestLimits, budget: &mut RequestBudget) -> Result<Speedscope, DecodeError> {
+    speedscope::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode).map_err(|e| match e.exhausted {
+        Some(exhausted) => DecodeError::OverBudget(exhausted),
+        None => {
+            DecodeError::malformed_with(format!("speedscope: {e}"), json!({ "profile": e.profile, "reason": e.reason }))
+        }
     })
 }
 
@@ -40,8 +43,9 @@ pub fn uploads(
     params: &IngestParams,
     meta: &ProfileMeta,
     limits: &IngestLimits,
+    budget: &mut RequestBudget,
 ) -> Result<Vec<Upload>, AppError> {
-    let file = read(body, limits)?;
+    let file = read(body, limits, budget)?;
     let mut meta = meta.clone();
     if file.units != speedscope::SAMPLES && file.units != meta.units {
         // The name was validated with the parameter's units; only the type may change.
@@ -92,7 +96,7 @@ mod tests {
         let params = params(name, units);
         let limits = IngestLimits::default();
         let meta = params.to_meta(&limits, 1_000)?;
-        uploads(file.as_bytes(), &params, &meta, &limits)
+        uploads(file.as_bytes(), &params, &meta, &limits, &mut limits.budget())
     }
 
     const TWO_THREADS: &str = r#"{"shared": {"frames": [{"name": "main"}, {"name": "work"}]}, "profiles": [

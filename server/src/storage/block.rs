@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_model::{FlatTree, FxBuildHasher, ROOT_NAME};
+use kiln_model::{FlatTree, ROOT_NAME, SeededMap};
 use serde::{Deserialize, Serialize};
 
 use super::{Aggregation, ProfileMeta, SeriesKey, Upload};
@@ -326,16 +326,14 @@ pub struct Chunk {
     pub uploads: Vec<ChunkUpload>,
 }
 
-type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
-
 impl Chunk {
     /// Builds the chunk of `uploads` (one series, in the order given).
     pub fn from_uploads(uploads: &[&Upload]) -> Chunk {
         let mut symbols: Vec<&str> = vec![ROOT_NAME];
-        let mut symbol_of: FxMap<&str, u32> = FxMap::default();
+        let mut symbol_of: SeededMap<&str, u32> = SeededMap::default();
         symbol_of.insert(ROOT_NAME, 0);
         let (mut parent, mut symbol) = (vec![0u32], vec![0u32]);
-        let mut children: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut children: SeededMap<(u32, u32), u32> = SeededMap::default();
         let mut selves: Vec<Vec<(u32, u64)>> = Vec::with_capacity(uploads.len());
         for upload in uploads {
             let tree = &upload.tree;
