@@ -156,6 +156,7 @@ fn type_from_units(units: &str, aggregation: Aggregation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timespec::IngestWindow;
 
     fn meta(query: &str) -> Result<ProfileMeta, AppError> {
         let params: IngestParams = serde_json::from_value(serde_json::Value::Object(
@@ -166,7 +167,35 @@ mod tests {
                 .collect(),
         ))
         .unwrap();
-        params.to_meta(&IngestLimits::default(), 1_000)
+        // Small round times read better here; the window has its own test.
+        let limits =
+            IngestLimits { window: IngestWindow { oldest: 0, max_future_secs: 86_400 }, ..IngestLimits::default() };
+        params.to_meta(&limits, 1_000)
+    }
+
+    #[test]
+    fn times_outside_the_window_name_their_parameter() {
+        let limits = IngestLimits::default();
+        let now = 1_700_000_000;
+        for (query, parameter) in [
+            ("name=a&from=946684799&until=1700000000", "from"),
+            ("name=a&until=1700090000", "until"),
+            ("name=a&until=5", "until"),
+            ("name=a&from=now-9223372036854775307", "from"),
+        ] {
+            let params: IngestParams = serde_json::from_value(serde_json::Value::Object(
+                query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                    .collect(),
+            ))
+            .unwrap();
+            match params.to_meta(&limits, now) {
+                Err(AppError::BadRequest { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
     }
 
     #[test]

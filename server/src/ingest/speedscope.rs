@@ -95,7 +95,7 @@ mod tests {
     fn uploads_of(file: &str, name: &str, units: Option<&str>) -> Result<Vec<Upload>, AppError> {
         let params = params(name, units);
         let limits = IngestLimits::default();
-        let meta = params.to_meta(&limits, 1_000)?;
+        let meta = params.to_meta(&limits, 1_700_000_000)?;
         uploads(file.as_bytes(), &params, &meta, &limits, &mut limits.budget())
     }
 
