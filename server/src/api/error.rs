@@ -28,6 +28,15 @@ pub enum AppError {
     /// Well-formed but unusable (e.g. a profile with no samples of any known type): 422.
     #[error("{0}")]
     Unprocessable(String),
+    /// The server cannot take this now but will later (low on disk): 503 with `Retry-After`
+    /// (seconds).
+    #[error("{message}")]
+    Unavailable {
+        /// What is wrong and what to do.
+        message: String,
+        /// Seconds the client should wait before retrying.
+        retry_after: u64,
+    },
     /// Something on the server's side (storage): 500, details only in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +61,7 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +70,29 @@ impl AppError {
 impl From<crate::storage::StorageError> for AppError {
     fn from(e: crate::storage::StorageError) -> Self {
         AppError::Internal(e.to_string())
+    }
+}
+
+/// Seconds a client is asked to wait after a request that ran out of time.
+const RETRY_AFTER_TIMEOUT_SECS: u64 = 5;
+
+impl From<crate::query::MergeError> for AppError {
+    fn from(e: crate::query::MergeError) -> Self {
+        match e {
+            crate::query::MergeError::Storage(e) => e.into(),
+            crate::query::MergeError::Cancelled(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::work::Cancelled> for AppError {
+    fn from(_: crate::work::Cancelled) -> Self {
+        AppError::Unavailable {
+            message: "the request ran out of time (--request-timeout, KILN_REQUEST_TIMEOUT) and its work was \
+                      stopped; narrow the query (a shorter range, fewer series) or retry later"
+                .into(),
+            retry_after: RETRY_AFTER_TIMEOUT_SECS,
+        }
     }
 }
 
@@ -80,6 +113,10 @@ impl IntoResponse for AppError {
             AppError::BadRequest { message, detail } => json!({ "error": message, "detail": detail }),
             other => json!({ "error": other.to_string() }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::Unavailable { retry_after, .. } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after));
+        }
+        response
     }
 }

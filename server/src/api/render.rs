@@ -14,6 +14,7 @@ use super::export::{self, SvgParams};
 use super::{AppError, AppState, Tenant};
 use crate::query::{self, Merged, Query, Timeline};
 use crate::timespec;
+use crate::work::Cancel;
 
 /// The tree format carries numbers only; its unit travels in this header.
 const UNITS_HEADER: HeaderName = HeaderName::from_static("x-kiln-units");
@@ -132,6 +133,7 @@ fn bad_query_string(e: QueryRejection) -> AppError {
 pub async fn render(
     State(state): State<AppState>,
     tenant: Tenant,
+    cancel: Cancel,
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
@@ -145,7 +147,7 @@ pub async fn render(
     )?;
     let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
-    let mut merged = query::merge(&state.store, &query).await?;
+    let mut merged = query::merge_cancellable(&state.store, &query, &cancel).await?;
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
     if !collapse.is_empty() {
         merged.tree = collapse_recursion(&merged.tree, |name| collapse.contains(&name));
@@ -153,6 +155,8 @@ pub async fn render(
     if let Some(limit) = max_nodes {
         merged.tree = truncate::max_nodes(&merged.tree, limit);
     }
+    // Encoding a large tree takes a while too: not for a request already answered 503.
+    cancel.check()?;
     let tree = &merged.tree;
     match params.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
@@ -192,6 +196,7 @@ pub async fn render(
 pub async fn render_diff(
     State(state): State<AppState>,
     tenant: Tenant,
+    cancel: Cancel,
     params: Result<QueryString<RenderDiffParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
@@ -211,8 +216,8 @@ pub async fn render_diff(
     )?;
     let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
     let svg_options = params.svg.options()?;
-    let left = query::merge(&state.store, &left_query).await?;
-    let right = query::merge(&state.store, &right_query).await?;
+    let left = query::merge_cancellable(&state.store, &left_query, &cancel).await?;
+    let right = query::merge_cancellable(&state.store, &right_query, &cancel).await?;
     if let (Some(l), Some(r)) = (&left.profile_type, &right.profile_type)
         && l != r
     {
@@ -234,6 +239,7 @@ pub async fn render_diff(
     if let Some(limit) = max_nodes {
         tree = diff::max_nodes(&tree, limit);
     }
+    cancel.check()?;
     match params.format.as_deref().unwrap_or("json") {
         "json" => {
             let newest = if right.tree.total() > 0 { &right } else { &left };
