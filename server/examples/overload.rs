@@ -62,7 +62,8 @@ impl Conn {
         stream.write_all(body)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(line.clone()))?;
+        let status =
+            line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(line.clone()))?;
         let mut length = 0usize;
         loop {
             line.clear();
@@ -133,10 +134,16 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let mut stream = TcpStream::connect(addr).unwrap();
-                stream.write_all(b"GET /render?query=big.cpu HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").unwrap();
+                stream
+                    .write_all(b"GET /render?query=big.cpu HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+                    .unwrap();
                 let mut answer = Vec::new();
                 stream.read_to_end(&mut answer).unwrap();
-                assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..answer.len().min(300)]));
+                assert!(
+                    answer.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                );
                 took.push(t.elapsed());
                 done.fetch_add(1, Ordering::Relaxed);
             }

@@ -288,7 +288,8 @@ impl Uploader {
         let mut asked_to_wait = None;
         for attempt in 1..=self.attempts {
             if attempt > 1 {
-                let delay = backoff(self.retry_backoff, attempt - 1, &key).max(asked_to_wait.take().unwrap_or_default());
+                let delay =
+                    backoff(self.retry_backoff, attempt - 1, &key).max(asked_to_wait.take().unwrap_or_default());
                 tracing::debug!(%source, attempt, ?delay, error = %last, "retrying upload");
                 tokio::time::sleep(delay).await;
             }

@@ -88,7 +88,11 @@ fn unreadable_body(e: axum::Error, max_body_bytes: usize) -> AppError {
 }
 
 fn over_budget(budget: &InflightBudget) -> AppError {
-    tracing::warn!(in_flight = budget.in_flight(), limit = budget.limit(), "in-flight byte budget full; upload refused");
+    tracing::warn!(
+        in_flight = budget.in_flight(),
+        limit = budget.limit(),
+        "in-flight byte budget full; upload refused"
+    );
     AppError::Unavailable {
         message: format!(
             "the server is busy decoding other uploads ({} bytes in flight, budget {} bytes: --max-inflight-bytes, \

@@ -30,7 +30,8 @@ fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no head: {text:?}")))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no head: {text:?}")))?;
     let status = head
         .split(' ')
         .nth(1)
@@ -113,7 +114,9 @@ fn slow_and_half_sent_requests_are_closed_without_harming_others() {
     // A body shorter than its Content-Length, then the client's half of the connection closed.
     let cut = std::thread::spawn(move || {
         let mut stream = connect();
-        stream.write_all(b"POST /ingest?name=cut.cpu HTTP/1.1\r\nHost: k\r\nContent-Length: 1000\r\n\r\nmain;a 1\n").unwrap();
+        stream
+            .write_all(b"POST /ingest?name=cut.cpu HTTP/1.1\r\nHost: k\r\nContent-Length: 1000\r\n\r\nmain;a 1\n")
+            .unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
