@@ -1,5 +1,4 @@
-//! Latency of health checks and small agent uploads while heavy queries run: the figures in
-//! `server/docs/operations.md`.
+//! Latency of health checks and small agent uploads while heavy queries run.
 //!
 //! Starts Kiln in this process (the real edge and router on a loopback port, a temporary data
 //! directory), stores one series whose merge has `--stacks` distinct stacks, then for
