@@ -113,9 +113,15 @@ pub struct ServeArgs {
     /// HTTP/1: the longest wait for the next piece of a request body.
     #[arg(long, env = "KILN_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
-    /// The longest a request may take until its response starts; slower ones get 408.
+    /// The longest a request may take until its response starts; slower ones get 503 with
+    /// `Retry-After`, and the work they started stops at its next check.
     #[arg(long, env = "KILN_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Bytes of uploads held at once across all requests: bodies as received plus what they
+    /// decompress to (1 GiB). Uploads beyond it get 503 with `Retry-After`; agents do not retry,
+    /// so keep it far above what normal traffic holds.
+    #[arg(long, env = "KILN_MAX_INFLIGHT_BYTES", default_value_t = crate::work::DEFAULT_INFLIGHT_BYTES)]
+    pub max_inflight_bytes: u64,
     /// Token required to upload (`/ingest`, `/pyroscope/ingest`, the Connect push endpoint), as
     /// `Authorization: Bearer <token>` or Basic auth with the token as password. Unset: open.
     #[arg(long, env = "KILN_INGEST_TOKEN", hide_env_values = true)]
@@ -219,6 +225,7 @@ pub fn main() -> ExitCode {
             EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info,kiln_server=info")),
         )
         .init();
+    crate::api::protect::log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -286,6 +293,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         leptos: leptos_options(&args)?,
         auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),
+        inflight: crate::work::InflightBudget::new(args.max_inflight_bytes),
+        panics: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -350,6 +359,7 @@ mod tests {
         assert_eq!(args.header_read_timeout, EdgeConfig::default().header_read_timeout);
         assert_eq!(args.body_read_timeout, EdgeConfig::default().body_read_timeout);
         assert_eq!(args.request_timeout, EdgeConfig::default().request_timeout);
+        assert_eq!(args.max_inflight_bytes, 1 << 30);
         let store = args.store_config();
         let defaults = StoreConfig::new(&args.data_dir);
         assert_eq!(store.backend, Backend::Local);

@@ -5,6 +5,7 @@
 //! - [`ingest`]: one module per wire format, all ending in [`storage::Upload`].
 //! - [`storage`]: the write-ahead log and the in-memory head that queries read.
 //! - [`query`]: selecting series and merging them into one call tree.
+//! - [`work`]: the heavy lane for CPU work, request cancellation, the in-flight byte budget.
 //! - [`cli`]: flags and environment, the `kiln` subcommands.
 //! - [`upload`]: the `kiln upload` client (one kept-alive connection, retries, gzip).
 
@@ -19,3 +20,4 @@ pub mod query;
 pub mod storage;
 pub mod timespec;
 pub mod upload;
+pub mod work;

@@ -48,7 +48,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[command(after_help = "Each file is one upload, gzip-compressed, sent over one kept-alive connection \
                   that this client closes after 60 s idle, before the server's own limit. \
                   Uploads that fail on the way (connection reset or closed, timeout, 408, 429, 5xx) \
-                  are retried with the same Idempotency-Key; a 4xx answer stops with the server's \
+                  are retried with the same Idempotency-Key, after the server's Retry-After when it \
+                  sends one (at most 60 s); a 4xx answer stops with the server's \
                   error and a non-zero exit code.\n\n\
                   Example: perf script | kiln upload --app shop --type cpu --format perf_script --label env=prod")]
 pub struct UploadArgs {
@@ -285,14 +286,17 @@ impl Uploader {
         let key = idempotency_key();
         let uri = format!("{}/ingest?{query}", self.base);
         let mut last = String::new();
+        // What the server asked for with `Retry-After` on its last answer, if anything.
+        let mut asked_to_wait = None;
         for attempt in 1..=self.attempts {
             if attempt > 1 {
-                let delay = backoff(self.retry_backoff, attempt - 1, &key);
+                let delay =
+                    backoff(self.retry_backoff, attempt - 1, &key).max(asked_to_wait.take().unwrap_or_default());
                 tracing::debug!(%source, attempt, ?delay, error = %last, "retrying upload");
                 tokio::time::sleep(delay).await;
             }
             match tokio::time::timeout(self.timeout, self.attempt(source, &uri, &key, &body)).await {
-                Ok(Ok((status, _))) if status.is_success() => {
+                Ok(Ok(Answer { status, .. })) if status.is_success() => {
                     return Ok(Uploaded {
                         source: source.to_string(),
                         raw_bytes: raw.len(),
@@ -301,8 +305,11 @@ impl Uploader {
                         idempotency_key: key,
                     });
                 }
-                Ok(Ok((status, text))) if retryable(status) => last = format!("{status}: {text}"),
-                Ok(Ok((status, text))) => {
+                Ok(Ok(Answer { status, text, retry_after })) if retryable(status) => {
+                    last = format!("{status}: {text}");
+                    asked_to_wait = retry_after;
+                }
+                Ok(Ok(Answer { status, text, .. })) => {
                     return Err(UploadError::Rejected { file: source.to_string(), status, body: text });
                 }
                 Ok(Err(e)) => last = e,
@@ -312,8 +319,8 @@ impl Uploader {
         Err(UploadError::GaveUp { file: source.to_string(), attempts: self.attempts, last })
     }
 
-    /// One attempt: the status and body, or why there is none.
-    async fn attempt(&self, source: &str, uri: &str, key: &str, body: &Bytes) -> Result<(StatusCode, String), String> {
+    /// One attempt: the server's answer, or why there is none.
+    async fn attempt(&self, source: &str, uri: &str, key: &str, body: &Bytes) -> Result<Answer, String> {
         let progress = (self.progress && body.len() >= PROGRESS_MIN_BYTES).then(|| ProgressBar {
             label: source.to_string(),
             total: body.len(),
@@ -336,9 +343,28 @@ impl Uploader {
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let response = self.client.request(request).await.map_err(|e| describe(&e))?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let text = response.into_body().collect().await.map_err(|e| describe(&e))?.to_bytes();
-        Ok((status, String::from_utf8_lossy(&text).trim().to_string()))
+        Ok(Answer { status, text: String::from_utf8_lossy(&text).trim().to_string(), retry_after })
     }
+}
+
+/// What the server answered to one attempt.
+struct Answer {
+    status: StatusCode,
+    text: String,
+    /// How long it asked the client to wait before trying again.
+    retry_after: Option<Duration>,
+}
+
+/// The longest `Retry-After` honoured: a server asking for more is waited for this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A `Retry-After` in seconds (the form Kiln sends; an HTTP date is ignored), at most
+/// [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// The error and its causes on one line ("connection reset by peer" sits a few levels down).
@@ -524,6 +550,18 @@ mod tests {
     #[test]
     fn only_http_servers() {
         assert!(Uploader::new(&args(&["--server", "https://example.test"])).is_err());
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(header::RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

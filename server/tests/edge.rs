@@ -314,14 +314,17 @@ async fn a_slow_handler_is_not_mistaken_for_a_stalled_body() {
 }
 
 #[tokio::test]
-async fn requests_past_the_request_timeout_get_408() {
+async fn requests_past_the_request_timeout_get_503_with_retry_after() {
     let server =
         Server::start(EdgeConfig { request_timeout: Duration::from_millis(500), ..EdgeConfig::default() }).await;
     let mut client = server.connect().await;
     client.send(b"POST /slow HTTP/1.1\r\nhost: kiln\r\ncontent-length: 3\r\n\r\nabc").await.expect("send");
     let response = client.response().await.expect("answered");
-    assert_eq!(response.status, 408);
+    assert_eq!(response.status, 503);
     assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(response.header("retry-after"), Some("5"));
+    let json: serde_json::Value = serde_json::from_slice(&response.body).expect("a JSON error");
+    assert!(json["error"].as_str().is_some_and(|e| e.contains("--request-timeout")), "{json}");
     server.shutdown().await;
 }
 

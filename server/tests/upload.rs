@@ -183,11 +183,13 @@ async fn read_request(stream: &mut TcpStream, with_body: bool) -> Seen {
 }
 
 #[tokio::test]
-async fn retries_after_a_reset_and_a_503_carry_the_same_key() {
+async fn retries_after_a_reset_and_a_503_carry_the_same_key_and_honour_retry_after() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let record = seen.clone();
+    let waited = Arc::new(Mutex::new(None::<Duration>));
+    let waited_for = waited.clone();
     let fake = tokio::spawn(async move {
         // First connection: take the headers, then reset mid-request.
         let (mut stream, _) = listener.accept().await.unwrap();
@@ -200,9 +202,14 @@ async fn retries_after_a_reset_and_a_503_carry_the_same_key() {
         let request = read_request(&mut stream, true).await;
         record.lock().unwrap().push(request);
         let busy = r#"{"error":"busy"}"#;
-        let response = format!("HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{busy}", busy.len());
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{busy}",
+            busy.len()
+        );
         stream.write_all(response.as_bytes()).await.unwrap();
+        let answered = std::time::Instant::now();
         let request = read_request(&mut stream, true).await;
+        *waited_for.lock().unwrap() = Some(answered.elapsed());
         record.lock().unwrap().push(request);
         stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         // Hold the connection until the client is done with it.
@@ -226,6 +233,9 @@ async fn retries_after_a_reset_and_a_503_carry_the_same_key() {
     }
     assert!(seen[1].body.starts_with(&[0x1f, 0x8b]), "gzip body");
     assert_eq!(seen[1].body, seen[2].body);
+    // The client's own backoff is 10 ms: only the server's `Retry-After: 1` makes it wait this long.
+    let waited = waited.lock().unwrap().expect("the retry after the 503 arrived");
+    assert!(waited >= Duration::from_secs(1), "retried {waited:?} after the 503");
     drop(done);
     fake.abort();
 }

@@ -86,6 +86,7 @@ impl From<crate::query::MergeError> for AppError {
         match e {
             crate::query::MergeError::Storage(e) => e.into(),
             crate::query::MergeError::TooLarge(e) => e.into(),
+            crate::query::MergeError::Cancelled(e) => e.into(),
         }
     }
 }
@@ -117,6 +118,20 @@ impl From<crate::ingest::DecodeError> for AppError {
             e @ DecodeError::OutputTooLarge { .. } => AppError::Unprocessable(format!(
                 "{e}: refused; the limit is set by --max-decompressed-bytes, KILN_MAX_DECOMPRESSED_BYTES"
             )),
+        }
+    }
+}
+
+/// Seconds a client is asked to wait after a request that ran out of time.
+const RETRY_AFTER_TIMEOUT_SECS: u64 = 5;
+
+impl From<crate::work::Cancelled> for AppError {
+    fn from(_: crate::work::Cancelled) -> Self {
+        AppError::Unavailable {
+            message: "the request ran out of time (--request-timeout, KILN_REQUEST_TIMEOUT) and its work was \
+                      stopped; narrow the query (a shorter range, fewer series) or retry later"
+                .into(),
+            retry_after: RETRY_AFTER_TIMEOUT_SECS,
         }
     }
 }

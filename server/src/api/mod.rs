@@ -6,11 +6,14 @@ mod collapse;
 mod error;
 mod export;
 mod labels;
+mod lane;
 mod page_data;
+pub mod protect;
 mod render;
 mod tenant;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
 use axum::extract::{FromRef, Request, State};
@@ -32,6 +35,7 @@ use crate::ingest::{self, IngestLimits};
 use crate::metrics::Metrics;
 use crate::query::{QueryLimits, StoreSource};
 use crate::storage::Store;
+use crate::work::InflightBudget;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -48,6 +52,11 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     /// Tokens required for uploads and reads; none by default.
     pub auth: Auth,
+    /// Bytes of uploads being decoded, across requests (`--max-inflight-bytes`); its gauge and
+    /// refusal counter are for `/metrics`.
+    pub inflight: Arc<InflightBudget>,
+    /// Handler panics answered 500 since start, for `/metrics`.
+    pub panics: Arc<AtomicU64>,
 }
 
 impl AppState {
@@ -62,6 +71,8 @@ impl AppState {
             query_limits: QueryLimits::default(),
             leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
             auth: Auth::default(),
+            inflight: InflightBudget::new(crate::work::DEFAULT_INFLIGHT_BYTES),
+            panics: Arc::default(),
         }
     }
 }
@@ -82,17 +93,21 @@ pub fn router(state: AppState) -> Router {
     // Pages render whole before the first byte: their data is read while rendering, so the
     // status and the head are known, and there is nothing to stream out of order.
     let page = leptos_axum::render_app_async_with_context(context.clone(), move || shell(shell_options.clone()));
+    // Uploads are read, counted in the in-flight budget and decoded inline when small; queries
+    // and pages run on the heavy lane. The rest (health, labels, assets) stays on the workers.
+    let upload = || middleware::from_fn_with_state(state.clone(), lane::upload);
+    let heavy = || middleware::from_fn(lane::heavy);
     let mut router = Router::new()
-        .route("/ingest", post(ingest::ingest))
-        .route("/pyroscope/ingest", post(ingest::ingest))
-        .route("/push.v1.PusherService/Push", post(ingest::push::push))
-        .route("/render", get(render::render))
-        .route("/pyroscope/render", get(render::render))
-        .route("/render-diff", get(render::render_diff))
-        .route("/pyroscope/render-diff", get(render::render_diff))
+        .route("/ingest", post(ingest::ingest).layer(upload()))
+        .route("/pyroscope/ingest", post(ingest::ingest).layer(upload()))
+        .route("/push.v1.PusherService/Push", post(ingest::push::push).layer(upload()))
+        .route("/render", get(render::render).layer(heavy()))
+        .route("/pyroscope/render", get(render::render).layer(heavy()))
+        .route("/render-diff", get(render::render_diff).layer(heavy()))
+        .route("/pyroscope/render-diff", get(render::render_diff).layer(heavy()))
         .route("/api/apps", get(labels::apps))
-        .route("/api/collapse", post(collapse::collapse))
-        .route("/api/page-data/{name}", get(page_data::page_data))
+        .route("/api/collapse", post(collapse::collapse).layer(upload()))
+        .route("/api/page-data/{name}", get(page_data::page_data).layer(heavy()))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))
         .route("/healthz", get(|| async { "ok" }))
@@ -100,15 +115,21 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics));
     for path in PAGE_PATHS {
         let page = page.clone();
-        router = router.route(path, get(move |request: Request<Body>| page(request)));
+        router = router.route(path, get(move |request: Request<Body>| page(request)).layer(heavy()));
     }
     router
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        // Inside `count_status`, so a panic's 500 is counted with the other 5xx.
+        .layer(protect::catch_panics(state.panics.clone()))
         // Inside `count_status`, so refused requests show in the 4xx count.
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_token))
         .layer(middleware::from_fn_with_state(state.clone(), count_status))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged once, where their cause is known (`AppError`, the panic hook),
+        // not again here.
+        .layer(TraceLayer::new_for_http().on_failure(()))
+        // Outermost, so every answer carries them: refusals, panics and assets included.
+        .layer(middleware::from_fn(protect::security_headers))
         .with_state(state)
 }
 

@@ -14,6 +14,7 @@ use super::export::{self, SvgParams};
 use super::{AppError, AppState, Tenant};
 use crate::query::{self, Merged, Query, Timeline};
 use crate::timespec;
+use crate::work::Cancel;
 
 /// The tree format carries numbers only; its unit travels in this header.
 const UNITS_HEADER: HeaderName = HeaderName::from_static("x-kiln-units");
@@ -135,6 +136,7 @@ fn bad_query_string(e: QueryRejection) -> AppError {
 pub async fn render(
     State(state): State<AppState>,
     tenant: Tenant,
+    cancel: Cancel,
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
@@ -155,7 +157,7 @@ pub async fn render(
         (_, asked) => asked,
     };
     let svg_options = params.svg.options()?;
-    let mut merged = query::merge(&state.store, &query).await?;
+    let mut merged = query::merge_cancellable(&state.store, &query, &cancel).await?;
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
     if !collapse.is_empty() {
         merged.tree = collapse_recursion(&merged.tree, |name| collapse.contains(&name));
@@ -163,6 +165,8 @@ pub async fn render(
     if let Some(limit) = max_nodes {
         merged.tree = truncate::max_nodes(&merged.tree, limit);
     }
+    // Encoding a large tree takes a while too: not for a request already answered 503.
+    cancel.check()?;
     let tree = &merged.tree;
     match format {
         "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
@@ -202,6 +206,7 @@ pub async fn render(
 pub async fn render_diff(
     State(state): State<AppState>,
     tenant: Tenant,
+    cancel: Cancel,
     params: Result<QueryString<RenderDiffParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
@@ -227,8 +232,8 @@ pub async fn render_diff(
         (_, asked) => asked,
     };
     let svg_options = params.svg.options()?;
-    let left = query::merge(&state.store, &left_query).await?;
-    let right = query::merge(&state.store, &right_query).await?;
+    let left = query::merge_cancellable(&state.store, &left_query, &cancel).await?;
+    let right = query::merge_cancellable(&state.store, &right_query, &cancel).await?;
     if let (Some(l), Some(r)) = (&left.profile_type, &right.profile_type)
         && l != r
     {
@@ -250,6 +255,7 @@ pub async fn render_diff(
     if let Some(limit) = max_nodes {
         tree = diff::max_nodes(&tree, limit);
     }
+    cancel.check()?;
     match format {
         "json" => {
             let newest = if right.tree.total() > 0 { &right } else { &left };

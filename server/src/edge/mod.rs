@@ -48,7 +48,7 @@ pub struct EdgeConfig {
     /// HTTP/1: the longest wait for the next piece of a request body. Default 30 s.
     pub body_read_timeout: Duration,
     /// The longest a request may take, from its headers to the response headers; slower
-    /// requests are answered 408. Default 120 s.
+    /// requests are answered 503 with `Retry-After`, and their work is cancelled. Default 120 s.
     pub request_timeout: Duration,
     /// HTTP/2: how often an idle-looking connection is pinged. Default 30 s.
     pub h2_keep_alive_interval: Duration,

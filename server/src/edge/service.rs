@@ -1,5 +1,6 @@
 //! The per-connection service: hands requests to the router, tells [`ConnState`] when a
-//! request starts and ends, enforces the whole-request deadline and advertises the idle limit.
+//! request starts and ends, enforces the whole-request deadline (503 past it, and a [`Cancel`]
+//! in the request's extensions for the work it started) and advertises the idle limit.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tower::ServiceExt;
 
 use super::conn::ConnState;
+use crate::work::Cancel;
 
 /// The `Keep-Alive` value advertised for `idle_timeout`: five seconds less, so that clients
 /// that honour it (Node's fetch keeps connections for the advertised time minus a margin)
@@ -45,19 +47,27 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
         let response_guard = Tracked::new(self.conn.clone(), Ends::Response);
         let request_body_guard = Tracked::new(self.conn.clone(), Ends::RequestBody);
         let version = request.version();
-        let request = request.map(|body| Body::new(request_body_guard.wrap(body)));
+        let mut request = request.map(|body| Body::new(request_body_guard.wrap(body)));
+        // Handlers check it in long loops: past the deadline, or once this future is dropped
+        // (the client went away), their work stops at the next check.
+        let cancel = Cancel::after(self.request_timeout);
+        request.extensions_mut().insert(cancel.clone());
         let router = self.router.clone();
         let keep_alive = self.keep_alive.clone();
         let request_timeout = self.request_timeout;
         let conn = self.conn.clone();
         Box::pin(async move {
+            let cancel_on_drop = cancel.on_drop();
             let mut response = match tokio::time::timeout(request_timeout, router.oneshot(request)).await {
-                Ok(Ok(response)) => response,
+                Ok(Ok(response)) => {
+                    cancel_on_drop.disarm();
+                    response
+                }
                 Ok(Err(never)) => match never {},
                 Err(_) => {
+                    drop(cancel_on_drop);
                     tracing::debug!(timeout = ?request_timeout, "request deadline passed");
-                    let mut response = Response::new(Body::from("request took too long\n"));
-                    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                    let mut response = timed_out(request_timeout);
                     // The request body may be half read: do not parse the rest as a request.
                     if version < Version::HTTP_2 {
                         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -83,6 +93,25 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
             Ok(response.map(|body| Body::new(response_guard.wrap(body))))
         })
     }
+}
+
+/// The answer to a request still unanswered at the request timeout: the server was too slow,
+/// so 503 with `Retry-After` (a 408 would blame the client), in the API's JSON error shape.
+fn timed_out(request_timeout: Duration) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": format!(
+            "the request took longer than {request_timeout:?} (--request-timeout, KILN_REQUEST_TIMEOUT) and was \
+             stopped; narrow the query (a shorter range, fewer series) or retry later"
+        )
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Seconds: long enough for the load that slowed this request to ease.
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// What finishing a tracked body ends.

@@ -12,6 +12,7 @@ use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::block::{self, Chunk};
 use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store, Upload};
+use crate::work::{Cancel, Cancelled};
 
 pub use limits::{QueryLimits, TooLarge, is_too_large};
 pub use source::StoreSource;
@@ -229,17 +230,26 @@ enum Place {
 /// Why a merge has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    /// Storage failed.
+    /// Reading the selected data failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The query would read more than its limits allow.
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    /// The request's time ran out (or it was abandoned) before the merge finished.
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
 }
 
-/// Merges every upload the query selects into one tree, with its timeline; refuses, before
-/// fetching anything, a query over its limits.
+/// Merges every upload the query selects into one tree, with its timeline, however long it
+/// takes; refuses, before fetching anything, a query over its limits.
 pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
+    merge_cancellable(store, query, &Cancel::never()).await
+}
+
+/// [`merge`], checking `cancel` between chunks and uploads: a request past its deadline stops
+/// at the next one with [`MergeError::Cancelled`].
+pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) -> Result<Merged, MergeError> {
     let app = &query.selector.app;
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
     let selected = match &profile_type {
@@ -251,6 +261,7 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
         }
         None => Selected::default(),
     };
+    cancel.check()?;
     let (from, until) = (query.from, query.until);
     // Chunks are decoded straight into stack-tree columns, never into a tree per upload.
     let decoded = parallel(
@@ -259,10 +270,12 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
         |group| {
             group
                 .into_iter()
+                .take_while(|_| !cancel.is_cancelled())
                 .filter_map(|raw| block::read_chunk(&raw.entry, &raw.bytes).map_err(|e| raw.warn(&e)).ok())
                 .collect::<Vec<Chunk>>()
         },
     );
+    cancel.check()?;
     let chunks: Vec<Chunk> = decoded.into_iter().flatten().collect();
     let head = selected.head;
     let mut in_range: Vec<InRange> = head
@@ -309,10 +322,14 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
     let trees = parallel(work, Work::cost, |group| {
         let mut tree = CallTree::new();
         for item in group {
+            if cancel.is_cancelled() {
+                break;
+            }
             item.merge_into(&mut tree, averaged);
         }
         tree
     });
+    cancel.check()?;
     let mut trees = trees.into_iter();
     let mut tree = trees.next().unwrap_or_default();
     for other in trees {
@@ -629,6 +646,11 @@ mod tests {
             assert_eq!(merged.tree, tree, "{text} {from}..{until}");
             assert_eq!(merged.timeline.samples, samples, "{text} {from}..{until}");
         }
+        // A request past its deadline stops at the first check instead of merging.
+        let cancel = Cancel::never();
+        cancel.cancel();
+        let q = Query::parse(crate::storage::DEFAULT_TENANT, "web.cpu", i64::MIN, i64::MAX).unwrap();
+        assert!(matches!(merge_cancellable(&store, &q, &cancel).await, Err(MergeError::Cancelled(Cancelled))));
     }
 
     #[test]

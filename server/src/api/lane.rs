@@ -1,0 +1,140 @@
+//! Where each request's work runs, and the in-flight byte budget of uploads.
+//!
+//! Queries and pages run their handler on the heavy lane ([`crate::work::heavy`]): merging
+//! and encoding never hold an async worker, so `/healthz` and small uploads answer while
+//! heavy queries run. Uploads are read here first: their bytes, and what they decompress to as
+//! far as the body tells, are held in the in-flight budget while the handler runs (503 with
+//! `Retry-After` beyond it); bodies under [`INLINE_BODY_BYTES`] are decoded inline, larger
+//! ones on the heavy lane.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{AppError, AppState};
+use crate::work::{self, Cancel, INLINE_BODY_BYTES, InflightBudget};
+
+/// Seconds an upload refused for the in-flight budget is asked to wait: decoding takes
+/// milliseconds, so the budget frees up quickly.
+const RETRY_AFTER_BUDGET_SECS: u64 = 2;
+
+/// Runs the handler on the heavy lane.
+pub async fn heavy(request: Request, next: Next) -> Response {
+    work::heavy().run_future(next.run(request)).await
+}
+
+/// Reads an upload's body, holds its bytes in the in-flight budget while the handler runs,
+/// and runs the handler inline or on the heavy lane by the body's size.
+pub async fn upload(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = state.limits;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        // The handler refuses it without reading it, in its endpoint's own error shape.
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => return unreadable_body(e, limits.max_body_bytes).into_response(),
+    };
+    let held = bytes.len().saturating_add(decompressed_estimate(&bytes, limits.max_decompressed_bytes));
+    let Some(reservation) = state.inflight.try_reserve(held as u64) else {
+        return over_budget(&state.inflight).into_response();
+    };
+    let inline = bytes.len() < INLINE_BODY_BYTES;
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let run = async move {
+        let response = next.run(request).await;
+        drop(reservation);
+        response
+    };
+    if inline { run.await } else { work::heavy().run_future(run).await }
+}
+
+/// What a body decompresses to, as far as it tells without decompressing: a gzip stream ends
+/// with its (last member's) uncompressed size, exact for what agents send; at most the
+/// decompression limit, which holds whatever the trailer claims. Other bodies are copied once
+/// by the decoders.
+fn decompressed_estimate(body: &[u8], max_decompressed: usize) -> usize {
+    // The first bytes of every gzip stream.
+    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+    // Header (10 bytes) and trailer (8 bytes): anything shorter is not a whole gzip stream.
+    const GZIP_MIN_LEN: usize = 18;
+    if !body.starts_with(&GZIP_MAGIC) || body.len() < GZIP_MIN_LEN {
+        return body.len();
+    }
+    let trailer: [u8; 4] = body[body.len() - 4..].try_into().expect("four bytes");
+    let announced = u32::from_le_bytes(trailer) as usize;
+    announced.max(body.len()).min(max_decompressed.max(body.len()))
+}
+
+fn unreadable_body(e: axum::Error, max_body_bytes: usize) -> AppError {
+    let e = e.into_inner();
+    if e.is::<http_body_util::LengthLimitError>() {
+        return AppError::TooLarge(format!(
+            "the request body is larger than {max_body_bytes} bytes (--max-body-bytes, KILN_MAX_BODY_BYTES)"
+        ));
+    }
+    AppError::bad_request(format!("the request body could not be read: {e}"))
+}
+
+fn over_budget(budget: &InflightBudget) -> AppError {
+    tracing::warn!(
+        in_flight = budget.in_flight(),
+        limit = budget.limit(),
+        "in-flight byte budget full; upload refused"
+    );
+    AppError::Unavailable {
+        message: format!(
+            "the server is busy decoding other uploads ({} bytes in flight, budget {} bytes: --max-inflight-bytes, \
+             KILN_MAX_INFLIGHT_BYTES); retry after {RETRY_AFTER_BUDGET_SECS} s",
+            budget.in_flight(),
+            budget.limit()
+        ),
+        retry_after: RETRY_AFTER_BUDGET_SECS,
+    }
+}
+
+/// A handler's [`Cancel`]: the one the edge put in the request (the request's deadline, and
+/// cancelled when the client goes away), or one that never fires for requests that did not
+/// come through the edge (tests with `oneshot`).
+impl<S: Send + Sync> FromRequestParts<S> for Cancel {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Cancel>().cloned().unwrap_or_else(Cancel::never))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::{Compression, write::GzEncoder};
+
+    use super::*;
+
+    #[test]
+    fn gzip_bodies_are_counted_at_their_announced_size_within_the_limit() {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&[b'a'; 100_000]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 1000);
+        assert_eq!(decompressed_estimate(&gz, 1 << 20), 100_000);
+        assert_eq!(decompressed_estimate(&gz, 50_000), 50_000, "never more than the decompression limit");
+        assert_eq!(decompressed_estimate(b"main;work 1\n", 1 << 20), 12);
+        let mut liar = gz.clone();
+        let n = liar.len();
+        liar[n - 4..].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(decompressed_estimate(&liar, 1 << 20), liar.len(), "at least the body itself");
+    }
+}
