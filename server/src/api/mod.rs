@@ -11,10 +11,11 @@ mod render;
 mod tenant;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{FromRef, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,10 +27,11 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
 pub use error::AppError;
+pub use render::parse_render_query;
 pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
 
 use crate::ingest::{self, IngestLimits};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics, StorageGauges};
 use crate::query::StoreSource;
 use crate::storage::Store;
 
@@ -73,6 +75,8 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn router(state: AppState) -> Router {
     // Rendering spawns on Leptos' executor; it is global, and set once (later calls fail harmlessly).
     let _ = any_spawner::Executor::init_tokio();
+    let store = state.store.clone();
+    state.metrics.observe_storage(move || storage_gauges(&store));
     let source = SharedSource(Arc::new(StoreSource(state.store.clone())));
     let context = move || provide_context(source.clone());
     let shell_options = state.leptos.clone();
@@ -102,17 +106,42 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        // Inside `count_status`, so refused requests show in the 4xx count.
+        // Inside `observe_request`, so refused requests show in the 4xx count.
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_token))
-        .layer(middleware::from_fn_with_state(state.clone(), count_status))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn count_status(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Counts and times every request by route template. `Router::layer` wraps each route, so the
+/// matched template is known here; the fallback (static files, 404s) has none.
+async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.record_status(response.status().as_u16());
+    state.metrics.observe_request(
+        route.as_ref().map(MatchedPath::as_str),
+        &method,
+        response.status(),
+        started.elapsed(),
+    );
     response
+}
+
+/// The storage figures `/metrics` reads at each scrape.
+fn storage_gauges(store: &Store) -> StorageGauges {
+    let occupancy = store.occupancy();
+    StorageGauges {
+        head_bytes: occupancy.head_bytes,
+        frozen_heads: occupancy.frozen_heads,
+        wal_segments: occupancy.wal_segments,
+        blocks: occupancy.blocks,
+        // The store does not count its failed flushes and compactions yet; once it does,
+        // they go here and the two counters appear on `/metrics`.
+        flush_failures: None,
+        compaction_failures: None,
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -124,6 +153,8 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+/// OpenMetrics for scrapers that ask for it, the Prometheus text format otherwise.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Exposition::for_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    ([(header::CONTENT_TYPE, format.content_type())], state.metrics.render(format)).into_response()
 }

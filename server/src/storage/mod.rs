@@ -410,6 +410,19 @@ impl RawChunk {
     }
 }
 
+/// What [`Store::occupancy`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Estimated memory held by the active and frozen heads (the `--head-max-bytes` measure).
+    pub head_bytes: u64,
+    /// Heads cut and waiting to be written as blocks.
+    pub frozen_heads: u64,
+    /// Write-ahead log segment files on disk.
+    pub wal_segments: u64,
+    /// Blocks that answer queries.
+    pub blocks: u64,
+}
+
 /// Per-application facts for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppInfo {
@@ -748,6 +761,25 @@ impl Store {
     /// Number of visible blocks (for tests and logs).
     pub fn block_count(&self) -> usize {
         self.inner.state.read().expect("state lock").visible().count()
+    }
+
+    /// What the store holds right now (for `/metrics`). The segment count lists the log
+    /// directory: a few entries, read at scrape time rather than tracked on the write path.
+    pub fn occupancy(&self) -> Occupancy {
+        let wal_segments = match wal::segments(&self.inner.wal_dir) {
+            Ok(segments) => segments.len() as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the write-ahead log");
+                0
+            }
+        };
+        let state = self.inner.state.read().expect("state lock");
+        Occupancy {
+            head_bytes: state.heads().map(|h| h.bytes).sum(),
+            frozen_heads: state.frozen.len() as u64,
+            wal_segments,
+            blocks: state.visible().count() as u64,
+        }
     }
 
     /// Cuts the head into a block now (if it holds anything) and writes every frozen head.
