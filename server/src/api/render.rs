@@ -188,6 +188,27 @@ pub async fn render(
     }
 }
 
+/// What `/render` makes of its query string before reading storage: the query, `maxNodes`
+/// and the SVG options checked, exactly as the handler does. No I/O: the fuzz targets call it.
+pub fn parse_render_query(tenant: &str, raw_query: &str) -> Result<(Query, Option<usize>), AppError> {
+    let uri: axum::http::Uri = format!("/render?{raw_query}")
+        .parse()
+        .map_err(|e| AppError::bad_request(format!("not a request target: {e}")))?;
+    let QueryString(params) = QueryString::<RenderParams>::try_from_uri(&uri).map_err(bad_query_string)?;
+    let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
+    let tenant = Tenant(tenant.to_string());
+    let (query, ..) = parse_query(
+        &tenant,
+        "query",
+        Some(text.as_str()),
+        ("from", params.from.as_deref()),
+        ("until", params.until.as_deref()),
+    )?;
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    params.svg.options()?;
+    Ok((query, max_nodes))
+}
+
 /// `/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=&format=json|svg`.
 pub async fn render_diff(
     State(state): State<AppState>,

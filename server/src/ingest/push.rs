@@ -136,9 +136,12 @@ impl IntoResponse for ConnectError {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Codec {
+/// How a push body is encoded (its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// `application/proto`: protobuf.
     Proto,
+    /// `application/json`: the proto3 JSON mapping.
     Json,
 }
 
@@ -186,31 +189,47 @@ async fn push_inner(
     let limits = state.limits;
     let tenant = Tenant::from_headers(headers)?;
     let body = body::decode(&body, headers, &limits)?;
-    let request = match codec {
-        Codec::Proto => {
-            PushRequest::decode(&body[..]).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
-        }
-        Codec::Json => from_json(&body)?,
-    };
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let spy_name: String = user_agent.chars().take(128).collect();
-    let now = crate::timespec::now_unix();
-    // One group per raw sample: its `ID` (when the agent sends one) makes a retried push of
-    // that sample count once.
+    let groups = decode(&body, codec, &tenant, &spy_name, &limits, crate::timespec::now_unix())?;
+    let appended = state.store.append_once(groups).await?;
+    if appended.duplicates > 0 {
+        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
+    }
+    Ok(codec)
+}
+
+/// Decodes a (decompressed) push body into the uploads it carries: one group per raw sample,
+/// its `ID` (when the agent sends one) making a retried push of that sample count once. No
+/// I/O, so the fuzz targets call it as the handler does.
+pub fn decode(
+    body: &[u8],
+    codec: Codec,
+    tenant: &Tenant,
+    spy_name: &str,
+    limits: &super::IngestLimits,
+    now: i64,
+) -> Result<Vec<KeyedUploads>, AppError> {
+    let request = match codec {
+        Codec::Proto => {
+            PushRequest::decode(body).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
+        }
+        Codec::Json => from_json(body)?,
+    };
     let mut groups: Vec<KeyedUploads> = Vec::new();
     for series in &request.series {
-        let (app, labels) = series_labels(&series.labels, &limits)?;
+        let (app, labels) = series_labels(&series.labels, limits)?;
         let config = pprof::SampleTypeConfigs::new();
         let dest = pprof::Destination {
             app: &app,
             labels: &labels,
             range: None,
             sample_rate: None,
-            spy_name: &spy_name,
+            spy_name,
             config: &config,
         };
         for sample in &series.samples {
-            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, now)?;
+            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, limits, now)?;
             for upload in &mut uploads {
                 upload.meta.series.tenant.clone_from(&tenant.0);
             }
@@ -225,11 +244,7 @@ async fn push_inner(
             groups.push(KeyedUploads { key, uploads });
         }
     }
-    let appended = state.store.append_once(groups).await?;
-    if appended.duplicates > 0 {
-        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
-    }
-    Ok(codec)
+    Ok(groups)
 }
 
 fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {

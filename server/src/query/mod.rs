@@ -172,8 +172,9 @@ pub struct Timeline {
 const MAX_TIMELINE_POINTS: i64 = 1000;
 const MIN_STEP: i64 = 10;
 
-/// The timeline of uploads given as (from, until, total).
-fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
+/// The timeline of uploads given as (from, until, total) over the query range `[from, until)`
+/// (public for the fuzz targets: its size comes from a client's range).
+pub fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
     // An open range is narrowed to the data it holds.
     let from = if from == i64::MIN { uploads.clone().map(|u| u.0).min().unwrap_or(0) } else { from };
     let until = if until == i64::MAX { uploads.clone().map(|u| u.1).max().unwrap_or(from) + 1 } else { until };
