@@ -579,7 +579,7 @@ async fn metrics_time_requests_by_route_and_report_storage() {
     post(&app, "/ingest?name=shop.cpu", "main;work 5").await;
     post(&app, "/ingest?name=shop.cpu", "main;idle 2").await;
     assert_eq!(get(&app, "/render?query=shop.cpu&format=folded").await.1, "main;idle 2\nmain;work 5\n");
-    get(&app, "/api/page-data/explore?query=shop.cpu").await;
+    assert_eq!(get(&app, "/api/page-data/secret-name?query=shop.cpu").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(&app, "/no/such/secret-path").await.0, StatusCode::NOT_FOUND);
 
     let before = scrape(&app, false).await;
@@ -587,13 +587,14 @@ async fn metrics_time_requests_by_route_and_report_storage() {
     assert_eq!(sample(&before, duration, r#"route="/ingest",method="POST",status="2xx""#), 2.0);
     assert_eq!(sample(&before, duration, r#"route="/render",method="GET",status="2xx""#), 1.0);
     // The template, not the name in the path; unknown paths share one label value.
-    assert_eq!(sample(&before, duration, r#"route="/api/page-data/{name}",method="GET",status="2xx""#), 1.0);
+    assert_eq!(sample(&before, duration, r#"route="/api/page-data/{name}",method="GET",status="4xx""#), 1.0);
     assert_eq!(sample(&before, duration, r#"route="unmatched",method="GET",status="4xx""#), 1.0);
-    assert!(!before.keys().any(|(_, labels)| labels.contains("secret-path") || labels.contains("explore")));
+    assert!(!before.keys().any(|(_, labels)| labels.contains("secret")));
     let render_sum =
         sample(&before, "kiln_http_request_duration_seconds_sum", r#"route="/render",method="GET",status="2xx""#);
     assert!(render_sum > 0.0, "{render_sum}");
-    assert_eq!(sample(&before, "kiln_http_requests_total", r#"status="2xx""#), 4.0);
+    assert_eq!(sample(&before, "kiln_http_requests_total", r#"status="2xx""#), 3.0);
+    assert_eq!(sample(&before, "kiln_http_requests_total", r#"status="4xx""#), 2.0);
     assert_eq!(sample(&before, "kiln_ingest_uploads_total", ""), 2.0);
     // Both uploads are in the head and the log, nothing is in a block yet.
     assert!(sample(&before, "kiln_head_bytes", "") > 0.0);
