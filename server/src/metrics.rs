@@ -280,7 +280,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("kiln");
         let requests = Family::<StatusLabel, Counter>::default();
         for status in ["2xx", "4xx", "5xx", "other"] {
-            requests.get_or_create(&StatusLabel { status });
+            let _created = requests.get_or_create(&StatusLabel { status });
         }
         registry.register("http_requests", "HTTP requests answered, by status class", requests.clone());
         let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(
@@ -301,7 +301,7 @@ impl Default for Metrics {
         );
         let rejected_overload = Family::<ReasonLabel, Counter>::default();
         for reason in Overload::ALL {
-            rejected_overload.get_or_create(&ReasonLabel { reason: reason.label() });
+            let _created = rejected_overload.get_or_create(&ReasonLabel { reason: reason.label() });
         }
         registry.register(
             "rejected_overload",

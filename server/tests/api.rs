@@ -484,9 +484,8 @@ fn parse_exposition(text: &str, openmetrics: bool) -> Samples {
     let mut samples = Samples::new();
     let mut family: Option<(String, String)> = None;
     let mut declared = std::collections::HashSet::new();
-    let mut lines = text.lines().peekable();
     let mut saw_eof = false;
-    while let Some(line) = lines.next() {
+    for line in text.lines() {
         assert!(!saw_eof, "text after # EOF: {line}");
         if line == "# EOF" {
             assert!(openmetrics, "# EOF in the Prometheus format");
@@ -537,10 +536,18 @@ fn parse_exposition(text: &str, openmetrics: bool) -> Samples {
     let mut buckets: std::collections::BTreeMap<(String, String), Vec<(f64, f64)>> = Default::default();
     for ((name, labels), value) in &samples {
         if let Some(base) = name.strip_suffix("_bucket") {
-            let (series, le) = labels.rsplit_once(",le=\"").expect("le label last");
-            let le = le.trim_end_matches('"');
+            // `le` is one label among the others, wherever the encoder puts it.
+            let mut series = Vec::new();
+            let mut le = None;
+            for pair in labels.split(',') {
+                match pair.strip_prefix("le=\"") {
+                    Some(bound) => le = Some(bound.trim_end_matches('"')),
+                    None => series.push(pair),
+                }
+            }
+            let (series, le) = (series.join(","), le.expect("a bucket has `le`"));
             let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
-            buckets.entry((base.to_string(), series.to_string())).or_default().push((le, *value));
+            buckets.entry((base.to_string(), series)).or_default().push((le, *value));
         }
     }
     for ((base, series), mut bounds) in buckets {
