@@ -9,7 +9,7 @@ WASM_PROFILE := wasm-release
 WASM := target/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln_app.wasm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test tools s3s-fs npm chromium site lint unit e2e clean
+.PHONY: run build test tools s3s-fs npm chromium site lint unit e2e fuzz clean
 
 ## make run: release build, then Kiln on 127.0.0.1:4040 with data in ./data
 run: build
@@ -68,6 +68,23 @@ e2e: site
 	# dependencies compiled for the tests are reused instead of rebuilt for one package.
 	cargo build --workspace --bins
 	end2end/run.sh target/debug/kiln
+
+## make fuzz: every fuzz target for FUZZ_SECONDS each, seeded from server/tests/data; not part
+## of `make test` (the instrumented release build alone takes ~10 min). See server/fuzz/README.md.
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 65536
+FUZZ_TARGETS ?= folded pprof selector timespec render_query push speedscope
+# Release code with overflow checks and debug assertions: wrapped arithmetic is a finding.
+FUZZ_FLAGS := -s none -O -a
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	server/fuzz/seed.sh
+	cd server/fuzz && cargo fuzz build $(FUZZ_FLAGS)
+	cd server/fuzz && for target in $(FUZZ_TARGETS); do \
+		echo "== $$target: $(FUZZ_SECONDS) s"; \
+		cargo fuzz run $(FUZZ_FLAGS) $$target -- -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=2048 -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1; \
+	done
 
 clean:
 	cargo clean

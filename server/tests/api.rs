@@ -436,3 +436,187 @@ async fn a_folded_export_with_replaced_bytes_ingests_back() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("longer than 64 bytes"), "{text}");
 }
+
+/// One sample of an exposition: its name, its labels as written, its value.
+type Samples = std::collections::BTreeMap<(String, String), f64>;
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Splits `{a="x",b="y\"z"} 1` into the label text and what follows, checking each label.
+fn split_labels(rest: &str) -> (&str, &str) {
+    let Some(inner) = rest.strip_prefix('{') else { return ("", rest) };
+    let bytes = inner.as_bytes();
+    let (mut i, mut in_value) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_value => i += 1,
+            b'"' => in_value = !in_value,
+            b'}' if !in_value => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    let labels = &inner[..i];
+    let mut pair = labels;
+    while !pair.is_empty() {
+        let (name, value) = pair.split_once("=\"").unwrap_or_else(|| panic!("label without a value: {labels}"));
+        assert!(is_metric_name(name) && !name.contains(':'), "bad label name {name:?}");
+        let end = value.char_indices().scan(false, |escaped, (at, c)| {
+            let closes = c == '"' && !*escaped;
+            *escaped = c == '\\' && !*escaped;
+            Some((at, closes))
+        });
+        let end = end.filter(|(_, closes)| *closes).map(|(at, _)| at).next().expect("closing quote");
+        pair = value[end + 1..].strip_prefix(',').unwrap_or(&value[end + 1..]);
+    }
+    (labels, &inner[i + 1..])
+}
+
+/// Parses an exposition in the Prometheus text format or OpenMetrics, panicking on anything
+/// malformed: every sample belongs to the family its `# TYPE` declared just before, with the
+/// suffixes that type allows, values are numbers, histogram buckets are cumulative and end in
+/// `+Inf` equal to `_count`, and OpenMetrics ends with `# EOF`.
+fn parse_exposition(text: &str, openmetrics: bool) -> Samples {
+    let mut samples = Samples::new();
+    let mut family: Option<(String, String)> = None;
+    let mut declared = std::collections::HashSet::new();
+    let mut saw_eof = false;
+    for line in text.lines() {
+        assert!(!saw_eof, "text after # EOF: {line}");
+        if line == "# EOF" {
+            assert!(openmetrics, "# EOF in the Prometheus format");
+            saw_eof = true;
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut parts = comment.splitn(3, ' ');
+            let (keyword, name) = (parts.next().unwrap(), parts.next().expect("metric name"));
+            assert!(is_metric_name(name), "bad name in {line}");
+            match keyword {
+                "HELP" | "UNIT" => {}
+                "TYPE" => {
+                    let kind = parts.next().expect("type");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped", "unknown", "info"].contains(&kind),
+                        "{line}"
+                    );
+                    assert!(declared.insert(name.to_string()), "family {name} declared twice");
+                    family = Some((name.to_string(), kind.to_string()));
+                }
+                _ => panic!("unknown comment {line}"),
+            }
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}"));
+        let name = &line[..name_end];
+        let (labels, rest) = split_labels(&line[name_end..]);
+        let value = rest.trim_start().split(' ').next().unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        let (family_name, kind) = family.as_ref().unwrap_or_else(|| panic!("sample before any # TYPE: {line}"));
+        let suffix =
+            name.strip_prefix(family_name.as_str()).unwrap_or_else(|| panic!("{name} outside family {family_name}"));
+        let allowed: &[&str] = match (kind.as_str(), openmetrics) {
+            ("counter", true) => &["_total", "_created"],
+            ("histogram", _) => &["_bucket", "_sum", "_count", "_created"],
+            _ => &[""],
+        };
+        assert!(allowed.contains(&suffix), "{name} in a {kind} family {family_name}");
+        assert!(samples.insert((name.to_string(), labels.to_string()), value).is_none(), "duplicate sample {line}");
+    }
+    assert_eq!(saw_eof, openmetrics, "OpenMetrics ends with # EOF, Prometheus text has none");
+    // Histograms: cumulative buckets, the last at +Inf equal to the count.
+    let mut buckets: std::collections::BTreeMap<(String, String), Vec<(f64, f64)>> = Default::default();
+    for ((name, labels), value) in &samples {
+        if let Some(base) = name.strip_suffix("_bucket") {
+            // `le` is one label among the others, wherever the encoder puts it.
+            let mut series = Vec::new();
+            let mut le = None;
+            for pair in labels.split(',') {
+                match pair.strip_prefix("le=\"") {
+                    Some(bound) => le = Some(bound.trim_end_matches('"')),
+                    None => series.push(pair),
+                }
+            }
+            let (series, le) = (series.join(","), le.expect("a bucket has `le`"));
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            buckets.entry((base.to_string(), series)).or_default().push((le, *value));
+        }
+    }
+    for ((base, series), mut bounds) in buckets {
+        bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(bounds.windows(2).all(|w| w[0].1 <= w[1].1), "{base}{{{series}}} buckets not cumulative");
+        assert_eq!(bounds.last().unwrap().0, f64::INFINITY, "{base}{{{series}}} has no +Inf bucket");
+        assert_eq!(Some(&bounds.last().unwrap().1), samples.get(&(format!("{base}_count"), series.clone())));
+    }
+    samples
+}
+
+fn sample(samples: &Samples, name: &str, labels: &str) -> f64 {
+    *samples
+        .get(&(name.to_string(), labels.to_string()))
+        .unwrap_or_else(|| panic!("no {name}{{{labels}}} in {samples:#?}"))
+}
+
+async fn scrape(app: &Router, openmetrics: bool) -> Samples {
+    let mut request = Request::get("/metrics");
+    if openmetrics {
+        request = request.header(header::ACCEPT, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
+    let expected = if openmetrics { "application/openmetrics-text" } else { "text/plain; version=0.0.4" };
+    assert!(content_type.starts_with(expected), "{content_type}");
+    let text = String::from_utf8(to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    parse_exposition(&text, openmetrics)
+}
+
+#[tokio::test]
+async fn metrics_time_requests_by_route_and_report_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).await.unwrap());
+    let app = router(AppState::new(store.clone()));
+    post(&app, "/ingest?name=shop.cpu", "main;work 5").await;
+    post(&app, "/ingest?name=shop.cpu", "main;idle 2").await;
+    assert_eq!(get(&app, "/render?query=shop.cpu&format=folded").await.1, "main;idle 2\nmain;work 5\n");
+    assert_eq!(get(&app, "/api/page-data/secret-name?query=shop.cpu").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/no/such/secret-path").await.0, StatusCode::NOT_FOUND);
+
+    let before = scrape(&app, false).await;
+    let duration = "kiln_http_request_duration_seconds_count";
+    assert_eq!(sample(&before, duration, r#"route="/ingest",method="POST",status="2xx""#), 2.0);
+    assert_eq!(sample(&before, duration, r#"route="/render",method="GET",status="2xx""#), 1.0);
+    // The template, not the name in the path; unknown paths share one label value.
+    assert_eq!(sample(&before, duration, r#"route="/api/page-data/{name}",method="GET",status="4xx""#), 1.0);
+    assert_eq!(sample(&before, duration, r#"route="unmatched",method="GET",status="4xx""#), 1.0);
+    assert!(!before.keys().any(|(_, labels)| labels.contains("secret")));
+    let render_sum =
+        sample(&before, "kiln_http_request_duration_seconds_sum", r#"route="/render",method="GET",status="2xx""#);
+    assert!(render_sum > 0.0, "{render_sum}");
+    assert_eq!(sample(&before, "kiln_http_requests_total", r#"status="2xx""#), 3.0);
+    assert_eq!(sample(&before, "kiln_http_requests_total", r#"status="4xx""#), 2.0);
+    assert_eq!(sample(&before, "kiln_ingest_uploads_total", ""), 2.0);
+    // Both uploads are in the head and the log, nothing is in a block yet.
+    assert!(sample(&before, "kiln_head_bytes", "") > 0.0);
+    assert_eq!(sample(&before, "kiln_wal_segments", ""), 1.0);
+    assert_eq!(sample(&before, "kiln_blocks", ""), 0.0);
+    assert_eq!(sample(&before, "kiln_frozen_heads", ""), 0.0);
+    assert_eq!(sample(&before, "kiln_rejected_overload_total", r#"reason="inflight_bytes""#), 0.0);
+    assert_eq!(sample(&before, "kiln_inflight_decompressed_bytes", ""), 0.0);
+
+    assert_eq!(store.flush().await.unwrap(), 1);
+    let after = scrape(&app, true).await;
+    // The head became a block; its segment was deleted and a fresh one is open.
+    assert_eq!(sample(&after, "kiln_head_bytes", ""), 0.0);
+    assert_eq!(sample(&after, "kiln_blocks", ""), 1.0);
+    assert_eq!(sample(&after, "kiln_wal_segments", ""), 1.0);
+    assert_eq!(sample(&after, duration, r#"route="/metrics",method="GET",status="2xx""#), 1.0);
+    assert_eq!(sample(&after, "kiln_ingest_uploads_total", ""), 2.0);
+}

@@ -14,10 +14,11 @@ mod tenant;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{FromRef, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,10 +30,11 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
 pub use error::AppError;
+pub use render::parse_render_query;
 pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
 
 use crate::ingest::{self, IngestLimits};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics, StorageGauges, Totals};
 use crate::query::{QueryLimits, StoreSource};
 use crate::storage::Store;
 use crate::work::InflightBudget;
@@ -87,6 +89,8 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn router(state: AppState) -> Router {
     // Rendering spawns on Leptos' executor; it is global, and set once (later calls fail harmlessly).
     let _ = any_spawner::Executor::init_tokio();
+    let store = state.store.clone();
+    state.metrics.observe_storage(move || storage_gauges(&store));
     let source = SharedSource(Arc::new(StoreSource(state.store.clone(), state.query_limits)));
     let context = move || provide_context(source.clone());
     let shell_options = state.leptos.clone();
@@ -120,11 +124,11 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        // Inside `count_status`, so a panic's 500 is counted with the other 5xx.
+        // Inside `observe_request`, so a panic's 500 is counted with the other 5xx.
         .layer(protect::catch_panics(state.panics.clone()))
-        // Inside `count_status`, so refused requests show in the 4xx count.
+        // Inside `observe_request`, so refused requests show in the 4xx count.
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_token))
-        .layer(middleware::from_fn_with_state(state.clone(), count_status))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_request))
         // Failures are logged once, where their cause is known (`AppError`, the panic hook),
         // not again here.
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -133,10 +137,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn count_status(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Counts and times every request by route template. `Router::layer` wraps each route, so the
+/// matched template is known here; the fallback (static files, 404s) has none.
+async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.record_status(response.status().as_u16());
+    state.metrics.observe_request(
+        route.as_ref().map(MatchedPath::as_str),
+        &method,
+        response.status(),
+        started.elapsed(),
+    );
     response
+}
+
+/// The storage figures `/metrics` reads at each scrape.
+fn storage_gauges(store: &Store) -> StorageGauges {
+    let stats = store.stats();
+    StorageGauges {
+        head_bytes: stats.head_bytes,
+        frozen_heads: stats.frozen_heads,
+        wal_segments: stats.wal_segments,
+        blocks: stats.blocks,
+        flush_failures: Some(stats.flush_failures),
+        compaction_failures: Some(stats.compaction_failures),
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -148,6 +175,14 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+/// OpenMetrics for scrapers that ask for it, the Prometheus text format otherwise.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Exposition::for_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    state.metrics.sync_totals(Totals {
+        inflight_bytes: state.inflight.in_flight(),
+        refused_inflight: state.inflight.refused(),
+        refused_disk_floor: state.store.stats().low_disk_refusals,
+        handler_panics: state.panics.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    ([(header::CONTENT_TYPE, format.content_type())], state.metrics.render(format)).into_response()
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::export::{self, SvgParams};
 use super::{AppError, AppState, Tenant};
-use crate::query::{self, Merged, Query, Timeline};
+use crate::query::{self, Merged, Query, QueryLimits, Timeline};
 use crate::timespec;
 use crate::work::Cancel;
 
@@ -89,7 +89,7 @@ fn parse_time(param: &str, value: Option<&str>, now: i64) -> Result<Option<i64>,
 /// Parses one side of a request: query text and range into a [`Query`]. An absent range keeps
 /// everything stored in view.
 fn parse_query(
-    state: &AppState,
+    limits: QueryLimits,
     tenant: &Tenant,
     query_param: &str,
     text: Option<&str>,
@@ -109,7 +109,7 @@ fn parse_query(
         // Plain `/render` has one query; a comparison says which side is wrong.
         if query_param == "query" { e.into() } else { AppError::bad_request(format!("`{query_param}`: {}", e.0)) }
     })?;
-    let query = query.with_limits(state.query_limits);
+    let query = query.with_limits(limits);
     Ok((query, from, until))
 }
 
@@ -142,7 +142,7 @@ pub async fn render(
     let QueryString(params) = params.map_err(bad_query_string)?;
     let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
     let (query, from, until) = parse_query(
-        &state,
+        state.query_limits,
         &tenant,
         "query",
         Some(text.as_str()),
@@ -202,6 +202,28 @@ pub async fn render(
     }
 }
 
+/// What `/render` makes of its query string before reading storage: the query, `maxNodes`
+/// and the SVG options checked, exactly as the handler does. No I/O: the fuzz targets call it.
+pub fn parse_render_query(tenant: &str, raw_query: &str) -> Result<(Query, Option<usize>), AppError> {
+    let uri: axum::http::Uri = format!("/render?{raw_query}")
+        .parse()
+        .map_err(|e| AppError::bad_request(format!("not a request target: {e}")))?;
+    let QueryString(params) = QueryString::<RenderParams>::try_from_uri(&uri).map_err(bad_query_string)?;
+    let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
+    let tenant = Tenant(tenant.to_string());
+    let (query, ..) = parse_query(
+        QueryLimits::default(),
+        &tenant,
+        "query",
+        Some(text.as_str()),
+        ("from", params.from.as_deref()),
+        ("until", params.until.as_deref()),
+    )?;
+    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
+    params.svg.options()?;
+    Ok((query, max_nodes))
+}
+
 /// `/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=&format=json|svg`.
 pub async fn render_diff(
     State(state): State<AppState>,
@@ -211,7 +233,7 @@ pub async fn render_diff(
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
     let (left_query, ..) = parse_query(
-        &state,
+        state.query_limits,
         &tenant,
         "leftQuery",
         params.left_query.as_deref(),
@@ -219,7 +241,7 @@ pub async fn render_diff(
         ("leftUntil", params.left_until.as_deref()),
     )?;
     let (right_query, ..) = parse_query(
-        &state,
+        state.query_limits,
         &tenant,
         "rightQuery",
         params.right_query.as_deref(),

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Overload};
 pub use conn::ReadLimits;
 use conn::{ConnState, TrackedIo};
 use service::EdgeService;
@@ -121,6 +121,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.rejected_overload(Overload::Connections);
             refused_since_last_log += 1;
             if refused_since_last_log == 1 || refused_since_last_log.is_power_of_two() {
                 tracing::warn!(max_connections = config.max_connections, refused = refused_since_last_log, %peer, "connection limit reached; closing new connection");

@@ -141,9 +141,12 @@ impl IntoResponse for ConnectError {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Codec {
+/// How a push body is encoded (its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// `application/proto`.
     Proto,
+    /// `application/json`.
     Json,
 }
 
@@ -191,31 +194,49 @@ async fn push_inner(
     // and all of them together the frames and nodes its size allows.
     let mut budget = limits.budget();
     let body = body::decode(&body, headers, &mut budget)?;
-    let request = match codec {
-        Codec::Proto => {
-            PushRequest::decode(&body[..]).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
-        }
-        Codec::Json => from_json(&body)?,
-    };
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let spy_name: String = user_agent.chars().take(128).collect();
-    let now = crate::timespec::now_unix();
-    // One group per raw sample: its `ID` (when the agent sends one) makes a retried push of
-    // that sample count once.
+    let mut groups = decode(&body, codec, &tenant, &spy_name, &limits, &mut budget, crate::timespec::now_unix())?;
+    let refused = super::series_limit::admit(&state.store, &tenant.0, limits.max_series_per_tenant, &mut groups);
+    let appended = state.store.append_once(groups).await?;
+    if appended.duplicates > 0 {
+        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
+    }
+    refused.map_or(Ok(codec), |e| Err(e.into()))
+}
+
+/// Decodes a (decompressed) push body into the uploads it carries: one group per raw sample,
+/// its `ID` (when the agent sends one) making a retried push of that sample count once. No
+/// I/O, so the fuzz targets call it as the handler does.
+pub fn decode(
+    body: &[u8],
+    codec: Codec,
+    tenant: &Tenant,
+    spy_name: &str,
+    limits: &super::IngestLimits,
+    budget: &mut super::RequestBudget,
+    now: i64,
+) -> Result<Vec<KeyedUploads>, AppError> {
+    let request = match codec {
+        Codec::Proto => {
+            PushRequest::decode(body).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
+        }
+        Codec::Json => from_json(body)?,
+    };
     let mut groups: Vec<KeyedUploads> = Vec::new();
     for series in &request.series {
-        let (app, labels) = series_labels(&series.labels, &limits)?;
+        let (app, labels) = series_labels(&series.labels, limits)?;
         let config = pprof::SampleTypeConfigs::new();
         let dest = pprof::Destination {
             app: &app,
             labels: &labels,
             range: None,
             sample_rate: None,
-            spy_name: &spy_name,
+            spy_name,
             config: &config,
         };
         for sample in &series.samples {
-            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, &limits, &mut budget, now)?;
+            let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, limits, budget, now)?;
             super::check_upload_times(&uploads, &limits.window, now)?;
             for upload in &mut uploads {
                 upload.meta.series.tenant.clone_from(&tenant.0);
@@ -231,12 +252,7 @@ async fn push_inner(
             groups.push(KeyedUploads { key, uploads });
         }
     }
-    let refused = super::series_limit::admit(&state.store, &tenant.0, limits.max_series_per_tenant, &mut groups);
-    let appended = state.store.append_once(groups).await?;
-    if appended.duplicates > 0 {
-        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
-    }
-    refused.map_or(Ok(codec), |e| Err(e.into()))
+    Ok(groups)
 }
 
 fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {

@@ -187,7 +187,8 @@ const MIN_STEP: i64 = 10;
 /// Times may be anything an `i64` holds (an open range, or uploads stored with absurd stamps
 /// before ingest refused them), so the arithmetic runs in `i128` and the step is chosen from
 /// the span: whatever the range, there are at most `MAX_TIMELINE_POINTS + 1` points.
-fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
+/// Public for the fuzz targets: its size comes from a client's range.
+pub fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i64, until: i64) -> Timeline {
     // An open range is narrowed to the data it holds.
     let from = if from == i64::MIN { uploads.clone().map(|u| u.0).min().unwrap_or(0) } else { from };
     let until =
