@@ -28,6 +28,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start and matched once: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server: ingest API, query API and the web UI on one port.
     Serve(ServeArgs),

@@ -109,7 +109,10 @@ pub fn push(data: &[u8]) {
     let Some((&first, body)) = data.split_first() else { return };
     let codec = if first % 2 == 0 { Codec::Proto } else { Codec::Json };
     let tenant = Tenant("fuzz".to_string());
-    let Ok(groups) = push::decode(body, codec, &tenant, "fuzz-agent", &small_limits(), NOW) else { return };
+    let limits = small_limits();
+    let Ok(groups) = push::decode(body, codec, &tenant, "fuzz-agent", &limits, &mut limits.budget(), NOW) else {
+        return;
+    };
     for group in &groups {
         assert!(group.key.as_ref().is_none_or(|k| k.starts_with("fuzz/push/")), "{:?}", group.key);
         assert!(group.uploads.iter().all(|u| u.meta.series.tenant == "fuzz"));
@@ -128,5 +131,5 @@ pub fn speedscope(data: &[u8]) {
     let limits = small_limits();
     let params = IngestParams { name: Some("fuzz.cpu".into()), ..IngestParams::default() };
     let meta = params.to_meta(&limits, NOW).expect("a fixed, valid name");
-    let _ = kiln_server::ingest::speedscope::uploads(data, &params, &meta, &limits);
+    let _ = kiln_server::ingest::speedscope::uploads(data, &params, &meta, &limits, &mut limits.budget());
 }

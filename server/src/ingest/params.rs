@@ -158,15 +158,19 @@ mod tests {
     use super::*;
     use crate::timespec::IngestWindow;
 
-    fn meta(query: &str) -> Result<ProfileMeta, AppError> {
-        let params: IngestParams = serde_json::from_value(serde_json::Value::Object(
+    fn params(query: &str) -> IngestParams {
+        serde_json::from_value(serde_json::Value::Object(
             query
                 .split('&')
                 .filter_map(|kv| kv.split_once('='))
                 .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                 .collect(),
         ))
-        .unwrap();
+        .unwrap()
+    }
+
+    fn meta(query: &str) -> Result<ProfileMeta, AppError> {
+        let params = params(query);
         // Small round times read better here; the window has its own test.
         let limits =
             IngestLimits { window: IngestWindow { oldest: 0, max_future_secs: 86_400 }, ..IngestLimits::default() };
@@ -183,15 +187,7 @@ mod tests {
             ("name=a&until=5", "until"),
             ("name=a&from=now-9223372036854775307", "from"),
         ] {
-            let params: IngestParams = serde_json::from_value(serde_json::Value::Object(
-                query
-                    .split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-                    .collect(),
-            ))
-            .unwrap();
-            match params.to_meta(&limits, now) {
+            match params(query).to_meta(&limits, now) {
                 Err(AppError::BadRequest { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
                 other => panic!("{query}: {other:?}"),
             }

@@ -202,7 +202,7 @@ async fn push_inner(
     if appended.duplicates > 0 {
         state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
     }
-    refused.map_or(Ok(codec), |e| Err(e.into()))
+    refused.map_or(Ok(codec), Err)
 }
 
 /// Decodes a (decompressed) push body into the uploads it carries: one group per raw sample,
