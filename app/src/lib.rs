@@ -93,4 +93,9 @@ pub fn App() -> impl IntoView {
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // Said on the page once the controls are live: an input used before this (a file picked
+    // while the wasm still loads) has no handler yet, and browser tests wait for it.
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute("data-hydrated", "");
+    }
 }

@@ -64,6 +64,8 @@ test("a mismatched comparison explains itself", async ({ request }) => {
 test("open a local perf script capture, then upload it", async ({ page, request }) => {
   const file = path.join(__dirname, "data", "perf-java-stacks-01.txt");
   await page.goto("/open");
+  // A file picked before hydration has no handler to read it.
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
   await page.getByLabel("Profile file").setInputFiles(file);
   await expect(page.locator(".flame-status")).toHaveText(/^[\d,]+ samples in total$/);
   const shown = (await page.locator(".flame-status").textContent())!.replace(/[^\d]/g, "");
@@ -98,6 +100,8 @@ test("open a speedscope file: parsed in the browser, every profile merged", asyn
     ],
   };
   await page.goto("/open");
+  // A file picked before hydration has no handler to read it.
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
   await page.getByLabel("Profile file").setInputFiles({
     name: "profile.speedscope.json",
     mimeType: "application/json",

@@ -211,6 +211,25 @@ pub struct Reservation {
     bytes: u64,
 }
 
+impl Reservation {
+    /// Holds `extra` more bytes for the same request, on the terms of
+    /// [`InflightBudget::try_reserve`]: admitted when they fit, or when this request is the
+    /// only one holding bytes. False (and counted as refused) otherwise.
+    pub fn try_grow(&mut self, extra: u64) -> bool {
+        let (budget, own) = (&self.budget, self.bytes);
+        let admitted = budget.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            let total = held.saturating_add(extra);
+            (held == own || total <= budget.limit).then_some(total)
+        });
+        if admitted.is_err() {
+            budget.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.bytes += extra;
+        true
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -221,6 +240,22 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_reservation_grows_while_it_fits_or_is_alone() {
+        let budget = InflightBudget::new(100);
+        let mut alone = budget.try_reserve(80).expect("fits");
+        assert!(alone.try_grow(500), "alone, a request may outgrow the budget");
+        assert_eq!(budget.in_flight(), 580);
+        drop(alone);
+        let mut a = budget.try_reserve(50).expect("fits");
+        let b = budget.try_reserve(30).expect("fits");
+        assert!(a.try_grow(20), "50 + 30 + 20 fits");
+        assert!(!a.try_grow(1), "over the budget with another request in flight");
+        assert_eq!(budget.refused(), 1);
+        drop((a, b));
+        assert_eq!(budget.in_flight(), 0);
+    }
 
     #[test]
     fn the_budget_admits_what_fits_and_one_request_alone() {

@@ -41,15 +41,20 @@ pub async fn upload(State(state): State<AppState>, request: Request, next: Next)
         // The handler refuses it without reading it, in its endpoint's own error shape.
         return next.run(request).await;
     }
+    // What the client says it sends is held before reading it, so that many large bodies
+    // arriving at once stay inside the budget too, not only their decoding.
+    let Some(mut reservation) = state.inflight.try_reserve(declared.unwrap_or(0)) else {
+        return over_budget(&state.inflight).into_response();
+    };
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => return unreadable_body(e, limits.max_body_bytes).into_response(),
     };
-    let held = bytes.len().saturating_add(decompressed_estimate(&bytes, limits.max_decompressed_bytes));
-    let Some(reservation) = state.inflight.try_reserve(held as u64) else {
+    let held = bytes.len().saturating_add(decompressed_estimate(&bytes, limits.max_decompressed_bytes)) as u64;
+    if !reservation.try_grow(held.saturating_sub(declared.unwrap_or(0))) {
         return over_budget(&state.inflight).into_response();
-    };
+    }
     let inline = bytes.len() < INLINE_BODY_BYTES;
     let request = Request::from_parts(parts, Body::from(bytes));
     let run = async move {
