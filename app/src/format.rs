@@ -52,7 +52,7 @@ pub fn group_digits(value: u64) -> String {
 pub fn format_value(value: u64, units: &str) -> String {
     match units {
         "nanoseconds" => format_duration_ns(value),
-        "bytes" => format_bytes(value),
+        "bytes" => kiln_model::units::format_bytes(value),
         "" => group_digits(value),
         unit => format!("{} {unit}", group_digits(value)),
     }
@@ -67,17 +67,6 @@ fn format_duration_ns(ns: u64) -> String {
         n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
         _ => format!("{ns} ns"),
     }
-}
-
-fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC` (civil-from-days, no time zone database).

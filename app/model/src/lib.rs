@@ -25,6 +25,7 @@ pub mod tenant;
 pub mod top;
 mod tree;
 pub mod truncate;
+pub mod units;
 pub mod wire;
 
 pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState};

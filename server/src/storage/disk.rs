@@ -11,6 +11,8 @@
 use std::fmt;
 use std::path::Path;
 
+use kiln_model::units::format_bytes;
+
 /// The least free space the data directory's file system must keep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DiskFloor {
@@ -32,22 +34,10 @@ impl fmt::Display for DiskFloor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DiskFloor::Off => write!(f, "0"),
-            DiskFloor::Bytes(bytes) => write!(f, "{}", human_bytes(*bytes)),
+            DiskFloor::Bytes(bytes) => write!(f, "{}", format_bytes(*bytes)),
             DiskFloor::Percent(percent) => write!(f, "{percent}%"),
         }
     }
-}
-
-/// `1536 MiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 impl DiskFloor {

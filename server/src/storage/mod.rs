@@ -179,8 +179,8 @@ pub enum StorageError {
     /// until it is freed (published blocks free their log segments).
     #[error(
         "the server is low on disk space ({} free, its floor is {}); uploads are refused until space is freed, retry later",
-        disk::human_bytes(*free),
-        disk::human_bytes(*floor)
+        kiln_model::units::format_bytes(*free),
+        kiln_model::units::format_bytes(*floor)
     )]
     LowDisk {
         /// Free bytes.
