@@ -10,7 +10,7 @@ use kiln_model::{codec, diff, flamebearer, folded, truncate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::export::{self, SvgParams};
+use super::export::{self, SvgOptions, SvgParams};
 use super::{AppError, AppState, Tenant};
 use crate::query::{self, Merged, Query, QueryLimits, Timeline};
 use crate::timespec;
@@ -140,23 +140,9 @@ pub async fn render(
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
-    let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
-    let (query, from, until) = parse_query(
-        state.query_limits,
-        &tenant,
-        "query",
-        Some(text.as_str()),
-        ("from", params.from.as_deref()),
-        ("until", params.until.as_deref()),
-    )?;
+    let RenderRequest { text, query, from, until, max_nodes, svg_options } =
+        RenderRequest::parse(&params, state.query_limits, &tenant)?;
     let format = params.format.as_deref().unwrap_or("json");
-    // JSON answers are never the whole of a huge tree unless asked for with a bound (the
-    // viewer reads the binary `tree` instead); other formats keep everything unless asked.
-    let max_nodes = match (format, parse_max_nodes(params.max_nodes.as_deref())?) {
-        ("json" | "speedscope", asked) => Some(state.query_limits.json_nodes(asked)?),
-        (_, asked) => asked,
-    };
-    let svg_options = params.svg.options()?;
     let mut merged = query::merge_cancellable(&state.store, &query, &cancel).await?;
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
     if !collapse.is_empty() {
@@ -202,26 +188,50 @@ pub async fn render(
     }
 }
 
-/// What `/render` makes of its query string before reading storage: the query, `maxNodes`
-/// and the SVG options checked, exactly as the handler does. No I/O: the fuzz targets call it.
+/// Everything `/render` decides from its query string before reading storage.
+struct RenderRequest {
+    /// The query as written, for titles and metadata.
+    text: String,
+    query: Query,
+    from: Option<i64>,
+    until: Option<i64>,
+    max_nodes: Option<usize>,
+    svg_options: SvgOptions,
+}
+
+impl RenderRequest {
+    fn parse(params: &RenderParams, limits: QueryLimits, tenant: &Tenant) -> Result<RenderRequest, AppError> {
+        let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
+        let (query, from, until) = parse_query(
+            limits,
+            tenant,
+            "query",
+            Some(text.as_str()),
+            ("from", params.from.as_deref()),
+            ("until", params.until.as_deref()),
+        )?;
+        // JSON answers are never the whole of a huge tree unless asked for with a bound (the
+        // viewer reads the binary `tree` instead); other formats keep everything unless asked.
+        let max_nodes =
+            match (params.format.as_deref().unwrap_or("json"), parse_max_nodes(params.max_nodes.as_deref())?) {
+                ("json" | "speedscope", asked) => Some(limits.json_nodes(asked)?),
+                (_, asked) => asked,
+            };
+        let svg_options = params.svg.options()?;
+        Ok(RenderRequest { text, query, from, until, max_nodes, svg_options })
+    }
+}
+
+/// What `/render` makes of its query string before reading storage (the query and `maxNodes`),
+/// checked exactly as the handler does, under the default limits. No I/O: the fuzz targets
+/// call it.
 pub fn parse_render_query(tenant: &str, raw_query: &str) -> Result<(Query, Option<usize>), AppError> {
     let uri: axum::http::Uri = format!("/render?{raw_query}")
         .parse()
         .map_err(|e| AppError::bad_request(format!("not a request target: {e}")))?;
     let QueryString(params) = QueryString::<RenderParams>::try_from_uri(&uri).map_err(bad_query_string)?;
-    let text = params.query.clone().or(params.name.clone()).unwrap_or_default();
-    let tenant = Tenant(tenant.to_string());
-    let (query, ..) = parse_query(
-        QueryLimits::default(),
-        &tenant,
-        "query",
-        Some(text.as_str()),
-        ("from", params.from.as_deref()),
-        ("until", params.until.as_deref()),
-    )?;
-    let max_nodes = parse_max_nodes(params.max_nodes.as_deref())?;
-    params.svg.options()?;
-    Ok((query, max_nodes))
+    let request = RenderRequest::parse(&params, QueryLimits::default(), &Tenant(tenant.to_string()))?;
+    Ok((request.query, request.max_nodes))
 }
 
 /// `/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=&format=json|svg`.
