@@ -230,6 +230,52 @@ impl Reservation {
     }
 }
 
+/// One request's [`Reservation`], shared between the lane that admitted the request and the
+/// decoder that finds more bytes inside it (gzipped profiles inside a push or a multipart
+/// body): what the lane could not see from outside is held as it is decompressed.
+#[derive(Debug, Clone)]
+pub struct UploadHold(Arc<std::sync::Mutex<HeldUpload>>);
+
+#[derive(Debug)]
+struct HeldUpload {
+    reservation: Reservation,
+    /// Decompressed bytes already held for this request (the lane's estimate of the body's
+    /// outer gzip layer, then whatever the decoder added).
+    decompressed: u64,
+}
+
+impl UploadHold {
+    /// A hold over `reservation`, of which `prepaid` bytes stand for decompressed output.
+    pub fn new(reservation: Reservation, prepaid: u64) -> UploadHold {
+        UploadHold(Arc::new(std::sync::Mutex::new(HeldUpload { reservation, decompressed: prepaid })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeldUpload> {
+        // A poisoned lock means a decoder panicked mid-grow; the counts themselves are intact.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The request has decompressed `total` bytes so far: holds what is not held yet. False
+    /// (counted as refused) when that does not fit the budget.
+    pub fn cover_decompressed(&self, total: u64) -> bool {
+        let mut held = self.lock();
+        if total <= held.decompressed {
+            return true;
+        }
+        let extra = total - held.decompressed;
+        if !held.reservation.try_grow(extra) {
+            return false;
+        }
+        held.decompressed = total;
+        true
+    }
+
+    /// Bytes this request holds now.
+    pub fn held(&self) -> u64 {
+        self.lock().reservation.bytes
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -271,6 +317,23 @@ mod tests {
         assert!(budget.try_reserve(1).is_none());
         drop(huge);
         assert!(budget.try_reserve(1).is_some());
+    }
+
+    #[test]
+    fn an_upload_hold_covers_what_its_decoder_decompresses() {
+        let budget = InflightBudget::new(1_000);
+        let other = budget.try_reserve(100).expect("fits");
+        let hold = UploadHold::new(budget.try_reserve(300).expect("fits"), 200);
+        assert!(hold.cover_decompressed(150), "within what the lane prepaid");
+        assert_eq!(budget.in_flight(), 400);
+        assert!(hold.cover_decompressed(700), "500 more fits beside 400");
+        assert_eq!((hold.held(), budget.in_flight()), (800, 900));
+        assert!(!hold.cover_decompressed(900), "200 more is over the budget with another request in flight");
+        assert_eq!(budget.refused(), 1);
+        drop(other);
+        assert!(hold.cover_decompressed(900), "alone, the request may grow");
+        drop(hold);
+        assert_eq!(budget.in_flight(), 0, "every byte is given back");
     }
 
     #[test]

@@ -115,6 +115,9 @@ impl From<crate::ingest::DecodeError> for AppError {
                     "{exhausted}: refused; the limit is set by {flag} (and --decode-floor-kib, KILN_DECODE_FLOOR_KIB)"
                 ))
             }
+            DecodeError::Busy(message) => {
+                AppError::Unavailable { message, retry_after: super::lane::RETRY_AFTER_BUDGET_SECS }
+            }
             e @ DecodeError::OutputTooLarge { .. } => AppError::Unprocessable(format!(
                 "{e}: refused; the limit is set by --max-decompressed-bytes, KILN_MAX_DECOMPRESSED_BYTES"
             )),

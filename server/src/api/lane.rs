@@ -17,11 +17,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{AppError, AppState};
-use crate::work::{self, Cancel, INLINE_BODY_BYTES, InflightBudget};
+use crate::work::{self, Cancel, INLINE_BODY_BYTES, InflightBudget, UploadHold};
 
 /// Seconds an upload refused for the in-flight budget is asked to wait: decoding takes
 /// milliseconds, so the budget frees up quickly.
-const RETRY_AFTER_BUDGET_SECS: u64 = 2;
+pub(super) const RETRY_AFTER_BUDGET_SECS: u64 = 2;
+
+/// The first bytes of every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Runs the handler on the heavy lane.
 pub async fn heavy(request: Request, next: Next) -> Response {
@@ -46,20 +49,28 @@ pub async fn upload(State(state): State<AppState>, request: Request, next: Next)
     let Some(mut reservation) = state.inflight.try_reserve(declared.unwrap_or(0)) else {
         return over_budget(&state.inflight).into_response();
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => return unreadable_body(e, limits.max_body_bytes).into_response(),
     };
-    let held = bytes.len().saturating_add(decompressed_estimate(&bytes, limits.max_decompressed_bytes)) as u64;
+    let decompressed = decompressed_estimate(&bytes, limits.max_decompressed_bytes) as u64;
+    let held = (bytes.len() as u64).saturating_add(decompressed);
     if !reservation.try_grow(held.saturating_sub(declared.unwrap_or(0))) {
         return over_budget(&state.inflight).into_response();
     }
     let inline = bytes.len() < INLINE_BODY_BYTES;
+    // The decoder holds what it finds inside the body (gzipped profiles in a push or a
+    // multipart part) in the same reservation, beyond the estimate held here.
+    // Only an outer gzip layer's estimate stands for decompressed output; a plain body's copy
+    // is held too, but the decoder's gunzips start counting from nothing.
+    let prepaid = if bytes.starts_with(&GZIP_MAGIC) { decompressed } else { 0 };
+    let hold = UploadHold::new(reservation, prepaid);
+    parts.extensions.insert(hold.clone());
     let request = Request::from_parts(parts, Body::from(bytes));
     let run = async move {
         let response = next.run(request).await;
-        drop(reservation);
+        drop(hold);
         response
     };
     if inline { run.await } else { work::heavy().run_future(run).await }
@@ -70,8 +81,6 @@ pub async fn upload(State(state): State<AppState>, request: Request, next: Next)
 /// decompression limit, which holds whatever the trailer claims. Other bodies are copied once
 /// by the decoders.
 fn decompressed_estimate(body: &[u8], max_decompressed: usize) -> usize {
-    // The first bytes of every gzip stream.
-    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
     // Header (10 bytes) and trailer (8 bytes): anything shorter is not a whole gzip stream.
     const GZIP_MIN_LEN: usize = 18;
     if !body.starts_with(&GZIP_MAGIC) || body.len() < GZIP_MIN_LEN {

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Router, extract::DefaultBodyLimit};
 use kiln_app::source::SharedSource;
 use kiln_app::{PAGE_PATHS, shell};
-use leptos::prelude::{LeptosOptions, provide_context};
+use leptos::prelude::{LeptosOptions, provide_context, use_context};
 use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
@@ -37,7 +38,7 @@ use crate::ingest::{self, IngestLimits};
 use crate::metrics::{Exposition, Metrics, StorageGauges, Totals};
 use crate::query::{QueryLimits, StoreSource};
 use crate::storage::Store;
-use crate::work::InflightBudget;
+use crate::work::{Cancel, InflightBudget};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -91,8 +92,15 @@ pub fn router(state: AppState) -> Router {
     let _ = any_spawner::Executor::init_tokio();
     let store = state.store.clone();
     state.metrics.observe_storage(move || storage_gauges(&store));
-    let source = SharedSource(Arc::new(StoreSource(state.store.clone(), state.query_limits)));
-    let context = move || provide_context(source.clone());
+    let (store, query_limits) = (state.store.clone(), state.query_limits);
+    // Per request: a page's merges stop at the request's deadline, which the edge put in the
+    // request (Leptos provides the request's parts before this runs).
+    let context = move || {
+        let cancel = use_context::<Parts>().and_then(|p| p.extensions.get::<Cancel>().cloned());
+        let source =
+            StoreSource { store: store.clone(), limits: query_limits, cancel: cancel.unwrap_or_else(Cancel::never) };
+        provide_context(SharedSource(Arc::new(source)));
+    };
     let shell_options = state.leptos.clone();
     // Pages render whole before the first byte: their data is read while rendering, so the
     // status and the head are known, and there is nothing to stream out of order.

@@ -47,6 +47,15 @@ pub fn gunzip(body: &[u8], budget: &mut RequestBudget) -> Result<Vec<u8>, Decode
         )));
     }
     budget.decompressed_left -= out.len();
+    if let Some(hold) = &budget.hold {
+        let total = budget.max_decompressed - budget.decompressed_left;
+        if !hold.cover_decompressed(total as u64) {
+            return Err(DecodeError::Busy(format!(
+                "the server is busy decoding other uploads: this request's gzipped profiles decompress to {total} \
+                 bytes, over what the in-flight budget has left (--max-inflight-bytes, KILN_MAX_INFLIGHT_BYTES)"
+            )));
+        }
+    }
     budget.decode.grant(out.len() as u64);
     Ok(out)
 }

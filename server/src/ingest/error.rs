@@ -24,6 +24,10 @@ pub enum DecodeError {
     /// Well-formed, but it expands to more frames or nodes than its decode budget: 422.
     #[error("{0}")]
     OverBudget(Exhausted),
+    /// What the request decompresses to does not fit the in-flight byte budget beside other
+    /// requests: 503 with `Retry-After`, like a body refused before it is read.
+    #[error("{0}")]
+    Busy(String),
     /// Well-formed, but what it decodes to is larger than `limit` bytes (collapsed text): 422.
     #[error("the collapsed profile is larger than {limit} bytes")]
     OutputTooLarge {

@@ -24,7 +24,7 @@ pub mod speedscope;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use kiln_model::budget::DecodeBudget;
 use kiln_model::folded::{self, LineFormat, ParseLimits};
@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering;
 use crate::api::{AppError, AppState, Tenant, idempotency_key};
 use crate::storage::{KeyedUploads, Upload};
 use crate::timespec::IngestWindow;
+use crate::work::UploadHold;
 
 pub use error::DecodeError;
 pub use params::{IngestParams, series_from_name};
@@ -75,7 +76,17 @@ impl IngestLimits {
             decode: DecodeBudget::new(self.frames_per_kib, self.nodes_per_kib, self.decode_floor_kib),
             decompressed_left: self.max_decompressed_bytes,
             max_decompressed: self.max_decompressed_bytes,
+            hold: None,
         }
+    }
+}
+
+impl RequestBudget {
+    /// Holds what the request decompresses in `hold`, the request's place in the in-flight
+    /// byte budget (none outside an upload route: tests, the fuzz targets).
+    pub fn holding(mut self, hold: Option<UploadHold>) -> RequestBudget {
+        self.hold = hold;
+        self
     }
 }
 
@@ -87,6 +98,8 @@ pub struct RequestBudget {
     pub decode: DecodeBudget,
     decompressed_left: usize,
     max_decompressed: usize,
+    /// The request's in-flight bytes, grown as gzipped profiles inside it are decompressed.
+    hold: Option<UploadHold>,
 }
 
 impl Default for IngestLimits {
@@ -132,12 +145,13 @@ pub async fn ingest(
     State(state): State<AppState>,
     tenant: Tenant,
     params: Result<Query<IngestParams>, QueryRejection>,
+    hold: Option<Extension<UploadHold>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, AppError> {
     let body = body.map_err(body_rejection)?;
     state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    let result = ingest_inner(&state, &tenant, params, &headers, body).await;
+    let result = ingest_inner(&state, &tenant, params, hold.map(|Extension(h)| h), &headers, body).await;
     match &result {
         Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
         Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
@@ -160,6 +174,7 @@ async fn ingest_inner(
     state: &AppState,
     tenant: &Tenant,
     params: Result<Query<IngestParams>, QueryRejection>,
+    hold: Option<UploadHold>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
@@ -168,7 +183,7 @@ async fn ingest_inner(
     let store = |uploads: Vec<Upload>| store(state, tenant, key.clone(), uploads);
     let limits = state.limits;
     let meta = params.to_meta(&limits, crate::timespec::now_unix())?;
-    let mut budget = limits.budget();
+    let mut budget = limits.budget().holding(hold);
     let body = body::decode(&body, headers, &mut budget)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {

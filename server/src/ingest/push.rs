@@ -21,8 +21,8 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -34,6 +34,7 @@ use serde_json::json;
 use super::{body, pprof};
 use crate::api::{AppError, AppState, Tenant};
 use crate::storage::{KeyedUploads, Upload};
+use crate::work::UploadHold;
 
 /// `push.v1.PushRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -153,13 +154,14 @@ pub enum Codec {
 /// `POST /push.v1.PusherService/Push`.
 pub async fn push(
     State(state): State<AppState>,
+    hold: Option<Extension<UploadHold>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ConnectError> {
     if let Ok(body) = &body {
         state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     }
-    let result = push_inner(&state, &headers, body).await;
+    let result = push_inner(&state, hold.map(|Extension(h)| h), &headers, body).await;
     match &result {
         Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
         Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
@@ -173,6 +175,7 @@ pub async fn push(
 
 async fn push_inner(
     state: &AppState,
+    hold: Option<UploadHold>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Codec, AppError> {
@@ -192,7 +195,7 @@ async fn push_inner(
     let tenant = Tenant::from_headers(headers)?;
     // One budget for the whole request: its gzipped profiles share the decompressed-byte limit,
     // and all of them together the frames and nodes its size allows.
-    let mut budget = limits.budget();
+    let mut budget = limits.budget().holding(hold);
     let body = body::decode(&body, headers, &mut budget)?;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let spy_name: String = user_agent.chars().take(128).collect();

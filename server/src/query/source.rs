@@ -6,16 +6,25 @@ use kiln_app::pages::explore::timeline::TimelineData;
 use kiln_app::pages::home::AppSummary;
 use kiln_app::source::{MergedView, ProfileSource};
 
-use super::{Query, QueryLimits, block_on, label_names, label_values, merge};
+use super::{Query, QueryLimits, block_on, label_names, label_values, merge_cancellable};
 use crate::storage::Store;
 use crate::timespec;
+use crate::work::Cancel;
 
-/// [`ProfileSource`] over a [`Store`], queries under the given limits.
-pub struct StoreSource(pub Arc<Store>, pub QueryLimits);
+/// [`ProfileSource`] over a [`Store`]: queries under the given limits, their merges stopped
+/// when the request's [`Cancel`] fires (its timeout, or the client gone).
+pub struct StoreSource {
+    /// The store read.
+    pub store: Arc<Store>,
+    /// Series, bytes and nodes each query may cost.
+    pub limits: QueryLimits,
+    /// The request's deadline; merges check it as they go.
+    pub cancel: Cancel,
+}
 
 impl ProfileSource for StoreSource {
     fn apps(&self, tenant: &str) -> Vec<AppSummary> {
-        self.0
+        self.store
             .apps(tenant)
             .into_iter()
             .map(|a| AppSummary {
@@ -30,8 +39,8 @@ impl ProfileSource for StoreSource {
 
     fn merged(&self, tenant: &str, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
         let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
-        let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?.with_limits(self.1);
-        let merged = block_on(merge(&self.0, &query)).map_err(|e| e.to_string())?;
+        let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?.with_limits(self.limits);
+        let merged = block_on(merge_cancellable(&self.store, &query, &self.cancel)).map_err(|e| e.to_string())?;
         Ok(MergedView {
             tree: merged.tree,
             units: merged.units,
@@ -44,10 +53,10 @@ impl ProfileSource for StoreSource {
     }
 
     fn label_names(&self, tenant: &str, query: &str) -> Result<Vec<String>, String> {
-        label_names(&self.0, tenant, Some(query)).map_err(|e| e.to_string())
+        label_names(&self.store, tenant, Some(query)).map_err(|e| e.to_string())
     }
 
     fn label_values(&self, tenant: &str, label: &str, query: &str) -> Result<Vec<String>, String> {
-        label_values(&self.0, tenant, label, Some(query)).map_err(|e| e.to_string())
+        label_values(&self.store, tenant, label, Some(query)).map_err(|e| e.to_string())
     }
 }

@@ -392,3 +392,49 @@ fn gzip_bombs_oversized_and_broken_bodies_get_413_or_400_on_every_path() {
     }
     assert_alive(kiln.addr);
 }
+
+/// The in-flight bytes `/metrics` reports.
+fn inflight_bytes(addr: SocketAddr) -> u64 {
+    let (_, metrics) = http(addr, "GET", "/metrics", b"").expect("metrics answer");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kiln_inflight_decompressed_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no in-flight gauge in {metrics}"))
+}
+
+#[test]
+fn gzipped_profiles_inside_a_push_are_held_in_the_inflight_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = start_with_baseline(dir.path(), &["--max-inflight-bytes", "2000000"]);
+    let push = "/push.v1.PusherService/Push";
+    // Another upload holds 1.5 MB: its headers declare it, its body never comes.
+    let mut held = TcpStream::connect(kiln.addr).unwrap();
+    let head = format!("POST /ingest?name=held.cpu HTTP/1.1\r\nHost: {}\r\nContent-Length: 1500000\r\n\r\n", kiln.addr);
+    held.write_all(head.as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while inflight_bytes(kiln.addr) < 1_500_000 {
+        assert!(std::time::Instant::now() < deadline, "the held upload never reached the budget");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A push of a few KB whose gzipped profiles decompress to 1.8 MB: only its own few KB are
+    // visible from outside, the rest must fit beside the held 1.5 MB when it is decompressed.
+    let padding = "p".repeat(600_000);
+    let padded = gzip(&pprof(&[&padding, "main"], &[(1, FIRST + 1)], &[(1, vec![1])], &[(vec![1], 1)]).encode_to_vec());
+    let body = push_body(&[padded.clone(), padded.clone(), padded]);
+    assert!(body.len() < 10_000, "a small body: {}", body.len());
+    let answer = request(kiln.addr, push, PROTO, &body).expect("answered");
+    assert_eq!(answer.0, 503, "{}", answer.1);
+    let message = assert_connect_refused(Ok(answer), 503, "nested gzip over the in-flight budget");
+    assert!(message.contains("--max-inflight-bytes"), "{message}");
+    // Once the other upload is gone, the same push fits and is stored; nothing is left held.
+    drop(held);
+    while inflight_bytes(kiln.addr) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the held bytes were never given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body_text) = request(kiln.addr, push, PROTO, &body).expect("answered");
+    assert_eq!(status, 200, "{body_text}");
+    assert_eq!(inflight_bytes(kiln.addr), 0, "the push gave back what it held");
+    assert_alive(kiln.addr);
+}

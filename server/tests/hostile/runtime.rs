@@ -201,9 +201,11 @@ fn queries_past_the_request_timeout_get_503_with_retry_after() {
     // Same data, a deadline no merge can meet: the query's work runs on the heavy lane and is
     // still running when the deadline passes.
     let kiln = Kiln::start(dir.path(), &["--request-timeout", "1ms"]);
-    let answer = request(kiln.addr, "GET", "/render?query=big.cpu", b"").expect("answered");
-    assert_unavailable(&answer, "a query past the request timeout");
-    assert!(answer.body.contains("--request-timeout"), "{}", answer.body);
+    for path in ["/render?query=big.cpu", "/api/page-data/summary?query=big.cpu", "/explore?query=big.cpu"] {
+        let answer = request(kiln.addr, "GET", path, b"").expect("answered");
+        assert_unavailable(&answer, &format!("{path} past the request timeout"));
+        assert!(answer.body.contains("--request-timeout"), "{path}: {}", answer.body);
+    }
     let (status, _) = support::http(kiln.addr, "GET", "/healthz", b"").expect("still serving");
     assert_eq!(status, 200);
     kiln.kill();
