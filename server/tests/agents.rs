@@ -27,15 +27,37 @@ struct Capture {
     query: &'static str,
     /// Sum of every sample value, per `decode_body.py`.
     total: u64,
+    /// Functions the profiled program ran, which the profile must show.
+    functions: &'static [&'static str],
 }
+
+const RUST_FUNCTIONS: &[&str] = &["burn_fibonacci", "burn_primes"];
+const NODE_FUNCTIONS: &[&str] = &["fibonacci", "descendLeft", "buildRecords"];
 
 const CAPTURES: &[Capture] = &[
     // pprof-rs 0.5 sends `cpu/nanoseconds`: 4.59 + 4.81 + 4.75 + 2.93 s.
-    Capture { dir: "rust-v05", query: "agenttest.cpu", total: 17_080_000_000 },
+    Capture { dir: "rust-v05", query: "agenttest.cpu", total: 17_080_000_000, functions: RUST_FUNCTIONS },
     // The folded encoding names the series `agenttest.cpu.cpu`; the repeated type is dropped.
-    Capture { dir: "rust-v05-folded", query: "agenttest.cpu", total: 345 + 480 + 500 + 402 },
+    Capture { dir: "rust-v05-folded", query: "agenttest.cpu", total: 345 + 480 + 500 + 402, functions: RUST_FUNCTIONS },
     // Connect push, `cpu/nanoseconds`: 4.67 + 4.85 + 4.95 + 2.70 s.
-    Capture { dir: "rust-v2", query: "agenttest.cpu", total: 17_170_000_000 },
+    Capture { dir: "rust-v2", query: "agenttest.cpu", total: 17_170_000_000, functions: RUST_FUNCTIONS },
+    // A multipart body as the Go agent builds it (its CPU part a Node profile with `wall`
+    // renamed `cpu`): the `samples/count` type answers `cpu`.
+    Capture { dir: "go-multipart", query: "agenttest.go.cpu", total: 344, functions: NODE_FUNCTIONS },
+    // @pyroscope/nodejs 0.6.4, wall every 10 s: 6.18 + 4.96 + 6.00 + 2.89 s of wall time.
+    Capture {
+        dir: "node-0.6",
+        query: "agenttest.node.wall",
+        total: 6_182_712_000 + 4_960_000_000 + 5_999_070_000 + 2_894_118_000,
+        functions: NODE_FUNCTIONS,
+    },
+    // The same agent at its default 60 s interval.
+    Capture {
+        dir: "node-0.6-default",
+        query: "agenttest.node.wall",
+        total: 35_517_756_000 + 35_000_010_000 + 5_374_464_000,
+        functions: NODE_FUNCTIONS,
+    },
 ];
 
 struct Server {
@@ -173,13 +195,15 @@ async fn every_capture_renders_its_golden_cpu_profile() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, CAPTURES.iter().map(|c| c.dir).collect::<Vec<_>>(), "a capture without a test case");
+    let mut cases: Vec<&str> = CAPTURES.iter().map(|c| c.dir).collect();
+    cases.sort_unstable();
+    assert_eq!(dirs, cases, "a capture without a test case");
     for capture in CAPTURES {
         let server = server().await;
         replay(&server, capture.dir).await;
         let folded = server.folded(capture.query).await;
         assert_eq!(total(&folded), capture.total, "{}: total", capture.dir);
-        for function in ["burn_fibonacci", "burn_primes"] {
+        for function in capture.functions {
             assert!(folded.contains(function), "{}: no {function} in\n{folded}", capture.dir);
         }
         // The tags travel as sample labels (v0.5) or series labels (push); both are queryable.
