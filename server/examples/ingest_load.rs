@@ -284,6 +284,10 @@ async fn connection(addr: SocketAddr, requests: std::sync::Arc<Vec<Vec<u8>>>, mu
     let mut intended = first;
     while intended < end {
         tokio::time::sleep_until(intended).await;
+        if tokio::time::Instant::now() >= end {
+            // Behind schedule at the end: what is left was never sent, and does not count.
+            break;
+        }
         if stream.is_none() {
             match TcpStream::connect(addr).await {
                 Ok(s) => {
@@ -305,7 +309,8 @@ async fn connection(addr: SocketAddr, requests: std::sync::Arc<Vec<Vec<u8>>>, mu
             Err(e) => Err(e),
         };
         let done = tokio::time::Instant::now();
-        if intended >= measure_from {
+        // Counted when answered inside the measured window, as the server's CPU is.
+        if done >= measure_from && done < end {
             match answer {
                 Ok(status) => {
                     *seen.statuses.entry(status).or_default() += 1;
@@ -360,7 +365,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pid = server.child.id();
     let interval = Duration::from_secs_f64(args.connections as f64 / args.rate as f64);
-    let (seen, cpu, elapsed) = runtime.block_on(async {
+    let (seen, cpu, elapsed, own_cpu) = runtime.block_on(async {
         let start = tokio::time::Instant::now() + Duration::from_millis(100);
         let measure_from = start + Duration::from_secs(args.warmup_seconds);
         let end = measure_from + Duration::from_secs(args.seconds);
@@ -373,14 +378,16 @@ fn main() {
             })
             .collect();
         tokio::time::sleep_until(measure_from).await;
-        let (cpu_before, wall_before) = (cpu_seconds(pid), Instant::now());
+        let (cpu_before, own_before, wall_before) = (cpu_seconds(pid), cpu_seconds(std::process::id()), Instant::now());
         tokio::time::sleep_until(end).await;
-        let (cpu_after, elapsed) = (cpu_seconds(pid), wall_before.elapsed());
+        let (cpu_after, own_after, elapsed) =
+            (cpu_seconds(pid), cpu_seconds(std::process::id()), wall_before.elapsed());
+        let own = own_after.0 + own_after.1 - own_before.0 - own_before.1;
         let mut seen = Vec::new();
         for task in tasks {
             seen.push(task.await.unwrap());
         }
-        (seen, (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1), elapsed)
+        (seen, (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1), elapsed, own)
     });
 
     let mut latencies: Vec<u32> = seen.iter().flat_map(|s| s.latencies_us.iter().copied()).collect();
@@ -415,4 +422,5 @@ fn main() {
         (cpu.0 + cpu.1) / elapsed.as_secs_f64(),
         peak_rss_kib(pid) / 1024
     );
+    println!("load generator: {:.2} cores busy", own_cpu / elapsed.as_secs_f64());
 }

@@ -243,15 +243,32 @@ impl CallTree {
     /// Freezes the tree into preorder columns, children sorted by name so that the same
     /// samples always give the same bytes whatever order they arrived in.
     pub fn to_flat(&self) -> FlatTree {
-        let mut kids: Vec<Vec<NodeId>> = vec![Vec::new(); self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate().skip(1) {
-            kids[n.parent as usize].push(i as NodeId);
+        // Every node's children in one column, grouped by parent (a counting sort): one
+        // allocation instead of one per node, which dominated converting small trees.
+        let count = self.nodes.len();
+        let mut first_kid = vec![0u32; count + 1];
+        for n in &self.nodes[1..] {
+            first_kid[n.parent as usize + 1] += 1;
         }
-        for list in &mut kids {
-            list.sort_by(|a, b| {
-                self.names[self.nodes[*a as usize].name as usize]
-                    .cmp(&self.names[self.nodes[*b as usize].name as usize])
-            });
+        for i in 0..count {
+            first_kid[i + 1] += first_kid[i];
+        }
+        let mut next_slot = first_kid.clone();
+        let mut kids: Vec<NodeId> = vec![ROOT; count - 1];
+        for (i, n) in self.nodes.iter().enumerate().skip(1) {
+            let slot = &mut next_slot[n.parent as usize];
+            kids[*slot as usize] = i as NodeId;
+            *slot += 1;
+        }
+        let children = |node: NodeId| first_kid[node as usize] as usize..first_kid[node as usize + 1] as usize;
+        for node in 0..count {
+            let list = &mut kids[children(node as NodeId)];
+            if list.len() > 1 {
+                list.sort_unstable_by(|a, b| {
+                    self.names[self.nodes[*a as usize].name as usize]
+                        .cmp(&self.names[self.nodes[*b as usize].name as usize])
+                });
+            }
         }
         // Only names that survive into the flat tree are kept, renumbered by first use.
         let mut name_remap: Vec<u32> = vec![u32::MAX; self.names.len()];
@@ -272,7 +289,7 @@ impl CallTree {
             flat.parent.push(flat_parent);
             flat.total.push(n.total);
             flat.self_value.push(n.self_value);
-            for &child in kids[node as usize].iter().rev() {
+            for &child in kids[children(node)].iter().rev() {
                 stack.push((child, flat_index));
             }
         }

@@ -217,6 +217,35 @@ fn malformed(what: impl Display) -> DecodeError {
     DecodeError::malformed(format!("body is not a pprof profile: {what}"))
 }
 
+/// What can be wrong with protobuf bytes themselves. Small and `Copy`, so that the field
+/// reader's hot paths return in registers; it becomes a [`DecodeError`] where it surfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WireError {
+    TruncatedVarint,
+    LongVarint,
+    PastEnd,
+    FieldZero,
+    WireType(u64),
+    NotInteger,
+    NotMessage,
+    TooManyLines,
+}
+
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::TruncatedVarint => malformed("truncated varint"),
+            WireError::LongVarint => malformed("a varint is longer than 10 bytes"),
+            WireError::PastEnd => malformed("a field runs past the end of its message (truncated?)"),
+            WireError::FieldZero => malformed("field number 0"),
+            WireError::WireType(other) => malformed(format_args!("wire type {other} (groups are not pprof)")),
+            WireError::NotInteger => malformed("an integer field has another wire type"),
+            WireError::NotMessage => malformed("a message field has another wire type"),
+            WireError::TooManyLines => malformed("too many lines"),
+        }
+    }
+}
+
 /// One field of a protobuf message.
 #[derive(Clone, Copy)]
 enum Field<'a> {
@@ -227,23 +256,26 @@ enum Field<'a> {
 }
 
 impl<'a> Field<'a> {
-    fn int(self) -> Result<i64, DecodeError> {
+    #[inline]
+    fn int(self) -> Result<i64, WireError> {
         match self {
             // int64 fields carry two's complement in the varint.
             Field::Varint(v) => Ok(v as i64),
-            _ => Err(malformed("an integer field has another wire type")),
+            _ => Err(WireError::NotInteger),
         }
     }
 
-    fn bytes(self) -> Result<&'a [u8], DecodeError> {
+    #[inline]
+    fn bytes(self) -> Result<&'a [u8], WireError> {
         match self {
             Field::Bytes(b) => Ok(b),
-            _ => Err(malformed("a message field has another wire type")),
+            _ => Err(WireError::NotMessage),
         }
     }
 
     /// Appends a repeated integer field's values, packed or not.
-    fn push_varints(self, out: &mut Vec<u64>) -> Result<(), DecodeError> {
+    #[inline]
+    fn push_varints(self, out: &mut Vec<u64>) -> Result<(), WireError> {
         match self {
             Field::Varint(v) => out.push(v),
             Field::Bytes(packed) => {
@@ -252,10 +284,19 @@ impl<'a> Field<'a> {
                     out.push(reader.varint()?);
                 }
             }
-            Field::Fixed => return Err(malformed("an integer field has another wire type")),
+            Field::Fixed => return Err(WireError::NotInteger),
         }
         Ok(())
     }
+}
+
+/// Appends `value` as a protobuf varint.
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// The fields of one protobuf message, in order, borrowed from its bytes.
@@ -269,43 +310,59 @@ impl<'a> Fields<'a> {
         Fields { buf, at: 0 }
     }
 
+    #[inline]
     fn is_done(&self) -> bool {
         self.at >= self.buf.len()
     }
 
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    #[inline]
+    fn varint(&mut self) -> Result<u64, WireError> {
+        // Most varints in a pprof (ids, lengths, keys, small values) are one byte.
+        match self.buf.get(self.at) {
+            Some(&byte) if byte < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[cold]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let &byte = self.buf.get(self.at).ok_or_else(|| malformed("truncated varint"))?;
+            let &byte = self.buf.get(self.at).ok_or(WireError::TruncatedVarint)?;
             self.at += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
                 return Ok(value);
             }
         }
-        Err(malformed("a varint is longer than 10 bytes"))
+        Err(WireError::LongVarint)
     }
 
-    fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
+    #[inline]
+    fn take(&mut self, len: u64) -> Result<&'a [u8], WireError> {
         let end = usize::try_from(len)
             .ok()
             .and_then(|len| self.at.checked_add(len))
             .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| malformed("a field runs past the end of its message (truncated?)"))?;
+            .ok_or(WireError::PastEnd)?;
         let bytes = &self.buf[self.at..end];
         self.at = end;
         Ok(bytes)
     }
 
     /// The next field's number and value.
-    fn next_field(&mut self) -> Result<Option<(u64, Field<'a>)>, DecodeError> {
+    #[inline]
+    fn next_field(&mut self) -> Result<Option<(u64, Field<'a>)>, WireError> {
         if self.is_done() {
             return Ok(None);
         }
         let key = self.varint()?;
         let number = key >> 3;
         if number == 0 {
-            return Err(malformed("field number 0"));
+            return Err(WireError::FieldZero);
         }
         let field = match key & 7 {
             0 => Field::Varint(self.varint()?),
@@ -321,7 +378,7 @@ impl<'a> Fields<'a> {
                 self.take(4)?;
                 Field::Fixed
             }
-            other => return Err(malformed(format_args!("wire type {other} (groups are not pprof)"))),
+            other => return Err(WireError::WireType(other)),
         };
         Ok(Some((number, field)))
     }
@@ -433,7 +490,7 @@ impl<'a> Tables<'a> {
         }
         let end = self.line_functions.len();
         let range = u32::try_from(start).and_then(|s| Ok(s..u32::try_from(end)?));
-        self.location_lines.push(range.map_err(|_| malformed("too many lines"))?);
+        self.location_lines.push(range.map_err(|_| WireError::TooManyLines)?);
         self.location_ids.push(id);
         self.location_addresses.push(address);
         Ok(())
@@ -569,14 +626,19 @@ pub fn uploads(
 
     let mut series: Vec<Series> = Vec::new();
     let mut label_sets: SeededMap<Box<[(u64, u64)]>, u32> = SeededMap::default();
-    // Groups of samples with one label set and one stack: the key is [series, location ids…].
-    let mut groups: SeededMap<Box<[u64]>, u32> = SeededMap::default();
+    // Groups of samples with one label set and one stack. The key is the series id, then the
+    // location ids as the sample's varint bytes: a stack seen before is found without decoding
+    // its ids (a wall profile repeats a few dozen stacks in thousands of samples). A stack
+    // written two ways (packed or not) makes two groups with the same leaf, which is harmless.
+    let mut groups: SeededMap<Box<[u8]>, u32> = SeededMap::default();
     let mut group_series: Vec<u32> = Vec::new();
     // Per group and kind: the leaf node, and the sum of the group's values.
     let mut group_leaves: Vec<NodeId> = Vec::new();
     let mut group_values: Vec<u64> = Vec::new();
     // Buffers reused by every sample: no allocation per sample.
-    let mut key: Vec<u64> = Vec::new();
+    let mut stack_bytes: Vec<u8> = Vec::new();
+    let mut key: Vec<u8> = Vec::new();
+    let mut location_ids: Vec<u64> = Vec::new();
     let mut values: Vec<u64> = Vec::new();
     let mut labels: Vec<(u64, u64)> = Vec::new();
     // The label set of the sample before: most samples share it, and skip the lookup.
@@ -589,14 +651,17 @@ pub fn uploads(
         if number != 2 {
             continue;
         }
-        key.clear();
-        key.push(0);
+        stack_bytes.clear();
         values.clear();
         labels.clear();
         let mut sample = Fields::new(field.bytes()?);
         while let Some((number, field)) = sample.next_field()? {
             match number {
-                1 => field.push_varints(&mut key)?,
+                1 => match field {
+                    Field::Bytes(packed) => stack_bytes.extend_from_slice(packed),
+                    Field::Varint(id) => push_varint(&mut stack_bytes, id),
+                    Field::Fixed => return Err(WireError::NotInteger.into()),
+                },
                 2 => field.push_varints(&mut values)?,
                 3 => {
                     let (mut name, mut text) = (0, 0);
@@ -646,7 +711,9 @@ pub fn uploads(
             }
         };
 
-        key[0] = u64::from(series_id);
+        key.clear();
+        key.extend_from_slice(&series_id.to_le_bytes());
+        key.extend_from_slice(&stack_bytes);
         let group = match groups.get(&key[..]) {
             Some(&group) => group as usize,
             None => {
@@ -655,8 +722,13 @@ pub fn uploads(
                 walk.clear();
                 walk.resize(kind_count, ROOT);
                 // Root first: location ids are leaf first, a location's lines innermost first.
+                location_ids.clear();
+                let mut ids = Fields::new(&stack_bytes);
+                while !ids.is_done() {
+                    location_ids.push(ids.varint()?);
+                }
                 let mut depth = 0;
-                for &id in key[1..].iter().rev() {
+                for &id in location_ids.iter().rev() {
                     let names = frames.of(id)?;
                     for &name in names.iter().rev() {
                         if depth == limits.max_stack_depth {
@@ -685,7 +757,7 @@ pub fn uploads(
                     budget.decode.spend_growth(tree, size)?;
                 }
                 // The group itself (its key and values) is memory too.
-                budget.decode.spend_nodes(1 + key.len() as u64 / 8)?;
+                budget.decode.spend_nodes(1 + location_ids.len() as u64 / 8)?;
                 groups.insert(key.as_slice().into(), group as u32);
                 group_series.push(series_id);
                 group_leaves.extend_from_slice(&walk);
