@@ -3,6 +3,10 @@
 //! the browser inside the HTML so that hydration needs no request, and fetched by the browser
 //! from `/api/page-data/{name}` when the URL changes.
 //!
+//! Each page defines the requests it makes beside its components, and the answers' types live in
+//! [`kiln_model::page_data`]; [`crate::pages::answer`] lists the requests for the server. This
+//! module knows no page.
+//!
 //! Answers travel in [`kiln_model::wire`]'s encoding both ways, so the browser build decodes
 //! them without a general-purpose serialisation library.
 
@@ -115,24 +119,6 @@ impl<T: Wire> FromStr for Seed<T> {
         record.push_str(rest);
         wire::decode::<Option<Result<T, String>>>(&record).map(Seed)
     }
-}
-
-/// Answers `GET /api/page-data/{name}?{query}` with the encoded answer, or `None` for a
-/// name no page asks for.
-#[cfg(feature = "ssr")]
-pub fn answer(name: &str, query: &str, source: &TenantSource) -> Option<Result<String, String>> {
-    use crate::pages::{diff, explore, home};
-    fn encoded<R: DataRequest>(query: &str, source: &TenantSource) -> Result<String, String> {
-        R::from_query(&QueryMap::parse(query)).answer(source).map(|answer| wire::encode(&answer))
-    }
-    Some(match name {
-        home::HomeRequest::NAME => encoded::<home::HomeRequest>(query, source),
-        explore::SummaryRequest::NAME => encoded::<explore::SummaryRequest>(query, source),
-        explore::LabelNamesRequest::NAME => encoded::<explore::LabelNamesRequest>(query, source),
-        explore::LabelValuesRequest::NAME => encoded::<explore::LabelValuesRequest>(query, source),
-        diff::DiffRequest::NAME => encoded::<diff::DiffRequest>(query, source),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ async fn health_and_pages() {
 
 #[tokio::test]
 async fn pages_fetch_their_data_in_the_encoding_they_decode() {
-    use kiln_app::pages::explore::QuerySummary;
+    use kiln_model::page_data::QuerySummary;
     use kiln_model::wire;
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;

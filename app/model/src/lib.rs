@@ -14,6 +14,7 @@ pub mod flamebearer;
 pub mod folded;
 pub mod layout;
 pub mod navigate;
+pub mod page_data;
 pub mod palette;
 pub mod raster;
 pub mod recursion;

@@ -7,11 +7,10 @@ pub mod timeline;
 
 use std::sync::Arc;
 
+use kiln_model::page_data::QuerySummary;
 use kiln_model::palette::ColourMode;
 use kiln_model::recursion::{collapse_list, collapse_path, collapse_recursion};
 use kiln_model::sandwich;
-use kiln_model::top::TopRow;
-use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
@@ -23,7 +22,7 @@ use crate::sync_hydrate::IntoAnySync;
 use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
 pub use controls::{LabelNamesRequest, LabelValuesRequest};
 use table::TopTableView;
-use timeline::{Timeline, TimelineData};
+use timeline::Timeline;
 
 /// Everything the explorer shows, as read from and written to the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,40 +102,6 @@ impl ExploreState {
         let mut next = self.clone();
         change(&mut next);
         next
-    }
-}
-
-/// The table and timeline of a query: everything the page shows except the flamegraph itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuerySummary {
-    /// Total value of the profile.
-    pub total: u64,
-    /// Sample unit.
-    pub units: String,
-    /// Functions, largest total first (the biggest 2000).
-    pub rows: Vec<TopRow>,
-    /// Number of functions before the cut.
-    pub functions: usize,
-    /// Value per time step.
-    pub timeline: TimelineData,
-}
-
-impl Wire for QuerySummary {
-    fn write(&self, w: &mut WireWriter) {
-        w.u64(self.total);
-        w.str(&self.units);
-        self.rows.write(w);
-        self.functions.write(w);
-        self.timeline.write(w);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(QuerySummary {
-            total: r.u64()?,
-            units: r.str()?,
-            rows: Vec::read(r)?,
-            functions: usize::read(r)?,
-            timeline: TimelineData::read(r)?,
-        })
     }
 }
 

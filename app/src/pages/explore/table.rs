@@ -1,10 +1,11 @@
 //! The top table: every function with self and total, sortable, filtered by the search; a
 //! function's name leads to its sandwich view.
 
+use kiln_model::page_data::QuerySummary;
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
-use super::{ExploreState, QuerySummary};
+use super::ExploreState;
 use crate::after_paint;
 use crate::format::{format_value, percent};
 use crate::search::NameSearch;
