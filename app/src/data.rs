@@ -64,7 +64,7 @@ pub fn page_data<R: DataRequest>(request: impl Fn() -> Option<R> + Send + Sync +
         };
         leptos::task::spawn_local(async move {
             let url = format!("/api/page-data/{}?{}", R::NAME, next.to_query());
-            let answer = crate::flame::fetch::get_text(&url)
+            let answer = crate::fetch::get_text(&url)
                 .await
                 .and_then(|text| wire::decode::<R::Answer>(&text).map_err(|e| e.to_string()));
             if answered.try_with_value(|a| a.as_ref() == Some(&next)) == Some(true) {

@@ -10,7 +10,6 @@
 //! component renders its empty canvas and controls, which hydration then brings to life.
 
 mod draw;
-pub mod fetch;
 
 use std::sync::Arc;
 
@@ -21,8 +20,8 @@ use kiln_model::search::{lowercase_names, matched_total_preorder};
 use kiln_model::{FlatTree, NodeId, ROOT};
 use leptos::prelude::*;
 
-use crate::after_paint;
 use crate::format::{format_value, percent};
+use crate::paint::after_paint;
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 use crate::theme::use_theme;

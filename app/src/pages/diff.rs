@@ -8,7 +8,8 @@ use kiln_model::page_data::{Comparison, TimelineData, share};
 use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
-use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::fetch;
+use crate::flame::{FlameGraph, Loaded};
 use crate::format::{encode_query_value, format_value};
 use crate::location::{QueryMap, use_query_map};
 use crate::pages::explore::timeline::Timeline;

@@ -5,9 +5,9 @@ use kiln_model::page_data::QuerySummary;
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
-use super::ExploreState;
-use crate::after_paint;
+use super::state::ExploreState;
 use crate::format::{format_value, percent};
+use crate::paint::after_paint;
 use crate::search::NameSearch;
 
 /// Rows shown until "Show all" is pressed: inserting and laying out the server's 2000 rows

@@ -4,7 +4,7 @@
 use kiln_model::page_data::TimelineData;
 use leptos::prelude::*;
 
-use super::ExploreState;
+use super::state::ExploreState;
 use crate::format::format_unix_time;
 
 /// View-box width; the SVG stretches to the page.
