@@ -27,6 +27,5 @@ pub mod top;
 mod tree;
 pub mod truncate;
 pub mod units;
-pub mod wire;
 
 pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState};

@@ -15,7 +15,7 @@ pub fn answer(name: &str, query: &str, source: &crate::source::TenantSource) -> 
     use crate::location::QueryMap;
     use crate::source::TenantSource;
     fn encoded<R: DataRequest>(query: &str, source: &TenantSource) -> Result<String, String> {
-        R::from_query(&QueryMap::parse(query)).answer(source).map(|answer| kiln_model::wire::encode(&answer))
+        R::from_query(&QueryMap::parse(query)).answer(source).map(|answer| kiln_model::page_data::encode(&answer))
     }
     Some(match name {
         home::HomeRequest::NAME => encoded::<home::HomeRequest>(query, source),
