@@ -3,14 +3,20 @@
 //! the browser inside the HTML so that hydration needs no request, and fetched by the browser
 //! from `/api/page-data/{name}` when the URL changes.
 //!
-//! Answers travel in [`kiln_model::wire`]'s encoding both ways, so the browser build decodes
-//! them without a general-purpose serialisation library.
+//! Each page defines the requests it makes beside its components, and the answers' types live in
+//! [`kiln_model::page_data`]; [`crate::pages::answer`] lists the requests for the server. This
+//! module knows no page.
+//!
+//! Answers travel in [`kiln_model::page_data::encode`]'s encoding (postcard in base64) both
+//! ways.
 
 use std::fmt;
 use std::str::FromStr;
 
-use kiln_model::wire::{self, Wire};
+use kiln_model::page_data::{DecodeError, decode, encode};
 use leptos::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::location::QueryMap;
 #[cfg(feature = "ssr")]
@@ -19,7 +25,7 @@ use crate::source::TenantSource;
 /// One kind of data a page asks for.
 pub trait DataRequest: Clone + PartialEq + Send + Sync + 'static {
     /// What the server answers.
-    type Answer: Wire + Clone + Send + Sync + 'static;
+    type Answer: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// The endpoint's last path segment.
     const NAME: &'static str;
     /// The request as a query string (`query=…&from=…`).
@@ -60,9 +66,9 @@ pub fn page_data<R: DataRequest>(request: impl Fn() -> Option<R> + Send + Sync +
         };
         leptos::task::spawn_local(async move {
             let url = format!("/api/page-data/{}?{}", R::NAME, next.to_query());
-            let answer = crate::flame::fetch::get_text(&url)
+            let answer = crate::fetch::get_text(&url)
                 .await
-                .and_then(|text| wire::decode::<R::Answer>(&text).map_err(|e| e.to_string()));
+                .and_then(|text| decode::<R::Answer>(&text).map_err(|e| e.to_string()));
             if answered.try_with_value(|a| a.as_ref() == Some(&next)) == Some(true) {
                 data.try_set(Some(answer));
             }
@@ -83,56 +89,22 @@ fn answer_while_rendering<R: DataRequest>(_: &R) -> Option<Result<R::Answer, Str
 }
 
 /// An answer as the page carries it: Leptos moves hydration data as strings, and rewrites
-/// each `<` in them as the six characters `\u003c`, which only a JSON decoder turns back. So
-/// the record leaves with no `<` in it: `%` becomes `%25` and `<` becomes `%3C`.
+/// each `<` in them as the six characters `\u003c`, which only a JSON decoder turns back. The
+/// encoding is base64, which has no `<` (nor `%`, `"` or `\`), so the text goes as it is.
 struct Seed<T>(Option<Result<T, String>>);
 
-impl<T: Wire> fmt::Display for Seed<T> {
+impl<T: Serialize> fmt::Display for Seed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&wire::encode(&self.0).replace('%', "%25").replace('<', "%3C"))
+        f.write_str(&encode(&self.0))
     }
 }
 
-impl<T: Wire> FromStr for Seed<T> {
-    type Err = wire::WireError;
+impl<T: DeserializeOwned> FromStr for Seed<T> {
+    type Err = DecodeError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut record = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(at) = rest.find('%') {
-            record.push_str(&rest[..at]);
-            let escaped = &rest[at..];
-            let (plain, len) = if escaped.starts_with("%3C") {
-                ('<', 3)
-            } else if escaped.starts_with("%25") {
-                ('%', 3)
-            } else {
-                ('%', 1)
-            };
-            record.push(plain);
-            rest = &escaped[len..];
-        }
-        record.push_str(rest);
-        wire::decode::<Option<Result<T, String>>>(&record).map(Seed)
+        decode::<Option<Result<T, String>>>(text).map(Seed)
     }
-}
-
-/// Answers `GET /api/page-data/{name}?{query}` with the encoded answer, or `None` for a
-/// name no page asks for.
-#[cfg(feature = "ssr")]
-pub fn answer(name: &str, query: &str, source: &TenantSource) -> Option<Result<String, String>> {
-    use crate::pages::{diff, explore, home};
-    fn encoded<R: DataRequest>(query: &str, source: &TenantSource) -> Result<String, String> {
-        R::from_query(&QueryMap::parse(query)).answer(source).map(|answer| wire::encode(&answer))
-    }
-    Some(match name {
-        home::HomeRequest::NAME => encoded::<home::HomeRequest>(query, source),
-        explore::SummaryRequest::NAME => encoded::<explore::SummaryRequest>(query, source),
-        explore::LabelNamesRequest::NAME => encoded::<explore::LabelNamesRequest>(query, source),
-        explore::LabelValuesRequest::NAME => encoded::<explore::LabelValuesRequest>(query, source),
-        diff::DiffRequest::NAME => encoded::<diff::DiffRequest>(query, source),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

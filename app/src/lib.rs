@@ -13,10 +13,12 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 
 pub mod data;
+pub mod fetch;
 pub mod flame;
 pub mod format;
 pub mod location;
 pub mod pages;
+pub mod paint;
 pub mod search;
 #[cfg(feature = "ssr")]
 pub mod source;
@@ -26,13 +28,6 @@ pub mod theme;
 use sync_hydrate::IntoAnySync;
 
 pub use kiln_model as model;
-
-/// Runs `f` once the next frame is on screen: after the coming animation frame, in a task of
-/// its own. Work that a change sets off but that frame does not need (a URL rewrite, the
-/// table's filtering, a sum over the whole tree) waits here, so that the frame is not late.
-pub fn after_paint(f: impl FnOnce() + 'static) {
-    request_animation_frame(move || set_timeout(f, std::time::Duration::ZERO));
-}
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

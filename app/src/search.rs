@@ -9,7 +9,7 @@
 use kiln_model::search::matches_in;
 use leptos::prelude::*;
 
-use crate::after_paint;
+use crate::paint::after_paint;
 
 /// The search box. What is typed reaches `search` at once (the graphs repaint with it);
 /// `after_typing` runs once that repaint is on screen, for what the frame does not need, such

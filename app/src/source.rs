@@ -1,5 +1,5 @@
-//! What the pages' data is read from. The server provides an implementation
-//! (its storage and query engine) as context; the app never sees disks or sockets.
+//! What the pages' data is read from: a [`ProfileSource`] the server provides (its storage and
+//! query engine) as context; the app never sees disks or sockets.
 //!
 //! Every read is scoped to a tenant: the one the page request names in `X-Scope-OrgID` (set by
 //! a gateway in front of Kiln), or the default tenant. [`source`] binds the two, so page data
@@ -7,33 +7,7 @@
 
 use std::sync::Arc;
 
-use kiln_model::FlatTree;
-
-use crate::pages::explore::timeline::TimelineData;
-use crate::pages::home::AppSummary;
-
-/// A query's answer as the pages need it.
-pub struct MergedView {
-    /// Every selected upload merged.
-    pub tree: FlatTree,
-    /// Sample unit.
-    pub units: String,
-    /// Value per time step.
-    pub timeline: TimelineData,
-}
-
-/// Read access to stored profiles, per tenant. Times are as users write them (`now-1h`, Unix
-/// seconds).
-pub trait ProfileSource: Send + Sync + 'static {
-    /// Every application of `tenant` with data, most recently seen first.
-    fn apps(&self, tenant: &str) -> Vec<AppSummary>;
-    /// The merged tree and timeline of a query (`app.type{labels}`) over `[from, until)`.
-    fn merged(&self, tenant: &str, query: &str, from: &str, until: &str) -> Result<MergedView, String>;
-    /// Label names of the series a query selects.
-    fn label_names(&self, tenant: &str, query: &str) -> Result<Vec<String>, String>;
-    /// Values of one label over the series a query selects.
-    fn label_values(&self, tenant: &str, label: &str, query: &str) -> Result<Vec<String>, String>;
-}
+use kiln_model::page_data::{AppSummary, MergedView, ProfileSource};
 
 /// The context value pages look up while the server renders them.
 #[derive(Clone)]

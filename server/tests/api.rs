@@ -142,8 +142,7 @@ async fn health_and_pages() {
 
 #[tokio::test]
 async fn pages_fetch_their_data_in_the_encoding_they_decode() {
-    use kiln_app::pages::explore::QuerySummary;
-    use kiln_model::wire;
+    use kiln_model::page_data::{QuerySummary, decode};
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;
     post(&app, "/ingest?name=web.cpu{env=prod}&from=1700000000&until=1700000010", "main;serve 40\nmain;idle 2").await;
@@ -152,7 +151,7 @@ async fn pages_fetch_their_data_in_the_encoding_they_decode() {
     let (status, body) =
         get(&app, "/api/page-data/summary?query=web.cpu%7Benv%3D%22prod%22%7D&from=1700000000&until=1700000100").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let summary: QuerySummary = wire::decode(&body).unwrap();
+    let summary: QuerySummary = decode(&body).unwrap();
     assert_eq!((summary.total, summary.units.as_str(), summary.functions), (42, "samples", 3));
     let rows: Vec<_> = summary.rows.iter().map(|r| (r.name.as_str(), r.self_value, r.total)).collect();
     assert_eq!(rows, [("main", 0, 42), ("serve", 40, 40), ("idle", 2, 2)]);
@@ -160,9 +159,9 @@ async fn pages_fetch_their_data_in_the_encoding_they_decode() {
 
     let (status, body) = get(&app, "/api/page-data/label-values?label=env&query=web.cpu").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(wire::decode::<Vec<String>>(&body).unwrap(), ["dev", "prod"]);
+    assert_eq!(decode::<Vec<String>>(&body).unwrap(), ["dev", "prod"]);
     let (_, body) = get(&app, "/api/page-data/label-names?query=web.cpu").await;
-    assert!(wire::decode::<Vec<String>>(&body).unwrap().contains(&"env".to_string()), "{body}");
+    assert!(decode::<Vec<String>>(&body).unwrap().contains(&"env".to_string()), "{body}");
 
     // A query the engine refuses is a 400 with its reason; an unknown name is a 404.
     let (status, body) = get(&app, "/api/page-data/summary?query=web.cpu%7Benv%3D&from=now-1h&until=now").await;

@@ -14,6 +14,7 @@ pub mod flamebearer;
 pub mod folded;
 pub mod layout;
 pub mod navigate;
+pub mod page_data;
 pub mod palette;
 pub mod raster;
 pub mod recursion;
@@ -26,6 +27,5 @@ pub mod top;
 mod tree;
 pub mod truncate;
 pub mod units;
-pub mod wire;
 
 pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState};

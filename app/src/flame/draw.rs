@@ -14,7 +14,7 @@ use web_sys::{
     CanvasRenderingContext2d, ContextAttributes2d, HtmlCanvasElement, ImageData, ResizeObserver, ResizeObserverEntry,
 };
 
-use super::{Loaded, ROW_HEIGHT};
+use super::state::{Loaded, ROW_HEIGHT};
 use crate::theme::Theme;
 
 const FONT: &str = "12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
+use kiln_model::page_data::{Comparison, TimelineData, share};
 use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
-use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::fetch;
+use crate::flame::{FlameGraph, Loaded};
 use crate::format::{encode_query_value, format_value};
 use crate::location::{QueryMap, use_query_map};
-use crate::pages::explore::timeline::{Timeline, TimelineData};
+use crate::pages::explore::timeline::Timeline;
 use crate::search::{NameSearch, SearchBox};
 use crate::sync_hydrate::IntoAnySync;
 
@@ -36,76 +37,6 @@ impl DiffState {
 
     fn ready(&self) -> bool {
         !self.left.0.is_empty() && !self.right.0.is_empty()
-    }
-}
-
-/// One function's totals on both sides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiffRow {
-    /// Function name.
-    pub name: String,
-    /// Total on the left.
-    pub left: u64,
-    /// Total on the right.
-    pub right: u64,
-}
-
-/// The functions of both sides, largest change in share first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Comparison {
-    /// Left side's total.
-    pub left_ticks: u64,
-    /// Right side's total.
-    pub right_ticks: u64,
-    /// Sample unit.
-    pub units: String,
-    /// The biggest changes (at most 500).
-    pub rows: Vec<DiffRow>,
-    /// Left side's value per time step.
-    pub left_timeline: TimelineData,
-    /// Right side's value per time step.
-    pub right_timeline: TimelineData,
-}
-
-fn share(v: u64, total: u64) -> f64 {
-    if total == 0 { 0.0 } else { v as f64 * 100.0 / total as f64 }
-}
-
-impl DiffRow {
-    fn change(&self, table: &Comparison) -> f64 {
-        share(self.right, table.right_ticks) - share(self.left, table.left_ticks)
-    }
-}
-
-impl Wire for DiffRow {
-    fn write(&self, w: &mut WireWriter) {
-        w.str(&self.name);
-        w.u64(self.left);
-        w.u64(self.right);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(DiffRow { name: r.str()?, left: r.u64()?, right: r.u64()? })
-    }
-}
-
-impl Wire for Comparison {
-    fn write(&self, w: &mut WireWriter) {
-        w.u64(self.left_ticks);
-        w.u64(self.right_ticks);
-        w.str(&self.units);
-        self.rows.write(w);
-        self.left_timeline.write(w);
-        self.right_timeline.write(w);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(Comparison {
-            left_ticks: r.u64()?,
-            right_ticks: r.u64()?,
-            units: r.str()?,
-            rows: Vec::read(r)?,
-            left_timeline: TimelineData::read(r)?,
-            right_timeline: TimelineData::read(r)?,
-        })
     }
 }
 
@@ -139,6 +70,8 @@ impl DataRequest for DiffRequest {
     #[cfg(feature = "ssr")]
     fn answer(&self, source: &crate::source::TenantSource) -> Result<Comparison, String> {
         use std::collections::HashMap;
+
+        use kiln_model::page_data::DiffRow;
         let DiffState { left, right } = &self.0;
         let left = source.merged(&left.0, &left.1, &left.2).map_err(|e| format!("left: {e}"))?;
         let right = source.merged(&right.0, &right.1, &right.2).map_err(|e| format!("right: {e}"))?;

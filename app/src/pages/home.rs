@@ -1,66 +1,13 @@
 //! The home page: every application Kiln has data for, and how to send it some.
 
+use kiln_model::page_data::{AppSummary, Home};
 use kiln_model::selector::Selector;
-use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
 use crate::format::{encode_query_value, format_unix_time};
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
-
-/// One application on the home page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSummary {
-    /// Application name.
-    pub name: String,
-    /// Profile types seen for it (`cpu`, `alloc_space`, …).
-    pub profile_types: Vec<String>,
-    /// Label names seen on its series.
-    pub label_names: Vec<String>,
-    /// Unix seconds of the newest upload.
-    pub last_seen: i64,
-    /// Number of uploads stored.
-    pub uploads: u64,
-}
-
-/// What the home page shows: the applications and where agents should send data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Home {
-    /// Applications, most recently seen first.
-    pub apps: Vec<AppSummary>,
-    /// This server as the browser reached it (`http://host:port`), for the setup instructions.
-    pub address: String,
-}
-
-impl Wire for AppSummary {
-    fn write(&self, w: &mut WireWriter) {
-        w.str(&self.name);
-        self.profile_types.write(w);
-        self.label_names.write(w);
-        w.i64(self.last_seen);
-        w.u64(self.uploads);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(AppSummary {
-            name: r.str()?,
-            profile_types: Vec::read(r)?,
-            label_names: Vec::read(r)?,
-            last_seen: r.i64()?,
-            uploads: r.u64()?,
-        })
-    }
-}
-
-impl Wire for Home {
-    fn write(&self, w: &mut WireWriter) {
-        self.apps.write(w);
-        w.str(&self.address);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(Home { apps: Vec::read(r)?, address: r.str()? })
-    }
-}
 
 /// The applications with stored profiles.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::fetch;
+use crate::flame::{FlameGraph, Loaded};
 use crate::format::{encode_query_value, format_value};
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;

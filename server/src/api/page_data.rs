@@ -1,7 +1,7 @@
 //! `GET /api/page-data/{name}?…`: the data a page asks for when its URL changes (a query's
 //! table and timeline, label names and values, a comparison), in the encoding the page
-//! decodes. The pages define the requests and their answers (`kiln_app::data`); this is only
-//! the HTTP side.
+//! decodes. The pages define the requests (`kiln_app::pages::answer`), `kiln_model::page_data`
+//! their answers; this is only the HTTP side.
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ pub async fn page_data(
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let store_source = StoreSource { store: state.store.clone(), limits: state.query_limits, cancel: cancel.clone() };
     let source = TenantSource::new(Arc::new(store_source), tenant.0, address_of(host));
-    match kiln_app::data::answer(&name, query.as_deref().unwrap_or(""), &source) {
+    match kiln_app::pages::answer(&name, query.as_deref().unwrap_or(""), &source) {
         None => Err(AppError::NotFound(format!("no page data named `{name}`"))),
         // The merge stopped at the request's deadline: 503, as for `/render`.
         Some(Err(_)) if cancel.is_cancelled() => Err(Cancelled.into()),

@@ -653,7 +653,7 @@ mod tests {
         let q = Query::parse(crate::storage::DEFAULT_TENANT, "web.cpu", i64::MIN, i64::MAX).unwrap();
         assert!(matches!(merge_cancellable(&store, &q, &cancel).await, Err(MergeError::Cancelled(Cancelled))));
         // So do the pages' merges, which read through the app's source.
-        use kiln_app::source::ProfileSource;
+        use kiln_model::page_data::ProfileSource;
         let store = Arc::new(store);
         let page_source = |cancel| StoreSource { store: store.clone(), limits: QueryLimits::default(), cancel };
         assert!(page_source(Cancel::never()).merged(DEFAULT_TENANT, "web.cpu", "0", "now").is_ok());

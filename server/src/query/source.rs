@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use kiln_app::pages::explore::timeline::TimelineData;
-use kiln_app::pages::home::AppSummary;
-use kiln_app::source::{MergedView, ProfileSource};
+use kiln_model::page_data::{AppSummary, MergedView, ProfileSource, TimelineData};
 
 use super::{Query, QueryLimits, block_on, label_names, label_values, merge_cancellable};
 use crate::storage::Store;

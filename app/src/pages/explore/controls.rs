@@ -5,7 +5,7 @@
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 use leptos::prelude::*;
 
-use super::ExploreState;
+use super::state::ExploreState;
 use crate::data::{DataRequest, page_data};
 use crate::format::encode_query_value;
 use crate::location::{QueryMap, navigate};

@@ -2,143 +2,30 @@
 //! sandwich) and the top table. The URL holds the whole view, so a link reproduces it.
 
 mod controls;
+mod state;
 mod table;
 pub mod timeline;
 
 use std::sync::Arc;
 
+use kiln_model::page_data::QuerySummary;
 use kiln_model::palette::ColourMode;
 use kiln_model::recursion::{collapse_list, collapse_path, collapse_recursion};
 use kiln_model::sandwich;
-use kiln_model::top::TopRow;
-use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
 use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
-use crate::flame::{FlameGraph, Loaded, fetch};
+use crate::fetch;
+use crate::flame::{FlameGraph, Loaded};
 use crate::format::{encode_query_value, format_value};
 use crate::location::{QueryMap, use_query_map};
 use crate::search::SearchBox;
 use crate::sync_hydrate::IntoAnySync;
 use controls::{Exports, LabelFilter, TimeRange, ViewSwitch};
 pub use controls::{LabelNamesRequest, LabelValuesRequest};
+pub use state::{DEFAULT_FROM, DEFAULT_UNTIL, ExploreState};
 use table::TopTableView;
-use timeline::{Timeline, TimelineData};
-
-/// Everything the explorer shows, as read from and written to the URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExploreState {
-    /// `app.type{matchers}`.
-    pub query: String,
-    /// Start of the range (`now-1h`, Unix seconds, …).
-    pub from: String,
-    /// End of the range.
-    pub until: String,
-    /// Search text (highlight and table filter).
-    pub search: String,
-    /// `flame` (graph and table), `table`, or `sandwich`.
-    pub view: String,
-    /// `icicle` (root on top) or `flame` (root at the bottom).
-    pub orient: String,
-    /// The function a sandwich view centres on.
-    pub function: String,
-    /// The zoomed frame's path from the root (`main;render`).
-    pub zoom: String,
-    /// What frame colours tell: `package` or `self` (see [`ColourMode`]).
-    pub colour: String,
-    /// Functions whose direct recursion is collapsed, `;`-separated like a stack (frame names
-    /// never hold a `;`).
-    pub collapse: String,
-}
-
-/// The range the explorer opens with.
-pub const DEFAULT_FROM: &str = "now-1h";
-/// See [`DEFAULT_FROM`].
-pub const DEFAULT_UNTIL: &str = "now";
-
-impl ExploreState {
-    /// Reads the state from the URL's query string, with defaults.
-    pub fn from_params(params: &QueryMap) -> Self {
-        let get = |k: &str, default: &str| params.get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
-        ExploreState {
-            query: get("query", ""),
-            from: get("from", DEFAULT_FROM),
-            until: get("until", DEFAULT_UNTIL),
-            search: get("search", ""),
-            view: get("view", "flame"),
-            orient: get("orient", "icicle"),
-            function: get("fn", ""),
-            zoom: get("zoom", ""),
-            colour: get("colour", ColourMode::Package.as_str()),
-            collapse: get("collapse", ""),
-        }
-    }
-
-    /// The URL of this state (defaults left out, so links stay short).
-    pub fn href(&self) -> String {
-        let mut url = format!(
-            "/explore?query={}&from={}&until={}",
-            encode_query_value(&self.query),
-            encode_query_value(&self.from),
-            encode_query_value(&self.until)
-        );
-        for (key, value, default) in [
-            ("search", &self.search, ""),
-            ("view", &self.view, "flame"),
-            ("orient", &self.orient, "icicle"),
-            ("fn", &self.function, ""),
-            ("zoom", &self.zoom, ""),
-            ("colour", &self.colour, ColourMode::Package.as_str()),
-            ("collapse", &self.collapse, ""),
-        ] {
-            if value != default {
-                url.push_str(&format!("&{key}={}", encode_query_value(value)));
-            }
-        }
-        url
-    }
-
-    /// A copy with `change` applied.
-    pub fn with(&self, change: impl FnOnce(&mut ExploreState)) -> ExploreState {
-        let mut next = self.clone();
-        change(&mut next);
-        next
-    }
-}
-
-/// The table and timeline of a query: everything the page shows except the flamegraph itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuerySummary {
-    /// Total value of the profile.
-    pub total: u64,
-    /// Sample unit.
-    pub units: String,
-    /// Functions, largest total first (the biggest 2000).
-    pub rows: Vec<TopRow>,
-    /// Number of functions before the cut.
-    pub functions: usize,
-    /// Value per time step.
-    pub timeline: TimelineData,
-}
-
-impl Wire for QuerySummary {
-    fn write(&self, w: &mut WireWriter) {
-        w.u64(self.total);
-        w.str(&self.units);
-        self.rows.write(w);
-        self.functions.write(w);
-        self.timeline.write(w);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(QuerySummary {
-            total: r.u64()?,
-            units: r.str()?,
-            rows: Vec::read(r)?,
-            functions: usize::read(r)?,
-            timeline: TimelineData::read(r)?,
-        })
-    }
-}
+use timeline::Timeline;
 
 /// The summary of `query` over `[from, until)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,25 +347,5 @@ fn KeyboardHelp() -> impl IntoView {
                 </button>
             </div>
         </Show>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn colours_and_collapsed_recursion_are_kept_in_the_url_defaults_left_out() {
-        let plain = ExploreState::from_params(&QueryMap::default()).with(|s| s.query = "app.cpu".into());
-        assert_eq!(ColourMode::parse(&plain.colour), ColourMode::Package);
-        assert_eq!(plain.href(), "/explore?query=app.cpu&from=now-1h&until=now");
-
-        let state = plain.with(|s| {
-            s.colour = ColourMode::SelfValue.as_str().into();
-            s.collapse = "walk;parse".into();
-        });
-        assert_eq!(state.href(), "/explore?query=app.cpu&from=now-1h&until=now&colour=self&collapse=walk%3Bparse");
-        assert_eq!(collapse_list(&state.collapse), ["walk", "parse"]);
-        assert!(collapse_list("").is_empty());
     }
 }

@@ -1,12 +1,13 @@
 //! The top table: every function with self and total, sortable, filtered by the search; a
 //! function's name leads to its sandwich view.
 
+use kiln_model::page_data::QuerySummary;
 use kiln_model::top::TopRow;
 use leptos::prelude::*;
 
-use super::{ExploreState, QuerySummary};
-use crate::after_paint;
+use super::state::ExploreState;
 use crate::format::{format_value, percent};
+use crate::paint::after_paint;
 use crate::search::NameSearch;
 
 /// Rows shown until "Show all" is pressed: inserting and laying out the server's 2000 rows

@@ -1,48 +1,11 @@
 //! The timeline: value per time step as bars; dragging across it selects a range and
 //! re-queries.
 
-use kiln_model::wire::{Wire, WireError, WireReader, WireWriter};
+use kiln_model::page_data::TimelineData;
 use leptos::prelude::*;
 
-use super::ExploreState;
+use super::state::ExploreState;
 use crate::format::format_unix_time;
-
-/// Value per time step.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TimelineData {
-    /// Unix seconds of the first step.
-    pub start_time: i64,
-    /// Seconds per step.
-    pub step: i64,
-    /// One value per step.
-    pub samples: Vec<u64>,
-}
-
-impl Wire for TimelineData {
-    fn write(&self, w: &mut WireWriter) {
-        w.i64(self.start_time);
-        w.i64(self.step);
-        self.samples.write(w);
-    }
-    fn read(r: &mut WireReader<'_>) -> Result<Self, WireError> {
-        Ok(TimelineData { start_time: r.i64()?, step: r.i64()?, samples: Vec::read(r)? })
-    }
-}
-
-impl TimelineData {
-    /// Saturating: a timeline over stamps near the ends of `i64` (stored by a broken clock)
-    /// still draws instead of overflowing.
-    fn end_time(&self) -> i64 {
-        self.start_time.saturating_add(self.step.saturating_mul(self.samples.len() as i64))
-    }
-
-    /// The Unix second at `fraction` (0..=1) of the width.
-    fn time_at(&self, fraction: f64) -> i64 {
-        let span = self.end_time() as f64 - self.start_time as f64;
-        // `as i64` saturates, so the sum cannot wrap.
-        self.start_time.saturating_add((span * fraction.clamp(0.0, 1.0)).round() as i64)
-    }
-}
 
 /// View-box width; the SVG stretches to the page.
 const WIDTH: f64 = 1000.0;

@@ -1,0 +1,121 @@
+//! What the flamegraph's parts share: the tree as loaded, and the signals of one graph's view.
+
+use std::sync::Arc;
+
+use kiln_model::layout::{Geometry, frame_color};
+use kiln_model::navigate::in_view;
+use kiln_model::search::lowercase_names;
+use kiln_model::{FlatTree, NodeId};
+use leptos::prelude::*;
+
+/// Height of one row of frames, in CSS pixels.
+pub const ROW_HEIGHT: f64 = 18.0;
+
+/// A tree ready to draw: the data, its geometry (computed once), and its sample unit.
+pub struct Loaded {
+    /// The merged tree (for a comparison: both sides added, so every frame of either shows).
+    pub tree: FlatTree,
+    /// Per-node positions in sample units.
+    pub geometry: Geometry,
+    /// Unit of the values (`samples`, `nanoseconds`, `bytes`, …).
+    pub units: String,
+    /// Per-side values when this is a comparison.
+    pub diff: Option<DiffSides>,
+    /// Frame names lowercased once, for searching.
+    pub lowercase_names: Vec<String>,
+    /// The largest self value of any frame: the top of the heat scale.
+    pub max_self: u64,
+    /// Each name's colour, computed once: hashing a name's package on every redraw was a
+    /// visible part of a redraw's time.
+    pub colours: Vec<(u16, u8, u8)>,
+}
+
+/// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
+pub struct DiffSides {
+    /// Left (baseline) totals.
+    pub left: Vec<u64>,
+    /// Right (comparison) totals.
+    pub right: Vec<u64>,
+    /// Left side's total.
+    pub left_ticks: u64,
+    /// Right side's total.
+    pub right_ticks: u64,
+}
+
+impl Loaded {
+    /// Computes the geometry of `tree`.
+    pub fn new(tree: FlatTree, units: String) -> Self {
+        let geometry = Geometry::new(&tree);
+        let lowercase_names = lowercase_names(&tree);
+        let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self, colours }
+    }
+
+    /// A comparison of `left` and `right`, laid out on their sum.
+    pub fn compare(left: &FlatTree, right: &FlatTree, units: String) -> Self {
+        let d = kiln_model::diff::diff(left, right);
+        let total: Vec<u64> = d.left_total.iter().zip(&d.right_total).map(|(l, r)| l + r).collect();
+        let self_value: Vec<u64> = d.left_self.iter().zip(&d.right_self).map(|(l, r)| l + r).collect();
+        let sides = DiffSides {
+            left_ticks: d.left_ticks(),
+            right_ticks: d.right_ticks(),
+            left: d.left_total,
+            right: d.right_total,
+        };
+        let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
+        let geometry = Geometry::new(&tree);
+        let lowercase_names = lowercase_names(&tree);
+        let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
+        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self, colours }
+    }
+}
+
+/// A point on the canvas, in CSS pixels, and the frame there (`None` over frames too small to
+/// draw one by one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pointer {
+    /// The frame under the point.
+    pub node: Option<NodeId>,
+    /// Pixels from the canvas's left edge.
+    pub x: f64,
+    /// Pixels from the canvas's top edge.
+    pub y: f64,
+}
+
+/// One flamegraph's view, shared by its parts (canvas, breadcrumb, tooltip, menu, keys).
+/// Signals are cheap handles, so each part holds a copy.
+#[derive(Clone, Copy)]
+pub struct FlameView {
+    /// The tree drawn (`None` while loading or when there is nothing).
+    pub data: Signal<Option<Arc<Loaded>>>,
+    /// The zoomed frame (the root when not zoomed).
+    pub focus: RwSignal<NodeId>,
+    /// The pointer over the canvas.
+    pub hover: RwSignal<Option<Pointer>>,
+    /// Where the context menu is open, on which frame.
+    pub menu: RwSignal<Option<Pointer>>,
+    /// The frame the keyboard moves (a click selects too).
+    pub selected: RwSignal<Option<NodeId>>,
+    /// Whether the keyboard drives: the selection's tooltip stays up only then, so that a click
+    /// does not leave one behind.
+    pub keyboard: RwSignal<bool>,
+    /// Root at the bottom (a flame graph) instead of the top (an icicle graph).
+    pub bottom_up: bool,
+}
+
+impl FlameView {
+    /// Zooms into `node` and selects it.
+    pub fn zoom_into(self, node: NodeId) {
+        self.focus.set(node);
+        self.selected.set(Some(node));
+    }
+
+    /// The selection while it is in view (zooming elsewhere through the breadcrumb can leave
+    /// it out of the picture).
+    pub fn visible_selection(self) -> Option<NodeId> {
+        let node = self.selected.get()?;
+        self.data.with(|d| d.as_ref().is_some_and(|d| in_view(&d.geometry, self.focus.get(), node))).then_some(node)
+    }
+}
