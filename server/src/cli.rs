@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use leptos::prelude::LeptosOptions;
 use tracing_subscriber::EnvFilter;
 
-use crate::api::{AppState, Auth, router};
+use crate::api::{AppState, Auth, Site, router};
 use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
@@ -37,9 +37,6 @@ enum Command {
     Upload(UploadArgs),
 }
 
-/// Where the built site (wasm, JS, CSS) is looked for when no flag or variable says.
-const DEFAULT_SITE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
-
 /// `kiln serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -49,9 +46,11 @@ pub struct ServeArgs {
     /// Directory for stored profiles (created if missing).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Directory of the built web assets (`pkg/kiln.js`, `pkg/kiln.wasm`, `pkg/kiln.css`).
-    #[arg(long, env = "KILN_SITE_ROOT", default_value = DEFAULT_SITE_ROOT)]
-    pub site_root: PathBuf,
+    /// Serve the web UI's files from this directory's `pkg/` (as `make site` writes it to
+    /// `target/site`) instead of the copy built into the binary: for UI work, where a rebuilt
+    /// site shows on reload without rebuilding the server. Unset: the built-in copy.
+    #[arg(long, env = "KILN_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
     /// Largest accepted request body, as sent, in bytes.
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = IngestLimits::default().max_body_bytes)]
     pub max_body_bytes: usize,
@@ -248,28 +247,37 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The Leptos options: taken from cargo-leptos' environment when it runs us (`cargo leptos
-/// watch`), else built from the flags.
-fn leptos_options(args: &ServeArgs) -> Result<LeptosOptions, String> {
+/// The Leptos options and where the site is served from: cargo-leptos' environment when it
+/// runs us (`cargo leptos watch`, which serves its own build from disk), else the flags.
+fn leptos_options(args: &ServeArgs) -> Result<(LeptosOptions, Site), String> {
     if std::env::var_os("LEPTOS_OUTPUT_NAME").is_some() {
         let conf = leptos::prelude::get_configuration(None).map_err(|e| format!("leptos configuration: {e}"))?;
-        return Ok(conf.leptos_options);
+        let site = Site::Dir(PathBuf::from(&*conf.leptos_options.site_root));
+        return Ok((conf.leptos_options, site));
     }
-    Ok(LeptosOptions::builder()
-        .output_name("kiln")
-        .site_root(args.site_root.to_string_lossy().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(args.listen)
-        .build())
+    let options = LeptosOptions::builder().output_name("kiln").site_pkg_dir("pkg").site_addr(args.listen).build();
+    let site = match &args.site_root {
+        Some(dir) => {
+            if !dir.join("pkg").is_dir() {
+                tracing::warn!(site_root = %dir.display(), "no pkg/ directory here: pages will render but not hydrate (run `make site`)");
+            }
+            tracing::info!(site_root = %dir.display(), "serving the web UI's files from disk");
+            Site::Dir(dir.clone())
+        }
+        None => {
+            let (files, bytes) = crate::api::site::embedded_size();
+            tracing::debug!(files, bytes, "serving the web UI built into the binary");
+            Site::Embedded
+        }
+    };
+    Ok((options, site))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = Store::open_with(args.store_config())
         .await
         .map_err(|e| format!("cannot open the data directory {}: {e}", args.data_dir.display()))?;
-    if !args.site_root.join("pkg").is_dir() {
-        tracing::warn!(site_root = %args.site_root.display(), "no built site assets here: pages will render but not hydrate (run `make build`)");
-    }
+    let (leptos, site) = leptos_options(&args)?;
     let state = AppState {
         store: Arc::new(store),
         metrics: Arc::new(Metrics::default()),
@@ -293,7 +301,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             default_max_nodes: args.max_nodes_default,
             max_nodes: args.max_nodes_max,
         },
-        leptos: leptos_options(&args)?,
+        leptos,
+        site,
         auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),
         inflight: crate::work::InflightBudget::new(args.max_inflight_bytes),
         panics: Arc::default(),
