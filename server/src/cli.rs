@@ -16,7 +16,7 @@ use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::query::QueryLimits;
 use crate::storage::{Backend, DiskFloor, S3Options, Store, StoreConfig};
-use crate::timespec::IngestWindow;
+use crate::timespec::{IngestWindow, parse_duration};
 use crate::upload::UploadArgs;
 
 /// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
@@ -199,32 +199,17 @@ impl ServeArgs {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, `30d` or plain seconds (`120`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 120s, 2m or 120"))?;
-    let seconds = |factor: u64| {
-        number.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
-    };
-    match unit.trim() {
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        "ms" => Ok(Duration::from_millis(number)),
-        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m, h or d")),
-    }
-}
-
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `kiln upload` prints its own one-line outcome, causes included: the TLS stack's logs
+    // would only say the same thing again.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,kiln_server=info",
+        Command::Upload(_) => "off,kiln_server=info",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info,kiln_server=info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .init();
     crate::api::protect::log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -348,19 +333,6 @@ async fn upload(args: UploadArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_or_plain_seconds() {
-        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-3s").is_err());
-    }
 
     #[test]
     fn serve_flags_have_the_documented_defaults() {
