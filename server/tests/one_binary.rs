@@ -30,7 +30,11 @@ fn get(addr: SocketAddr, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
 
 #[test]
 fn a_copied_binary_serves_the_built_site_from_an_empty_directory() {
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/site/pkg");
+    // Where server/build.rs took the site from.
+    let built = match option_env!("KILN_SITE_PKG") {
+        Some(dir) => Path::new(dir).to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/site/pkg"),
+    };
     let built_wasm = std::fs::read(built.join("kiln_bg.wasm")).expect("the site is built (`make site`)");
 
     let alone = tempfile::tempdir().unwrap();
