@@ -67,9 +67,9 @@ $(PKG)/kiln_bg.wasm: $(SITE_INPUTS) | tools npm
 	@raw=$$(stat -c %s $(PKG).new/kiln_bg.wasm); gz=$$(stat -c %s $(PKG).new/kiln_bg.wasm.gz); \
 	echo "wasm: $$raw bytes, $$gz gzipped (budget $(WASM_BUDGET_GZIP))"; \
 	if [ "$$gz" -gt $(WASM_BUDGET_GZIP) ]; then \
-		echo "error: the wasm is $$gz bytes gzipped, over the budget of $(WASM_BUDGET_GZIP) (350 KB)." >&2; \
+		echo "error: the wasm is $$gz bytes gzipped, over the budget of $(WASM_BUDGET_GZIP) bytes." >&2; \
 		echo "Every browser that opens Kiln downloads it: shrink it, or raise WASM_BUDGET_GZIP in the Makefile on purpose." >&2; \
-		exit 1; \
+		rm -rf $(PKG).new; exit 1; \
 	fi
 	rm -rf $(PKG) && mv $(PKG).new $(PKG)
 

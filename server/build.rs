@@ -24,8 +24,13 @@ fn main() {
         collect(&pkg, &pkg, &mut files);
     }
     files.sort();
-    let required = ["kiln.js", "kiln_bg.wasm", "kiln.css"];
-    let missing: Vec<&str> = required.iter().copied().filter(|name| !files.iter().any(|f| f == name)).collect();
+    // `make site` names the wasm `kiln_bg.wasm`; cargo-leptos, `kiln.wasm`.
+    let required: [&[&str]; 3] = [&["kiln.js"], &["kiln_bg.wasm", "kiln.wasm"], &["kiln.css"]];
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|names| !names.iter().any(|name| files.iter().any(|f| f == name)))
+        .map(|names| names[0])
+        .collect();
     if !missing.is_empty() {
         eprintln!(
             "error: the site is not built: {} has no {}.\n\
