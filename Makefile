@@ -7,20 +7,28 @@ SITE := target/site
 PKG := $(SITE)/pkg
 WASM_PROFILE := wasm-release
 WASM := target/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln_app.wasm
+# The wasm download's ceiling, gzipped: `make site` fails above it.
+WASM_BUDGET_GZIP := 358400
+# What the site is built from. The wasm-bindgen and binaryen (wasm-opt) versions come from the
+# two lockfiles, so a new version of either rebuilds it too.
+SITE_INPUTS := $(shell find app/src app/model/src style -type f) app/Cargo.toml app/model/Cargo.toml \
+	Cargo.toml Cargo.lock end2end/package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run build test tools s3s-fs npm chromium site lint unit e2e fuzz clean
 
 ## make run: release build, then Kiln on 127.0.0.1:4040 with data in ./data
 run: build
-	target/release/kiln serve --listen 127.0.0.1:4040 --data-dir ./data --site-root $(SITE)
+	target/release/kiln serve --listen 127.0.0.1:4040 --data-dir ./data
 
-## make build: target/release/kiln plus the site assets in target/site
-build: tools npm site
+## make build: target/release/kiln, one file with the web UI built in (server/build.rs embeds
+## target/site/pkg, so the site is built first)
+build: site
 	cargo build --release -p kiln-server
 
-## make test: fmt, clippy, unit and integration tests, the wasm build, Playwright
-test: tools s3s-fs npm chromium lint unit site e2e
+## make test: the wasm site (which the server embeds), fmt, clippy, unit and integration
+## tests, Playwright
+test: tools s3s-fs npm chromium site lint unit e2e
 
 tools:
 	rustup target add wasm32-unknown-unknown
@@ -42,22 +50,35 @@ end2end/node_modules/.package-lock.json: end2end/package.json end2end/package-lo
 chromium:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-## The browser half: the app crate for wasm, bound by wasm-bindgen, shrunk by wasm-opt.
-site:
-	cargo build -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate --profile $(WASM_PROFILE)
-	mkdir -p $(PKG)
-	wasm-bindgen --target web --no-typescript --out-dir $(PKG) --out-name kiln $(WASM)
-	end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-		$(PKG)/kiln_bg.wasm -o $(PKG)/kiln_bg.wasm
-	cp style/main.css $(PKG)/kiln.css
-	@echo "wasm: $$(stat -c %s $(PKG)/kiln_bg.wasm) bytes, $$(gzip -9c $(PKG)/kiln_bg.wasm | wc -c) gzipped"
+## The browser half: the app crate for wasm, bound by wasm-bindgen, shrunk by wasm-opt, with
+## gzip copies to serve. Rebuilt only when its inputs change; built in a fresh directory and
+## swapped in whole, so a failed or over-budget build leaves no half site for the server to
+## embed.
+site: $(PKG)/kiln_bg.wasm
 
-lint:
+$(PKG)/kiln_bg.wasm: $(SITE_INPUTS) | tools npm
+	cargo build -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate --profile $(WASM_PROFILE)
+	rm -rf $(PKG).new && mkdir -p $(PKG).new
+	wasm-bindgen --target web --no-typescript --out-dir $(PKG).new --out-name kiln $(WASM)
+	end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+		$(PKG).new/kiln_bg.wasm -o $(PKG).new/kiln_bg.wasm
+	cp style/main.css $(PKG).new/kiln.css
+	gzip -9 -k -n $(PKG).new/kiln_bg.wasm $(PKG).new/kiln.js $(PKG).new/kiln.css
+	@raw=$$(stat -c %s $(PKG).new/kiln_bg.wasm); gz=$$(stat -c %s $(PKG).new/kiln_bg.wasm.gz); \
+	echo "wasm: $$raw bytes, $$gz gzipped (budget $(WASM_BUDGET_GZIP))"; \
+	if [ "$$gz" -gt $(WASM_BUDGET_GZIP) ]; then \
+		echo "error: the wasm is $$gz bytes gzipped, over the budget of $(WASM_BUDGET_GZIP) bytes." >&2; \
+		echo "Every browser that opens Kiln downloads it: shrink it, or raise WASM_BUDGET_GZIP in the Makefile on purpose." >&2; \
+		rm -rf $(PKG).new; exit 1; \
+	fi
+	rm -rf $(PKG) && mv $(PKG).new $(PKG)
+
+lint: site
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p kiln-app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
-unit:
+unit: site
 	# tests/live_agents.rs runs the real agents as child processes: build their binaries first
 	# (a test can only name its own package's binaries).
 	cargo build -p kiln-agent-rust-v05 -p kiln-agent-rust-v2
@@ -76,7 +97,7 @@ FUZZ_MAX_LEN ?= 65536
 FUZZ_TARGETS ?= folded pprof selector timespec render_query push speedscope
 # Release code with overflow checks and debug assertions: wrapped arithmetic is a finding.
 FUZZ_FLAGS := -s none -O -a
-fuzz:
+fuzz: site
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	server/fuzz/seed.sh
 	cd server/fuzz && cargo fuzz build $(FUZZ_FLAGS)

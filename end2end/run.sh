@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Playwright suite against a real Kiln: a free port, a temp data dir, the server
 # stopped afterwards whatever happens. Usage: end2end/run.sh path/to/kiln [playwright args…]
+# The binary is copied to an empty temp dir and run from there, with no --site-root: every
+# browser test proves that the one file serves the whole UI (the site is built into it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -8,14 +10,16 @@ kiln=$(realpath "${1:?usage: run.sh path/to/kiln}")
 shift
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
+alone=$(mktemp -d)
 log=$(mktemp)
 mkdir -p "$here/test-results"
-"$kiln" serve --listen "127.0.0.1:$port" --data-dir "$data" --site-root "$root/target/site" >"$log" 2>&1 &
+cp "$kiln" "$alone/kiln"
+(cd "$alone" && exec env -u KILN_SITE_ROOT ./kiln serve --listen "127.0.0.1:$port" --data-dir "$data") >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  rm -rf "$data"; [ "${KEEP_LOG:-}" ] || rm -f "$log"
+  rm -rf "$data" "$alone"; [ "${KEEP_LOG:-}" ] || rm -f "$log"
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do
@@ -23,6 +27,11 @@ for _ in $(seq 1 100); do
   kill -0 "$pid" 2>/dev/null || { echo "kiln exited early:"; cat "$log"; exit 1; }
   sleep 0.1
 done
+# The wasm it serves is the one `make site` built.
+if ! curl -fs "http://127.0.0.1:$port/pkg/kiln_bg.wasm" | cmp -s - "$root/target/site/pkg/kiln_bg.wasm"; then
+  echo "the relocated kiln does not serve target/site/pkg/kiln_bg.wasm: rebuild it after \`make site\`"
+  exit 1
+fi
 cd "$here"
 status=0
 KILN_URL="http://127.0.0.1:$port" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test "$@" || status=$?

@@ -10,14 +10,22 @@
 //! [`SyncHydrate`] wraps a view and forwards every method except `hydrate_async`, which keeps
 //! the trait's default: the synchronous hydration, awaited at once. Erase through
 //! [`IntoAnySync::into_any_sync`] instead of `into_any`.
+//!
+//! This leans on tachys internals, so the Leptos crates are pinned exactly (`=` in the root
+//! Cargo.toml: leptos, leptos_axum, leptos_meta, tachys). On the first Leptos release whose
+//! `AnyView` no longer keeps `hydrate_async` for views that are never hydrated asynchronously
+//! (upstream's async-hydration bloat; check by building with `into_any()` in place of
+//! `into_any_sync()` and comparing the gzipped size `make site` prints): delete this file, use
+//! `into_any()` again where `into_any_sync()` is called, and go back to `^` requirements
+//! (drop the `tachys` line from app/Cargo.toml).
 
 use leptos::prelude::*;
-use leptos::tachys::html::attribute::{Attribute, any_attribute::AnyAttribute};
-use leptos::tachys::hydration::Cursor;
-use leptos::tachys::ssr::StreamBuilder;
-use leptos::tachys::view::add_attr::AddAnyAttr;
-use leptos::tachys::view::any_view::AnyView;
-use leptos::tachys::view::{Position, PositionState, Render, RenderHtml};
+use tachys::html::attribute::{Attribute, any_attribute::AnyAttribute};
+use tachys::hydration::Cursor;
+use tachys::ssr::StreamBuilder;
+use tachys::view::add_attr::AddAnyAttr;
+use tachys::view::any_view::AnyView;
+use tachys::view::{Position, PositionState, Render, RenderHtml};
 
 /// A view whose asynchronous hydration is its synchronous one.
 pub struct SyncHydrate<V>(pub V);

@@ -18,9 +18,9 @@ use clap::Parser;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use kiln_server::api::{AppState, router};
-use kiln_server::cli::parse_duration;
 use kiln_server::edge::{self, EdgeConfig};
 use kiln_server::storage::{Store, StoreConfig};
+use kiln_server::timespec::parse_duration;
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -10,13 +10,13 @@ use clap::{Args, Parser, Subcommand};
 use leptos::prelude::LeptosOptions;
 use tracing_subscriber::EnvFilter;
 
-use crate::api::{AppState, Auth, router};
+use crate::api::{AppState, Auth, Site, router};
 use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::query::QueryLimits;
 use crate::storage::{Backend, DiskFloor, S3Options, Store, StoreConfig};
-use crate::timespec::IngestWindow;
+use crate::timespec::{IngestWindow, parse_duration};
 use crate::upload::UploadArgs;
 
 /// Kiln: continuous profiling. Agents upload profiles; people browse flamegraphs.
@@ -37,9 +37,6 @@ enum Command {
     Upload(UploadArgs),
 }
 
-/// Where the built site (wasm, JS, CSS) is looked for when no flag or variable says.
-const DEFAULT_SITE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
-
 /// `kiln serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -49,9 +46,11 @@ pub struct ServeArgs {
     /// Directory for stored profiles (created if missing).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Directory of the built web assets (`pkg/kiln.js`, `pkg/kiln.wasm`, `pkg/kiln.css`).
-    #[arg(long, env = "KILN_SITE_ROOT", default_value = DEFAULT_SITE_ROOT)]
-    pub site_root: PathBuf,
+    /// Serve the web UI's files from this directory's `pkg/` (as `make site` writes it to
+    /// `target/site`) instead of the copy built into the binary: for UI work, where a rebuilt
+    /// site shows on reload without rebuilding the server. Unset: the built-in copy.
+    #[arg(long, env = "KILN_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
     /// Largest accepted request body, as sent, in bytes.
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = IngestLimits::default().max_body_bytes)]
     pub max_body_bytes: usize,
@@ -200,32 +199,17 @@ impl ServeArgs {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, `30d` or plain seconds (`120`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 120s, 2m or 120"))?;
-    let seconds = |factor: u64| {
-        number.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
-    };
-    match unit.trim() {
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        "ms" => Ok(Duration::from_millis(number)),
-        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m, h or d")),
-    }
-}
-
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `kiln upload` prints its own one-line outcome, causes included: the TLS stack's logs
+    // would only say the same thing again.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,kiln_server=info",
+        Command::Upload(_) => "off,kiln_server=info",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("info,kiln_server=info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .init();
     crate::api::protect::log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -248,28 +232,37 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The Leptos options: taken from cargo-leptos' environment when it runs us (`cargo leptos
-/// watch`), else built from the flags.
-fn leptos_options(args: &ServeArgs) -> Result<LeptosOptions, String> {
+/// The Leptos options and where the site is served from: cargo-leptos' environment when it
+/// runs us (`cargo leptos watch`, which serves its own build from disk), else the flags.
+fn leptos_options(args: &ServeArgs) -> Result<(LeptosOptions, Site), String> {
     if std::env::var_os("LEPTOS_OUTPUT_NAME").is_some() {
         let conf = leptos::prelude::get_configuration(None).map_err(|e| format!("leptos configuration: {e}"))?;
-        return Ok(conf.leptos_options);
+        let site = Site::Dir(PathBuf::from(&*conf.leptos_options.site_root));
+        return Ok((conf.leptos_options, site));
     }
-    Ok(LeptosOptions::builder()
-        .output_name("kiln")
-        .site_root(args.site_root.to_string_lossy().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(args.listen)
-        .build())
+    let options = LeptosOptions::builder().output_name("kiln").site_pkg_dir("pkg").site_addr(args.listen).build();
+    let site = match &args.site_root {
+        Some(dir) => {
+            if !dir.join("pkg").is_dir() {
+                tracing::warn!(site_root = %dir.display(), "no pkg/ directory here: pages will render but not hydrate (run `make site`)");
+            }
+            tracing::info!(site_root = %dir.display(), "serving the web UI's files from disk");
+            Site::Dir(dir.clone())
+        }
+        None => {
+            let (files, bytes) = crate::api::site::embedded_size();
+            tracing::debug!(files, bytes, "serving the web UI built into the binary");
+            Site::Embedded
+        }
+    };
+    Ok((options, site))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = Store::open_with(args.store_config())
         .await
         .map_err(|e| format!("cannot open the data directory {}: {e}", args.data_dir.display()))?;
-    if !args.site_root.join("pkg").is_dir() {
-        tracing::warn!(site_root = %args.site_root.display(), "no built site assets here: pages will render but not hydrate (run `make build`)");
-    }
+    let (leptos, site) = leptos_options(&args)?;
     let state = AppState {
         store: Arc::new(store),
         metrics: Arc::new(Metrics::default()),
@@ -293,7 +286,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             default_max_nodes: args.max_nodes_default,
             max_nodes: args.max_nodes_max,
         },
-        leptos: leptos_options(&args)?,
+        leptos,
+        site,
         auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),
         inflight: crate::work::InflightBudget::new(args.max_inflight_bytes),
         panics: Arc::default(),
@@ -339,19 +333,6 @@ async fn upload(args: UploadArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_or_plain_seconds() {
-        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-3s").is_err());
-    }
 
     #[test]
     fn serve_flags_have_the_documented_defaults() {

@@ -1,11 +1,12 @@
 //! Times in query strings: Unix seconds, milliseconds, microseconds or nanoseconds (told apart
-//! by magnitude), `now`, and `now-15m` style offsets.
+//! by magnitude), `now`, and `now-15m` style offsets; and the one duration syntax
+//! ([`parse_duration`]) that those offsets and every duration flag of `kiln` share.
 //!
 //! Every time comes from the network, so every step is checked: a parse never wraps, and what
 //! it returns is bounded before anyone does arithmetic with it. Queries are clamped to
 //! [`QUERY_HORIZON_SECS`] around now; uploads are refused outside an [`IngestWindow`].
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far from now a query range may reach, either way: 100 years. Wider ends are clamped,
 /// so that range arithmetic (steps, spans, points) always fits in an `i64`.
@@ -28,7 +29,10 @@ pub fn parse(value: &str, now: i64) -> Result<i64, String> {
             b'+' => (1, &rest[1..]),
             _ => return Err(format!("`{value}` is not a time: expected `now-15m` style")),
         };
-        let offset = parse_duration(offset).ok_or_else(|| format!("`{value}` has a bad duration"))?;
+        let offset = parse_duration(offset)
+            .ok()
+            .and_then(|offset| i64::try_from(offset.as_secs()).ok())
+            .ok_or_else(|| format!("`{value}` has a bad duration: use `now-15m` style (s, m, h, d, w or y)"))?;
         return now
             .checked_add(sign * offset)
             .ok_or_else(|| format!("`{value}` is out of range: the offset is larger than any time"));
@@ -99,21 +103,39 @@ impl IngestWindow {
     }
 }
 
-/// `10s`, `15m`, `1h`, `7d`, `2w`, or plain seconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
+/// A duration: a whole number and a unit, or a plain number of seconds (`120`). The units:
+///
+/// | unit | means |
+/// |---|---|
+/// | `ms` | milliseconds |
+/// | `s` | seconds (the default) |
+/// | `m` | minutes |
+/// | `h` | hours |
+/// | `d` | days of 86 400 s |
+/// | `w` | weeks of 7 days |
+/// | `y` | years of 365 days |
+///
+/// One syntax for every duration flag (`--retention 30d`, `--retry-backoff 250ms`) and for
+/// the offsets of relative times (`now-15m`, where milliseconds round down to whole seconds).
+/// No sign, fraction or space inside; sizes that overflow are errors, never wraps.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        "y" => 31_536_000,
-        _ => return None,
+    let number: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 120s, 2m, 250ms or 120"))?;
+    let seconds = |factor: u64| {
+        number.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
     };
-    n.checked_mul(scale)
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3_600),
+        "d" => seconds(86_400),
+        "w" => seconds(7 * 86_400),
+        "y" => seconds(365 * 86_400),
+        other => Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m, h, d, w or y")),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +184,36 @@ mod tests {
         assert!(window.check(946_684_799, now).unwrap_err().contains("oldest"));
         assert!(window.check(i64::MIN, now).is_err());
         assert!(window.check(i64::MAX, i64::MAX).is_ok(), "saturates instead of wrapping");
+    }
+
+    #[test]
+    fn durations_take_every_unit_or_plain_seconds() {
+        let secs = Duration::from_secs;
+        for (input, want) in [
+            ("120", secs(120)),
+            ("120s", secs(120)),
+            (" 2m ", secs(120)),
+            ("250ms", Duration::from_millis(250)),
+            ("1h", secs(3_600)),
+            ("30d", secs(30 * 86_400)),
+            ("2w", secs(14 * 86_400)),
+            ("1y", secs(365 * 86_400)),
+            ("0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(input), Ok(want), "{input}");
+        }
+        for bad in ["", "s", "-3s", "1.5h", "2 weeks", "5q", "3M", "18446744073709551616", "18446744073709551615y"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration("5q").unwrap_err().contains("use ms, s, m, h, d, w or y"));
+    }
+
+    #[test]
+    fn relative_times_use_the_same_units() {
+        let now = 1_700_000_000;
+        assert_eq!(parse("now-2w", now), Ok(now - 14 * 86_400));
+        assert_eq!(parse("now+1y", now), Ok(now + 365 * 86_400));
+        assert_eq!(parse("now-1500ms", now), Ok(now - 1), "milliseconds round down to seconds");
     }
 
     #[test]

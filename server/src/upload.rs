@@ -1,4 +1,5 @@
-//! `kiln upload`: the agent side of an upload, for scripts and CI jobs.
+//! `kiln upload`: the agent side of an upload, for scripts and CI jobs, over `http://` or
+//! `https://` (reqwest with rustls: the system's trusted roots, plus `--ca-cert`).
 //!
 //! Kiln's rule for kept-alive connections is that the client closes an idle connection, never
 //! the server (see [`crate::edge`]). This client keeps one connection for all its files and drops
@@ -22,16 +23,12 @@ use bytes::Bytes;
 use clap::Parser;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use hyper::{Request, StatusCode, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use reqwest::{StatusCode, header};
 
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 
-use crate::cli::parse_duration;
+use crate::timespec::parse_duration;
 
 /// How long the client keeps an idle connection: under the server's idle limit (120 s by
 /// default, advertised as `Keep-Alive: timeout=115`) so that the client closes first.
@@ -47,7 +44,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Debug, Clone, Parser)]
 #[command(after_help = "Each file is one upload, gzip-compressed, sent over one kept-alive connection \
                   that this client closes after 60 s idle, before the server's own limit. \
-                  Uploads that fail on the way (connection reset or closed, timeout, 408, 429, 5xx) \
+                  https:// servers are checked against the system's trusted certificates and \
+                  those of --ca-cert. Uploads that fail on the way (connection reset or closed, timeout, 408, 429, 5xx) \
                   are retried with the same Idempotency-Key, after the server's Retry-After when it \
                   sends one (at most 60 s); a 4xx answer stops with the server's \
                   error and a non-zero exit code.\n\n\
@@ -56,9 +54,13 @@ pub struct UploadArgs {
     /// Files to upload, one upload each; `-` or no file reads standard input.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// The Kiln server's base URL (plain HTTP).
+    /// The Kiln server's base URL: `http://` or `https://`, a path prefix allowed.
     #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:4040")]
     pub server: String,
+    /// Also trust the certificates in this PEM file (a private CA, a self-signed server) for
+    /// `https://` servers, besides the system's.
+    #[arg(long, env = "KILN_CA_CERT", value_name = "PEM_FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Format of the files, passed to the server as `format=`: folded, collapsed, lines,
     /// perf_script, dtrace, sample, vtune, vsprof, ghcprof, pprof or guess.
     #[arg(long, default_value = "folded")]
@@ -117,7 +119,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 /// Why an upload did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    /// The flags cannot work (e.g. an `https://` server).
+    /// The flags cannot work (e.g. a server URL that is not `http://` or `https://`).
     #[error("{0}")]
     Usage(String),
     /// A file could not be read.
@@ -239,7 +241,7 @@ impl ProgressBar {
 
 /// Uploads over one pooled connection, with retries.
 pub struct Uploader {
-    client: Client<HttpConnector, UploadBody>,
+    client: reqwest::Client,
     base: String,
     token: Option<String>,
     tenant: Option<String>,
@@ -250,24 +252,34 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// A client for `server` (`http://host:port`, a path prefix allowed).
+    /// A client for `server` (`http://host:port` or `https://…`, a path prefix allowed).
     pub fn new(args: &UploadArgs) -> Result<Uploader, UploadError> {
         let base = args.server.trim().trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(UploadError::Usage(format!(
-                "--server {base}: Kiln's client speaks plain http:// only (put a TLS proxy in front of it if needed)"
-            )));
+        let url = reqwest::Url::parse(&base).map_err(|e| UploadError::Usage(format!("--server {base}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(UploadError::Usage(format!("--server {base}: not an http:// or https:// URL")));
         }
-        base.parse::<hyper::Uri>().map_err(|e| UploadError::Usage(format!("--server {base}: {e}")))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(args.timeout.min(Duration::from_secs(10))));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = reqwest::Client::builder()
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // Without a timer the pool never notices that a connection went idle.
-            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(1)
-            .build(connector);
+            .tcp_nodelay(true)
+            .connect_timeout(args.timeout.min(Duration::from_secs(10)))
+            // Where the URL says, whatever the environment: the connection is ours to keep.
+            .no_proxy()
+            // A redirect would resend neither the body nor the retry logic's key faithfully.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|source| UploadError::Input { path: path.display().to_string(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| UploadError::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(UploadError::Usage(format!("--ca-cert {}: no PEM certificate in it", path.display())));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client =
+            builder.build().map_err(|e| UploadError::Usage(format!("cannot set up the client: {}", describe(&e))))?;
         Ok(Uploader {
             client,
             base,
@@ -326,7 +338,9 @@ impl Uploader {
             total: body.len(),
             shown: None,
         });
-        let mut request = Request::post(uri)
+        let mut request = self
+            .client
+            .post(uri)
             .header(header::CONTENT_TYPE, "text/plain")
             .header(header::CONTENT_ENCODING, "gzip")
             .header(header::CONTENT_LENGTH, body.len())
@@ -338,13 +352,18 @@ impl Uploader {
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = request
-            .body(UploadBody { data: body.clone(), sent: 0, progress })
-            .map_err(|e| format!("cannot build the request: {e}"))?;
-        let response = self.client.request(request).await.map_err(|e| describe(&e))?;
+        let request = request.body(reqwest::Body::wrap(UploadBody { data: body.clone(), sent: 0, progress }));
+        let response = request.send().await.map_err(|e| {
+            let text = describe(&e);
+            if text.contains("invalid peer certificate") {
+                format!("{text} (if the server's certificate comes from a private CA, pass that CA with --ca-cert)")
+            } else {
+                text
+            }
+        })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = response.into_body().collect().await.map_err(|e| describe(&e))?.to_bytes();
+        let text = response.bytes().await.map_err(|e| describe(&e))?;
         Ok(Answer { status, text: String::from_utf8_lossy(&text).trim().to_string(), retry_after })
     }
 }
@@ -362,7 +381,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A `Retry-After` in seconds (the form Kiln sends; an HTTP date is ignored), at most
 /// [`MAX_RETRY_AFTER`].
-fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
@@ -548,13 +567,17 @@ mod tests {
     }
 
     #[test]
-    fn only_http_servers() {
-        assert!(Uploader::new(&args(&["--server", "https://example.test"])).is_err());
+    fn http_and_https_servers_only() {
+        assert!(Uploader::new(&args(&["--server", "https://example.test"])).is_ok());
+        assert!(Uploader::new(&args(&["--server", "http://127.0.0.1:4040/kiln/"])).is_ok());
+        for bad in ["ftp://example.test", "example.test:4040", "http://", "https://exa mple.test"] {
+            assert!(matches!(Uploader::new(&args(&["--server", bad])), Err(UploadError::Usage(_))), "{bad}");
+        }
     }
 
     #[test]
     fn retry_after_is_read_in_seconds_and_capped() {
-        let mut headers = hyper::HeaderMap::new();
+        let mut headers = header::HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
         headers.insert(header::RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));

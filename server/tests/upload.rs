@@ -314,3 +314,78 @@ async fn the_tenant_goes_as_x_scope_orgid() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.contains(r#""name":"shop""#), "{response}");
 }
+
+/// A TLS endpoint on loopback in front of `target`, with the test certificate of
+/// tests/data/tls (issued to `localhost` and 127.0.0.1 by the CA in `ca.pem`).
+async fn tls_terminator(target: SocketAddr) -> SocketAddr {
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::crypto::aws_lc_rs;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate hangs up here.
+                let Ok(mut client) = acceptor.accept(client).await else { return };
+                let mut upstream = TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn uploads_go_over_https_with_the_token_and_a_trusted_certificate_only() {
+    let server = kiln(Auth::new(Some("s3cret".into()), None)).await;
+    let tls = tls_terminator(server.addr).await;
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ca.pem").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "x.folded", "main;tls 3\n").display().to_string();
+    let https = |extra: &[&str]| {
+        let url = format!("https://localhost:{}", tls.port());
+        let mut argv =
+            vec!["upload", "--server", url.as_str(), "--retry-backoff", "10ms", "--app", "shop", "--type", "cpu"];
+        argv.extend_from_slice(extra);
+        argv.push(&file);
+        UploadArgs::try_parse_from(argv).expect("flags parse")
+    };
+
+    // A certificate the client does not trust: refused before anything is sent.
+    let error = tokio::time::timeout(GIVE_UP, upload::run(&https(&["--attempts", "1", "--token", "s3cret"])))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let UploadError::GaveUp { last, .. } = &error else { panic!("a TLS failure, not {error:?}") };
+    assert!(last.to_lowercase().contains("certificate"), "says why: {last}");
+    assert_eq!(server.metrics.ingest_uploads.load(Ordering::SeqCst), 0);
+
+    // Trusted through --ca-cert, but no token: the server's 401 came back through TLS.
+    let error = upload::run(&https(&["--ca-cert", &ca])).await.unwrap_err();
+    assert!(matches!(error, UploadError::Rejected { status, .. } if status.as_u16() == 401), "{error:?}");
+
+    // Trusted, with the token: stored.
+    let done = tokio::time::timeout(GIVE_UP, upload::run(&https(&["--ca-cert", &ca, "--token", "s3cret"])))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done[0].attempts, 1);
+    assert_eq!(server.metrics.ingest_uploads.load(Ordering::SeqCst), 1);
+    let (status, folded) = get(server.addr, "/render?query=shop.cpu&format=folded").await;
+    assert_eq!((status, folded.as_str()), (200, "main;tls 3\n"));
+}

@@ -10,6 +10,7 @@ mod lane;
 mod page_data;
 pub mod protect;
 mod render;
+pub mod site;
 mod tenant;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::Auth;
 pub use error::AppError;
 pub use render::parse_render_query;
+pub use site::Site;
 pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
 
 use crate::ingest::{self, IngestLimits};
@@ -51,8 +53,10 @@ pub struct AppState {
     pub limits: IngestLimits,
     /// What one query may cost.
     pub query_limits: QueryLimits,
-    /// Where the site's assets are and what they are called.
+    /// What the pages' HTML calls the site's assets (`/pkg/kiln.js`, …).
     pub leptos: LeptosOptions,
+    /// Where those assets are served from: the binary's own copy unless `--site-root` says.
+    pub site: Site,
     /// Tokens required for uploads and reads; none by default.
     pub auth: Auth,
     /// Bytes of uploads being decoded, across requests (`--max-inflight-bytes`); its gauge and
@@ -64,7 +68,7 @@ pub struct AppState {
 
 impl AppState {
     /// A state over `store` with the default limits, no tokens, fresh metrics and the site
-    /// assets where `make site` puts them: the starting point for tests and embedders, which
+    /// assets built into the binary: the starting point for tests and embedders, which
     /// override what they need (`AppState { auth, ..AppState::new(store) }`).
     pub fn new(store: Arc<Store>) -> AppState {
         AppState {
@@ -72,7 +76,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limits: IngestLimits::default(),
             query_limits: QueryLimits::default(),
-            leptos: LeptosOptions::builder().output_name("kiln").site_root("target/site").build(),
+            leptos: LeptosOptions::builder().output_name("kiln").build(),
+            site: Site::Embedded,
             auth: Auth::default(),
             inflight: InflightBudget::new(crate::work::DEFAULT_INFLIGHT_BYTES),
             panics: Arc::default(),
@@ -124,13 +129,23 @@ pub fn router(state: AppState) -> Router {
         .route("/label-values", get(labels::label_values))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/pkg/{*name}", get(site::asset));
     for path in PAGE_PATHS {
         let page = page.clone();
         router = router.route(path, get(move |request: Request<Body>| page(request)).layer(heavy()));
     }
+    // Any other path is the "not found" page (the app renders it for paths it does not know).
+    let not_found_options = state.leptos.clone();
+    let not_found = leptos_axum::render_app_async_with_context(context, move || shell(not_found_options.clone()));
     router
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .fallback(move |request: Request<Body>| async move {
+            let mut response = not_found(request).await;
+            if response.status() == StatusCode::OK {
+                *response.status_mut() = StatusCode::NOT_FOUND;
+            }
+            response
+        })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         // Inside `observe_request`, so a panic's 500 is counted with the other 5xx.
         .layer(protect::catch_panics(state.panics.clone()))

@@ -24,10 +24,19 @@ impl Kiln {
     /// Starts Kiln on `data_dir` with extra flags and waits until it answers; its log goes to
     /// `kiln.log` in the data directory.
     pub fn start(data_dir: &Path, flags: &[&str]) -> Kiln {
+        Kiln::start_binary(Path::new(env!("CARGO_BIN_EXE_kiln")), Path::new("."), data_dir, flags)
+    }
+
+    /// [`Kiln::start`] with another copy of the binary, run in `cwd` (a relative `data_dir` is
+    /// under it).
+    pub fn start_binary(binary: &Path, cwd: &Path, data_dir: &Path, flags: &[&str]) -> Kiln {
+        let data_dir = &cwd.join(data_dir);
         std::fs::create_dir_all(data_dir).unwrap();
         let addr = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("kiln.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let child = Command::new(binary)
+            .current_dir(cwd)
+            .env_remove("KILN_SITE_ROOT")
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(flags)
