@@ -3,7 +3,7 @@
 //! Hand-written because the body is already buffered (and gunzipped) by the time the format is
 //! known, and only part names and contents matter; no streaming parser is needed.
 
-use super::DecodeError;
+use super::IngestError;
 
 /// One part: its form field name and its bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,12 +30,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn bad(message: &str) -> DecodeError {
-    DecodeError::malformed(format!("multipart body: {message}"))
+fn bad(message: &str) -> IngestError {
+    IngestError::malformed(format!("multipart body: {message}"))
 }
 
 /// Splits `body` into its parts.
-pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, DecodeError> {
+pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, IngestError> {
     if boundary.is_empty() {
         return Err(bad("empty boundary"));
     }
