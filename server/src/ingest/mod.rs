@@ -158,16 +158,16 @@ pub async fn ingest(
                 json!({ "parameter": "format" }),
             ));
         }
-        let parts = multipart::parse(&body, &boundary)?;
+        let parts = multipart::parse(body.into(), &boundary).await?;
         let profile = parts
             .iter()
             .find(|p| p.name == "profile")
             .ok_or_else(|| IngestError::malformed("multipart body has no `profile` part"))?;
         let config = match parts.iter().find(|p| p.name == "sample_type_config") {
-            Some(part) => sample_type_config(part.data, &mut budget)?,
+            Some(part) => sample_type_config(&part.data, &mut budget)?,
             None => pprof::SampleTypeConfigs::new(),
         };
-        let uploads = pprof_uploads(profile.data, params, &meta, &config, &limits, &mut budget)?;
+        let uploads = pprof_uploads(&profile.data, params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
     let format = params.format.as_deref().unwrap_or_else(|| speedscope::default_format(headers));
