@@ -11,7 +11,6 @@ use std::path::Path;
 use criterion::{Criterion, Throughput};
 use flate2::read::GzDecoder;
 use kiln_model::folded::{self, LineFormat, ParseLimits};
-use kiln_server::api::Tenant;
 use kiln_server::ingest::IngestLimits;
 use kiln_server::ingest::pprof::{self, Destination, SampleTypeConfigs};
 use kiln_server::ingest::push::{self, Codec};
@@ -65,12 +64,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("push");
     let gzipped = body("rust-v2/bodies/0001-conn1.bin");
     let raw = gunzip(&gzipped);
-    let tenant = Tenant("anonymous".into());
+    let tenant = "anonymous";
     group.throughput(Throughput::Bytes(raw.len() as u64));
     group.bench_function("rust-v2/decode", |b| {
-        b.iter(|| {
-            push::decode(&raw, Codec::Proto, &tenant, "pyroscope-rs", &limits, &mut limits.budget(), now).unwrap()
-        })
+        b.iter(|| push::decode(&raw, Codec::Proto, tenant, "pyroscope-rs", &limits, &mut limits.budget(), now).unwrap())
     });
     group.finish();
 

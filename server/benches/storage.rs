@@ -24,6 +24,7 @@ use kiln_model::{CallTree, FlatTree};
 use kiln_server::api::{AppState, router};
 use kiln_server::ingest::IngestLimits;
 use kiln_server::ingest::pprof;
+use kiln_server::proto;
 use kiln_server::query::{self, Query};
 use kiln_server::storage::{Aggregation, DEFAULT_TENANT, ProfileMeta, SeriesKey, Store, StoreConfig, Upload};
 use prost::Message;
@@ -347,9 +348,9 @@ fn pprof_body(program: &Program, rng: &mut Rng, target: usize) -> Vec<u8> {
         strings.push(b"nanoseconds".to_vec());
         let first_name = strings.len();
         strings.extend(program.names.iter().map(|n| n.as_bytes().to_vec()));
-        let mut profile = pprof::Profile {
-            sample_type: vec![pprof::ValueType { r#type: 1, unit: 2 }, pprof::ValueType { r#type: 3, unit: 4 }],
-            period_type: Some(pprof::ValueType { r#type: 3, unit: 4 }),
+        let mut profile = proto::Profile {
+            sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }, proto::ValueType { r#type: 3, unit: 4 }],
+            period_type: Some(proto::ValueType { r#type: 3, unit: 4 }),
             period: 10_000_000,
             time_nanos: T0 * 1_000_000_000,
             duration_nanos: 10_000_000_000,
@@ -365,15 +366,15 @@ fn pprof_body(program: &Program, rng: &mut Rng, target: usize) -> Vec<u8> {
                 used.insert(f, ());
             }
             let count = 1 + r.below(20) as i64;
-            profile.sample.push(pprof::Sample { location_id, value: vec![count, count * 10_000_000], label: vec![] });
+            profile.sample.push(proto::Sample { location_id, value: vec![count, count * 10_000_000], label: vec![] });
         }
         for &f in used.keys() {
             let id = u64::from(f) + 1;
-            profile.function.push(pprof::Function { id, name: (first_name + f as usize) as i64 });
-            profile.location.push(pprof::Location {
+            profile.function.push(proto::Function { id, name: (first_name + f as usize) as i64 });
+            profile.location.push(proto::Location {
                 id,
                 address: 0x40_0000 + id * 64,
-                line: vec![pprof::Line { function_id: id, line: 10 }],
+                line: vec![proto::Line { function_id: id, line: 10 }],
             });
         }
         // Only the strings in use, as a real encoder writes them.

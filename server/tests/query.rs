@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use kiln_server::api::{AppState, router};
-use kiln_server::ingest::pprof::Profile;
+use kiln_server::proto::Profile;
 use kiln_server::storage::Store;
 use prost::Message;
 use serde_json::Value;

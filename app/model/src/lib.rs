@@ -12,6 +12,7 @@ pub mod codec;
 pub mod diff;
 pub mod flamebearer;
 pub mod folded;
+pub mod formats;
 pub mod layout;
 pub mod navigate;
 pub mod page_data;

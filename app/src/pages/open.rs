@@ -129,7 +129,7 @@ pub fn OpenPage() -> impl IntoView {
                 on:dragleave=move |_| dragging.set(false)
                 on:drop=on_drop
             >
-                <p>"Folded stacks, pprof (gzipped or not), speedscope JSON, " <code>"perf script"</code> ", DTrace, macOS " <code>"sample"</code> ", VTune. Nothing is stored unless you upload it."</p>
+                <p>{readable_formats()}</p>
                 <label class="file-pick">
                     <span>"Choose a file"</span>
                     <input type="file" aria-label="Profile file" on:change=on_pick />
@@ -154,6 +154,12 @@ pub fn OpenPage() -> impl IntoView {
             </Show>
         </section>
     }
+}
+
+/// What the page reads, from the one table of formats the server decodes with.
+fn readable_formats() -> String {
+    let names: Vec<&str> = kiln_model::formats::FORMATS.iter().filter_map(|f| f.shown_as).collect();
+    format!("Reads {}. Nothing is stored unless you upload it.", names.join(", "))
 }
 
 /// Stores the opened profile under an application name and labels.

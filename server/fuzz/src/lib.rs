@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kiln_model::folded::{self, LineFormat, ParseLimits};
 use kiln_model::selector::Selector;
-use kiln_server::api::{Tenant, parse_render_query};
+use kiln_server::api::parse_render_query;
 use kiln_server::ingest::pprof::{self, Destination, SampleTypeConfigs};
 use kiln_server::ingest::push::{self, Codec};
 use kiln_server::ingest::{IngestLimits, IngestParams};
@@ -108,9 +108,8 @@ pub fn render_query(data: &[u8]) {
 pub fn push(data: &[u8]) {
     let Some((&first, body)) = data.split_first() else { return };
     let codec = if first % 2 == 0 { Codec::Proto } else { Codec::Json };
-    let tenant = Tenant("fuzz".to_string());
     let limits = small_limits();
-    let Ok(groups) = push::decode(body, codec, &tenant, "fuzz-agent", &limits, &mut limits.budget(), NOW) else {
+    let Ok(groups) = push::decode(body, codec, "fuzz", "fuzz-agent", &limits, &mut limits.budget(), NOW) else {
         return;
     };
     for group in &groups {

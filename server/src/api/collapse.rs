@@ -1,6 +1,7 @@
 //! `POST /api/collapse?format=auto|pprof|speedscope|perf_script|…`: a profile file in, its tree out in
 //! the compact binary format. Stores nothing: it is how the viewer opens local files whose
-//! format the browser does not parse itself.
+//! format the browser does not parse itself. The formats are those of
+//! [`kiln_model::formats::FORMATS`], as for `/ingest`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,7 +27,7 @@ pub async fn collapse(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = body.map_err(ingest::body_rejection)?;
+    let body = body.map_err(super::ingest::body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
     let limits = state.limits;
     let (tree, units) = tokio::task::spawn_blocking(move || ingest::read_profile(&body, &headers, &format, &limits))

@@ -98,15 +98,18 @@ impl From<crate::query::TooLarge> for AppError {
     }
 }
 
-impl From<crate::ingest::DecodeError> for AppError {
-    fn from(e: crate::ingest::DecodeError) -> Self {
-        use crate::ingest::DecodeError;
+impl From<crate::ingest::IngestError> for AppError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError;
         use kiln_model::budget::Exhausted;
         match e {
-            DecodeError::Malformed { message, detail } => AppError::BadRequest { message, detail },
-            DecodeError::TooLarge(message) => AppError::TooLarge(message),
-            DecodeError::UnsupportedEncoding(message) => AppError::UnsupportedMediaType(message),
-            DecodeError::OverBudget(exhausted) => {
+            IngestError::Malformed { message, detail } => AppError::BadRequest { message, detail },
+            IngestError::Refused { message, detail } => AppError::BadRequest { message, detail: Some(detail) },
+            IngestError::Unprocessable(message) => AppError::Unprocessable(message),
+            IngestError::Storage(e) => e.into(),
+            IngestError::TooLarge(message) => AppError::TooLarge(message),
+            IngestError::UnsupportedEncoding(message) => AppError::UnsupportedMediaType(message),
+            IngestError::OverBudget(exhausted) => {
                 let flag = match exhausted {
                     Exhausted::Frames { .. } => "--max-frames-per-kib, KILN_MAX_FRAMES_PER_KIB",
                     Exhausted::Nodes { .. } => "--max-nodes-per-kib, KILN_MAX_NODES_PER_KIB",
@@ -115,10 +118,10 @@ impl From<crate::ingest::DecodeError> for AppError {
                     "{exhausted}: refused; the limit is set by {flag} (and --decode-floor-kib, KILN_DECODE_FLOOR_KIB)"
                 ))
             }
-            DecodeError::Busy(message) => {
+            IngestError::Busy(message) => {
                 AppError::Unavailable { message, retry_after: super::lane::RETRY_AFTER_BUDGET_SECS }
             }
-            e @ DecodeError::OutputTooLarge { .. } => AppError::Unprocessable(format!(
+            e @ IngestError::OutputTooLarge { .. } => AppError::Unprocessable(format!(
                 "{e}: refused; the limit is set by --max-decompressed-bytes, KILN_MAX_DECOMPRESSED_BYTES"
             )),
         }

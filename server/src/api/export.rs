@@ -10,7 +10,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::AppError;
-use crate::ingest::pprof::{Function, Line, Location, Profile, Sample, ValueType};
+use crate::proto::{Function, Line, Location, Profile, Sample, ValueType};
 
 /// Query parameters that shape an SVG flamegraph, shared by `/render` and `/render-diff`.
 #[derive(Debug, Default, serde::Deserialize)]

@@ -5,10 +5,12 @@ pub mod auth;
 mod collapse;
 mod error;
 mod export;
+mod ingest;
 mod labels;
 mod lane;
 mod page_data;
 pub mod protect;
+mod push;
 mod render;
 pub mod site;
 mod tenant;
@@ -34,9 +36,9 @@ pub use auth::Auth;
 pub use error::AppError;
 pub use render::parse_render_query;
 pub use site::Site;
-pub use tenant::{MAX_IDEMPOTENCY_KEY_LEN, Tenant, idempotency_key};
+pub use tenant::{Tenant, idempotency_key};
 
-use crate::ingest::{self, IngestLimits};
+use crate::ingest::IngestLimits;
 use crate::metrics::{Exposition, Metrics, StorageGauges, Totals};
 use crate::query::{QueryLimits, StoreSource};
 use crate::storage::Store;
@@ -117,7 +119,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/ingest", post(ingest::ingest).layer(upload()))
         .route("/pyroscope/ingest", post(ingest::ingest).layer(upload()))
-        .route("/push.v1.PusherService/Push", post(ingest::push::push).layer(upload()))
+        .route("/push.v1.PusherService/Push", post(push::push).layer(upload()))
         .route("/render", get(render::render).layer(heavy()))
         .route("/pyroscope/render", get(render::render).layer(heavy()))
         .route("/render-diff", get(render::render_diff).layer(heavy()))

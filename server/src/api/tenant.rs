@@ -7,6 +7,7 @@ use kiln_model::tenant::{TENANT_HEADER, tenant_from_header};
 use serde_json::json;
 
 use super::AppError;
+use crate::ingest::MAX_IDEMPOTENCY_KEY_LEN;
 
 /// The tenant named by `X-Scope-OrgID` (the default tenant without it); an invalid id is a 400.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ impl Tenant {
     /// An idempotency key scoped to this tenant and to one protocol, so that neither two
     /// tenants nor an `/ingest` key and a push id can collide.
     pub fn scoped_key(&self, protocol: &str, key: &str) -> String {
-        format!("{}/{protocol}/{key}", self.0)
+        crate::ingest::scoped_key(&self.0, protocol, key)
     }
 }
 
@@ -34,9 +35,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
         Tenant::from_headers(&parts.headers)
     }
 }
-
-/// Longest accepted idempotency key.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
 /// The `Idempotency-Key` header, if sent: printable ASCII, at most 256 bytes.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {

@@ -7,14 +7,10 @@
 use std::io::{self, Write};
 
 use inferno::collapse::Collapse;
+use kiln_model::formats::Collapser;
 use serde_json::json;
 
-use super::DecodeError;
-
-/// True for the formats this module collapses.
-pub fn is_raw_format(format: &str) -> bool {
-    matches!(format, "perf_script" | "perf" | "dtrace" | "sample" | "vtune" | "vsprof" | "ghcprof" | "guess")
-}
+use super::IngestError;
 
 /// A `Vec` that refuses to grow past `max` bytes.
 struct Bounded {
@@ -38,24 +34,24 @@ impl Write for Bounded {
     }
 }
 
-/// Collapses `input` (the raw output of the tool `format` names) to folded text of at most
-/// `max_output` bytes.
-pub fn collapse(format: &str, input: &[u8], max_output: usize) -> Result<Vec<u8>, DecodeError> {
+/// Collapses `input` (the raw output of the tool the format `format` names, read by
+/// `collapser`) to folded text of at most `max_output` bytes.
+pub fn collapse(collapser: Collapser, format: &str, input: &[u8], max_output: usize) -> Result<Vec<u8>, IngestError> {
     let mut out = Bounded { out: Vec::new(), max: max_output, overflowed: false };
-    let result = match format {
-        "perf_script" | "perf" => inferno::collapse::perf::Folder::default().collapse(input, &mut out),
-        "dtrace" => inferno::collapse::dtrace::Folder::default().collapse(input, &mut out),
-        "sample" => inferno::collapse::sample::Folder::default().collapse(input, &mut out),
-        "vtune" => inferno::collapse::vtune::Folder::default().collapse(input, &mut out),
-        "vsprof" => inferno::collapse::vsprof::Folder::default().collapse(input, &mut out),
-        "ghcprof" => inferno::collapse::ghcprof::Folder::default().collapse(input, &mut out),
-        _ => inferno::collapse::guess::Folder::default().collapse(input, &mut out),
+    let result = match collapser {
+        Collapser::Perf => inferno::collapse::perf::Folder::default().collapse(input, &mut out),
+        Collapser::Dtrace => inferno::collapse::dtrace::Folder::default().collapse(input, &mut out),
+        Collapser::Sample => inferno::collapse::sample::Folder::default().collapse(input, &mut out),
+        Collapser::Vtune => inferno::collapse::vtune::Folder::default().collapse(input, &mut out),
+        Collapser::Vsprof => inferno::collapse::vsprof::Folder::default().collapse(input, &mut out),
+        Collapser::Ghcprof => inferno::collapse::ghcprof::Folder::default().collapse(input, &mut out),
+        Collapser::Guess => inferno::collapse::guess::Folder::default().collapse(input, &mut out),
     };
     if out.overflowed {
-        return Err(DecodeError::OutputTooLarge { limit: max_output });
+        return Err(IngestError::OutputTooLarge { limit: max_output });
     }
     result.map_err(|e| {
-        DecodeError::malformed_with(
+        IngestError::malformed_with(
             format!("could not read the body as {format} output: {e}"),
             json!({ "parameter": "format" }),
         )
@@ -70,8 +66,9 @@ mod tests {
     #[test]
     fn output_is_bounded() {
         let perf = b"prog 1 1.0: 1 cycles:\n\tffff main (/bin/prog)\n\tffff start (/bin/prog)\n\n";
-        let folded = collapse("perf_script", perf, 1 << 20).unwrap();
+        let folded = collapse(Collapser::Perf, "perf_script", perf, 1 << 20).unwrap();
         assert_eq!(String::from_utf8_lossy(&folded).trim(), "prog;start;main 1");
-        assert!(matches!(collapse("perf_script", perf, 4), Err(DecodeError::OutputTooLarge { limit: 4 })));
+        let refused = collapse(Collapser::Perf, "perf_script", perf, 4);
+        assert!(matches!(refused, Err(IngestError::OutputTooLarge { limit: 4 })));
     }
 }

@@ -1,19 +1,30 @@
-//! What can go wrong decoding a body, one variant per class of answer: the api layer maps each
-//! to its status (api/error.rs), so decoders never speak HTTP.
+//! What can go wrong ingesting a request, one variant per class of answer: the api layer maps
+//! each to its status (api/error.rs), so ingest never speaks HTTP.
 
 use kiln_model::budget::Exhausted;
 use serde_json::Value;
 
-/// Why a body could not be decoded.
+use crate::storage::StorageError;
+
+/// Why a request could not be decoded or stored.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    /// The body is malformed (bad gzip, protobuf, JSON, a dangling index): 400.
+pub enum IngestError {
+    /// The request is malformed (a parameter, bad gzip, protobuf, JSON, a dangling index): 400.
     #[error("{message}")]
     Malformed {
         /// What is wrong.
         message: String,
-        /// Where (line, part, profile), when known.
+        /// Where (parameter, line, part, profile), when known.
         detail: Option<Value>,
+    },
+    /// Well-formed, but refused by a per-tenant limit that retrying cannot lift (the active
+    /// series limit): 400, so that agents do not retry it. The series that fit were stored.
+    #[error("{message}")]
+    Refused {
+        /// What was refused and what to do.
+        message: String,
+        /// Which limit, and how much it refused.
+        detail: Value,
     },
     /// More bytes than a limit allows, as sent or decompressed: 413.
     #[error("{0}")]
@@ -34,22 +45,28 @@ pub enum DecodeError {
         /// The limit, the decompressed-body limit.
         limit: usize,
     },
+    /// Well-formed but unusable (a pprof with no samples, a file of no known format): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Storing what was decoded failed (low disk, I/O).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
-impl DecodeError {
+impl IngestError {
     /// A 400 with just a message.
     pub fn malformed(message: impl Into<String>) -> Self {
-        DecodeError::Malformed { message: message.into(), detail: None }
+        IngestError::Malformed { message: message.into(), detail: None }
     }
 
     /// A 400 with a structured detail.
     pub fn malformed_with(message: impl Into<String>, detail: Value) -> Self {
-        DecodeError::Malformed { message: message.into(), detail: Some(detail) }
+        IngestError::Malformed { message: message.into(), detail: Some(detail) }
     }
 }
 
-impl From<Exhausted> for DecodeError {
+impl From<Exhausted> for IngestError {
     fn from(e: Exhausted) -> Self {
-        DecodeError::OverBudget(e)
+        IngestError::OverBudget(e)
     }
 }

@@ -11,6 +11,10 @@
 //! none, in the tenant `X-Scope-OrgID` names. A request with an `Idempotency-Key` header is
 //! stored once: a retry with the same key within the dedupe window answers 200 and changes
 //! nothing (push requests use each sample's `ID` the same way).
+//!
+//! The HTTP handlers for both endpoints are in the api layer (`api/ingest.rs`, `api/push.rs`):
+//! they read the tenant and the key from headers, call [`ingest()`] or [`push::push`], and map
+//! an [`IngestError`] to its status.
 
 mod body;
 mod collapse;
@@ -22,21 +26,19 @@ pub mod push;
 mod series_limit;
 pub mod speedscope;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use kiln_model::budget::DecodeBudget;
 use kiln_model::folded::{self, LineFormat, ParseLimits};
+use kiln_model::formats::{self, Collapser, Decoder, Detection, Format};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use crate::api::{AppError, AppState, Tenant, idempotency_key};
-use crate::storage::{KeyedUploads, Upload};
+use crate::metrics::Metrics;
+use crate::storage::{KeyedUploads, Store, Upload};
 use crate::timespec::IngestWindow;
 use crate::work::UploadHold;
 
-pub use error::DecodeError;
+pub use error::IngestError;
 pub use params::{IngestParams, series_from_name};
 
 /// Limits on what one upload may cost.
@@ -124,119 +126,97 @@ impl Default for IngestLimits {
     }
 }
 
-/// The wire formats `/ingest` reads, as users spell them in `format=`.
-pub const FORMATS: &[&str] = &[
-    "folded",
-    "collapsed",
-    "lines",
-    "pprof",
-    "perf_script",
-    "dtrace",
-    "sample",
-    "vtune",
-    "vsprof",
-    "ghcprof",
-    "guess",
-    "speedscope",
-];
+/// Where a request's uploads go, and what they may cost: the store, the counters `/metrics`
+/// shows, and the limits. The HTTP handlers (api/ingest.rs, api/push.rs) build it from their
+/// state.
+#[derive(Clone, Copy)]
+pub struct Sink<'a> {
+    /// Where uploads are appended.
+    pub store: &'a Store,
+    /// Counts retried uploads that were already stored.
+    pub metrics: &'a Metrics,
+    /// What one upload may cost.
+    pub limits: &'a IngestLimits,
+}
 
-/// `POST /ingest`.
+/// Longest accepted idempotency key (the `Idempotency-Key` header, a push sample's `ID`).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// An idempotency key scoped to a tenant and to one protocol, so that neither two tenants nor an
+/// `/ingest` key and a push id can collide.
+pub fn scoped_key(tenant: &str, protocol: &str, key: &str) -> String {
+    format!("{tenant}/{protocol}/{key}")
+}
+
+/// `POST /ingest`'s body, decoded as `params` and `headers` say and stored in `tenant`, once per
+/// `key` (already scoped, see [`scoped_key`]).
 pub async fn ingest(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: Result<Query<IngestParams>, QueryRejection>,
-    hold: Option<Extension<UploadHold>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, AppError> {
-    let body = body.map_err(body_rejection)?;
-    state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    let result = ingest_inner(&state, &tenant, params, hold.map(|Extension(h)| h), &headers, body).await;
-    match &result {
-        Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
-        Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
-    };
-    result
-}
-
-/// A body that could not be read, in Kiln's error shape: over `--max-body-bytes` is 413.
-pub fn body_rejection(e: BytesRejection) -> AppError {
-    match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(format!(
-            "the request body is larger than the limit (--max-body-bytes, KILN_MAX_BODY_BYTES): {}",
-            e.body_text()
-        )),
-        _ => AppError::bad_request(e.body_text()),
-    }
-}
-
-async fn ingest_inner(
-    state: &AppState,
-    tenant: &Tenant,
-    params: Result<Query<IngestParams>, QueryRejection>,
+    sink: Sink<'_>,
+    tenant: &str,
+    key: Option<String>,
+    params: &IngestParams,
     hold: Option<UploadHold>,
     headers: &HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, AppError> {
-    let Query(params) = params.map_err(|e| AppError::bad_request(format!("bad query string: {e}")))?;
-    let key = idempotency_key(headers)?.map(|k| tenant.scoped_key("ingest", &k));
-    let store = |uploads: Vec<Upload>| store(state, tenant, key.clone(), uploads);
-    let limits = state.limits;
+    body: &[u8],
+) -> Result<(), IngestError> {
+    let store = |uploads: Vec<Upload>| store(sink, tenant, key.clone(), uploads);
+    let limits = *sink.limits;
     let meta = params.to_meta(&limits, crate::timespec::now_unix())?;
     let mut budget = limits.budget().holding(hold);
-    let body = body::decode(&body, headers, &mut budget)?;
+    let body = body::decode(body, headers, &mut budget)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {
         if !matches!(params.format.as_deref(), None | Some("") | Some("pprof")) {
-            return Err(AppError::bad_request_with(
+            return Err(IngestError::malformed_with(
                 "a multipart/form-data body carries pprof; drop `format` or set it to `pprof`",
                 json!({ "parameter": "format" }),
             ));
         }
-        let parts = multipart::parse(&body, &boundary)?;
+        let parts = multipart::parse(body.into(), &boundary).await?;
         let profile = parts
             .iter()
             .find(|p| p.name == "profile")
-            .ok_or_else(|| AppError::bad_request("multipart body has no `profile` part"))?;
+            .ok_or_else(|| IngestError::malformed("multipart body has no `profile` part"))?;
         let config = match parts.iter().find(|p| p.name == "sample_type_config") {
-            Some(part) => sample_type_config(part.data, &mut budget)?,
+            Some(part) => sample_type_config(&part.data, &mut budget)?,
             None => pprof::SampleTypeConfigs::new(),
         };
-        let uploads = pprof_uploads(profile.data, &params, &meta, &config, &limits, &mut budget)?;
+        let uploads = pprof_uploads(&profile.data, params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
     let format = params.format.as_deref().unwrap_or_else(|| speedscope::default_format(headers));
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
-    let tree = match format {
-        "folded" | "collapsed" => parse_folded(&body, LineFormat::Counted, parse_limits)?,
-        "lines" => parse_folded(&body, LineFormat::Lines, parse_limits)?,
-        "pprof" => {
+    let Some(found) = formats::find(format) else {
+        let supported = formats::spellings();
+        return Err(IngestError::malformed_with(
+            format!("unknown format `{format}`; supported: {}", supported.join(", ")),
+            json!({ "parameter": "format", "supported": supported }),
+        ));
+    };
+    let tree = match found.decoder {
+        Decoder::Folded(line_format) => parse_folded(&body, line_format, parse_limits)?,
+        Decoder::Pprof => {
             let config = pprof::SampleTypeConfigs::new();
-            let uploads = pprof_uploads(&body, &params, &meta, &config, &limits, &mut budget)?;
+            let uploads = pprof_uploads(&body, params, &meta, &config, &limits, &mut budget)?;
             return store(uploads).await;
         }
-        "speedscope" => return store(speedscope::uploads(&body, &params, &meta, &limits, &mut budget)?).await,
-        raw if collapse::is_raw_format(raw) => {
-            let collapsed = collapse::collapse(raw, &body, limits.max_decompressed_bytes)?;
+        Decoder::Speedscope => return store(speedscope::uploads(&body, params, &meta, &limits, &mut budget)?).await,
+        Decoder::Collapse(collapser) => {
+            let collapsed = collapse::collapse(collapser, found.name, &body, limits.max_decompressed_bytes)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
-        }
-        other => {
-            return Err(AppError::bad_request_with(
-                format!("unknown format `{other}`; supported: {}", FORMATS.join(", ")),
-                json!({ "parameter": "format", "supported": FORMATS }),
-            ));
         }
     };
     if tree.is_empty() {
         // Agents send empty profiles when nothing ran; that is a success with nothing to keep.
-        return Ok(StatusCode::OK);
+        return Ok(());
     }
     store(vec![Upload { meta, tree: tree.to_flat() }]).await
 }
 
 /// Reads a profile file of any supported format into one tree without storing anything: the
-/// viewer's "open a file" path for formats the browser does not parse itself. `auto` reads JSON
-/// as speedscope and otherwise tries folded text, then pprof, then inferno's format guess. A
+/// viewer's "open a file" path for formats the browser does not parse itself. `auto` tries the
+/// formats of [`formats::FORMATS`] that can be recognised, in its order: JSON as speedscope,
+/// then folded text, then pprof, then inferno's format guess. A
 /// pprof with several sample types gives its first (in Kiln's type order: CPU before the rest);
 /// a speedscope file gives all its profiles merged. Returns the tree and its unit.
 pub fn read_profile(
@@ -244,13 +224,13 @@ pub fn read_profile(
     headers: &HeaderMap,
     format: &str,
     limits: &IngestLimits,
-) -> Result<(kiln_model::FlatTree, String), AppError> {
+) -> Result<(kiln_model::FlatTree, String), IngestError> {
     let mut budget = limits.budget();
     let body = body::decode(body, headers, &mut budget)?;
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     // The first profile type's tree, or None for a pprof with no samples.
     type Found = Option<(kiln_model::FlatTree, String)>;
-    let from_pprof = |bytes: &[u8], budget: &mut RequestBudget| -> Result<Found, DecodeError> {
+    let from_pprof = |bytes: &[u8], budget: &mut RequestBudget| -> Result<Found, IngestError> {
         let config = pprof::SampleTypeConfigs::new();
         let labels = std::collections::BTreeMap::new();
         let dest = pprof::Destination {
@@ -275,84 +255,102 @@ pub fn read_profile(
         }
         Ok(Some((tree.to_flat(), units)))
     };
-    let no_samples = || AppError::Unprocessable("the pprof holds no samples".into());
+    let no_samples = || IngestError::Unprocessable("the pprof holds no samples".into());
     let from_speedscope =
-        |bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), AppError> {
+        |bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), IngestError> {
             let file = speedscope::read(bytes, limits, budget)?;
             Ok((file.merged().to_flat(), file.units.to_string()))
         };
     let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
-    let collapse_text = |format: &str, body: &[u8]| collapse::collapse(format, body, limits.max_decompressed_bytes);
-    match format {
-        "folded" | "collapsed" => Ok(samples(parse_folded(&body, LineFormat::Counted, parse_limits)?)),
-        "lines" => Ok(samples(parse_folded(&body, LineFormat::Lines, parse_limits)?)),
-        "pprof" => from_pprof(&body, &mut budget)?.ok_or_else(no_samples),
-        "speedscope" => from_speedscope(&body, &mut budget),
-        "auto" => {
-            if kiln_model::speedscope::looks_like_json(&body) {
-                return from_speedscope(&body, &mut budget);
+    let collapse_text = |format: &Format, collapser: Collapser, body: &[u8]| {
+        collapse::collapse(collapser, format.name, body, limits.max_decompressed_bytes)
+    };
+    if format == "auto" {
+        // Each format that can be recognised, in the table's order; the first that reads the
+        // body wins.
+        for candidate in formats::FORMATS.iter().filter(|f| f.detection != Detection::Named) {
+            let found = match (candidate.detection, candidate.decoder) {
+                (Detection::LooksLikeJson, Decoder::Speedscope) => {
+                    if !kiln_model::speedscope::looks_like_json(&body) {
+                        continue;
+                    }
+                    Some(from_speedscope(&body, &mut budget)?)
+                }
+                (Detection::Decodes, Decoder::Folded(line_format)) => {
+                    folded::parse(&body, line_format, parse_limits).ok().filter(|t| !t.is_empty()).map(samples)
+                }
+                // A pprof that is well-formed but over a limit says so; anything else may be text.
+                (Detection::Decodes, Decoder::Pprof) => match from_pprof(&body, &mut budget) {
+                    Ok(found) => found,
+                    Err(e @ (IngestError::OverBudget(_) | IngestError::TooLarge(_))) => return Err(e),
+                    Err(_) => None,
+                },
+                (Detection::Decodes, Decoder::Collapse(collapser)) => {
+                    let tree =
+                        parse_folded(&collapse_text(candidate, collapser, &body)?, LineFormat::Counted, parse_limits)?;
+                    (!tree.is_empty()).then(|| samples(tree))
+                }
+                (detection, decoder) => unreachable!("no detection {detection:?} for {decoder:?}"),
+            };
+            if let Some(found) = found {
+                return Ok(found);
             }
-            if let Ok(tree) = folded::parse(&body, LineFormat::Counted, parse_limits)
-                && !tree.is_empty()
-            {
-                return Ok(samples(tree));
-            }
-            // A pprof that is well-formed but over a limit says so; anything else may be text.
-            match from_pprof(&body, &mut budget) {
-                Ok(Some(found)) => return Ok(found),
-                Err(e @ (DecodeError::OverBudget(_) | DecodeError::TooLarge(_))) => return Err(e.into()),
-                Ok(None) | Err(_) => {}
-            }
-            let collapsed = collapse_text("guess", &body)?;
-            let tree = parse_folded(&collapsed, LineFormat::Counted, parse_limits)?;
-            if tree.is_empty() {
-                return Err(AppError::Unprocessable(
-                    "could not recognise the file: expected folded stacks, pprof, speedscope JSON, or perf/DTrace/sample/VTune output"
-                        .into(),
-                ));
-            }
-            Ok(samples(tree))
         }
-        raw if collapse::is_raw_format(raw) => {
-            Ok(samples(parse_folded(&collapse_text(raw, &body)?, LineFormat::Counted, parse_limits)?))
-        }
-        other => Err(AppError::bad_request_with(
-            format!("unknown format `{other}`; supported: auto, pprof, {}", FORMATS.join(", ")),
+        return Err(IngestError::Unprocessable(
+            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, or perf/DTrace/sample/VTune output"
+                .into(),
+        ));
+    }
+    let Some(found) = formats::find(format) else {
+        return Err(IngestError::malformed_with(
+            format!("unknown format `{format}`; supported: auto, {}", formats::spellings().join(", ")),
             json!({ "parameter": "format" }),
-        )),
+        ));
+    };
+    match found.decoder {
+        Decoder::Folded(line_format) => Ok(samples(parse_folded(&body, line_format, parse_limits)?)),
+        Decoder::Pprof => from_pprof(&body, &mut budget)?.ok_or_else(no_samples),
+        Decoder::Speedscope => from_speedscope(&body, &mut budget),
+        Decoder::Collapse(collapser) => {
+            Ok(samples(parse_folded(&collapse_text(found, collapser, &body)?, LineFormat::Counted, parse_limits)?))
+        }
     }
 }
 
 /// Appends the uploads of one request in one go, in the request's tenant, once per key.
-async fn store(
-    state: &AppState,
-    tenant: &Tenant,
-    key: Option<String>,
-    mut uploads: Vec<Upload>,
-) -> Result<StatusCode, AppError> {
-    check_upload_times(&uploads, &state.limits.window, crate::timespec::now_unix())?;
+async fn store(sink: Sink<'_>, tenant: &str, key: Option<String>, mut uploads: Vec<Upload>) -> Result<(), IngestError> {
+    check_upload_times(&uploads, &sink.limits.window, crate::timespec::now_unix())?;
     for upload in &mut uploads {
-        upload.meta.series.tenant.clone_from(&tenant.0);
+        upload.meta.series.tenant = tenant.to_string();
     }
-    let mut groups = vec![KeyedUploads { key, uploads }];
-    let refused = series_limit::admit(&state.store, &tenant.0, state.limits.max_series_per_tenant, &mut groups);
+    store_groups(sink, tenant, vec![KeyedUploads { key, uploads }]).await
+}
+
+/// Appends the groups of one request (each stored once per its key) in one go, after taking
+/// out the new series beyond the tenant's limit: those are refused once the rest is stored.
+pub(crate) async fn store_groups(
+    sink: Sink<'_>,
+    tenant: &str,
+    mut groups: Vec<KeyedUploads>,
+) -> Result<(), IngestError> {
+    let refused = series_limit::admit(sink.store, tenant, sink.limits.max_series_per_tenant, &mut groups);
     // An empty list (a profile with no samples) is a success with nothing to keep.
-    let appended = state.store.append_once(groups).await?;
+    let appended = sink.store.append_once(groups).await?;
     if appended.duplicates > 0 {
-        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
-        tracing::debug!(tenant = %tenant.0, "a retried upload was already stored");
+        sink.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
+        tracing::debug!(tenant, "a retried upload was already stored");
     }
-    refused.map_or(Ok(StatusCode::OK), Err)
+    refused.map_or(Ok(()), Err)
 }
 
 /// Refuses uploads stamped outside the ingest window. `/ingest`'s `from`/`until` were checked
 /// with the parameters; what is left are the times a profile carries itself (pprof's
 /// `time_nanos` and `duration_nanos`), checked here for every path that stores.
-pub(crate) fn check_upload_times(uploads: &[Upload], window: &IngestWindow, now: i64) -> Result<(), AppError> {
+pub(crate) fn check_upload_times(uploads: &[Upload], window: &IngestWindow, now: i64) -> Result<(), IngestError> {
     for upload in uploads {
         for time in [upload.meta.from, upload.meta.until] {
             window.check(time, now).map_err(|reason| {
-                AppError::bad_request_with(
+                IngestError::malformed_with(
                     format!("the profile's time (`time_nanos`/`duration_nanos`): {reason}"),
                     json!({ "field": "time_nanos" }),
                 )
@@ -372,7 +370,7 @@ fn pprof_uploads(
     config: &pprof::SampleTypeConfigs,
     limits: &IngestLimits,
     budget: &mut RequestBudget,
-) -> Result<Vec<Upload>, DecodeError> {
+) -> Result<Vec<Upload>, IngestError> {
     let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     let dest = pprof::Destination {
         app: &meta.series.app,
@@ -385,18 +383,18 @@ fn pprof_uploads(
     pprof::uploads(raw, &dest, limits, budget, crate::timespec::now_unix())
 }
 
-fn sample_type_config(data: &[u8], budget: &mut RequestBudget) -> Result<pprof::SampleTypeConfigs, DecodeError> {
+fn sample_type_config(data: &[u8], budget: &mut RequestBudget) -> Result<pprof::SampleTypeConfigs, IngestError> {
     let data = if data.starts_with(&body::GZIP_MAGIC) { body::gunzip(data, budget)? } else { data.to_vec() };
     serde_json::from_slice(&data).map_err(|e| {
-        DecodeError::malformed_with(
+        IngestError::malformed_with(
             format!("sample_type_config is not valid: {e}"),
             json!({ "part": "sample_type_config" }),
         )
     })
 }
 
-fn parse_folded(body: &[u8], format: LineFormat, limits: ParseLimits) -> Result<kiln_model::CallTree, DecodeError> {
+fn parse_folded(body: &[u8], format: LineFormat, limits: ParseLimits) -> Result<kiln_model::CallTree, IngestError> {
     folded::parse(body, format, limits).map_err(|e| {
-        DecodeError::malformed_with(format!("folded stacks, {e}"), json!({ "line": e.line, "reason": e.reason }))
+        IngestError::malformed_with(format!("folded stacks, {e}"), json!({ "line": e.line, "reason": e.reason }))
     })
 }

@@ -1,92 +1,72 @@
 //! `multipart/form-data` as the Go agent sends it: a few named parts, whole in memory.
 //!
-//! Hand-written because the body is already buffered (and gunzipped) by the time the format is
-//! known, and only part names and contents matter; no streaming parser is needed.
+//! Parsed by `multer`. The body is already buffered, gunzipped and bounded by
+//! `--max-decompressed-bytes` by the time its format is known, so it is handed over as one
+//! chunk and no part can be larger than it; only part names and contents matter.
 
-use super::DecodeError;
+use bytes::Bytes;
+
+use super::IngestError;
 
 /// One part: its form field name and its bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Part<'a> {
+pub struct Part {
     /// `name="…"` of its `Content-Disposition`.
     pub name: String,
     /// The content, as sent.
-    pub data: &'a [u8],
+    pub data: Bytes,
 }
 
 /// The boundary of a `multipart/form-data` content type, if it is one.
 pub fn boundary(content_type: &str) -> Option<String> {
-    let mut params = content_type.split(';');
-    if !params.next()?.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.find_map(|p| {
-        let (key, value) = p.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_string())
-    })
+    multer::parse_boundary(content_type).ok()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn bad(message: &str) -> DecodeError {
-    DecodeError::malformed(format!("multipart body: {message}"))
+fn bad(message: impl std::fmt::Display) -> IngestError {
+    IngestError::malformed(format!("multipart body: {message}"))
 }
 
 /// Splits `body` into its parts.
-pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, DecodeError> {
+pub async fn parse(body: Bytes, boundary: &str) -> Result<Vec<Part>, IngestError> {
     if boundary.is_empty() {
         return Err(bad("empty boundary"));
     }
-    let delimiter = format!("--{boundary}").into_bytes();
-    let next_delimiter = format!("\r\n--{boundary}").into_bytes();
-    let start = find(body, &delimiter).ok_or_else(|| bad("no boundary found"))?;
-    let mut rest = &body[start + delimiter.len()..];
+    let whole = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(whole, boundary);
     let mut parts = Vec::new();
-    loop {
-        if rest.starts_with(b"--") {
-            return Ok(parts);
-        }
-        // Transport padding may follow a delimiter before its line break.
-        let line_end = find(rest, b"\r\n").ok_or_else(|| bad("truncated after a boundary"))?;
-        rest = &rest[line_end + 2..];
-        let headers_end = find(rest, b"\r\n\r\n").ok_or_else(|| bad("part headers never end"))?;
-        let headers = String::from_utf8_lossy(&rest[..headers_end]);
-        rest = &rest[headers_end + 4..];
-        let end = find(rest, &next_delimiter).ok_or_else(|| bad("a part never ends (truncated body?)"))?;
-        parts.push(Part { name: part_name(&headers).ok_or_else(|| bad("a part has no name"))?, data: &rest[..end] });
-        rest = &rest[end + next_delimiter.len()..];
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().map(str::to_string).ok_or_else(|| bad("a part has no name"))?;
+        let data = field.bytes().await.map_err(bad)?;
+        parts.push(Part { name, data });
     }
-}
-
-fn part_name(headers: &str) -> Option<String> {
-    let disposition = headers
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition")))?
-        .1;
-    disposition.split(';').find_map(|p| {
-        let (key, value) = p.split_once('=')?;
-        (key.trim() == "name").then(|| value.trim().trim_matches('"').to_string())
-    })
+    if parts.is_empty() {
+        return Err(bad("no parts found"));
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parts_are_split_by_name() {
+    async fn parse_now(body: &[u8], boundary: &str) -> Result<Vec<Part>, IngestError> {
+        parse(Bytes::copy_from_slice(body), boundary).await
+    }
+
+    #[tokio::test]
+    async fn parts_are_split_by_name() {
         assert_eq!(boundary("multipart/form-data; boundary=\"xyz\"").as_deref(), Some("xyz"));
         assert_eq!(boundary("application/octet-stream"), None);
         let body = b"--xyz\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"profile.pprof\"\r\n\
 Content-Type: application/octet-stream\r\n\r\nab\r\n--c\r\n--xyz\r\n\
 Content-Disposition: form-data; name=\"sample_type_config\"\r\n\r\n{}\r\n--xyz--\r\n";
-        let parts = parse(body, "xyz").unwrap();
+        let parts = parse_now(body, "xyz").await.unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].name.as_str(), parts[0].data), ("profile", &b"ab\r\n--c"[..]));
-        assert_eq!((parts[1].name.as_str(), parts[1].data), ("sample_type_config", &b"{}"[..]));
-        assert!(parse(&body[..60], "xyz").is_err());
-        assert!(parse(b"no parts here", "xyz").is_err());
+        assert_eq!((parts[0].name.as_str(), &parts[0].data[..]), ("profile", &b"ab\r\n--c"[..]));
+        assert_eq!((parts[1].name.as_str(), &parts[1].data[..]), ("sample_type_config", &b"{}"[..]));
+        assert!(parse_now(&body[..60], "xyz").await.is_err());
+        assert!(parse_now(b"no parts here", "xyz").await.is_err());
+        let unnamed = b"--xyz\r\nContent-Disposition: form-data\r\n\r\nab\r\n--xyz--\r\n";
+        assert!(parse_now(unnamed, "xyz").await.is_err());
     }
 }

@@ -6,8 +6,7 @@ use kiln_model::selector::{MatchOp, Selector};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::IngestLimits;
-use crate::api::AppError;
+use super::{IngestError, IngestLimits};
 use crate::storage::{Aggregation, ProfileMeta, SeriesKey};
 use crate::timespec;
 
@@ -35,13 +34,13 @@ pub struct IngestParams {
     pub aggregation_type: Option<String>,
 }
 
-fn param_error(parameter: &str, message: String) -> AppError {
-    AppError::bad_request_with(message, json!({ "parameter": parameter }))
+fn param_error(parameter: &str, message: String) -> IngestError {
+    IngestError::malformed_with(message, json!({ "parameter": parameter }))
 }
 
 impl IngestParams {
     /// Validates the parameters into the upload's metadata.
-    pub fn to_meta(&self, limits: &IngestLimits, now: i64) -> Result<ProfileMeta, AppError> {
+    pub fn to_meta(&self, limits: &IngestLimits, now: i64) -> Result<ProfileMeta, IngestError> {
         let name = self
             .name
             .as_deref()
@@ -59,7 +58,7 @@ impl IngestParams {
             }
         };
         let series = series_from_name(name, &units, aggregation, limits)?;
-        let time = |p: &str, v: &Option<String>| -> Result<Option<i64>, AppError> {
+        let time = |p: &str, v: &Option<String>| -> Result<Option<i64>, IngestError> {
             v.as_deref()
                 .filter(|s| !s.is_empty())
                 .map(|s| timespec::parse(s, now))
@@ -99,7 +98,7 @@ pub fn series_from_name(
     units: &str,
     aggregation: Aggregation,
     limits: &IngestLimits,
-) -> Result<SeriesKey, AppError> {
+) -> Result<SeriesKey, IngestError> {
     let selector = Selector::parse(name).map_err(|e| param_error("name", format!("name `{name}`: {e}")))?;
     if !selector.is_exact() {
         return Err(param_error("name", format!("name `{name}`: labels must be `key=value`")));
@@ -169,7 +168,7 @@ mod tests {
         .unwrap()
     }
 
-    fn meta(query: &str) -> Result<ProfileMeta, AppError> {
+    fn meta(query: &str) -> Result<ProfileMeta, IngestError> {
         let params = params(query);
         // Small round times read better here; the window has its own test.
         let limits =
@@ -188,7 +187,7 @@ mod tests {
             ("name=a&from=now-9223372036854775307", "from"),
         ] {
             match params(query).to_meta(&limits, now) {
-                Err(AppError::BadRequest { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
+                Err(IngestError::Malformed { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
                 other => panic!("{query}: {other:?}"),
             }
         }
@@ -231,7 +230,7 @@ mod tests {
             ("name=a{x=~y}", "name"),
         ] {
             match meta(query) {
-                Err(AppError::BadRequest { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
+                Err(IngestError::Malformed { detail: Some(d), .. }) => assert_eq!(d["parameter"], parameter, "{query}"),
                 other => panic!("{query}: {other:?}"),
             }
         }

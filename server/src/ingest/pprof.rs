@@ -41,120 +41,10 @@ use std::ops::Range;
 
 use kiln_model::budget::TreeSize;
 use kiln_model::{CallTree, NodeId, ROOT, SeededMap};
-use prost::Message;
 use serde::Deserialize;
 
-use super::{DecodeError, IngestLimits, RequestBudget, body};
+use super::{IngestError, IngestLimits, RequestBudget, body};
 use crate::storage::{Aggregation, ProfileMeta, SeriesKey, Upload};
-
-/// `perftools.profiles.Profile` as Kiln writes it (pprof export) and tests build it; decoding
-/// reads the wire format directly ([`uploads`]).
-#[derive(Clone, PartialEq, Message)]
-pub struct Profile {
-    /// What each value of a sample measures.
-    #[prost(message, repeated, tag = "1")]
-    pub sample_type: Vec<ValueType>,
-    /// The samples.
-    #[prost(message, repeated, tag = "2")]
-    pub sample: Vec<Sample>,
-    /// Code locations, referenced by samples.
-    #[prost(message, repeated, tag = "4")]
-    pub location: Vec<Location>,
-    /// Functions, referenced by lines.
-    #[prost(message, repeated, tag = "5")]
-    pub function: Vec<Function>,
-    /// Every string, referenced by index; entry 0 is "". Bytes, not `string`, so that one
-    /// badly encoded symbol does not cost the whole upload.
-    #[prost(bytes = "vec", repeated, tag = "6")]
-    pub string_table: Vec<Vec<u8>>,
-    /// Start of the profile, Unix nanoseconds.
-    #[prost(int64, tag = "9")]
-    pub time_nanos: i64,
-    /// Length of the profile.
-    #[prost(int64, tag = "10")]
-    pub duration_nanos: i64,
-    /// What `period` counts.
-    #[prost(message, optional, tag = "11")]
-    pub period_type: Option<ValueType>,
-    /// Distance between samples.
-    #[prost(int64, tag = "12")]
-    pub period: i64,
-}
-
-/// A (type, unit) pair of string-table indexes.
-#[derive(Clone, PartialEq, Message)]
-pub struct ValueType {
-    /// `cpu`, `alloc_space`, …
-    #[prost(int64, tag = "1")]
-    pub r#type: i64,
-    /// `nanoseconds`, `bytes`, …
-    #[prost(int64, tag = "2")]
-    pub unit: i64,
-}
-
-/// One stack with one value per sample type.
-#[derive(Clone, PartialEq, Message)]
-pub struct Sample {
-    /// Leaf first.
-    #[prost(uint64, repeated, tag = "1")]
-    pub location_id: Vec<u64>,
-    /// One per `Profile::sample_type`.
-    #[prost(int64, repeated, tag = "2")]
-    pub value: Vec<i64>,
-    /// Labels (string or numeric).
-    #[prost(message, repeated, tag = "3")]
-    pub label: Vec<Label>,
-}
-
-/// A sample label.
-#[derive(Clone, PartialEq, Message)]
-pub struct Label {
-    /// Name (string index).
-    #[prost(int64, tag = "1")]
-    pub key: i64,
-    /// String value (string index), 0 for numeric labels.
-    #[prost(int64, tag = "2")]
-    pub str: i64,
-    /// Numeric value.
-    #[prost(int64, tag = "3")]
-    pub num: i64,
-}
-
-/// A code location: an address with its (possibly inlined) lines.
-#[derive(Clone, PartialEq, Message)]
-pub struct Location {
-    /// Unique non-zero id.
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    /// Instruction address.
-    #[prost(uint64, tag = "3")]
-    pub address: u64,
-    /// Innermost first; the last line is the caller the others were inlined into.
-    #[prost(message, repeated, tag = "4")]
-    pub line: Vec<Line>,
-}
-
-/// A source line in a location.
-#[derive(Clone, PartialEq, Message)]
-pub struct Line {
-    /// The function it belongs to.
-    #[prost(uint64, tag = "1")]
-    pub function_id: u64,
-    /// Line number.
-    #[prost(int64, tag = "2")]
-    pub line: i64,
-}
-
-/// A function.
-#[derive(Clone, PartialEq, Message)]
-pub struct Function {
-    /// Unique non-zero id.
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    /// Human-readable name (string index).
-    #[prost(int64, tag = "2")]
-    pub name: i64,
-}
 
 /// How one sample type is stored: the Go agent's `sample_type_config` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -209,16 +99,16 @@ pub struct Destination<'a> {
     pub config: &'a SampleTypeConfigs,
 }
 
-fn bad(message: impl Into<String>) -> DecodeError {
-    DecodeError::malformed(message)
+fn bad(message: impl Into<String>) -> IngestError {
+    IngestError::malformed(message)
 }
 
-fn malformed(what: impl Display) -> DecodeError {
-    DecodeError::malformed(format!("body is not a pprof profile: {what}"))
+fn malformed(what: impl Display) -> IngestError {
+    IngestError::malformed(format!("body is not a pprof profile: {what}"))
 }
 
 /// What can be wrong with protobuf bytes themselves. Small and `Copy`, so that the field
-/// reader's hot paths return in registers; it becomes a [`DecodeError`] where it surfaces.
+/// reader's hot paths return in registers; it becomes a [`IngestError`] where it surfaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WireError {
     TruncatedVarint,
@@ -231,7 +121,7 @@ enum WireError {
     TooManyLines,
 }
 
-impl From<WireError> for DecodeError {
+impl From<WireError> for IngestError {
     fn from(e: WireError) -> Self {
         match e {
             WireError::TruncatedVarint => malformed("truncated varint"),
@@ -385,7 +275,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A `ValueType` message: (type, unit) string indexes.
-fn value_type(bytes: &[u8]) -> Result<(i64, i64), DecodeError> {
+fn value_type(bytes: &[u8]) -> Result<(i64, i64), IngestError> {
     let (mut kind, mut unit) = (0, 0);
     let mut fields = Fields::new(bytes);
     while let Some((number, field)) = fields.next_field()? {
@@ -448,7 +338,7 @@ struct Tables<'a> {
 }
 
 impl<'a> Tables<'a> {
-    fn read(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+    fn read(bytes: &'a [u8]) -> Result<Self, IngestError> {
         let mut tables = Tables::default();
         let mut fields = Fields::new(bytes);
         while let Some((number, field)) = fields.next_field()? {
@@ -467,7 +357,7 @@ impl<'a> Tables<'a> {
         Ok(tables)
     }
 
-    fn location(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+    fn location(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
         let (mut id, mut address) = (0, 0);
         let start = self.line_functions.len();
         let mut fields = Fields::new(bytes);
@@ -496,7 +386,7 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
-    fn function(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+    fn function(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
         let (mut id, mut name) = (0, 0);
         let mut fields = Fields::new(bytes);
         while let Some((number, field)) = fields.next_field()? {
@@ -511,14 +401,14 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
-    fn string(&self, index: i64) -> Result<&'a [u8], DecodeError> {
+    fn string(&self, index: i64) -> Result<&'a [u8], IngestError> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.strings.get(i).copied())
             .ok_or_else(|| bad(format!("pprof string index {index} is outside the string table")))
     }
 
-    fn text(&self, index: i64) -> Result<std::borrow::Cow<'a, str>, DecodeError> {
+    fn text(&self, index: i64) -> Result<std::borrow::Cow<'a, str>, IngestError> {
         Ok(String::from_utf8_lossy(self.string(index)?))
     }
 }
@@ -533,7 +423,7 @@ struct Frames {
 }
 
 impl Frames {
-    fn new(tables: &Tables) -> Result<Self, DecodeError> {
+    fn new(tables: &Tables) -> Result<Self, IngestError> {
         let functions = IdIndex::new(&tables.function_ids);
         // Every function's name is checked, used or not, as a pprof reader would.
         let function_names: Vec<u32> = tables
@@ -543,7 +433,7 @@ impl Frames {
                 tables.string(name)?;
                 Ok(name as u32)
             })
-            .collect::<Result<_, DecodeError>>()?;
+            .collect::<Result<_, IngestError>>()?;
         let string_count = u32::try_from(tables.strings.len()).map_err(|_| malformed("too many strings"))?;
         let mut frames = Frames {
             index: IdIndex::new(&tables.location_ids),
@@ -569,7 +459,7 @@ impl Frames {
 
     /// The frame names of location `id`, innermost first.
     #[inline]
-    fn of(&self, id: u64) -> Result<&[u32], DecodeError> {
+    fn of(&self, id: u64) -> Result<&[u32], IngestError> {
         let location =
             self.index.get(id).ok_or_else(|| bad(format!("pprof sample refers to missing location {id}")))?;
         let range = &self.ranges[location];
@@ -611,7 +501,7 @@ pub fn uploads(
     limits: &IngestLimits,
     budget: &mut RequestBudget,
     now: i64,
-) -> Result<Vec<Upload>, DecodeError> {
+) -> Result<Vec<Upload>, IngestError> {
     let unzipped;
     let bytes = if raw.starts_with(&body::GZIP_MAGIC) {
         unzipped = body::gunzip(raw, budget)?;
@@ -834,7 +724,7 @@ fn series_labels(
     dest: &Destination,
     pairs: &[(u64, u64)],
     limits: &IngestLimits,
-) -> Result<BTreeMap<String, String>, DecodeError> {
+) -> Result<BTreeMap<String, String>, IngestError> {
     let mut labels = dest.labels.clone();
     for &(name, text) in pairs {
         let (key, value) = (tables.text(name as i64)?, tables.text(text as i64)?);
@@ -859,7 +749,7 @@ struct SampleKind {
     aggregation: Aggregation,
 }
 
-fn sample_kinds(tables: &Tables, config: &SampleTypeConfigs) -> Result<Vec<SampleKind>, DecodeError> {
+fn sample_kinds(tables: &Tables, config: &SampleTypeConfigs) -> Result<Vec<SampleKind>, IngestError> {
     let mut kinds: Vec<SampleKind> = Vec::new();
     for (index, &(kind, unit)) in tables.sample_types.iter().enumerate() {
         let (name, unit) = (tables.text(kind)?, tables.text(unit)?);
@@ -907,7 +797,9 @@ fn sample_rate(tables: &Tables) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::{Function, Label, Line, Location, Profile, Sample, ValueType};
     use kiln_model::budget::Exhausted;
+    use prost::Message;
 
     /// Leaf-first function names, one value per sample type, string labels.
     type TestSample<'a> = (&'a [&'a str], &'a [i64], &'a [(&'a str, &'a str)]);
@@ -951,7 +843,7 @@ mod tests {
         .encode_to_vec()
     }
 
-    fn decode(raw: &[u8], config: &SampleTypeConfigs) -> Result<Vec<Upload>, DecodeError> {
+    fn decode(raw: &[u8], config: &SampleTypeConfigs) -> Result<Vec<Upload>, IngestError> {
         let labels = BTreeMap::from([("env".to_string(), "prod".to_string())]);
         let dest = Destination { app: "app", labels: &labels, range: None, sample_rate: None, spy_name: "t", config };
         let limits = IngestLimits { max_stack_depth: 3, ..IngestLimits::default() };
@@ -1088,7 +980,7 @@ mod tests {
             Destination { app: "a", labels: &labels, range: None, sample_rate: None, spy_name: "", config: &none };
         let limits = IngestLimits { frames_per_kib: 64, decode_floor_kib: 16, ..IngestLimits::default() };
         let refused = uploads(&raw, &dest, &limits, &mut limits.budget(), 0);
-        assert!(matches!(refused, Err(DecodeError::OverBudget(Exhausted::Frames { .. }))), "{refused:?}");
+        assert!(matches!(refused, Err(IngestError::OverBudget(Exhausted::Frames { .. }))), "{refused:?}");
         let enough = IngestLimits { frames_per_kib: 1 << 20, ..limits };
         assert_eq!(uploads(&raw, &dest, &enough, &mut enough.budget(), 0).unwrap()[0].tree.total(), 2000);
     }

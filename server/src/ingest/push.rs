@@ -14,25 +14,17 @@
 //! `inuse_space`, …). Other labels starting with `__` are dropped; the rest are series labels.
 //!
 //! Success is 200 with an empty `PushResponse`; errors use the Connect shape
-//! `{"code": "...", "message": "..."}`.
+//! `{"code": "...", "message": "..."}` (the handler, api/push.rs).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use base64::Engine;
 use kiln_model::selector::KNOWN_PROFILE_TYPES;
 use prost::Message;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{body, pprof};
-use crate::api::{AppError, AppState, Tenant};
+use super::{IngestError, MAX_IDEMPOTENCY_KEY_LEN, Sink, body, pprof, scoped_key};
 use crate::storage::{KeyedUploads, Upload};
 use crate::work::UploadHold;
 
@@ -108,40 +100,6 @@ struct JsonSample {
     id: String,
 }
 
-/// An [`AppError`] answered in the Connect error shape.
-#[derive(Debug)]
-pub struct ConnectError(pub AppError);
-
-impl From<AppError> for ConnectError {
-    fn from(e: AppError) -> Self {
-        ConnectError(e)
-    }
-}
-
-impl IntoResponse for ConnectError {
-    fn into_response(self) -> Response {
-        let status = self.0.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "resource_exhausted",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            StatusCode::INTERNAL_SERVER_ERROR => "internal",
-            _ => "invalid_argument",
-        };
-        let message = match &self.0 {
-            AppError::Internal(detail) => {
-                tracing::error!(%detail, "push failed");
-                "internal error; see the server log".to_string()
-            }
-            other => other.to_string(),
-        };
-        let mut response = (status, Json(json!({ "code": code, "message": message }))).into_response();
-        if let AppError::Unavailable { retry_after, .. } = &self.0 {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after));
-        }
-        response
-    }
-}
-
 /// How a push body is encoded (its `Content-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -151,61 +109,25 @@ pub enum Codec {
     Json,
 }
 
-/// `POST /push.v1.PusherService/Push`.
+/// A push body (as sent, gzipped or not) in `codec`, decoded and stored in `tenant`; the
+/// agent's `User-Agent` is the uploads' spy name.
 pub async fn push(
-    State(state): State<AppState>,
-    hold: Option<Extension<UploadHold>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ConnectError> {
-    if let Ok(body) = &body {
-        state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    }
-    let result = push_inner(&state, hold.map(|Extension(h)| h), &headers, body).await;
-    match &result {
-        Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
-        Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
-    };
-    let codec = result?;
-    Ok(match codec {
-        Codec::Proto => ([(header::CONTENT_TYPE, "application/proto")], Bytes::new()).into_response(),
-        Codec::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
-    })
-}
-
-async fn push_inner(
-    state: &AppState,
+    sink: Sink<'_>,
+    tenant: &str,
+    codec: Codec,
     hold: Option<UploadHold>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Codec, AppError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let codec = match media.as_str() {
-        "application/proto" => Codec::Proto,
-        "application/json" => Codec::Json,
-        _ => {
-            return Err(AppError::UnsupportedMediaType(format!(
-                "Content-Type `{content_type}` is not supported; send application/proto or application/json"
-            )));
-        }
-    };
-    let body = body.map_err(super::body_rejection)?;
-    let limits = state.limits;
-    let tenant = Tenant::from_headers(headers)?;
+    body: &[u8],
+) -> Result<(), IngestError> {
+    let limits = *sink.limits;
     // One budget for the whole request: its gzipped profiles share the decompressed-byte limit,
     // and all of them together the frames and nodes its size allows.
     let mut budget = limits.budget().holding(hold);
-    let body = body::decode(&body, headers, &mut budget)?;
+    let body = body::decode(body, headers, &mut budget)?;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let spy_name: String = user_agent.chars().take(128).collect();
-    let mut groups = decode(&body, codec, &tenant, &spy_name, &limits, &mut budget, crate::timespec::now_unix())?;
-    let refused = super::series_limit::admit(&state.store, &tenant.0, limits.max_series_per_tenant, &mut groups);
-    let appended = state.store.append_once(groups).await?;
-    if appended.duplicates > 0 {
-        state.metrics.ingest_duplicates.fetch_add(appended.duplicates as u64, Ordering::Relaxed);
-    }
-    refused.map_or(Ok(codec), Err)
+    let groups = decode(&body, codec, tenant, &spy_name, &limits, &mut budget, crate::timespec::now_unix())?;
+    super::store_groups(sink, tenant, groups).await
 }
 
 /// Decodes a (decompressed) push body into the uploads it carries: one group per raw sample,
@@ -214,15 +136,15 @@ async fn push_inner(
 pub fn decode(
     body: &[u8],
     codec: Codec,
-    tenant: &Tenant,
+    tenant: &str,
     spy_name: &str,
     limits: &super::IngestLimits,
     budget: &mut super::RequestBudget,
     now: i64,
-) -> Result<Vec<KeyedUploads>, AppError> {
+) -> Result<Vec<KeyedUploads>, IngestError> {
     let request = match codec {
         Codec::Proto => {
-            PushRequest::decode(body).map_err(|e| AppError::bad_request(format!("not a PushRequest: {e}")))?
+            PushRequest::decode(body).map_err(|e| IngestError::malformed(format!("not a PushRequest: {e}")))?
         }
         Codec::Json => from_json(body)?,
     };
@@ -242,25 +164,24 @@ pub fn decode(
             let mut uploads: Vec<Upload> = pprof::uploads(&sample.raw_profile, &dest, limits, budget, now)?;
             super::check_upload_times(&uploads, &limits.window, now)?;
             for upload in &mut uploads {
-                upload.meta.series.tenant.clone_from(&tenant.0);
+                upload.meta.series.tenant = tenant.to_string();
             }
             let id = sample.id.trim();
-            if id.len() > crate::api::MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(AppError::bad_request(format!(
-                    "a sample ID is longer than {} bytes",
-                    crate::api::MAX_IDEMPOTENCY_KEY_LEN
+            if id.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(IngestError::malformed(format!(
+                    "a sample ID is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"
                 )));
             }
-            let key = (!id.is_empty()).then(|| tenant.scoped_key("push", id));
+            let key = (!id.is_empty()).then(|| scoped_key(tenant, "push", id));
             groups.push(KeyedUploads { key, uploads });
         }
     }
     Ok(groups)
 }
 
-fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {
+fn from_json(body: &[u8]) -> Result<PushRequest, IngestError> {
     let json: JsonPushRequest =
-        serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("not a PushRequest in JSON: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| IngestError::malformed(format!("not a PushRequest in JSON: {e}")))?;
     let series = json
         .series
         .into_iter()
@@ -274,13 +195,13 @@ fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {
                     base64::engine::general_purpose::STANDARD_NO_PAD
                         .decode(text)
                         .map(|raw_profile| RawSample { raw_profile, id: sample.id.clone() })
-                        .map_err(|e| AppError::bad_request(format!("rawProfile is not base64: {e}")))
+                        .map_err(|e| IngestError::malformed(format!("rawProfile is not base64: {e}")))
                 })
                 .collect::<Result<_, _>>()?;
             let labels = s.labels.into_iter().map(|l| LabelPair { name: l.name, value: l.value }).collect();
             Ok(RawProfileSeries { labels, samples })
         })
-        .collect::<Result<_, AppError>>()?;
+        .collect::<Result<_, IngestError>>()?;
     Ok(PushRequest { series })
 }
 
@@ -288,12 +209,12 @@ fn from_json(body: &[u8]) -> Result<PushRequest, AppError> {
 fn series_labels(
     pairs: &[LabelPair],
     limits: &super::IngestLimits,
-) -> Result<(String, BTreeMap<String, String>), AppError> {
+) -> Result<(String, BTreeMap<String, String>), IngestError> {
     let mut app = None;
     let mut labels = BTreeMap::new();
     for pair in pairs {
         if pair.name.len() > limits.max_label_bytes || pair.value.len() > limits.max_label_bytes {
-            return Err(AppError::bad_request(format!(
+            return Err(IngestError::malformed(format!(
                 "label `{}` is longer than {} bytes",
                 pair.name, limits.max_label_bytes
             )));
@@ -307,11 +228,11 @@ fn series_labels(
         }
     }
     if labels.len() > limits.max_labels {
-        return Err(AppError::bad_request(format!("more than {} labels", limits.max_labels)));
+        return Err(IngestError::malformed(format!("more than {} labels", limits.max_labels)));
     }
     let app = app
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| AppError::bad_request("series has no `service_name` label (the application name)"))?;
+        .ok_or_else(|| IngestError::malformed("series has no `service_name` label (the application name)"))?;
     let app = match app.rsplit_once('.') {
         Some((head, ty)) if !head.is_empty() && KNOWN_PROFILE_TYPES.contains(&ty) => head.to_string(),
         _ => app,

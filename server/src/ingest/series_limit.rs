@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use kiln_model::selector::{MatchOp, Matcher, Selector};
 
-use crate::api::AppError;
+use super::IngestError;
 use crate::storage::{KeyedUploads, SeriesKey, Store};
 
 /// Takes out of `groups` the uploads of new series that do not fit under `limit` active series
@@ -16,7 +16,7 @@ use crate::storage::{KeyedUploads, SeriesKey, Store};
 /// 503 would invite retries that are refused again). Like Mimir, the series that fit (those
 /// already active above all) are stored: agents do not retry, so refusing the whole request
 /// would lose them too.
-pub(crate) fn admit(store: &Store, tenant: &str, limit: usize, groups: &mut [KeyedUploads]) -> Option<AppError> {
+pub(crate) fn admit(store: &Store, tenant: &str, limit: usize, groups: &mut [KeyedUploads]) -> Option<IngestError> {
     let keys = groups.iter().flat_map(|g| &g.uploads).map(|u| &u.meta.series);
     let refused: HashSet<SeriesKey> = store.series_beyond_limit(tenant, keys, limit);
     let example = refused.iter().min()?;
@@ -33,13 +33,13 @@ pub(crate) fn admit(store: &Store, tenant: &str, limit: usize, groups: &mut [Key
             .collect(),
     };
     tracing::debug!(tenant, refused = refused.len(), limit, "new series over the per-tenant limit");
-    Some(AppError::bad_request_with(
-        format!(
+    Some(IngestError::Refused {
+        message: format!(
             "per-tenant series limit of {limit} active series reached (--max-series-per-tenant); {} new series \
              refused, e.g. `{selector}`; series already active are still stored. Drop labels with many values \
              (pod or request ids) or raise the limit",
             refused.len()
         ),
-        serde_json::json!({ "limit": "max-series-per-tenant", "refusedSeries": refused.len() }),
-    ))
+        detail: serde_json::json!({ "limit": "max-series-per-tenant", "refusedSeries": refused.len() }),
+    })
 }

@@ -13,8 +13,7 @@ use axum::http::HeaderMap;
 use kiln_model::speedscope::{self, Speedscope};
 use serde_json::json;
 
-use super::{DecodeError, IngestLimits, IngestParams, RequestBudget, series_from_name};
-use crate::api::AppError;
+use super::{IngestError, IngestLimits, IngestParams, RequestBudget, series_from_name};
 use crate::storage::{ProfileMeta, Upload};
 
 /// The series label that tells a file's profiles apart.
@@ -28,11 +27,11 @@ pub fn default_format(headers: &HeaderMap) -> &'static str {
 }
 
 /// Reads the file within the request's decode budget, or says what is wrong with it.
-pub fn read(body: &[u8], limits: &IngestLimits, budget: &mut RequestBudget) -> Result<Speedscope, DecodeError> {
+pub fn read(body: &[u8], limits: &IngestLimits, budget: &mut RequestBudget) -> Result<Speedscope, IngestError> {
     speedscope::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode).map_err(|e| match e.exhausted {
-        Some(exhausted) => DecodeError::OverBudget(exhausted),
+        Some(exhausted) => IngestError::OverBudget(exhausted),
         None => {
-            DecodeError::malformed_with(format!("speedscope: {e}"), json!({ "profile": e.profile, "reason": e.reason }))
+            IngestError::malformed_with(format!("speedscope: {e}"), json!({ "profile": e.profile, "reason": e.reason }))
         }
     })
 }
@@ -44,7 +43,7 @@ pub fn uploads(
     meta: &ProfileMeta,
     limits: &IngestLimits,
     budget: &mut RequestBudget,
-) -> Result<Vec<Upload>, AppError> {
+) -> Result<Vec<Upload>, IngestError> {
     let file = read(body, limits, budget)?;
     let mut meta = meta.clone();
     if file.units != speedscope::SAMPLES && file.units != meta.units {
@@ -57,7 +56,7 @@ pub fn uploads(
     }
     let split = file.profiles.len() > 1 && !meta.series.labels.contains_key(PROFILE_LABEL);
     if split && meta.series.labels.len() >= limits.max_labels {
-        return Err(AppError::bad_request_with(
+        return Err(IngestError::malformed_with(
             format!("more than {} labels with `{PROFILE_LABEL}`", limits.max_labels),
             json!({ "parameter": "name" }),
         ));
@@ -71,7 +70,7 @@ pub fn uploads(
         // A profile without a name is the series without the label.
         if split && !profile.name.is_empty() {
             if profile.name.len() > limits.max_label_bytes {
-                return Err(AppError::bad_request_with(
+                return Err(IngestError::malformed_with(
                     format!("speedscope: profile {index}: its name is longer than {} bytes", limits.max_label_bytes),
                     json!({ "profile": index }),
                 ));
@@ -92,7 +91,7 @@ mod tests {
         IngestParams { name: Some(name.into()), units: units.map(String::from), ..IngestParams::default() }
     }
 
-    fn uploads_of(file: &str, name: &str, units: Option<&str>) -> Result<Vec<Upload>, AppError> {
+    fn uploads_of(file: &str, name: &str, units: Option<&str>) -> Result<Vec<Upload>, IngestError> {
         let params = params(name, units);
         let limits = IngestLimits::default();
         let meta = params.to_meta(&limits, 1_700_000_000)?;

@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use flate2::{Compression, write::GzEncoder};
-use kiln_server::ingest::pprof::{Function, Label, Line, Location, Profile, Sample, ValueType};
 use kiln_server::ingest::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
+use kiln_server::proto::{Function, Label, Line, Location, Profile, Sample, ValueType};
 use prost::Message;
 
 use super::*;

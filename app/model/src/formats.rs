@@ -1,0 +1,186 @@
+//! The profile formats Kiln reads: one table for `/ingest?format=`, `/api/collapse?format=` and
+//! the Open page's list. Each entry says how users spell it, how it is recognised when the
+//! format is not given, and which decoder reads it; the server runs the decoder
+//! (`server/src/ingest/mod.rs`), the pages only show the names.
+
+use crate::folded::LineFormat;
+
+/// How a format's bytes become a call tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// Folded stacks, in one of the model's line formats.
+    Folded(LineFormat),
+    /// A pprof profile (one series per sample type), gzipped or not.
+    Pprof,
+    /// speedscope JSON (one series per named profile).
+    Speedscope,
+    /// A tool's raw output, collapsed to folded stacks by inferno's collapser of this format.
+    Collapse(Collapser),
+}
+
+/// inferno's collapsers, one per tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collapser {
+    /// `perf script`.
+    Perf,
+    /// DTrace's `ustack()` aggregations.
+    Dtrace,
+    /// macOS `sample`.
+    Sample,
+    /// Intel VTune's CSV export.
+    Vtune,
+    /// Visual Studio's profiler CSV export.
+    Vsprof,
+    /// GHC's `.prof` files.
+    Ghcprof,
+    /// Whichever of the above the input looks like.
+    Guess,
+}
+
+/// How a format is recognised when the request does not name it (`format=auto`, the Open
+/// page): entries are tried in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// Only when named.
+    Named,
+    /// When the body looks like JSON (first non-blank byte `{`).
+    LooksLikeJson,
+    /// When the body decodes to a non-empty tree.
+    Decodes,
+}
+
+/// One format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// Its `format=` value.
+    pub name: &'static str,
+    /// Other accepted spellings.
+    pub aliases: &'static [&'static str],
+    /// How it is recognised unnamed.
+    pub detection: Detection,
+    /// What reads it.
+    pub decoder: Decoder,
+    /// How the Open page names it, when it lists it (plain text).
+    pub shown_as: Option<&'static str>,
+}
+
+impl Format {
+    /// Whether `name` spells this format.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
+    }
+}
+
+/// Every format, in the order `auto` tries them: speedscope by its JSON shape, then folded
+/// text, then pprof, and last inferno's guess among the tools' outputs.
+pub const FORMATS: &[Format] = &[
+    Format {
+        name: "speedscope",
+        aliases: &[],
+        detection: Detection::LooksLikeJson,
+        decoder: Decoder::Speedscope,
+        shown_as: Some("speedscope JSON"),
+    },
+    Format {
+        name: "folded",
+        aliases: &["collapsed"],
+        detection: Detection::Decodes,
+        decoder: Decoder::Folded(LineFormat::Counted),
+        shown_as: Some("folded stacks"),
+    },
+    Format {
+        name: "lines",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Folded(LineFormat::Lines),
+        shown_as: None,
+    },
+    Format {
+        name: "pprof",
+        aliases: &[],
+        detection: Detection::Decodes,
+        decoder: Decoder::Pprof,
+        shown_as: Some("pprof (gzipped or not)"),
+    },
+    Format {
+        name: "perf_script",
+        aliases: &["perf"],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Perf),
+        shown_as: Some("perf script"),
+    },
+    Format {
+        name: "dtrace",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Dtrace),
+        shown_as: Some("DTrace"),
+    },
+    Format {
+        name: "sample",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Sample),
+        shown_as: Some("macOS sample"),
+    },
+    Format {
+        name: "vtune",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Vtune),
+        shown_as: Some("VTune"),
+    },
+    Format {
+        name: "vsprof",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Vsprof),
+        shown_as: None,
+    },
+    Format {
+        name: "ghcprof",
+        aliases: &[],
+        detection: Detection::Named,
+        decoder: Decoder::Collapse(Collapser::Ghcprof),
+        shown_as: None,
+    },
+    Format {
+        name: "guess",
+        aliases: &[],
+        detection: Detection::Decodes,
+        decoder: Decoder::Collapse(Collapser::Guess),
+        shown_as: None,
+    },
+];
+
+/// The format `name` spells, if any.
+pub fn find(name: &str) -> Option<&'static Format> {
+    FORMATS.iter().find(|f| f.is_named(name))
+}
+
+/// Every accepted spelling, names and aliases, for error messages.
+pub fn spellings() -> Vec<&'static str> {
+    FORMATS.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_names_one_format() {
+        let spellings = spellings();
+        for spelling in &spellings {
+            assert_eq!(FORMATS.iter().filter(|f| f.is_named(spelling)).count(), 1, "{spelling}");
+        }
+        assert_eq!(find("collapsed").map(|f| f.name), Some("folded"));
+        assert_eq!(find("perf").map(|f| f.decoder), Some(Decoder::Collapse(Collapser::Perf)));
+        assert_eq!(find("auto"), None);
+    }
+
+    #[test]
+    fn auto_tries_json_then_text_then_pprof_then_the_tools_guess() {
+        let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
+        assert_eq!(tried, ["speedscope", "folded", "pprof", "guess"]);
+    }
+}
