@@ -1,39 +1,6 @@
 //! Small text helpers shared by the pages.
 
-/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass through).
-pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes a query-string key or value: `+` is a space, `%XX` a byte; bytes that are not
-/// UTF-8 become U+FFFD, as in the browser's `URLSearchParams`.
-pub fn decode_query_value(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'+', _, _) => out.push(b' '),
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 2;
-            }
-            // A `%` without two hex digits stays as written.
-            (b, _, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use kiln_model::query_string::{decode as decode_query_value, encode as encode_query_value};
 
 /// A sample count with thousands separators: `1234567` → `1,234,567`.
 pub fn group_digits(value: u64) -> String {
@@ -99,19 +66,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_values_decode_what_encoding_wrote() {
-        for value in ["app.cpu{env=\"a b\"}", "100%", "naïve;frame+1", ""] {
-            assert_eq!(decode_query_value(&encode_query_value(value)), value);
-        }
-        assert_eq!(decode_query_value("a+b%2Bc"), "a b+c");
-        assert_eq!(decode_query_value("50%"), "50%");
-        assert_eq!(decode_query_value("%zz%4"), "%zz%4");
-        assert_eq!(decode_query_value("%FF"), "\u{FFFD}");
-    }
-
-    #[test]
     fn formats() {
-        assert_eq!(encode_query_value("app.cpu{env=prod}"), "app.cpu%7Benv%3Dprod%7D");
         assert_eq!(group_digits(0), "0");
         assert_eq!(group_digits(1234567), "1,234,567");
         assert_eq!(group_digits(123), "123");

@@ -449,19 +449,7 @@ pub fn query_string(args: &UploadArgs) -> String {
     pairs.extend(args.until.clone().map(|v| ("until", v)));
     pairs.extend(args.sample_rate.map(|v| ("sampleRate", v.to_string())));
     pairs.extend(args.units.clone().map(|v| ("units", v)));
-    pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    pairs.iter().map(|(k, v)| format!("{k}={}", kiln_model::query_string::encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn read_input(path: &Path) -> Result<(String, Vec<u8>), UploadError> {

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod navigate;
 pub mod page_data;
 pub mod palette;
+pub mod query_string;
 pub mod raster;
 pub mod recursion;
 pub mod sandwich;
