@@ -4,7 +4,7 @@
 //! from `/api/page-data/{name}` when the URL changes.
 //!
 //! Each page defines the requests it makes beside its components, and the answers' types live in
-//! [`kiln_model::page_data`]; [`crate::pages::answer`] lists the requests for the server. This
+//! [`kiln_model::page_data`]; the pages module's `answer` lists the requests for the server. This
 //! module knows no page.
 //!
 //! Answers travel in [`kiln_model::page_data::encode`]'s encoding (postcard in base64) both

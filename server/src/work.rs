@@ -271,7 +271,8 @@ impl UploadHold {
     }
 
     /// Bytes this request holds now.
-    pub fn held(&self) -> u64 {
+    #[cfg(test)]
+    fn held(&self) -> u64 {
         self.lock().reservation.bytes
     }
 }

@@ -17,14 +17,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{AppError, AppState};
+use crate::ingest::GZIP_MAGIC;
 use crate::work::{self, Cancel, INLINE_BODY_BYTES, InflightBudget, UploadHold};
 
 /// Seconds an upload refused for the in-flight budget is asked to wait: decoding takes
 /// milliseconds, so the budget frees up quickly.
 pub(super) const RETRY_AFTER_BUDGET_SECS: u64 = 2;
-
-/// The first bytes of every gzip stream.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Runs the handler on the heavy lane.
 pub async fn heavy(request: Request, next: Next) -> Response {

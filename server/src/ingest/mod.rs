@@ -38,6 +38,7 @@ use crate::storage::{KeyedUploads, Store, Upload};
 use crate::timespec::IngestWindow;
 use crate::work::UploadHold;
 
+pub(crate) use body::GZIP_MAGIC;
 pub use error::IngestError;
 pub use params::{IngestParams, series_from_name};
 
