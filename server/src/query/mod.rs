@@ -11,7 +11,7 @@ use kiln_model::selector::{MatchOp, Matcher, Selector};
 use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::block::{self, Chunk};
-use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store, Upload};
+use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store};
 use crate::work::{Cancel, Cancelled};
 
 pub use limits::{QueryLimits, TooLarge, is_too_large};
@@ -218,14 +218,9 @@ struct InRange {
     until: i64,
     total: u64,
     aggregation: Aggregation,
-    /// Head upload index, or (chunk, upload) indexes.
-    at: Place,
-}
-
-#[derive(Clone, Copy)]
-enum Place {
-    Head(usize),
-    Chunk(usize, usize),
+    /// Which chunk, and which of its uploads.
+    chunk: usize,
+    upload: usize,
 }
 
 /// Why a merge has no answer.
@@ -277,25 +272,17 @@ pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) ->
         },
     );
     cancel.check()?;
-    let chunks: Vec<Chunk> = decoded.into_iter().flatten().collect();
-    let head = selected.head;
-    let mut in_range: Vec<InRange> = head
-        .iter()
-        .enumerate()
-        .map(|(i, u)| InRange {
-            from: u.meta.from,
-            until: u.meta.until,
-            total: u.tree.total(),
-            aggregation: u.meta.aggregation,
-            at: Place::Head(i),
-        })
-        .collect();
+    // The head's series are chunks already (shared, not copied); blocks' are decoded.
+    let chunks: Vec<Arc<Chunk>> =
+        selected.head.into_iter().map(|h| h.chunk).chain(decoded.into_iter().flatten().map(Arc::new)).collect();
+    let mut in_range: Vec<InRange> = Vec::new();
     for (c, chunk) in chunks.iter().enumerate() {
         for (i, u) in chunk.uploads.iter().enumerate() {
-            // A block's chunk spans its whole time range; only uploads in the query's count.
+            // A chunk spans its block's (or the head's) whole time range; only uploads in the
+            // query's count.
             if u.until >= from && u.from < until {
                 let (from, until, total, aggregation) = (u.from, u.until, u.total(), u.aggregation);
-                in_range.push(InRange { from, until, total, aggregation, at: Place::Chunk(c, i) });
+                in_range.push(InRange { from, until, total, aggregation, chunk: c, upload: i });
             }
         }
     }
@@ -303,23 +290,13 @@ pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) ->
     let averaged = in_range.iter().filter(|u| u.aggregation == Aggregation::Average).count() as u64;
     let mut wanted: Vec<Vec<bool>> = chunks.iter().map(|c| vec![false; c.uploads.len()]).collect();
     for u in &in_range {
-        if let Place::Chunk(c, i) = u.at {
-            wanted[c][i] = true;
-        }
+        wanted[u.chunk][u.upload] = true;
     }
-    let newest = in_range.last().map(|u| match u.at {
-        Place::Head(i) => (head[i].meta.units.clone(), head[i].meta.sample_rate, head[i].meta.spy_name.clone()),
-        Place::Chunk(c, i) => {
-            let u = &chunks[c].uploads[i];
-            (u.units.clone(), u.sample_rate, u.spy_name.clone())
-        }
+    let newest = in_range.last().map(|u| {
+        let u = &chunks[u.chunk].uploads[u.upload];
+        (u.units.clone(), u.sample_rate, u.spy_name.clone())
     });
-    let work: Vec<Work> = head
-        .iter()
-        .filter(|u| u.meta.until >= from && u.meta.from < until)
-        .map(Work::Upload)
-        .chain(chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work::Chunk(chunk, wanted)))
-        .collect();
+    let work: Vec<Work> = chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work { chunk, wanted }).collect();
     let trees = parallel(work, Work::cost, |group| {
         let mut tree = CallTree::new();
         for item in group {
@@ -341,34 +318,23 @@ pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) ->
     Ok(Merged { tree: tree.to_flat(), profile_type, units, sample_rate, spy_name, timeline })
 }
 
-/// A part of a query's merge: a head upload, or a block chunk with the uploads it contributes.
-enum Work<'a> {
-    Upload(&'a Arc<Upload>),
-    Chunk(&'a Chunk, &'a [bool]),
+/// A part of a query's merge: a chunk (of the head or a block) with the uploads it contributes.
+struct Work<'a> {
+    chunk: &'a Chunk,
+    wanted: &'a [bool],
 }
 
 impl Work<'_> {
     /// Rough cost, to share the work evenly between threads.
     fn cost(&self) -> usize {
-        match self {
-            Work::Upload(u) => u.tree.len(),
-            Work::Chunk(chunk, _) => chunk.parent.len() + chunk.uploads.iter().map(|u| u.nodes.len()).sum::<usize>(),
-        }
+        self.chunk.parent.len() + self.chunk.uploads.iter().map(|u| u.nodes.len()).sum::<usize>()
     }
 
     /// Adds this part's samples to `tree`; averaged uploads count `1 / averaged` each (rounded
     /// down per upload and node, as they always have).
     fn merge_into(self, tree: &mut CallTree, averaged: u64) {
-        match self {
-            Work::Upload(u) => match u.meta.aggregation {
-                Aggregation::Sum => tree.merge_flat(&u.tree),
-                Aggregation::Average => tree.merge_flat_scaled(&u.tree, 1, averaged),
-            },
-            Work::Chunk(chunk, wanted) => {
-                if wanted.iter().any(|&w| w) {
-                    tree.merge_flat(&chunk_tree(chunk, wanted, averaged));
-                }
-            }
+        if self.wanted.iter().any(|&w| w) {
+            tree.merge_flat(&chunk_tree(self.chunk, self.wanted, averaged));
         }
     }
 }
@@ -412,7 +378,8 @@ fn chunk_tree(chunk: &Chunk, wanted: &[bool], averaged: u64) -> FlatTree {
             scaled_total[node as usize] = scaled_total[node as usize].saturating_add(total / den);
         }
     }
-    // Preorder: every child comes after its parent, so one backward pass sums the subtrees.
+    // Every child comes after its parent (in a head's chunk too, where nodes are numbered as
+    // they first appear), so one backward pass sums the subtrees.
     let mut total = summed.clone();
     for i in (1..n).rev() {
         let p = chunk.parent[i] as usize;
@@ -497,7 +464,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::storage::DEFAULT_TENANT;
+    use crate::storage::{DEFAULT_TENANT, Upload};
 
     fn key(app: &str, ty: &str, labels: &[(&str, &str)]) -> SeriesKey {
         SeriesKey::new(app, ty, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())

@@ -1,7 +1,7 @@
 //! Compaction (a writer merges its own level-0 blocks of one finished window), the cleanup of
 //! unpublished data objects, and retention.
 
-use super::maintenance::{delete_block, publish};
+use super::maintenance::{BlockContents, delete_block, publish};
 use super::*;
 
 pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
@@ -40,7 +40,7 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
             let bytes = inner.objects.get(&block.data).await?.bytes().await?;
             match block::decode_all(&bytes) {
                 Ok((_, decoded)) => {
-                    uploads.extend(decoded.into_iter().map(Arc::new));
+                    uploads.extend(decoded);
                     inputs.push((path, block));
                 }
                 // A damaged block stays as it is (queries skip its bad chunks); folding it
@@ -62,7 +62,7 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
             .filter(|(_, seen_at)| *seen_at > dedupe_from)
             .cloned()
             .collect();
-        let (key, block) = publish(inner, uploads, 1, wal_segment, ids, keys).await?;
+        let (key, block) = publish(inner, BlockContents::Uploads(uploads), 1, wal_segment, ids, keys).await?;
         inner.state.write().expect("state lock").blocks.insert(key, block);
         written += 1;
         for (path, block) in &inputs {
@@ -111,10 +111,10 @@ pub(super) async fn apply_retention(inner: &Inner, now: i64) -> Result<usize, St
     let cutoff = now.saturating_sub(inner.config.retention.as_secs() as i64);
     let expired: Vec<(String, Arc<LoadedBlock>)> = {
         let mut state = inner.state.write().expect("state lock");
-        for uploads in state.active.series.values_mut() {
-            uploads.retain(|u| u.meta.until >= cutoff);
+        for series in state.active.series.values_mut() {
+            series.chunk.retain_uploads(|u| u.until >= cutoff);
         }
-        state.active.series.retain(|_, uploads| !uploads.is_empty());
+        state.active.series.retain(|_, series| !series.uploads().is_empty());
         state
             .blocks
             .iter()

@@ -22,8 +22,8 @@ impl Store {
         let mut series: HashSet<&SeriesKey> = HashSet::new();
         let mut chunk_bytes = 0u64;
         for head in state.heads() {
-            for (key, uploads) in &head.series {
-                if uploads.iter().any(|u| overlaps(from, until, u.meta.from, u.meta.until)) && keep(key) {
+            for (key, held) in &head.series {
+                if held.overlaps(from, until) && keep(key) {
                     series.insert(key);
                 }
             }

@@ -94,15 +94,39 @@ pub(super) fn block_paths(writer: &str, id: &str) -> (ObjectPath, ObjectPath) {
 }
 
 /// Writes a block's data object, then its meta; returns it as loaded.
+/// What a block is written from.
+pub(super) enum BlockContents {
+    /// A frozen head's series, already over one stack tree each.
+    Series(Vec<(SeriesKey, Arc<Chunk>)>),
+    /// Uploads read back (from the log, or from blocks being compacted).
+    Uploads(Vec<Upload>),
+}
+
+impl BlockContents {
+    fn is_empty(&self) -> bool {
+        match self {
+            BlockContents::Series(series) => series.iter().all(|(_, c)| c.uploads.is_empty()),
+            BlockContents::Uploads(uploads) => uploads.is_empty(),
+        }
+    }
+
+    fn encode(self) -> (Vec<u8>, BlockIndex, block::Footer) {
+        match self {
+            BlockContents::Series(series) => block::encode_series(series),
+            BlockContents::Uploads(uploads) => block::encode(&uploads),
+        }
+    }
+}
+
 pub(super) async fn publish(
     inner: &Inner,
-    uploads: Vec<Arc<Upload>>,
+    contents: BlockContents,
     level: u32,
     wal_segment: u64,
     compacted_from: Vec<String>,
     idempotency_keys: Vec<(String, i64)>,
 ) -> Result<(String, Arc<LoadedBlock>), StorageError> {
-    let (bytes, index, footer) = tokio::task::spawn_blocking(move || block::encode(uploads.iter().map(|u| &**u)))
+    let (bytes, index, footer) = tokio::task::spawn_blocking(move || contents.encode())
         .await
         .map_err(|e| StorageError::Config(format!("block encoder panicked: {e}")))?;
     let id = new_block_id();
@@ -145,20 +169,20 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
         let Some(frozen) = inner.state.read().expect("state lock").frozen.front().cloned() else {
             return Ok(written);
         };
-        let (uploads, keys): (Vec<Arc<Upload>>, _) = match &frozen.data {
-            FrozenData::InMemory(head) => (head.uploads().cloned().collect(), head.keys.clone()),
+        let (contents, keys) = match &frozen.data {
+            FrozenData::InMemory(head) => (BlockContents::Series(head.chunks()), head.keys.clone()),
             FrozenData::OnDisk(_) => {
                 let (dir, first, sealed) = (inner.wal_dir.clone(), frozen.first_segment, frozen.sealed);
                 let record = tokio::task::spawn_blocking(move || wal::read_sealed(&dir, first, sealed))
                     .await
                     .map_err(|_| WalError::Stopped)??;
-                (record.uploads.into_iter().map(Arc::new).collect(), record.keys)
+                (BlockContents::Uploads(record.uploads), record.keys)
             }
         };
-        let published = if uploads.is_empty() {
+        let published = if contents.is_empty() {
             None
         } else {
-            Some(publish(inner, uploads, 0, frozen.sealed, Vec::new(), keys).await?)
+            Some(publish(inner, contents, 0, frozen.sealed, Vec::new(), keys).await?)
         };
         {
             // One step for readers: the block appears and its head goes.

@@ -92,11 +92,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::Notify;
 
 pub use backend::{Backend, S3Options};
-use block::{BlockIndex, BlockMeta, CorruptBlock, SeriesEntry};
+use block::{BlockIndex, BlockMeta, Chunk, CorruptBlock, SeriesEntry};
 pub use counts::ReadPlan;
 pub use disk::DiskFloor;
 pub use types::{
-    Aggregation, AppInfo, Appended, KeyedUploads, ProfileMeta, RawChunk, Selected, SeriesKey, StorageError,
+    Aggregation, AppInfo, Appended, HeadChunk, KeyedUploads, ProfileMeta, RawChunk, Selected, SeriesKey, StorageError,
     StorageStats, Upload,
 };
 pub use wal::WalError;
@@ -161,46 +161,73 @@ impl StoreConfig {
     }
 }
 
+/// What the store holds in memory between block cuts: per series, the uploads over one
+/// stack tree, as a block's chunk holds them. A query over the head merges it like a block's
+/// chunk, and a cut encodes it without rebuilding anything.
 #[derive(Default)]
 struct Head {
-    series: HashMap<SeriesKey, Vec<Arc<Upload>>>,
+    series: HashMap<SeriesKey, HeadSeries>,
     /// Idempotency keys of the uploads in this head; they go into its block's meta.
     keys: Vec<(String, i64)>,
-    /// Rough memory held, for `--head-max-bytes`.
+    /// Memory held, for `--head-max-bytes`.
     bytes: u64,
     /// Clock time of the first upload since the last cut.
     first_at: Option<i64>,
 }
 
+/// One series in the head.
+#[derive(Default)]
+struct HeadSeries {
+    chunk: block::ChunkBuilder,
+    /// Earliest `from` and latest `until` of its uploads.
+    min_time: i64,
+    max_time: i64,
+}
+
+impl HeadSeries {
+    fn uploads(&self) -> &[block::ChunkUpload] {
+        &self.chunk.chunk().uploads
+    }
+
+    fn overlaps(&self, from: i64, until: i64) -> bool {
+        overlaps(from, until, self.min_time, self.max_time)
+            && self.uploads().iter().any(|u| overlaps(from, until, u.from, u.until))
+    }
+
+    fn summary(&self) -> SeriesSummary {
+        SeriesSummary { uploads: self.uploads().len() as u64, min_time: self.min_time, max_time: self.max_time }
+    }
+}
+
 impl Head {
     fn insert(&mut self, upload: Upload, now: i64) {
-        let tree = &upload.tree;
-        self.bytes += 128 + tree.len() as u64 * 24 + tree.names.iter().map(|n| n.len() as u64 + 24).sum::<u64>();
         self.first_at.get_or_insert(now);
-        self.series.entry(upload.meta.series.clone()).or_default().push(Arc::new(upload));
+        let (from, until) = (upload.meta.from, upload.meta.until);
+        let series = match self.series.get_mut(&upload.meta.series) {
+            Some(series) => series,
+            None => {
+                self.bytes += 256;
+                let fresh = HeadSeries { min_time: from, max_time: until, ..HeadSeries::default() };
+                self.series.entry(upload.meta.series.clone()).or_insert(fresh)
+            }
+        };
+        series.min_time = series.min_time.min(from);
+        series.max_time = series.max_time.max(until);
+        self.bytes += series.chunk.add(&upload);
     }
 
     fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
 
-    fn uploads(&self) -> impl Iterator<Item = &Arc<Upload>> {
-        self.series.values().flatten()
+    /// Every series' chunk, shared.
+    fn chunks(&self) -> Vec<(SeriesKey, Arc<Chunk>)> {
+        self.series.iter().map(|(key, series)| (key.clone(), series.chunk.snapshot())).collect()
     }
 
     /// What listings and query planning need once the uploads themselves are gone.
     fn summary(&self) -> HashMap<SeriesKey, SeriesSummary> {
-        self.series
-            .iter()
-            .map(|(key, uploads)| {
-                let summary = SeriesSummary {
-                    uploads: uploads.len() as u64,
-                    min_time: uploads.iter().map(|u| u.meta.from).min().unwrap_or(i64::MAX),
-                    max_time: uploads.iter().map(|u| u.meta.until).max().unwrap_or(i64::MIN),
-                };
-                (key.clone(), summary)
-            })
-            .collect()
+        self.series.iter().map(|(key, series)| (key.clone(), series.summary())).collect()
     }
 }
 
@@ -637,7 +664,12 @@ impl Store {
         keep: impl FnMut(&SeriesKey) -> bool,
     ) -> Result<Vec<Arc<Upload>>, StorageError> {
         let selected = self.select_chunks(from, until, keep).await?;
-        let mut found = selected.head;
+        let mut found = Vec::new();
+        for head in selected.head {
+            let uploads = head.chunk.canonical().into_uploads(&head.key);
+            found
+                .extend(uploads.into_iter().filter(|u| overlaps(from, until, u.meta.from, u.meta.until)).map(Arc::new));
+        }
         for chunk in selected.chunks {
             match block::decode_chunk(&chunk.entry, &chunk.bytes) {
                 Ok(uploads) => found.extend(
@@ -668,11 +700,9 @@ impl Store {
             {
                 let state = self.inner.state.read().expect("state lock");
                 for head in state.heads() {
-                    for (key, uploads) in &head.series {
-                        if keep(key) {
-                            selected
-                                .head
-                                .extend(uploads.iter().filter(|u| overlaps(u.meta.from, u.meta.until)).cloned());
+                    for (key, series) in &head.series {
+                        if series.overlaps(from, until) && keep(key) {
+                            selected.head.push(HeadChunk { key: key.clone(), chunk: series.chunk.snapshot() });
                         }
                     }
                 }
@@ -707,18 +737,17 @@ impl Store {
             }
             let sealed: Vec<u64> = on_disk.iter().map(|(_, sealed, _)| *sealed).collect();
             let dir = self.inner.wal_dir.clone();
-            let read = tokio::task::spawn_blocking(move || -> Result<Vec<Upload>, WalError> {
-                let mut found = Vec::new();
+            let read = tokio::task::spawn_blocking(move || -> Result<Vec<HeadChunk>, WalError> {
+                let mut found = Head::default();
                 for (first, sealed, wanted) in on_disk {
                     let record = wal::read_sealed(&dir, first, sealed)?;
-                    found.extend(
-                        record
-                            .uploads
-                            .into_iter()
-                            .filter(|u| wanted.contains(&u.meta.series) && overlaps(u.meta.from, u.meta.until)),
-                    );
+                    for upload in record.uploads {
+                        if wanted.contains(&upload.meta.series) && overlaps(upload.meta.from, upload.meta.until) {
+                            found.insert(upload, 0);
+                        }
+                    }
                 }
-                Ok(found)
+                Ok(found.chunks().into_iter().map(|(key, chunk)| HeadChunk { key, chunk }).collect())
             });
             let found = read.await.map_err(|_| WalError::Stopped)??;
             let unpublished = {
@@ -726,7 +755,7 @@ impl Store {
                 sealed.iter().all(|s| state.frozen.iter().any(|f| f.sealed == *s))
             };
             if unpublished {
-                selected.head.extend(found.into_iter().map(Arc::new));
+                selected.head.extend(found);
                 break (selected, reads);
             }
             // A head was published (and its segments deleted) while being read: its block
@@ -799,8 +828,8 @@ impl Store {
             info.last_seen = info.last_seen.max(last_seen);
         };
         for head in state.heads() {
-            for (key, uploads) in &head.series {
-                add(key, uploads.len() as u64, uploads.iter().map(|u| u.meta.until).max().unwrap_or(i64::MIN));
+            for (key, series) in &head.series {
+                add(key, series.uploads().len() as u64, series.max_time);
             }
         }
         for (_, series) in state.on_disk() {

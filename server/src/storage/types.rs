@@ -7,7 +7,7 @@ use kiln_model::FlatTree;
 use kiln_model::tenant::DEFAULT_TENANT;
 use serde::{Deserialize, Serialize};
 
-use super::block::{CorruptBlock, SeriesEntry};
+use super::block::{Chunk, CorruptBlock, SeriesEntry};
 use super::wal::WalError;
 
 fn default_tenant() -> String {
@@ -154,10 +154,19 @@ pub struct StorageStats {
 /// What [`Store::select_chunks`] found.
 #[derive(Default)]
 pub struct Selected {
-    /// Head uploads in the range.
-    pub head: Vec<Arc<Upload>>,
+    /// Head series with uploads in the range, each as a chunk of all its head uploads (to
+    /// be filtered by time, like a block's).
+    pub head: Vec<HeadChunk>,
     /// Block chunks of the selected series that overlap the range, as stored.
     pub chunks: Vec<RawChunk>,
+}
+
+/// One series' uploads in the head, over one stack tree (not in canonical order).
+pub struct HeadChunk {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its uploads, shared with the head.
+    pub chunk: Arc<Chunk>,
 }
 
 /// One series' chunk of one block, as fetched.

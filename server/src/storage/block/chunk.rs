@@ -1,6 +1,8 @@
 //! Chunks: the uploads of one series in one block over one shared stack tree (format version 2,
 //! see the module above for the layout), and reading a chunk as stored whatever its version.
 
+use std::sync::Arc;
+
 use kiln_model::{FlatTree, ROOT_NAME, SeededMap};
 
 use super::legacy::decode_chunk_v1;
@@ -30,6 +32,20 @@ pub struct ChunkUpload {
 }
 
 impl ChunkUpload {
+    /// Its facts, without samples.
+    fn clone_facts(&self) -> ChunkUpload {
+        ChunkUpload {
+            from: self.from,
+            until: self.until,
+            sample_rate: self.sample_rate,
+            aggregation: self.aggregation,
+            units: self.units.clone(),
+            spy_name: self.spy_name.clone(),
+            nodes: Vec::new(),
+            self_value: Vec::new(),
+        }
+    }
+
     /// Every sample of the upload (its root's total).
     pub fn total(&self) -> u64 {
         self.self_value.iter().fold(0u64, |sum, &v| sum.saturating_add(v))
@@ -51,55 +67,41 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// Builds the chunk of `uploads` (one series, in the order given).
+    /// Builds the chunk of `uploads` (one series, in the order given), canonical.
     pub fn from_uploads(uploads: &[&Upload]) -> Chunk {
-        let mut symbols: Vec<&str> = vec![ROOT_NAME];
-        let mut symbol_of: SeededMap<&str, u32> = SeededMap::default();
-        symbol_of.insert(ROOT_NAME, 0);
-        let (mut parent, mut symbol) = (vec![0u32], vec![0u32]);
-        let mut children: SeededMap<(u32, u32), u32> = SeededMap::default();
-        let mut selves: Vec<Vec<(u32, u64)>> = Vec::with_capacity(uploads.len());
+        let mut builder = ChunkBuilder::default();
         for upload in uploads {
-            let tree = &upload.tree;
-            // Each of the tree's names is hashed once, then nodes go by (parent, symbol) ids.
-            let names: Vec<u32> = tree
-                .names
-                .iter()
-                .map(|name| {
-                    *symbol_of.entry(name.as_str()).or_insert_with(|| {
-                        symbols.push(name.as_str());
-                        (symbols.len() - 1) as u32
-                    })
-                })
-                .collect();
-            let mut mapped: Vec<u32> = Vec::with_capacity(tree.len());
-            let mut own = Vec::new();
-            for i in 0..tree.len() {
-                let node = if i == 0 {
-                    0
-                } else {
-                    let key = (mapped[tree.parent[i] as usize], names[tree.name[i] as usize]);
-                    *children.entry(key).or_insert_with(|| {
-                        parent.push(key.0);
-                        symbol.push(key.1);
-                        (parent.len() - 1) as u32
-                    })
-                };
-                mapped.push(node);
-                if tree.self_value[i] > 0 {
-                    own.push((node, tree.self_value[i]));
+            builder.add(upload);
+        }
+        builder.chunk.canonical()
+    }
+
+    /// The same uploads in canonical order: nodes in preorder with siblings sorted by name,
+    /// names numbered by first use, so that the same samples always give the same bytes. Nodes
+    /// on no upload's path (left by uploads dropped from a head) are left out. Upload order is
+    /// kept.
+    pub fn canonical(&self) -> Chunk {
+        let (parent, symbol, symbols) = (&self.parent, &self.symbol, &self.symbols);
+        // Live nodes: the root and every ancestor of a node with self samples.
+        let mut live = vec![false; parent.len()];
+        live[0] = true;
+        for upload in &self.uploads {
+            for &node in &upload.nodes {
+                let mut cursor = node as usize;
+                while !live[cursor] {
+                    live[cursor] = true;
+                    cursor = parent[cursor] as usize;
                 }
             }
-            selves.push(own);
         }
-        // Canonical order: preorder with siblings sorted by name, names numbered by first use,
-        // so that the same samples always give the same bytes.
         let mut kids: Vec<Vec<u32>> = vec![Vec::new(); parent.len()];
         for i in 1..parent.len() {
-            kids[parent[i] as usize].push(i as u32);
+            if live[i] {
+                kids[parent[i] as usize].push(i as u32);
+            }
         }
         for list in &mut kids {
-            list.sort_by(|a, b| symbols[symbol[*a as usize] as usize].cmp(symbols[symbol[*b as usize] as usize]));
+            list.sort_by(|a, b| symbols[symbol[*a as usize] as usize].cmp(&symbols[symbol[*b as usize] as usize]));
         }
         let mut new_id = vec![0u32; parent.len()];
         let mut new_symbol = vec![u32::MAX; symbols.len()];
@@ -112,37 +114,22 @@ impl Chunk {
             let s = &mut new_symbol[symbol[node as usize] as usize];
             if *s == u32::MAX {
                 *s = chunk.symbols.len() as u32;
-                chunk.symbols.push(symbols[symbol[node as usize] as usize].to_string());
+                chunk.symbols.push(symbols[symbol[node as usize] as usize].clone());
             }
             chunk.symbol.push(*s);
             stack.extend(kids[node as usize].iter().rev());
         }
-        for (upload, own) in uploads.iter().zip(selves) {
-            let mut own: Vec<(u32, u64)> = own.into_iter().map(|(n, v)| (new_id[n as usize], v)).collect();
-            own.sort_unstable_by_key(|&(n, _)| n);
-            let (mut nodes, mut self_value): (Vec<u32>, Vec<u64>) = (Vec::new(), Vec::new());
-            for (n, v) in own {
-                // Two siblings of one name in a hand-built tree are one path here.
-                if nodes.last() == Some(&n) {
-                    let last = self_value.last_mut().expect("a value");
-                    *last = last.saturating_add(v);
-                } else {
-                    nodes.push(n);
-                    self_value.push(v);
-                }
-            }
-            let meta = &upload.meta;
-            chunk.uploads.push(ChunkUpload {
-                from: meta.from,
-                until: meta.until,
-                sample_rate: meta.sample_rate,
-                aggregation: meta.aggregation,
-                units: meta.units.clone(),
-                spy_name: meta.spy_name.clone(),
-                nodes,
-                self_value,
-            });
-        }
+        chunk.uploads = self
+            .uploads
+            .iter()
+            .map(|upload| {
+                let mut own: Vec<(u32, u64)> =
+                    upload.nodes.iter().zip(&upload.self_value).map(|(&n, &v)| (new_id[n as usize], v)).collect();
+                own.sort_unstable_by_key(|&(n, _)| n);
+                let (nodes, self_value) = own.into_iter().unzip();
+                ChunkUpload { nodes, self_value, ..upload.clone_facts() }
+            })
+            .collect();
         chunk
     }
 
@@ -334,6 +321,118 @@ impl Chunk {
     }
 }
 
+/// Builds a chunk one upload at a time, as the head does at insert: each upload's call paths
+/// join the series' stack tree (a hash lookup per distinct node, none per sample), and the
+/// upload keeps only its (node, self value) pairs. Nodes are numbered as they first appear, so
+/// every parent comes before its children but the order is not canonical:
+/// [`Chunk::canonical`] gives the order blocks store.
+///
+/// The chunk sits behind an `Arc`: a query takes a snapshot for the price of a reference
+/// count, and the next insert after it copies the chunk once (copy on write) instead of
+/// queries holding the head's lock while they merge.
+#[derive(Clone)]
+pub struct ChunkBuilder {
+    chunk: Arc<Chunk>,
+    symbol_of: SeededMap<Box<str>, u32>,
+    children: SeededMap<(u32, u32), u32>,
+}
+
+impl Default for ChunkBuilder {
+    fn default() -> ChunkBuilder {
+        let root =
+            Chunk { symbols: vec![ROOT_NAME.to_string()], parent: vec![0], symbol: vec![0], uploads: Vec::new() };
+        let mut symbol_of = SeededMap::default();
+        symbol_of.insert(ROOT_NAME.into(), 0);
+        ChunkBuilder { chunk: Arc::new(root), symbol_of, children: SeededMap::default() }
+    }
+}
+
+impl ChunkBuilder {
+    /// Adds `upload` to the chunk; returns roughly how many bytes of memory that took.
+    pub fn add(&mut self, upload: &Upload) -> u64 {
+        let Self { chunk, symbol_of, children } = self;
+        let chunk = Arc::make_mut(chunk);
+        let tree = &upload.tree;
+        let mut bytes = 0u64;
+        // Each of the tree's names is hashed once, then nodes go by (parent, symbol) ids.
+        let names: Vec<u32> = tree
+            .names
+            .iter()
+            .map(|name| {
+                if let Some(&id) = symbol_of.get(name.as_str()) {
+                    return id;
+                }
+                let id = chunk.symbols.len() as u32;
+                chunk.symbols.push(name.clone());
+                symbol_of.insert(name.as_str().into(), id);
+                bytes += 2 * name.len() as u64 + 64;
+                id
+            })
+            .collect();
+        let mut mapped: Vec<u32> = Vec::with_capacity(tree.len());
+        let mut own: Vec<(u32, u64)> = Vec::new();
+        for i in 0..tree.len() {
+            let node = if i == 0 {
+                0
+            } else {
+                let key = (mapped[tree.parent[i] as usize], names[tree.name[i] as usize]);
+                *children.entry(key).or_insert_with(|| {
+                    chunk.parent.push(key.0);
+                    chunk.symbol.push(key.1);
+                    bytes += 32;
+                    (chunk.parent.len() - 1) as u32
+                })
+            };
+            mapped.push(node);
+            if tree.self_value[i] > 0 {
+                own.push((node, tree.self_value[i]));
+            }
+        }
+        own.sort_unstable_by_key(|&(n, _)| n);
+        let (mut nodes, mut self_value): (Vec<u32>, Vec<u64>) =
+            (Vec::with_capacity(own.len()), Vec::with_capacity(own.len()));
+        for (n, v) in own {
+            // Two siblings of one name in a hand-built tree are one path here.
+            if nodes.last() == Some(&n) {
+                let last = self_value.last_mut().expect("a value");
+                *last = last.saturating_add(v);
+            } else {
+                nodes.push(n);
+                self_value.push(v);
+            }
+        }
+        let meta = &upload.meta;
+        bytes += 96 + meta.units.len() as u64 + meta.spy_name.len() as u64 + nodes.len() as u64 * 12;
+        chunk.uploads.push(ChunkUpload {
+            from: meta.from,
+            until: meta.until,
+            sample_rate: meta.sample_rate,
+            aggregation: meta.aggregation,
+            units: meta.units.clone(),
+            spy_name: meta.spy_name.clone(),
+            nodes,
+            self_value,
+        });
+        bytes
+    }
+
+    /// The chunk as it is now (not canonical), shared.
+    pub fn snapshot(&self) -> Arc<Chunk> {
+        self.chunk.clone()
+    }
+
+    /// The chunk as it is now.
+    pub fn chunk(&self) -> &Chunk {
+        &self.chunk
+    }
+
+    /// Keeps only the uploads `keep` accepts (their nodes stay until the chunk is made
+    /// canonical).
+    pub fn retain_uploads(&mut self, keep: impl FnMut(&ChunkUpload) -> bool) {
+        Arc::make_mut(&mut self.chunk).uploads.retain(keep);
+    }
+}
+
 /// Per-node and per-symbol work arrays reused across the uploads of a chunk; generation
 /// stamps instead of clearing them for every upload.
 #[derive(Default)]
@@ -369,7 +468,12 @@ impl Scratch {
 }
 
 pub(super) fn encode_chunk(uploads: &[&Upload]) -> Vec<u8> {
-    lz4_flex::compress_prepend_size(&Chunk::from_uploads(uploads).encode())
+    compress(&Chunk::from_uploads(uploads).encode())
+}
+
+/// A chunk's bytes as stored.
+pub(super) fn compress(raw: &[u8]) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(raw)
 }
 
 /// Checks and decompresses a chunk as stored; returns it as a [`Chunk`] whatever its version.

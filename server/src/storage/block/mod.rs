@@ -50,6 +50,7 @@
 //! `varint` the byte writer and reader they share.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +62,7 @@ mod legacy;
 mod varint;
 
 use chunk::encode_chunk;
-pub use chunk::{Chunk, ChunkUpload, decode_chunk, read_chunk};
+pub use chunk::{Chunk, ChunkBuilder, ChunkUpload, decode_chunk, read_chunk};
 use footer::encode_footer;
 pub use footer::{decode_footer, decode_index};
 
@@ -199,6 +200,24 @@ pub fn encode<'a>(uploads: impl IntoIterator<Item = &'a Upload>) -> (Vec<u8>, Bl
     encode_with(uploads, encode_chunk, VERSION)
 }
 
+/// Encodes series whose uploads are already in chunks (a head's), any order: each chunk is
+/// made canonical and its uploads sorted, so the bytes depend on the contents alone.
+pub fn encode_series(series: Vec<(SeriesKey, Arc<Chunk>)>) -> (Vec<u8>, BlockIndex, Footer) {
+    let mut by_series: Vec<(u64, SeriesKey, Arc<Chunk>)> =
+        series.into_iter().filter(|(_, c)| !c.uploads.is_empty()).map(|(k, c)| (series_id(&k), k, c)).collect();
+    by_series.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let chunks = by_series.into_iter().map(|(id, key, chunk)| {
+        let mut chunk = chunk.canonical();
+        chunk.uploads.sort_by(|a, b| {
+            (a.from, a.until, &a.nodes, &a.self_value).cmp(&(b.from, b.until, &b.nodes, &b.self_value))
+        });
+        let bytes = chunk::compress(&chunk.encode());
+        let times = chunk.uploads.iter().map(|u| (u.from, u.until));
+        (id, key, bytes, span(times), chunk.uploads.len())
+    });
+    assemble(chunks, VERSION)
+}
+
 fn encode_with<'a>(
     uploads: impl IntoIterator<Item = &'a Upload>,
     encode_chunk: fn(&[&Upload]) -> Vec<u8>,
@@ -209,26 +228,43 @@ fn encode_with<'a>(
         let key = &upload.meta.series;
         by_series.entry((series_id(key), key)).or_default().push(upload);
     }
-    let mut out = MAGIC.to_vec();
-    let mut index = BlockIndex::default();
-    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-    for ((id, key), mut list) in by_series {
+    let chunks = by_series.into_iter().map(|((id, key), mut list)| {
         // Sorted so that a block's bytes depend on its contents, not on arrival order.
         list.sort_by(|a, b| {
             (a.meta.from, a.meta.until)
                 .cmp(&(b.meta.from, b.meta.until))
                 .then_with(|| kiln_model::codec::encode(&a.tree).cmp(&kiln_model::codec::encode(&b.tree)))
         });
-        let chunk = encode_chunk(&list);
+        let times = list.iter().map(|u| (u.meta.from, u.meta.until));
+        (id, key.clone(), encode_chunk(&list), span(times), list.len())
+    });
+    assemble(chunks, version)
+}
+
+/// Earliest start and latest end of `times`, `(0, 0)` when empty.
+fn span(times: impl Iterator<Item = (i64, i64)>) -> (i64, i64) {
+    let (min, max) = times.fold((i64::MAX, i64::MIN), |(lo, hi), (from, until)| (lo.min(from), hi.max(until)));
+    if min > max { (0, 0) } else { (min, max) }
+}
+
+/// Lays out the series' compressed chunks (ascending series id), then the index and footer.
+fn assemble(
+    chunks: impl Iterator<Item = (u64, SeriesKey, Vec<u8>, (i64, i64), usize)>,
+    version: u16,
+) -> (Vec<u8>, BlockIndex, Footer) {
+    let mut out = MAGIC.to_vec();
+    let mut index = BlockIndex::default();
+    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+    for (id, key, chunk, (min, max), uploads) in chunks {
         let entry = SeriesEntry {
             id,
-            key: key.clone(),
+            key,
             offset: out.len() as u64,
             len: chunk.len() as u64,
             crc: crc32fast::hash(&chunk),
-            min_time: list.iter().map(|u| u.meta.from).min().unwrap_or(0),
-            max_time: list.iter().map(|u| u.meta.until).max().unwrap_or(0),
-            uploads: list.len() as u64,
+            min_time: min,
+            max_time: max,
+            uploads: uploads as u64,
             format: version,
         };
         min_time = min_time.min(entry.min_time);
@@ -378,6 +414,25 @@ mod tests {
         // Every upload is its self samples only.
         assert_eq!(chunk.uploads.iter().map(|u| u.nodes.len()).collect::<Vec<_>>(), [3, 2, 2]);
         assert_eq!(chunk.uploads[1].total(), 7);
+    }
+
+    #[test]
+    fn a_head_built_upload_by_upload_writes_the_same_block() {
+        let uploads = sample_uploads();
+        // Arrival order differs from block order, and one upload is dropped again (as
+        // retention drops them from a head): its call paths must not reach the block.
+        let dropped = upload("a", &[(&["gone", "deep"], 4)], 5);
+        let mut builders: BTreeMap<SeriesKey, ChunkBuilder> = BTreeMap::new();
+        for u in uploads.iter().rev().chain([&dropped]) {
+            builders.entry(u.meta.series.clone()).or_default().add(u);
+        }
+        builders.values_mut().for_each(|b| b.retain_uploads(|u| u.from != dropped.meta.from));
+        let series = builders.iter().map(|(k, b)| (k.clone(), b.snapshot())).collect();
+        assert_eq!(encode_series(series).0, encode(&uploads).0);
+        // Queries read a head's chunk as it is, parents before children.
+        let a = &builders.iter().find(|(k, _)| k.app == "a").expect("series a").1;
+        assert!(a.chunk().parent.iter().enumerate().skip(1).all(|(i, &p)| (p as usize) < i));
+        assert!(a.chunk().symbols.iter().any(|s| s == "gone"), "pruned only when made canonical");
     }
 
     /// Block bytes of format 1 against format 2 for the real captures in the repository:
