@@ -4,10 +4,11 @@
 mod limits;
 mod source;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kiln_model::selector::{MatchOp, Matcher, Selector};
+use kiln_model::selector::{MatchOp, Matcher, SERVICE_NAME_LABEL, Selector, parse_label_selector, profile_type_id};
 use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::block::{self, Chunk};
@@ -50,16 +51,56 @@ impl CompiledMatcher {
     }
 
     /// A missing label reads as the empty string, as in Prometheus: `env=""` and `env!~".+"`
-    /// select series without `env`.
-    fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
-        let value = |name: &str| labels.get(name).map(String::as_str).unwrap_or("");
+    /// select series without `env`. Pyroscope's pseudo-labels read as [`label_value`] says.
+    fn matches(&self, key: &SeriesKey) -> bool {
+        let value = |name: &str| label_value(key, name);
         match self {
-            CompiledMatcher::Eq(name, v) => value(name) == v,
-            CompiledMatcher::NotEq(name, v) => value(name) != v,
-            CompiledMatcher::Regex(name, re) => re.is_match(value(name)),
-            CompiledMatcher::NotRegex(name, re) => !re.is_match(value(name)),
+            CompiledMatcher::Eq(name, v) => value(name) == v.as_str(),
+            CompiledMatcher::NotEq(name, v) => value(name) != v.as_str(),
+            CompiledMatcher::Regex(name, re) => re.is_match(&value(name)),
+            CompiledMatcher::NotRegex(name, re) => !re.is_match(&value(name)),
         }
     }
+}
+
+/// The pseudo-labels Pyroscope's clients read and select by, besides a series' own labels:
+/// the application and the five parts of the profile type ID.
+pub const PSEUDO_LABELS: &[&str] = &[
+    SERVICE_NAME_LABEL,
+    "__service_name__",
+    "__profile_type__",
+    "__name__",
+    "__type__",
+    "__unit__",
+    "__period_type__",
+    "__period_unit__",
+];
+
+/// The value of label `name` on `key`: `service_name` (and `__service_name__`) is the
+/// application, `__profile_type__` the profile type ID ([`profile_type_id`]) and `__name__`,
+/// `__type__`, `__unit__`, `__period_type__`, `__period_unit__` its five parts; any other name
+/// is the series' own label, the empty string when it has none.
+pub fn label_value<'a>(key: &'a SeriesKey, name: &str) -> Cow<'a, str> {
+    let part = |i: usize| Cow::Owned(profile_type_id(&key.profile_type).split(':').nth(i).unwrap_or("").to_string());
+    match name {
+        SERVICE_NAME_LABEL | "__service_name__" => Cow::Borrowed(&key.app),
+        "__profile_type__" => Cow::Owned(profile_type_id(&key.profile_type)),
+        "__name__" => part(0),
+        "__type__" => part(1),
+        "__unit__" => part(2),
+        "__period_type__" => part(3),
+        "__period_unit__" => part(4),
+        other => Cow::Borrowed(key.labels.get(other).map(String::as_str).unwrap_or("")),
+    }
+}
+
+/// Every label of `key` as Pyroscope's clients see it: its own labels and the pseudo-labels.
+pub fn pyroscope_labels(key: &SeriesKey) -> BTreeMap<String, String> {
+    let mut labels = key.labels.clone();
+    for name in PSEUDO_LABELS {
+        labels.insert(name.to_string(), label_value(key, name).into_owned());
+    }
+    labels
 }
 
 /// A parsed query: whose, which series, which time range.
@@ -76,6 +117,9 @@ pub struct Query {
     /// What it may cost; the defaults until [`Query::with_limits`].
     pub limits: QueryLimits,
     matchers: Vec<CompiledMatcher>,
+    /// Whether `selector.app` names the one application read (Kiln's `app.cpu{…}`); when not,
+    /// the matchers alone choose, across applications (`{service_name=~"api-.*"}`).
+    one_app: bool,
 }
 
 impl Query {
@@ -87,7 +131,43 @@ impl Query {
         if from >= until {
             return Err(QueryError(format!("`from` ({from}) must be before `until` ({until})")));
         }
-        Ok(Query { tenant: tenant.to_string(), selector, from, until, limits: QueryLimits::default(), matchers })
+        Ok(Query {
+            tenant: tenant.to_string(),
+            selector,
+            from,
+            until,
+            limits: QueryLimits::default(),
+            matchers,
+            one_app: true,
+        })
+    }
+
+    /// A query by label selector as Grafana writes it (`{}`, `{service_name=~"api-.*"}`),
+    /// across every application it matches, of `profile_type` when given. Kiln's
+    /// `app.cpu{env="prod"}` selects the same series as `{service_name="app",env="prod"}` of
+    /// type `cpu`.
+    pub fn by_labels(
+        tenant: &str,
+        profile_type: Option<String>,
+        label_selector: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Query, QueryError> {
+        let matchers = parse_label_selector(label_selector)
+            .map_err(|e| QueryError(format!("label selector `{label_selector}`: {e}")))?;
+        let compiled = matchers.iter().map(CompiledMatcher::compile).collect::<Result<_, _>>()?;
+        if from >= until {
+            return Err(QueryError(format!("`start` ({from}) must be before `end` ({until})")));
+        }
+        Ok(Query {
+            tenant: tenant.to_string(),
+            selector: Selector { app: String::new(), profile_type, matchers },
+            from,
+            until,
+            limits: QueryLimits::default(),
+            matchers: compiled,
+            one_app: false,
+        })
     }
 
     /// The same query under the server's limits.
@@ -98,15 +178,27 @@ impl Query {
     /// True when `key` belongs to the query's tenant and application (and type, when named)
     /// and its labels match.
     pub fn selects(&self, key: &SeriesKey) -> bool {
-        key.tenant == self.tenant
-            && key.app == self.selector.app
+        self.selects_app(key)
             && self.selector.profile_type.as_ref().is_none_or(|t| *t == key.profile_type)
             && self.labels_match(key)
     }
 
-    /// True when every label matcher accepts `key`'s labels.
+    /// True when `key` belongs to the query's tenant and to its application (any, for a query
+    /// by labels).
+    fn selects_app(&self, key: &SeriesKey) -> bool {
+        key.tenant == self.tenant && (!self.one_app || key.app == self.selector.app)
+    }
+
+    /// True when every label matcher accepts `key`'s labels (pseudo-labels included).
     pub fn labels_match(&self, key: &SeriesKey) -> bool {
-        self.matchers.iter().all(|m| m.matches(&key.labels))
+        self.matchers.iter().all(|m| m.matches(key))
+    }
+
+    /// The same query narrowed to series whose `label` is `value` (a group of `group_by`).
+    pub fn and_label(mut self, label: &str, value: &str) -> Query {
+        self.matchers.push(CompiledMatcher::Eq(label.to_string(), value.to_string()));
+        self.selector.matchers.push(Matcher { name: label.to_string(), op: MatchOp::Eq, value: value.to_string() });
+        self
     }
 }
 
@@ -143,10 +235,11 @@ pub fn label_values(store: &Store, tenant: &str, label: &str, text: Option<&str>
     Ok(values.into_iter().collect())
 }
 
-/// The profile type a query means when it names none: CPU if the app has it, else the first.
-fn default_profile_type(store: &Store, tenant: &str, app: &str) -> Option<String> {
+/// The profile type a query means when it names none: CPU if its application has it, else the
+/// first.
+fn default_profile_type(store: &Store, query: &Query) -> Option<String> {
     let types: BTreeSet<String> =
-        store.series().into_iter().filter(|k| k.tenant == tenant && k.app == app).map(|k| k.profile_type).collect();
+        store.series().into_iter().filter(|k| query.selects_app(k)).map(|k| k.profile_type).collect();
     if types.contains("cpu") { Some("cpu".into()) } else { types.into_iter().next() }
 }
 
@@ -251,8 +344,7 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
 /// [`merge`], checking `cancel` between chunks and uploads: a request past its deadline stops
 /// at the next one with [`MergeError::Cancelled`].
 pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) -> Result<Merged, MergeError> {
-    let app = &query.selector.app;
-    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
+    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, query));
     let selected = match &profile_type {
         Some(ty) => {
             // `selects` checks tenant, app and labels; the type is the named or default one.
