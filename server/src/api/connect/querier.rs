@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kiln_model::selector::{profile_type_id, profile_type_of_id};
+use kiln_model::selector::{SERVICE_NAME_LABEL, profile_type_id, profile_type_of_id};
 use kiln_model::{CallTree, FlatTree, diff, truncate};
 
 use super::messages::*;
@@ -115,9 +115,42 @@ impl Querier<'_> {
             .with_limits(self.state.query_limits))
     }
 
+    /// The query's merge in the units its type's ID states. Applications may count in
+    /// different units (samples at different rates, nanoseconds), so a query across several
+    /// merges each application on its own, converts it, and adds the trees up.
     async fn merge(&self, query: &Query, id: &str) -> Result<Merged, ConnectError> {
-        let mut merged = query::merge_cancellable(&self.state.store, query, self.cancel).await?;
-        to_id_units(&mut merged, id);
+        let store = &self.state.store;
+        let apps: BTreeSet<String> = store.series().into_iter().filter(|k| query.selects(k)).map(|k| k.app).collect();
+        if apps.len() <= 1 {
+            let mut merged = query::merge_cancellable(store, query, self.cancel).await?;
+            to_id_units(&mut merged, id);
+            return Ok(merged);
+        }
+        // The whole query's reads are checked once, before any application is merged.
+        let plan = store.plan_reads(query.from, query.until, |k| query.selects(k));
+        query.limits.check(&plan).map_err(|e| ConnectError::from(crate::api::AppError::from(e)))?;
+        let mut tree = CallTree::new();
+        let mut combined: Option<Merged> = None;
+        for app in apps {
+            let one = query.clone().and_label(SERVICE_NAME_LABEL, &app);
+            let mut merged = query::merge_cancellable(store, &one, self.cancel).await?;
+            to_id_units(&mut merged, id);
+            tree.merge_flat(&merged.tree);
+            match &mut combined {
+                None => combined = Some(merged),
+                Some(all) => {
+                    // One range, so one timeline shape; add the steps up.
+                    let (a, b) = (&mut all.timeline, &merged.timeline);
+                    if (a.start_time, a.step, a.samples.len()) == (b.start_time, b.step, b.samples.len()) {
+                        for (x, y) in a.samples.iter_mut().zip(&b.samples) {
+                            *x = x.saturating_add(*y);
+                        }
+                    }
+                }
+            }
+        }
+        let mut merged = combined.expect("at least two applications");
+        merged.tree = tree.to_flat();
         Ok(merged)
     }
 
