@@ -596,6 +596,53 @@ mod tests {
     }
 
     #[test]
+    fn label_selectors_select_across_applications() {
+        let api_eu = key("api-eu", "cpu", &[("env", "prod")]);
+        let api_us = key("api-us", "cpu", &[("env", "dev")]);
+        let web = key("web", "cpu", &[("env", "prod")]);
+        let web_heap = key("web", "alloc_space", &[]);
+        let all = [&api_eu, &api_us, &web, &web_heap];
+        let cpu = Some("cpu".to_string());
+        // (profile type, selector) → which of `all` it selects
+        let table: &[(Option<String>, &str, [bool; 4])] = &[
+            (None, "{}", [true, true, true, true]),
+            (None, "", [true, true, true, true]),
+            (cpu.clone(), "{}", [true, true, true, false]),
+            (cpu.clone(), r#"{service_name=~"api-.*"}"#, [true, true, false, false]),
+            (cpu.clone(), r#"{service_name=~"api-.*",env="prod"}"#, [true, false, false, false]),
+            (None, r#"{__service_name__="web"}"#, [false, false, true, true]),
+            (None, r#"{__profile_type__="memory:alloc_space:bytes:space:bytes"}"#, [false, false, false, true]),
+            (None, r#"{__name__="process_cpu",__type__="cpu",__unit__="nanoseconds"}"#, [true, true, true, false]),
+            (None, r#"{service_name!="web"}"#, [true, true, false, false]),
+        ];
+        for (ty, selector, expected) in table {
+            let query = Query::by_labels(DEFAULT_TENANT, ty.clone(), selector, 0, 1).unwrap();
+            let got: Vec<bool> = all.iter().map(|k| query.selects(k)).collect();
+            assert_eq!(got, expected, "{ty:?} {selector}");
+        }
+        // Kiln's `app.cpu{…}` selects what `{service_name="app",…}` of type cpu does.
+        for (kiln, pyroscope) in [
+            ("web.cpu", r#"{service_name="web"}"#),
+            ("api-eu.cpu{env=\"prod\"}", r#"{service_name="api-eu",env="prod"}"#),
+        ] {
+            let kiln = Query::parse(DEFAULT_TENANT, kiln, 0, 1).unwrap();
+            let pyroscope = Query::by_labels(DEFAULT_TENANT, cpu.clone(), pyroscope, 0, 1).unwrap();
+            assert_eq!(all.map(|k| kiln.selects(k)), all.map(|k| pyroscope.selects(k)));
+        }
+        // Another tenant's series are never selected.
+        let mut theirs = web.clone();
+        theirs.tenant = "team-b".into();
+        assert!(!Query::by_labels(DEFAULT_TENANT, None, "{}", 0, 1).unwrap().selects(&theirs));
+        assert!(Query::by_labels(DEFAULT_TENANT, None, "{a=~\"(\"}", 0, 1).is_err());
+        assert!(Query::by_labels(DEFAULT_TENANT, None, "{}", 1, 1).is_err());
+        let labels = pyroscope_labels(&web);
+        assert_eq!(labels["service_name"], "web");
+        assert_eq!(labels["__profile_type__"], "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert_eq!(labels["__period_unit__"], "nanoseconds");
+        assert_eq!(labels["env"], "prod");
+    }
+
+    #[test]
     fn timelines_stay_bounded_whatever_the_range() {
         let cap = MAX_TIMELINE_POINTS as usize + 1;
         for (uploads, from, until) in [
