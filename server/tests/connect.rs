@@ -817,6 +817,22 @@ fn hostile_requests_get_connect_errors_and_kiln_stays_up() {
         ("adhocprofiles", "/adhocprofiles.v1.AdHocProfileService/Upload".into(), json_type.to_vec(), b"{}".to_vec(), 501, "unimplemented"),
         ("vcs", "/vcs.v1.VCSService/GetFile".into(), json_type.to_vec(), b"{}".to_vec(), 501, "unimplemented"),
         ("unknown method", querier("Nope"), json_type.to_vec(), b"{}".to_vec(), 404, "not_found"),
+        (
+            "client deadline passed",
+            querier("SelectMergeStacktraces"),
+            vec![("Content-Type", "application/proto"), ("Connect-Timeout-Ms", "0")],
+            valid.clone(),
+            504,
+            "deadline_exceeded",
+        ),
+        (
+            "bad client deadline",
+            querier("SelectMergeStacktraces"),
+            vec![("Content-Type", "application/proto"), ("Connect-Timeout-Ms", "soon")],
+            valid.clone(),
+            400,
+            "invalid_argument",
+        ),
         ("series without step", querier("SelectSeries"), proto.to_vec(), SelectSeriesRequest { step: 0.0, ..select_series("{}", &[], None, None) }.encode_to_vec(), 400, "invalid_argument"),
         ("series with too many points", querier("SelectSeries"), proto.to_vec(), SelectSeriesRequest { step: 1.0, ..select_series("{}", &[], None, None) }.encode_to_vec(), 400, "invalid_argument"),
     ];

@@ -135,7 +135,7 @@ impl From<crate::query::MergeError> for ConnectError {
         match e {
             crate::query::MergeError::Cancelled(_) => ConnectError::new(
                 Code::DeadlineExceeded,
-                "the request ran out of time (--request-timeout, KILN_REQUEST_TIMEOUT); narrow the query",
+                "the request ran out of time (its Connect-Timeout-Ms, or --request-timeout); narrow the query",
             ),
             other => AppError::from(other).into(),
         }
@@ -286,6 +286,19 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, ConnectError> {
     Ok(out)
 }
 
+/// The request's deadline, sooner when the client says so in `Connect-Timeout-Ms` (at most
+/// 10 digits, as the Connect protocol allows).
+fn client_deadline(headers: &HeaderMap, cancel: Cancel) -> Result<Cancel, ConnectError> {
+    let Some(value) = headers.get("connect-timeout-ms") else { return Ok(cancel) };
+    let text = value.to_str().unwrap_or("").trim();
+    let millis = text
+        .parse::<u64>()
+        .ok()
+        .filter(|_| (1..=10).contains(&text.len()))
+        .ok_or_else(|| ConnectError::invalid(format!("Connect-Timeout-Ms `{text}` is not 1 to 10 digits")))?;
+    Ok(cancel.within(std::time::Duration::from_millis(millis)))
+}
+
 /// `POST /querier.v1.QuerierService/{method}`.
 pub async fn querier(
     State(state): State<AppState>,
@@ -297,6 +310,7 @@ pub async fn querier(
     let run = async {
         let call = Call::read(&headers, body)?;
         let tenant = Tenant::from_headers(&headers)?;
+        let cancel = client_deadline(&headers, cancel)?;
         let q = querier::Querier { state: &state, tenant: &tenant.0, cancel: &cancel };
         match method.as_str() {
             "ProfileTypes" => call.unary(|r| async { q.profile_types(r) }).await,
