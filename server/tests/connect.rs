@@ -544,12 +544,23 @@ fn series_points_add_up_to_the_flamegraph() {
         call_proto(addr, "SelectSeries", &select_series("{}", &["service_name"], None, Some(1)));
     assert_eq!(top.series, grouped.series[..1]);
 
-    // AVERAGE over one series is its sum; over several, divided by their number.
-    let avg: SelectSeriesResponse =
-        call_proto(addr, "SelectSeries", &select_series(r#"{service_name="agenttest"}"#, &[], Some(1), None));
-    let summed: SelectSeriesResponse =
-        call_proto(addr, "SelectSeries", &select_series(r#"{service_name="agenttest"}"#, &[], Some(0), None));
-    assert_eq!(avg, summed);
+    // AVERAGE is the mean of the uploads in each step. The folded capture is four 10 s
+    // uploads from 1795611430 on: one step of an hour holds all four, 10 s steps one each.
+    let around = |step: f64, aggregation: i32| SelectSeriesRequest {
+        start: 1_795_611_000_000,
+        end: 1_795_612_000_000,
+        step,
+        ..select_series(r#"{service_name="agenttest"}"#, &[], Some(aggregation), None)
+    };
+    let hour_sum: SelectSeriesResponse = call_proto(addr, "SelectSeries", &around(3600.0, 0));
+    let hour_avg: SelectSeriesResponse = call_proto(addr, "SelectSeries", &around(3600.0, 1));
+    assert_eq!(hour_sum.series[0].points.len(), 1);
+    assert_eq!(hour_avg.series[0].points[0].value, hour_sum.series[0].points[0].value / 4.0);
+    let fine_sum: SelectSeriesResponse = call_proto(addr, "SelectSeries", &around(10.0, 0));
+    let fine_avg: SelectSeriesResponse = call_proto(addr, "SelectSeries", &around(10.0, 1));
+    assert_eq!(fine_sum.series[0].points.len(), 4);
+    assert_eq!(fine_avg, fine_sum);
+    assert_eq!(sum(&fine_sum.series[0]), sum(&hour_sum.series[0]));
 
     // JSON: enums by name, timestamps as strings, values as numbers.
     let json = call_json(

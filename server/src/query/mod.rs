@@ -269,6 +269,8 @@ pub struct Timeline {
     pub step: i64,
     /// Sum of the uploads starting in each step.
     pub samples: Vec<u64>,
+    /// How many uploads start in each step (for averages per step).
+    pub uploads: Vec<u64>,
 }
 
 /// At most this many timeline points; never steps below ten seconds (agents' interval).
@@ -293,16 +295,18 @@ pub fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i6
     // `start_time` may sit one step before `from`, hence at most one point more than the cap.
     let count = ((until - start_time + step - 1) / step).clamp(1, points + 1) as usize;
     let mut samples = vec![0u64; count];
+    let mut counts = vec![0u64; count];
     for (upload_from, _, total) in uploads {
         let index = (i128::from(upload_from).max(start_time) - start_time) / step;
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| samples.get_mut(i)) {
-            *slot = slot.saturating_add(total);
+        if let Some(i) = usize::try_from(index).ok().filter(|&i| i < count) {
+            samples[i] = samples[i].saturating_add(total);
+            counts[i] += 1;
         }
     }
     // Both fit: `step` is at most the span of two `i64`s over the point count, and
     // `start_time` lies within one step of an `i64`.
     let narrow = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-    Timeline { start_time: narrow(start_time), step: narrow(step), samples }
+    Timeline { start_time: narrow(start_time), step: narrow(step), samples, uploads: counts }
 }
 
 /// An upload in a query's range, wherever it is stored.

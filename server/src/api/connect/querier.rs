@@ -142,7 +142,7 @@ impl Querier<'_> {
                     // One range, so one timeline shape; add the steps up.
                     let (a, b) = (&mut all.timeline, &merged.timeline);
                     if (a.start_time, a.step, a.samples.len()) == (b.start_time, b.step, b.samples.len()) {
-                        for (x, y) in a.samples.iter_mut().zip(&b.samples) {
+                        for (x, y) in a.samples.iter_mut().zip(&b.samples).chain(a.uploads.iter_mut().zip(&b.uploads)) {
                             *x = x.saturating_add(*y);
                         }
                     }
@@ -343,36 +343,41 @@ impl Querier<'_> {
         // The whole request's reads are checked once before any group is merged.
         let plan = self.state.store.plan_reads(base.from, base.until, |k| base.selects(k));
         base.limits.check(&plan).map_err(|e| ConnectError::from(crate::api::AppError::from(e)))?;
-        // One group per distinct value set of `group_by`; its series count for AVERAGE.
-        let mut groups: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-        for key in self.state.store.series().iter().filter(|k| base.selects(k)) {
-            let values = request.group_by.iter().map(|l| label_value(key, l).into_owned()).collect();
-            *groups.entry(values).or_default() += 1;
-        }
+        // One group per distinct value set of `group_by`.
+        let groups: BTreeSet<Vec<String>> = self
+            .state
+            .store
+            .series()
+            .iter()
+            .filter(|k| base.selects(k))
+            .map(|key| request.group_by.iter().map(|l| label_value(key, l).into_owned()).collect())
+            .collect();
         let mut series = Vec::new();
-        for (values, members) in groups {
+        for values in groups {
             let mut query = base.clone();
             for (label, value) in request.group_by.iter().zip(&values) {
                 query = query.and_label(label, value);
             }
             let merged = self.merge(&query, &request.profile_type_id).await?;
-            let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
+            // (sum, uploads) per step of the request, from the merge's finer timeline.
+            let mut buckets: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
             let line = &merged.timeline;
-            for (i, &value) in line.samples.iter().enumerate() {
-                if value == 0 {
+            for (i, (&value, &uploads)) in line.samples.iter().zip(&line.uploads).enumerate() {
+                if uploads == 0 {
                     continue;
                 }
                 let at_ms = line.start_time.saturating_add(line.step.saturating_mul(i as i64)).saturating_mul(1000);
                 let bucket = (at_ms.max(request.start) - request.start) / step_ms;
                 let slot = buckets.entry(request.start + bucket * step_ms).or_default();
-                *slot = slot.saturating_add(value);
+                *slot = (slot.0.saturating_add(value), slot.1 + uploads);
             }
-            let total: u64 = buckets.values().fold(0u64, |sum, v| sum.saturating_add(*v));
+            let total: u64 = buckets.values().fold(0u64, |sum, v| sum.saturating_add(v.0));
             let points = buckets
                 .into_iter()
-                .map(|(timestamp, value)| {
-                    let value = value as f64;
-                    Point { value: if average { value / members as f64 } else { value }, timestamp }
+                .map(|(timestamp, (sum, uploads))| {
+                    // AVERAGE: the mean of the uploads in the step, as Pyroscope averages profiles.
+                    let value = if average { sum as f64 / uploads as f64 } else { sum as f64 };
+                    Point { value, timestamp }
                 })
                 .collect();
             let labels = label_pairs(request.group_by.iter().cloned().zip(values).filter(|(_, v)| !v.is_empty()));
