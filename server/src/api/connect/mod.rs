@@ -360,3 +360,100 @@ pub async fn settings(
 pub async fn unimplemented_service(Path(method): Path<String>) -> Response {
     ConnectError::unimplemented(format!("`{method}`: this Pyroscope service is not served by Kiln")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::messages::*;
+    use super::*;
+
+    fn call(encoding: Encoding, body: &[u8]) -> Call {
+        Call { encoding, body: body.to_vec(), gzip_response: false }
+    }
+
+    /// Every request message, decoded from `body`: an answer or an error, never a panic.
+    fn decode_all(encoding: Encoding, body: &[u8]) {
+        let call = call(encoding, body);
+        let _ = call.decode::<ProfileTypesRequest>();
+        let _ = call.decode::<LabelNamesRequest>();
+        let _ = call.decode::<LabelValuesRequest>();
+        let _ = call.decode::<SeriesRequest>();
+        let _ = call.decode::<SelectMergeStacktracesRequest>();
+        let _ = call.decode::<SelectMergeSpanProfileRequest>();
+        let _ = call.decode::<SelectMergeProfileRequest>();
+        let _ = call.decode::<SelectSeriesRequest>();
+        let _ = call.decode::<DiffRequest>();
+        let _ = call.decode::<AnalyzeQueryRequest>();
+        let _ = call.decode::<Empty>();
+        let _ = call.decode::<SettingMessage>();
+        let _ = call.decode::<DeleteSettingsRequest>();
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            decode_all(Encoding::Proto, &body);
+            decode_all(Encoding::Json, &body);
+        }
+
+        #[test]
+        fn arbitrary_json_fields_never_panic(
+            name in prop_oneof![Just("start"), Just("maxNodes"), Just("step"), Just("format"), Just("left"), Just("matchers"), Just("setting"), Just("aggregation")],
+            value in prop_oneof![
+                Just("1e400".to_string()), Just("-0".to_string()), Just("\"NaN\"".to_string()), Just("[1,\"x\",null]".to_string()),
+                Just("{\"callSite\":[{\"name\":3}]}".to_string()), any::<i64>().prop_map(|v| v.to_string()), any::<f64>().prop_map(|v| format!("{v:?}")),
+                "[a-z\"{}:]{0,12}",
+            ],
+        ) {
+            decode_all(Encoding::Json, format!("{{\"{name}\":{value}}}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn protojson_reads_numbers_strings_and_both_names() {
+        let json = |text: &str| call(Encoding::Json, text.as_bytes());
+        let r: SelectMergeStacktracesRequest = json(
+            r#"{"profile_typeID":"a:b:c:d:e","labelSelector":"{}","start":"1000","end":2e3,"maxNodes":"16384","format":"PROFILE_FORMAT_PPROF"}"#,
+        )
+        .decode()
+        .unwrap();
+        assert_eq!(
+            (r.profile_type_id.as_str(), r.start, r.end, r.max_nodes, r.format),
+            ("a:b:c:d:e", 1000, 2000, Some(16384), 4)
+        );
+        let series: SelectSeriesRequest = json(r#"{"step":"15","aggregation":1,"limit":null}"#).decode().unwrap();
+        assert_eq!((series.step, series.aggregation, series.limit), (15.0, Some(1), None));
+        for bad in [
+            r#"{"start":1.5}"#,
+            r#"{"start":"x"}"#,
+            r#"{"start":true}"#,
+            "[]",
+            r#"{"step":"Infinity"}"#,
+            r#"{"format":"TREE"}"#,
+        ] {
+            let error = json(bad)
+                .decode::<SelectSeriesRequest>()
+                .and_then(|_| json(bad).decode::<SelectMergeStacktracesRequest>());
+            assert!(error.is_err(), "{bad}");
+        }
+        assert!(json("").decode::<Empty>().is_ok(), "an empty body is the empty message");
+    }
+
+    #[test]
+    fn answers_are_protojson_with_int64_strings_and_defaults_left_out() {
+        let graph = FlameGraph {
+            names: vec!["total".into()],
+            levels: vec![Level { values: vec![0, 7, 0, 0] }],
+            total: 7,
+            max_self: 0,
+        };
+        assert_eq!(
+            graph.to_json(),
+            json!({"names": ["total"], "levels": [{"values": ["0", "7", "0", "0"]}], "total": "7"})
+        );
+        assert_eq!(GetProfileStatsResponse::default().to_json(), json!({}));
+        let error = ConnectError::from(AppError::Internal("disk on fire".into())).into_response();
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
