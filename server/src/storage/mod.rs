@@ -71,6 +71,7 @@ pub mod block;
 mod compaction;
 mod counts;
 pub mod disk;
+mod documents;
 #[cfg(test)]
 mod engine_tests;
 mod maintenance;

@@ -343,11 +343,11 @@ pub async fn settings(
     let run = async {
         let call = Call::read(&headers, body)?;
         let tenant = Tenant::from_headers(&headers)?;
-        let dir = state.store.dir();
+        let store = &state.store;
         match method.as_str() {
-            "Get" => call.unary(|r| settings::get(dir, &tenant.0, r)).await,
-            "Set" => call.unary(|r| settings::set(dir, &tenant.0, r)).await,
-            "Delete" => call.unary(|r| settings::delete(dir, &tenant.0, r)).await,
+            "Get" => call.unary(|r| settings::get(store, &tenant.0, r)).await,
+            "Set" => call.unary(|r| settings::set(store, &tenant.0, r)).await,
+            "Delete" => call.unary(|r| settings::delete(store, &tenant.0, r)).await,
             other => {
                 Err(ConnectError::new(Code::NotFound, format!("settings.v1.SettingsService has no method `{other}`")))
             }
