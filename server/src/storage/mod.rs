@@ -64,7 +64,8 @@
 //! Files: `types` (series, uploads, errors and what reads answer), `maintenance` (cutting the
 //! head, publishing, loading and deleting blocks), `compaction` (compaction, cleanup of
 //! unpublished objects, retention), `block` (the block format), `wal`, `backend`, `counts`,
-//! `disk`; the store itself, its head and its dedupe claims stay here.
+//! `disk`, `documents` (small per-tenant documents beside the blocks); the store itself, its
+//! head and its dedupe claims stay here.
 
 mod backend;
 pub mod block;
