@@ -111,6 +111,17 @@ impl Cancel {
         Cancel { deadline: Instant::now().checked_add(timeout), flag: Arc::new(AtomicBool::new(false)) }
     }
 
+    /// The same work, stopping no later than `timeout` from now: a client's own deadline
+    /// (Connect's `Connect-Timeout-Ms`) on top of the server's. Cancelling either cancels both.
+    pub fn within(&self, timeout: std::time::Duration) -> Cancel {
+        let client = Instant::now().checked_add(timeout);
+        let deadline = match (self.deadline, client) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Cancel { deadline, flag: self.flag.clone() }
+    }
+
     /// Stops the work at its next check (every clone sees it).
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::Relaxed);

@@ -273,6 +273,66 @@ pub fn profile_type_from_id(id: &str) -> Option<&'static str> {
     Some(known)
 }
 
+/// The five-part Pyroscope profile type ID (`name:sample_type:sample_unit:period_type:period_unit`)
+/// Kiln answers for its profile type: the ID Pyroscope's agents and server use for the same
+/// data, so that [`profile_type_from_id`] maps it back. CPU and wall time are stated in
+/// nanoseconds, as Pyroscope does: series stored in samples are converted through their
+/// sample rate where they are served. Types Kiln does not know get `type:type:count:type:count`.
+pub fn profile_type_id(profile_type: &str) -> String {
+    let known = match profile_type {
+        "cpu" => "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        "wall" => "wall:wall:nanoseconds:wall:nanoseconds",
+        "itimer" => "itimer:itimer:nanoseconds:cpu:nanoseconds",
+        "alloc_objects" => "memory:alloc_objects:count:space:bytes",
+        "alloc_space" => "memory:alloc_space:bytes:space:bytes",
+        "inuse_objects" => "memory:inuse_objects:count:space:bytes",
+        "inuse_space" => "memory:inuse_space:bytes:space:bytes",
+        "goroutines" => "goroutines:goroutine:count:goroutine:count",
+        "mutex_count" => "mutex:contentions:count:contentions:count",
+        "mutex_duration" => "mutex:delay:nanoseconds:contentions:count",
+        "block_count" => "block:contentions:count:contentions:count",
+        "block_duration" => "block:delay:nanoseconds:contentions:count",
+        "lock_duration" => "lock:lock_duration:nanoseconds:lock:count",
+        "exceptions" | "lock_count" | "samples" => {
+            return format!("{profile_type}:{profile_type}:count:{profile_type}:count");
+        }
+        other => {
+            // Colons would add parts; Grafana indexes parts 1 and 2 without checking.
+            let safe = other.replace(':', "_");
+            return format!("{safe}:{safe}:count:{safe}:count");
+        }
+    };
+    known.to_string()
+}
+
+/// Kiln's profile type for a five-part ID: [`profile_type_from_id`] for the IDs Pyroscope
+/// uses, else the sample type of an ID [`profile_type_id`] wrote for a type of Kiln's own
+/// (`name:name:count:name:count`). `None` for anything else.
+pub fn profile_type_of_id(id: &str) -> Option<String> {
+    let parts: Vec<&str> = id.split(':').collect();
+    if parts.len() != 5 || parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    if let Some(known) = profile_type_from_id(id) {
+        return Some(known.to_string());
+    }
+    (parts[0] == parts[1]).then(|| parts[1].to_string())
+}
+
+/// Parses a label selector as Grafana and Pyroscope write it: `{}` (or nothing) for every
+/// series, `{service_name=~"api-.*",env="prod"}` for some.
+pub fn parse_label_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let body = trimmed
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| err(format!("a label selector is `{{name=\"value\",…}}`, not `{trimmed}`")))?;
+    parse_matchers(body)
+}
+
 /// The label that names the application in Pyroscope 1.x queries.
 pub const SERVICE_NAME_LABEL: &str = "service_name";
 
@@ -414,6 +474,31 @@ mod tests {
             assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
         }
         assert_eq!(Selector::parse("a.cpu{env=prod}").unwrap().to_string(), r#"a.cpu{env="prod"}"#);
+    }
+
+    #[test]
+    fn profile_type_ids_round_trip() {
+        for kiln in KNOWN_PROFILE_TYPES.iter().copied().chain(["nanoseconds", "a:b"]) {
+            let id = profile_type_id(kiln);
+            assert_eq!(id.split(':').count(), 5, "{id}");
+            let back = profile_type_of_id(&id).unwrap();
+            assert_eq!(back, kiln.replace(':', "_"), "{id}");
+        }
+        assert_eq!(profile_type_of_id("process_cpu:samples:count:cpu:nanoseconds").as_deref(), Some("cpu"));
+        assert_eq!(profile_type_of_id("process_cpu:cpu"), None);
+        assert_eq!(profile_type_of_id("x:y:count:x:count"), None);
+    }
+
+    #[test]
+    fn label_selectors_parse() {
+        assert_eq!(parse_label_selector("{}").unwrap(), []);
+        assert_eq!(parse_label_selector(" ").unwrap(), []);
+        assert_eq!(
+            parse_label_selector(r#"{service_name=~"api-.*", env="prod"}"#).unwrap(),
+            [m("service_name", MatchOp::Regex, "api-.*"), m("env", MatchOp::Eq, "prod")]
+        );
+        assert!(parse_label_selector("service_name=\"a\"").is_err());
+        assert!(parse_label_selector("{a=\"b\"").is_err());
     }
 
     #[test]

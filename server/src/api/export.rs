@@ -138,9 +138,18 @@ pub struct PprofMeta<'a> {
     pub until: Option<i64>,
 }
 
-/// A tree as a gzipped pprof profile: one sample per stack with self samples, one location and
-/// one function per distinct frame name.
+/// A tree as a gzipped pprof profile ([`pprof_profile`]).
 pub fn pprof(tree: &FlatTree, meta: &PprofMeta) -> Result<Vec<u8>, AppError> {
+    let profile = pprof_profile(tree, meta);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&profile.encode_to_vec())
+        .and_then(|()| gz.finish())
+        .map_err(|e| AppError::Internal(format!("gzip: {e}")))
+}
+
+/// A tree as a pprof profile: one sample per stack with self samples, one location and one
+/// function per distinct frame name.
+pub fn pprof_profile(tree: &FlatTree, meta: &PprofMeta) -> Profile {
     let mut strings: Vec<Vec<u8>> = vec![Vec::new()];
     let mut string_ids: HashMap<String, i64> = HashMap::new();
     let mut intern = |s: &str, strings: &mut Vec<Vec<u8>>| -> i64 {
@@ -192,7 +201,7 @@ pub fn pprof(tree: &FlatTree, meta: &PprofMeta) -> Result<Vec<u8>, AppError> {
         (Some(from), Some(until)) => until.saturating_sub(from).saturating_mul(1_000_000_000),
         _ => 0,
     };
-    let profile = Profile {
+    Profile {
         sample_type: vec![sample_type],
         sample: samples,
         location: locations,
@@ -202,11 +211,7 @@ pub fn pprof(tree: &FlatTree, meta: &PprofMeta) -> Result<Vec<u8>, AppError> {
         duration_nanos,
         period_type: Some(period_type),
         period,
-    };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&profile.encode_to_vec())
-        .and_then(|()| gz.finish())
-        .map_err(|e| AppError::Internal(format!("gzip: {e}")))
+    }
 }
 
 /// speedscope's unit for a series' units (`none` when it has no such unit).

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod collapse;
+pub mod connect;
 mod error;
 mod export;
 mod ingest;
@@ -120,6 +121,16 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest", post(ingest::ingest).layer(upload()))
         .route("/pyroscope/ingest", post(ingest::ingest).layer(upload()))
         .route("/push.v1.PusherService/Push", post(push::push).layer(upload()))
+        .route(
+            "/querier.v1.QuerierService/{method}",
+            post(connect::querier).layer(DefaultBodyLimit::max(connect::MAX_MESSAGE_BYTES)).layer(heavy()),
+        )
+        .route(
+            "/settings.v1.SettingsService/{method}",
+            post(connect::settings).layer(DefaultBodyLimit::max(connect::MAX_MESSAGE_BYTES)),
+        )
+        .route("/adhocprofiles.v1.AdHocProfileService/{method}", post(connect::unimplemented_service))
+        .route("/vcs.v1.VCSService/{method}", post(connect::unimplemented_service))
         .route("/render", get(render::render).layer(heavy()))
         .route("/pyroscope/render", get(render::render).layer(heavy()))
         .route("/render-diff", get(render::render_diff).layer(heavy()))

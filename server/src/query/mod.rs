@@ -4,10 +4,11 @@
 mod limits;
 mod source;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kiln_model::selector::{MatchOp, Matcher, Selector};
+use kiln_model::selector::{MatchOp, Matcher, SERVICE_NAME_LABEL, Selector, parse_label_selector, profile_type_id};
 use kiln_model::{CallTree, FlatTree};
 
 use crate::storage::block::{self, Chunk};
@@ -50,16 +51,56 @@ impl CompiledMatcher {
     }
 
     /// A missing label reads as the empty string, as in Prometheus: `env=""` and `env!~".+"`
-    /// select series without `env`.
-    fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
-        let value = |name: &str| labels.get(name).map(String::as_str).unwrap_or("");
+    /// select series without `env`. Pyroscope's pseudo-labels read as [`label_value`] says.
+    fn matches(&self, key: &SeriesKey) -> bool {
+        let value = |name: &str| label_value(key, name);
         match self {
-            CompiledMatcher::Eq(name, v) => value(name) == v,
-            CompiledMatcher::NotEq(name, v) => value(name) != v,
-            CompiledMatcher::Regex(name, re) => re.is_match(value(name)),
-            CompiledMatcher::NotRegex(name, re) => !re.is_match(value(name)),
+            CompiledMatcher::Eq(name, v) => value(name) == v.as_str(),
+            CompiledMatcher::NotEq(name, v) => value(name) != v.as_str(),
+            CompiledMatcher::Regex(name, re) => re.is_match(&value(name)),
+            CompiledMatcher::NotRegex(name, re) => !re.is_match(&value(name)),
         }
     }
+}
+
+/// The pseudo-labels Pyroscope's clients read and select by, besides a series' own labels:
+/// the application and the five parts of the profile type ID.
+pub const PSEUDO_LABELS: &[&str] = &[
+    SERVICE_NAME_LABEL,
+    "__service_name__",
+    "__profile_type__",
+    "__name__",
+    "__type__",
+    "__unit__",
+    "__period_type__",
+    "__period_unit__",
+];
+
+/// The value of label `name` on `key`: `service_name` (and `__service_name__`) is the
+/// application, `__profile_type__` the profile type ID ([`profile_type_id`]) and `__name__`,
+/// `__type__`, `__unit__`, `__period_type__`, `__period_unit__` its five parts; any other name
+/// is the series' own label, the empty string when it has none.
+pub fn label_value<'a>(key: &'a SeriesKey, name: &str) -> Cow<'a, str> {
+    let part = |i: usize| Cow::Owned(profile_type_id(&key.profile_type).split(':').nth(i).unwrap_or("").to_string());
+    match name {
+        SERVICE_NAME_LABEL | "__service_name__" => Cow::Borrowed(&key.app),
+        "__profile_type__" => Cow::Owned(profile_type_id(&key.profile_type)),
+        "__name__" => part(0),
+        "__type__" => part(1),
+        "__unit__" => part(2),
+        "__period_type__" => part(3),
+        "__period_unit__" => part(4),
+        other => Cow::Borrowed(key.labels.get(other).map(String::as_str).unwrap_or("")),
+    }
+}
+
+/// Every label of `key` as Pyroscope's clients see it: its own labels and the pseudo-labels.
+pub fn pyroscope_labels(key: &SeriesKey) -> BTreeMap<String, String> {
+    let mut labels = key.labels.clone();
+    for name in PSEUDO_LABELS {
+        labels.insert(name.to_string(), label_value(key, name).into_owned());
+    }
+    labels
 }
 
 /// A parsed query: whose, which series, which time range.
@@ -76,6 +117,9 @@ pub struct Query {
     /// What it may cost; the defaults until [`Query::with_limits`].
     pub limits: QueryLimits,
     matchers: Vec<CompiledMatcher>,
+    /// Whether `selector.app` names the one application read (Kiln's `app.cpu{…}`); when not,
+    /// the matchers alone choose, across applications (`{service_name=~"api-.*"}`).
+    one_app: bool,
 }
 
 impl Query {
@@ -87,7 +131,43 @@ impl Query {
         if from >= until {
             return Err(QueryError(format!("`from` ({from}) must be before `until` ({until})")));
         }
-        Ok(Query { tenant: tenant.to_string(), selector, from, until, limits: QueryLimits::default(), matchers })
+        Ok(Query {
+            tenant: tenant.to_string(),
+            selector,
+            from,
+            until,
+            limits: QueryLimits::default(),
+            matchers,
+            one_app: true,
+        })
+    }
+
+    /// A query by label selector as Grafana writes it (`{}`, `{service_name=~"api-.*"}`),
+    /// across every application it matches, of `profile_type` when given. Kiln's
+    /// `app.cpu{env="prod"}` selects the same series as `{service_name="app",env="prod"}` of
+    /// type `cpu`.
+    pub fn by_labels(
+        tenant: &str,
+        profile_type: Option<String>,
+        label_selector: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Query, QueryError> {
+        let matchers = parse_label_selector(label_selector)
+            .map_err(|e| QueryError(format!("label selector `{label_selector}`: {e}")))?;
+        let compiled = matchers.iter().map(CompiledMatcher::compile).collect::<Result<_, _>>()?;
+        if from >= until {
+            return Err(QueryError(format!("`start` ({from}) must be before `end` ({until})")));
+        }
+        Ok(Query {
+            tenant: tenant.to_string(),
+            selector: Selector { app: String::new(), profile_type, matchers },
+            from,
+            until,
+            limits: QueryLimits::default(),
+            matchers: compiled,
+            one_app: false,
+        })
     }
 
     /// The same query under the server's limits.
@@ -98,15 +178,27 @@ impl Query {
     /// True when `key` belongs to the query's tenant and application (and type, when named)
     /// and its labels match.
     pub fn selects(&self, key: &SeriesKey) -> bool {
-        key.tenant == self.tenant
-            && key.app == self.selector.app
+        self.selects_app(key)
             && self.selector.profile_type.as_ref().is_none_or(|t| *t == key.profile_type)
             && self.labels_match(key)
     }
 
-    /// True when every label matcher accepts `key`'s labels.
+    /// True when `key` belongs to the query's tenant and to its application (any, for a query
+    /// by labels).
+    fn selects_app(&self, key: &SeriesKey) -> bool {
+        key.tenant == self.tenant && (!self.one_app || key.app == self.selector.app)
+    }
+
+    /// True when every label matcher accepts `key`'s labels (pseudo-labels included).
     pub fn labels_match(&self, key: &SeriesKey) -> bool {
-        self.matchers.iter().all(|m| m.matches(&key.labels))
+        self.matchers.iter().all(|m| m.matches(key))
+    }
+
+    /// The same query narrowed to series whose `label` is `value` (a group of `group_by`).
+    pub fn and_label(mut self, label: &str, value: &str) -> Query {
+        self.matchers.push(CompiledMatcher::Eq(label.to_string(), value.to_string()));
+        self.selector.matchers.push(Matcher { name: label.to_string(), op: MatchOp::Eq, value: value.to_string() });
+        self
     }
 }
 
@@ -143,10 +235,11 @@ pub fn label_values(store: &Store, tenant: &str, label: &str, text: Option<&str>
     Ok(values.into_iter().collect())
 }
 
-/// The profile type a query means when it names none: CPU if the app has it, else the first.
-fn default_profile_type(store: &Store, tenant: &str, app: &str) -> Option<String> {
+/// The profile type a query means when it names none: CPU if its application has it, else the
+/// first.
+fn default_profile_type(store: &Store, query: &Query) -> Option<String> {
     let types: BTreeSet<String> =
-        store.series().into_iter().filter(|k| k.tenant == tenant && k.app == app).map(|k| k.profile_type).collect();
+        store.series().into_iter().filter(|k| query.selects_app(k)).map(|k| k.profile_type).collect();
     if types.contains("cpu") { Some("cpu".into()) } else { types.into_iter().next() }
 }
 
@@ -176,6 +269,8 @@ pub struct Timeline {
     pub step: i64,
     /// Sum of the uploads starting in each step.
     pub samples: Vec<u64>,
+    /// How many uploads start in each step (for averages per step).
+    pub uploads: Vec<u64>,
 }
 
 /// At most this many timeline points; never steps below ten seconds (agents' interval).
@@ -200,16 +295,18 @@ pub fn timeline(uploads: impl Iterator<Item = (i64, i64, u64)> + Clone, from: i6
     // `start_time` may sit one step before `from`, hence at most one point more than the cap.
     let count = ((until - start_time + step - 1) / step).clamp(1, points + 1) as usize;
     let mut samples = vec![0u64; count];
+    let mut counts = vec![0u64; count];
     for (upload_from, _, total) in uploads {
         let index = (i128::from(upload_from).max(start_time) - start_time) / step;
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| samples.get_mut(i)) {
-            *slot = slot.saturating_add(total);
+        if let Some(i) = usize::try_from(index).ok().filter(|&i| i < count) {
+            samples[i] = samples[i].saturating_add(total);
+            counts[i] += 1;
         }
     }
     // Both fit: `step` is at most the span of two `i64`s over the point count, and
     // `start_time` lies within one step of an `i64`.
     let narrow = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-    Timeline { start_time: narrow(start_time), step: narrow(step), samples }
+    Timeline { start_time: narrow(start_time), step: narrow(step), samples, uploads: counts }
 }
 
 /// An upload in a query's range, wherever it is stored.
@@ -246,8 +343,7 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
 /// [`merge`], checking `cancel` between chunks and uploads: a request past its deadline stops
 /// at the next one with [`MergeError::Cancelled`].
 pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) -> Result<Merged, MergeError> {
-    let app = &query.selector.app;
-    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, &query.tenant, app));
+    let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, query));
     let selected = match &profile_type {
         Some(ty) => {
             // `selects` checks tenant, app and labels; the type is the named or default one.
@@ -468,6 +564,53 @@ mod tests {
 
     fn key(app: &str, ty: &str, labels: &[(&str, &str)]) -> SeriesKey {
         SeriesKey::new(app, ty, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+    }
+
+    #[test]
+    fn label_selectors_select_across_applications() {
+        let api_eu = key("api-eu", "cpu", &[("env", "prod")]);
+        let api_us = key("api-us", "cpu", &[("env", "dev")]);
+        let web = key("web", "cpu", &[("env", "prod")]);
+        let web_heap = key("web", "alloc_space", &[]);
+        let all = [&api_eu, &api_us, &web, &web_heap];
+        let cpu = Some("cpu".to_string());
+        // (profile type, selector) → which of `all` it selects
+        let table: &[(Option<String>, &str, [bool; 4])] = &[
+            (None, "{}", [true, true, true, true]),
+            (None, "", [true, true, true, true]),
+            (cpu.clone(), "{}", [true, true, true, false]),
+            (cpu.clone(), r#"{service_name=~"api-.*"}"#, [true, true, false, false]),
+            (cpu.clone(), r#"{service_name=~"api-.*",env="prod"}"#, [true, false, false, false]),
+            (None, r#"{__service_name__="web"}"#, [false, false, true, true]),
+            (None, r#"{__profile_type__="memory:alloc_space:bytes:space:bytes"}"#, [false, false, false, true]),
+            (None, r#"{__name__="process_cpu",__type__="cpu",__unit__="nanoseconds"}"#, [true, true, true, false]),
+            (None, r#"{service_name!="web"}"#, [true, true, false, false]),
+        ];
+        for (ty, selector, expected) in table {
+            let query = Query::by_labels(DEFAULT_TENANT, ty.clone(), selector, 0, 1).unwrap();
+            let got: Vec<bool> = all.iter().map(|k| query.selects(k)).collect();
+            assert_eq!(got, expected, "{ty:?} {selector}");
+        }
+        // Kiln's `app.cpu{…}` selects what `{service_name="app",…}` of type cpu does.
+        for (kiln, pyroscope) in [
+            ("web.cpu", r#"{service_name="web"}"#),
+            ("api-eu.cpu{env=\"prod\"}", r#"{service_name="api-eu",env="prod"}"#),
+        ] {
+            let kiln = Query::parse(DEFAULT_TENANT, kiln, 0, 1).unwrap();
+            let pyroscope = Query::by_labels(DEFAULT_TENANT, cpu.clone(), pyroscope, 0, 1).unwrap();
+            assert_eq!(all.map(|k| kiln.selects(k)), all.map(|k| pyroscope.selects(k)));
+        }
+        // Another tenant's series are never selected.
+        let mut theirs = web.clone();
+        theirs.tenant = "team-b".into();
+        assert!(!Query::by_labels(DEFAULT_TENANT, None, "{}", 0, 1).unwrap().selects(&theirs));
+        assert!(Query::by_labels(DEFAULT_TENANT, None, "{a=~\"(\"}", 0, 1).is_err());
+        assert!(Query::by_labels(DEFAULT_TENANT, None, "{}", 1, 1).is_err());
+        let labels = pyroscope_labels(&web);
+        assert_eq!(labels["service_name"], "web");
+        assert_eq!(labels["__profile_type__"], "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert_eq!(labels["__period_unit__"], "nanoseconds");
+        assert_eq!(labels["env"], "prod");
     }
 
     #[test]

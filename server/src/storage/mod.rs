@@ -64,13 +64,15 @@
 //! Files: `types` (series, uploads, errors and what reads answer), `maintenance` (cutting the
 //! head, publishing, loading and deleting blocks), `compaction` (compaction, cleanup of
 //! unpublished objects, retention), `block` (the block format), `wal`, `backend`, `counts`,
-//! `disk`; the store itself, its head and its dedupe claims stay here.
+//! `disk`, `documents` (small per-tenant documents beside the blocks); the store itself, its
+//! head and its dedupe claims stay here.
 
 mod backend;
 pub mod block;
 mod compaction;
 mod counts;
 pub mod disk;
+mod documents;
 #[cfg(test)]
 mod engine_tests;
 mod maintenance;
