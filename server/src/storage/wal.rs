@@ -59,32 +59,40 @@ pub enum WalError {
 
 const HEADER: usize = 8;
 
+/// A record's bytes: payload length, CRC of the payload, payload. Built by the appending
+/// request, not by the writer thread, so that encoding runs on every core and the writer only
+/// writes and syncs.
 fn encode_record(record: &Record) -> Vec<u8> {
-    let mut payload = Vec::new();
+    // Written in place: a length placeholder before each part, patched once the part is out.
+    fn length_prefixed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        write(out);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+    let estimate: usize = record.uploads.iter().map(|u| 256 + u.tree.len() * 12).sum();
+    let mut out = Vec::with_capacity(HEADER + 64 + estimate);
+    out.extend_from_slice(&[0; HEADER]);
     if !record.keys.is_empty() {
-        payload.extend_from_slice(&KEYS_MARKER.to_le_bytes());
-        payload.extend_from_slice(&(record.keys.len() as u32).to_le_bytes());
+        out.extend_from_slice(&KEYS_MARKER.to_le_bytes());
+        out.extend_from_slice(&(record.keys.len() as u32).to_le_bytes());
         for (key, seen_at) in &record.keys {
-            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            payload.extend_from_slice(key.as_bytes());
-            payload.extend_from_slice(&seen_at.to_le_bytes());
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&seen_at.to_le_bytes());
         }
     }
-    let uploads = &record.uploads;
-    payload.extend_from_slice(&(uploads.len() as u32).to_le_bytes());
-    for upload in uploads {
-        let meta = serde_json::to_vec(&upload.meta).expect("meta serializes");
-        let tree = codec::encode(&upload.tree);
-        payload.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&meta);
-        payload.extend_from_slice(&(tree.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&tree);
+    out.extend_from_slice(&(record.uploads.len() as u32).to_le_bytes());
+    for upload in &record.uploads {
+        length_prefixed(&mut out, |out| serde_json::to_writer(out, &upload.meta).expect("meta serializes"));
+        length_prefixed(&mut out, |out| out.extend_from_slice(&codec::encode(&upload.tree)));
     }
-    let mut record = Vec::with_capacity(HEADER + payload.len());
-    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    record.extend_from_slice(&payload);
-    record
+    let payload_len = (out.len() - HEADER) as u32;
+    let crc = crc32fast::hash(&out[HEADER..]);
+    out[..4].copy_from_slice(&payload_len.to_le_bytes());
+    out[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    out
 }
 
 fn decode_payload(mut payload: &[u8]) -> Option<Record> {
@@ -202,7 +210,8 @@ pub(super) fn usage(dir: &Path) -> (u64, u64) {
 type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Message {
-    Append(Record, Ack),
+    /// A record and its bytes.
+    Append(Record, Vec<u8>, Ack),
     /// Start a new segment; answers with the number of the sealed one.
     Rotate(oneshot::Sender<Result<u64, String>>),
 }
@@ -283,10 +292,10 @@ impl WalWriter {
         let (queue, inbox) = mpsc::channel::<Message>();
         std::thread::Builder::new().name("kiln-wal".into()).spawn(move || {
             while let Ok(first) = inbox.recv() {
-                let mut pending: Vec<(Record, Ack)> = Vec::new();
+                let mut pending: Vec<(Record, Vec<u8>, Ack)> = Vec::new();
                 for message in std::iter::once(first).chain(inbox.try_iter()) {
                     match message {
-                        Message::Append(record, ack) => pending.push((record, ack)),
+                        Message::Append(record, bytes, ack) => pending.push((record, bytes, ack)),
                         Message::Rotate(done) => {
                             // Appends queued before the rotation belong to the sealed segment.
                             write_batch(&mut file, std::mem::take(&mut pending), &mut on_durable);
@@ -313,7 +322,8 @@ impl WalWriter {
 
     pub(super) async fn append(&self, record: Record) -> Result<(), WalError> {
         let (ack, done) = oneshot::channel();
-        self.queue.send(Message::Append(record, ack)).map_err(|_| WalError::Stopped)?;
+        let bytes = encode_record(&record);
+        self.queue.send(Message::Append(record, bytes, ack)).map_err(|_| WalError::Stopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(WalError::Io(io::Error::other(message))),
@@ -333,18 +343,18 @@ impl WalWriter {
     }
 }
 
-fn write_batch(file: &mut File, batch: Vec<(Record, Ack)>, on_durable: &mut impl FnMut(Record)) {
+fn write_batch(file: &mut File, batch: Vec<(Record, Vec<u8>, Ack)>, on_durable: &mut impl FnMut(Record)) {
     if batch.is_empty() {
         return;
     }
-    let mut buffer = Vec::new();
-    for (record, _) in &batch {
-        buffer.extend_from_slice(&encode_record(record));
+    let mut buffer = Vec::with_capacity(batch.iter().map(|(_, bytes, _)| bytes.len()).sum());
+    for (_, bytes, _) in &batch {
+        buffer.extend_from_slice(bytes);
     }
     let before = file.metadata().map(|m| m.len()).ok();
     match file.write_all(&buffer).and_then(|()| file.sync_data()) {
         Ok(()) => {
-            let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().map(|(record, _, ack)| (record, ack)).unzip();
             let mut durable = Record::default();
             for record in records {
                 durable.extend(record);
@@ -362,7 +372,7 @@ fn write_batch(file: &mut File, batch: Vec<(Record, Ack)>, on_durable: &mut impl
             {
                 tracing::error!(error = %e, "cannot cut the failed write off the write-ahead log");
             }
-            for (_, ack) in batch {
+            for (_, _, ack) in batch {
                 let _ = ack.send(Err(e.to_string()));
             }
         }
