@@ -1,7 +1,7 @@
-//! Protocol-buffer messages of pprof (`perftools.profiles`), shared by the layers that speak
-//! it: ingest builds them in tests (decoding reads the wire format directly, see
-//! `ingest/pprof.rs`), and the api's pprof export encodes them. At the bottom of the layers, so
-//! neither has to import the other for them.
+//! Protocol-buffer messages shared by the layers that speak them: pprof (`perftools.profiles`),
+//! which ingest builds in tests (decoding reads the wire format directly, see `ingest/pprof.rs`)
+//! and the api's pprof export encodes, and Pyroscope's label pairs, in pushes and in its query
+//! API. At the bottom of the layers, so neither has to import the other for them.
 
 use prost::Message;
 
@@ -112,4 +112,15 @@ pub struct Function {
     /// Human-readable name (string index).
     #[prost(int64, tag = "2")]
     pub name: i64,
+}
+
+/// `types.v1.LabelPair`: Pyroscope's push (ingest) and its query API (api) both carry it.
+#[derive(Clone, PartialEq, Message)]
+pub struct LabelPair {
+    /// Label name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Label value.
+    #[prost(string, tag = "2")]
+    pub value: String,
 }

@@ -25,6 +25,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use super::{IngestError, MAX_IDEMPOTENCY_KEY_LEN, Sink, body, pprof, scoped_key};
+pub use crate::proto::LabelPair;
 use crate::storage::{KeyedUploads, Upload};
 use crate::work::UploadHold;
 
@@ -45,17 +46,6 @@ pub struct RawProfileSeries {
     /// Its profiles.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<RawSample>,
-}
-
-/// `types.v1.LabelPair`.
-#[derive(Clone, PartialEq, Message)]
-pub struct LabelPair {
-    /// Label name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// Label value.
-    #[prost(string, tag = "2")]
-    pub value: String,
 }
 
 /// `push.v1.RawSample`.

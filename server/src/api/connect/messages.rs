@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::json::{Fields, Out, int64s, strings};
 use crate::proto;
+pub use crate::proto::LabelPair;
 
 /// A request message read from protojson.
 pub trait FromJson: Sized {
@@ -197,17 +198,6 @@ impl FromJson for SeriesRequest {
             end: f.int64("end", "end")?,
         })
     }
-}
-
-/// `types.v1.LabelPair`.
-#[derive(Clone, PartialEq, Message)]
-pub struct LabelPair {
-    /// Label name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// Label value.
-    #[prost(string, tag = "2")]
-    pub value: String,
 }
 
 impl ToJson for LabelPair {
