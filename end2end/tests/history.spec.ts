@@ -89,6 +89,11 @@ test("Back and Forward undo and redo zooms and focus without leaving the explore
   await expect(current).toHaveText("all");
   await page.goForward();
   await expect(current).toHaveText("idle");
+
+  // The entry's URL alone brings the zoom back, as a shared link or a reload does.
+  await page.reload();
+  await expect(page.locator(".flame-status")).toHaveText("");
+  await expect(current).toHaveText("idle");
 });
 
 test("a searched word is one history entry; Back and Forward restore the search", async ({ page }) => {
