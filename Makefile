@@ -51,9 +51,9 @@ chromium:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 ## The browser half: the app crate for wasm, bound by wasm-bindgen, shrunk by wasm-opt, with
-## gzip copies to serve. Rebuilt only when its inputs change; built in a fresh directory and
-## swapped in whole, so a failed or over-budget build leaves no half site for the server to
-## embed.
+## gzip copies to serve, and the icons (style/favicon.*). Rebuilt only when its inputs change;
+## built in a fresh directory and swapped in whole, so a failed or over-budget build leaves no
+## half site for the server to embed.
 site: $(PKG)/kiln_bg.wasm
 
 $(PKG)/kiln_bg.wasm: $(SITE_INPUTS) | tools npm
@@ -63,6 +63,7 @@ $(PKG)/kiln_bg.wasm: $(SITE_INPUTS) | tools npm
 	end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 		$(PKG).new/kiln_bg.wasm -o $(PKG).new/kiln_bg.wasm
 	cp style/main.css $(PKG).new/kiln.css
+	cp style/favicon.svg style/favicon.ico $(PKG).new/
 	gzip -9 -k -n $(PKG).new/kiln_bg.wasm $(PKG).new/kiln.js $(PKG).new/kiln.css
 	@raw=$$(stat -c %s $(PKG).new/kiln_bg.wasm); gz=$$(stat -c %s $(PKG).new/kiln_bg.wasm.gz); \
 	echo "wasm: $$raw bytes, $$gz gzipped (budget $(WASM_BUDGET_GZIP))"; \

@@ -37,6 +37,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
+                // Linked on every page (the "not found" page too), so no browser asks for a
+                // missing icon; `/favicon.ico` is there for clients that ask without reading.
+                <link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml" />
+                <link rel="icon" href="/favicon.ico" sizes="32x32" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />

@@ -5,6 +5,10 @@
 //! query string, so links and controls that only change the query (a preset range, a view, a
 //! label filter) rewrite the URL with `history.pushState` and the page reacts to the new query
 //! without a reload. Back and forward do the same through `popstate`.
+//!
+//! State a page keeps in signals of its own (the explorer's zoom and search) is written with
+//! [`push_url`] (one history entry per change) or [`replace_url`] (the same entry, as typing
+//! goes on), and read back by [`on_history_move`] when Back or Forward lands on an entry.
 
 use leptos::prelude::*;
 
@@ -82,6 +86,24 @@ pub fn replace_url(href: &str) {
     if let Ok(history) = window().history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(href));
     }
+}
+
+/// Adds `href` as a new history entry, in place like [`replace_url`]: nothing reacts (the page
+/// already shows this state), and Back returns to the entry before it.
+pub fn push_url(href: &str) {
+    if let Ok(history) = window().history() {
+        let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(href));
+    }
+}
+
+/// Runs `restore` with the query of the entry Back or Forward lands on, for as long as the
+/// calling component lives: how a page brings back the state it wrote with [`push_url`] and
+/// [`replace_url`] rather than through the query (which changes only when links navigate).
+pub fn on_history_move(restore: impl Fn(QueryMap) + 'static) {
+    let handle = window_event_listener(leptos::ev::popstate, move |_| {
+        restore(QueryMap::parse(&window().location().search().unwrap_or_default()));
+    });
+    on_cleanup(move || handle.remove());
 }
 
 /// Pushes `href` and updates the query, if `href` is this page with another query.

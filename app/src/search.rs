@@ -15,10 +15,15 @@ use crate::paint::after_paint;
 /// `after_typing` runs once that repaint is on screen, for what the frame does not need, such
 /// as keeping the text in the URL (`replaceState` costs several milliseconds in Chromium).
 /// Keystrokes typed in between each schedule one run; the last sees the final text.
+///
+/// `after_typing` is told whether the keystroke starts an edit: the first after a pause of
+/// [`TYPING_PAUSE`], after Enter or leaving the box, or after something else (Back, Forward)
+/// changed the search. A page that keeps the search in its history pushes an entry then and
+/// replaces it for the rest of the edit, so that a word typed is one entry, not one per key.
 #[component]
 pub fn SearchBox(
     search: RwSignal<String>,
-    #[prop(into)] after_typing: Callback<()>,
+    #[prop(into)] after_typing: Callback<bool>,
     /// The input's id (the explorer's `/` key focuses `#search`).
     #[prop(optional)]
     id: Option<&'static str>,
@@ -26,11 +31,36 @@ pub fn SearchBox(
     #[prop(default = "function, or /regex/")]
     placeholder: &'static str,
 ) -> impl IntoView {
+    // The text this box set in the edit under way (`None` between edits).
+    let editing = StoredValue::new(None::<String>);
+    let pause = StoredValue::new(None::<leptos::leptos_dom::helpers::TimeoutHandle>);
+    let end_edit = move || {
+        editing.set_value(None);
+        if let Some(timer) = pause.get_value() {
+            timer.clear();
+        }
+    };
     let on_input = move |ev: leptos::ev::Event| {
-        search.set(event_target_value(&ev));
+        let text = event_target_value(&ev);
+        let starts_edit = editing.with_value(|e| search.with_untracked(|now| e.as_ref() != Some(now)));
+        editing.set_value(Some(text.clone()));
+        search.set(text);
+        if let Some(timer) = pause.get_value() {
+            timer.clear();
+        }
+        // `try_`: the box may be gone when the pause ends.
+        pause.set_value(
+            set_timeout_with_handle(
+                move || {
+                    editing.try_set_value(None);
+                },
+                TYPING_PAUSE,
+            )
+            .ok(),
+        );
         // `try_`: the page may have changed before the paint.
         after_paint(move || {
-            after_typing.try_run(());
+            after_typing.try_run(starts_edit);
         });
     };
     view! {
@@ -44,10 +74,16 @@ pub fn SearchBox(
                 aria-label="Search functions"
                 prop:value=move || search.get()
                 on:input=on_input
+                // `change`: Enter, or leaving the box after an edit.
+                on:change=move |_| end_edit()
+                on:blur=move |_| end_edit()
             />
         </label>
     }
 }
+
+/// How long typing stops before the next keystroke starts a new edit (a new history entry).
+pub const TYPING_PAUSE: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// A parsed search box.
 #[derive(Debug, Clone, PartialEq, Eq)]

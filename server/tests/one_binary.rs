@@ -70,6 +70,25 @@ fn a_copied_binary_serves_the_built_site_from_an_empty_directory() {
         assert!(body == std::fs::read(built.join(file)).unwrap(), "{file} is the built one");
     }
 
+    // The icons: at the root where clients look for one unasked, and the SVG every page links
+    // (the "not found" page too), so that no page's console shows a 404 for an icon.
+    for (path, file, content_type) in
+        [("/favicon.ico", "favicon.ico", "image/x-icon"), ("/pkg/favicon.svg", "favicon.svg", "image/svg+xml")]
+    {
+        let (status, head, body) = get(kiln.addr, path, "");
+        assert_eq!(status, 200, "{path}: {head}");
+        assert!(head.contains(&format!("content-type: {content_type}")), "{path}: {head}");
+        assert!(body == std::fs::read(built.join(file)).unwrap(), "{path} is the built {file}");
+    }
+    assert!(get(kiln.addr, "/favicon.ico", "").2.starts_with(&[0, 0, 1, 0]), "an ICO file");
+    for page in ["/", "/explore?query=app.cpu", "/diff", "/open", "/no/such/page"] {
+        let (_, html) = support::http(kiln.addr, "GET", page, b"").unwrap();
+        assert!(
+            html.contains(r#"<link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml""#),
+            "{page} links the icon: {html}"
+        );
+    }
+
     // A page that loads them, and a 404 for what is not there.
     let (status, page) = support::http(kiln.addr, "GET", "/", b"").unwrap();
     assert_eq!(status, 200);
@@ -91,12 +110,17 @@ fn site_root_serves_the_ui_files_from_disk() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("pkg")).unwrap();
     std::fs::write(root.path().join("pkg/kiln.css"), "body { color: hotpink }").unwrap();
+    std::fs::write(root.path().join("pkg/favicon.ico"), b"\0\0\x01\0from disk").unwrap();
     let data = tempfile::tempdir().unwrap();
     let kiln = Kiln::start(data.path(), &["--site-root", root.path().to_str().unwrap()]);
     let (status, head, body) = get(kiln.addr, "/pkg/kiln.css", "");
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("content-type: text/css"), "{head}");
     assert_eq!(body, b"body { color: hotpink }");
+    // `/favicon.ico` is the directory's `pkg/favicon.ico` too.
+    let (status, head, body) = get(kiln.addr, "/favicon.ico", "");
+    assert_eq!((status, &body[..]), (200, &b"\0\0\x01\0from disk"[..]), "{head}");
+    assert!(head.contains("content-type: image/x-icon"), "{head}");
     // Only what the directory holds: the embedded copy is not mixed in.
     assert_eq!(get(kiln.addr, "/pkg/kiln.js", "").0, 404);
     assert_eq!(get(kiln.addr, "/pkg/../Cargo.toml", "").0, 404);

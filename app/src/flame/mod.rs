@@ -57,10 +57,12 @@ pub fn FlameGraph(
     /// Told a function name when the menu's "Collapse recursion" is chosen (no entry without).
     #[prop(optional, into)]
     on_collapse: Option<Callback<String>>,
-    /// The zoom to open with, as a frame path (`main;render`), when the data arrives.
+    /// The zoom to show, as a frame path (`main;render`): opened with when the data arrives,
+    /// and followed when it changes (Back and Forward restoring an earlier zoom).
     #[prop(optional, into)]
     zoom: Option<Signal<String>>,
-    /// Told the frame path of every new zoom (empty for the root), to keep it in the URL.
+    /// Told the frame path of every zoom the user makes (empty for the root), to keep it in
+    /// the URL and the history; not told the zooms `zoom` or new data set.
     #[prop(optional, into)]
     on_zoom: Option<Callback<String>>,
     /// What the canvas shows, for assistive technology.
@@ -86,28 +88,61 @@ pub fn FlameGraph(
     let theme = use_theme();
     let colour = colour.unwrap_or_else(|| Signal::stored(ColourMode::Package));
 
+    // Set while the focus changes to follow `zoom` or new data rather than the user, so that
+    // the change is not reported back as a new zoom (a new history entry).
+    let following = StoredValue::new(false);
     // A new tree opens at the requested zoom when it has that path, else unzoomed.
     Effect::new(move |_| {
         let start = data.with(|d| {
             let path = zoom.map(|z| z.get_untracked()).unwrap_or_default();
             d.as_ref().and_then(|d| find_path(d, &path)).unwrap_or(ROOT)
         });
+        following.set_value(true);
         focus.set(start);
         menu.set(None);
         selected.set(None);
     });
+    // A zoom set from outside (Back or Forward): the tree shown moves to it when it has that
+    // path (the data effect above handles a tree that changes with it).
+    if let Some(zoom) = zoom {
+        Effect::new(move |first_done: Option<()>| {
+            let path = zoom.get();
+            if first_done.is_none() {
+                return;
+            }
+            let node = data.with_untracked(|d| match d {
+                Some(_) if path.is_empty() => Some(ROOT),
+                Some(d) => find_path(d, &path),
+                None => None,
+            });
+            if let Some(node) = node
+                && node != focus.get_untracked()
+            {
+                following.set_value(true);
+                focus.set(node);
+                menu.set(None);
+                selected.set(None);
+            }
+        });
+    }
     if let Some(report) = on_zoom {
         Effect::new(move |previous: Option<NodeId>| {
             let now = focus.get();
-            if previous.is_some_and(|p| p != now)
+            let followed = following.get_value();
+            following.set_value(false);
+            if !followed
+                && previous.is_some_and(|p| p != now)
                 && let Some(d) = data.get_untracked()
             {
                 let path: Vec<&str> = d.tree.path_to(now).into_iter().map(|n| d.tree.name_of(n)).collect();
                 let path = path.join(";");
                 // Reported once the zoomed frame is on screen: what the report sets off (the
-                // URL rewrite, links updated across the page) is not needed for that frame.
+                // URL and history, links updated across the page) is not needed for that
+                // frame. Not when another zoom came first (Back pressed twice quickly).
                 after_paint(move || {
-                    report.try_run(path);
+                    if focus.try_get_untracked() == Some(now) {
+                        report.try_run(path);
+                    }
                 });
             }
             now

@@ -155,7 +155,7 @@ pub fn DiffPage() -> impl IntoView {
                     <span class="swatch shrank"></span>
                     "shrank (share of each side's total)"
                 </p>
-                <SearchBox search after_typing=move || keep_search_in_url(search) />
+                <SearchBox search after_typing=move |_starts_edit: bool| keep_search_in_url(search) />
                 <FlameGraph data=compared search label="Comparison flamegraph; the table lists the changes" />
                 {move || match table.get() {
                     Some(Ok(table)) => view! { <ComparisonTable table search /> }.into_any_sync(),

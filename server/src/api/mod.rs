@@ -143,7 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/pkg/{*name}", get(site::asset));
+        .route("/pkg/{*name}", get(site::asset))
+        .route("/favicon.ico", get(site::favicon));
     for path in PAGE_PATHS {
         let page = page.clone();
         router = router.route(path, get(move |request: Request<Body>| page(request)).layer(heavy()));

@@ -1,4 +1,4 @@
-//! The web UI's files under `/pkg/` (wasm, JS, CSS): the copy built into the binary by
+//! The web UI's files under `/pkg/` (wasm, JS, CSS, icons) and `/favicon.ico`: the copy built into the binary by
 //! `server/build.rs`, or a directory on disk for UI work (`--site-root`).
 //!
 //! The names are fixed (`kiln.js`, `kiln_bg.wasm`), so browsers may keep a copy but must ask
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -62,6 +62,14 @@ pub async fn asset(State(state): State<AppState>, Path(name): Path<String>, requ
     }
 }
 
+/// `GET /favicon.ico`: the icon clients ask for at the root without reading the page (the
+/// pages link `/pkg/favicon.svg`, and this one beside it), from the same files as `/pkg/`.
+pub async fn favicon(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    parts.uri = Uri::from_static("/pkg/favicon.ico");
+    asset(State(state), Path("favicon.ico".into()), Request::from_parts(parts, body)).await
+}
+
 fn serve_embedded(name: &str, headers: &HeaderMap) -> Response {
     let Some(file) = EMBEDDED.iter().find(|file| file.name == name) else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
@@ -90,6 +98,8 @@ fn content_type(name: &str) -> &'static str {
         Some("wasm") => "application/wasm",
         Some("js") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
         _ => "application/octet-stream",
     }
 }
@@ -128,7 +138,7 @@ mod tests {
 
     #[test]
     fn the_built_site_is_embedded() {
-        for name in ["kiln.js", "kiln_bg.wasm", "kiln.css"] {
+        for name in ["kiln.js", "kiln_bg.wasm", "kiln.css", "favicon.svg", "favicon.ico"] {
             assert!(embedded(name).is_some_and(|body| !body.is_empty()), "{name} is embedded");
         }
         assert_eq!(embedded("kiln_bg.wasm").map(|b| &b[..4]), Some(&b"\0asm"[..]));
@@ -172,6 +182,8 @@ mod tests {
             serve_embedded("kiln.css", &HeaderMap::new()).headers()[header::CONTENT_TYPE],
             "text/css; charset=utf-8"
         );
+        assert_eq!(serve_embedded("favicon.svg", &HeaderMap::new()).headers()[header::CONTENT_TYPE], "image/svg+xml");
+        assert_eq!(serve_embedded("favicon.ico", &HeaderMap::new()).headers()[header::CONTENT_TYPE], "image/x-icon");
         assert_eq!(serve_embedded("nope.js", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
     }
 }

@@ -104,8 +104,10 @@ pub fn ExplorePage() -> impl IntoView {
         });
     });
 
-    // Search, zoom, colours and collapsed recursion rewrite the URL in place (no navigation,
-    // no history entry per keystroke or click), so that a copied link reproduces the view.
+    // Search, zoom, colours and collapsed recursion live in the URL, so that a copied link
+    // reproduces the view, without navigating: a zoom, a collapse and a searched word each
+    // push a history entry (Back undoes it, as in Firefox Profiler); the rest of a word as it
+    // is typed, and colours, rewrite the current one.
     let zoom = RwSignal::new(state.get_untracked().zoom);
     let colour = RwSignal::new(state.get_untracked().colour);
     let collapse = RwSignal::new(state.get_untracked().collapse);
@@ -123,9 +125,28 @@ pub fn ExplorePage() -> impl IntoView {
             crate::location::replace_url(&href);
         }
     };
+    let push_url = move || {
+        if let Some(href) = current.try_get_untracked().map(|s| s.href()) {
+            crate::location::push_url(&href);
+        }
+    };
     let on_zoom = Callback::new(move |path: String| {
-        zoom.set(path);
-        rewrite_url();
+        // The zoom shown already (the graph followed a collapse to it) is no new entry.
+        if zoom.get_untracked() != path {
+            zoom.set(path);
+            push_url();
+        }
+    });
+    let after_typing = Callback::new(move |starts_edit: bool| if starts_edit { push_url() } else { rewrite_url() });
+    // Back and Forward bring back the entry's view: the range and the view follow the query;
+    // these follow here.
+    crate::location::on_history_move(move |params| {
+        let s = ExploreState::from_params(&params);
+        for (signal, value) in [(search, s.search), (zoom, s.zoom), (colour, s.colour), (collapse, s.collapse)] {
+            if signal.get_untracked() != value {
+                signal.set(value);
+            }
+        }
     });
     let on_colour = move |ev: leptos::ev::Event| {
         colour.set(event_target_value(&ev));
@@ -158,7 +179,7 @@ pub fn ExplorePage() -> impl IntoView {
         let frames = path.split(';').filter(|f| !f.is_empty());
         zoom.set(collapse_path(frames, |name| chosen.iter().any(|c| c == name)).join(";"));
         collapse.set(chosen.join(";"));
-        rewrite_url();
+        push_url();
     });
     let collapsed_chips = move || {
         let names = collapse.get();
@@ -175,7 +196,7 @@ pub fn ExplorePage() -> impl IntoView {
                         .map(String::from)
                         .collect();
                     collapse.set(rest.join(";"));
-                    rewrite_url();
+                    push_url();
                 };
                 view! {
                     <button type="button" class="chip" aria-label=aria title="Expand this recursion again" on:click=expand>
@@ -185,7 +206,6 @@ pub fn ExplorePage() -> impl IntoView {
             })
             .collect_view()
     };
-    let initial_zoom = Signal::derive(move || zoom.get());
     let sandwich_href = Callback::new(move |function: String| {
         current
             .get_untracked()
@@ -196,21 +216,23 @@ pub fn ExplorePage() -> impl IntoView {
             .href()
     });
 
+    // Only what changes the graphs' kind: the graphs stay (and keep their zoom) while Back and
+    // Forward move the query between zooms and searches.
+    let layout = Memo::new(move |_| state.with(|s| (s.view.clone(), s.orient.clone(), s.function.clone())));
     let body = move || {
-        let s = state.get();
-        match s.view.as_str() {
+        let (view, orient, function) = layout.get();
+        match view.as_str() {
             "table" => ().into_any_sync(),
-            "sandwich" => view! { <SandwichView loaded=shown function=s.function.clone() search colour=colour_mode /> }
-                .into_any_sync(),
+            "sandwich" => view! { <SandwichView loaded=shown function search colour=colour_mode /> }.into_any_sync(),
             _ => view! {
                 <FlameGraph
                     data=shown
                     search
-                    bottom_up=s.orient == "flame"
+                    bottom_up=orient == "flame"
                     colour=colour_mode
                     sandwich_href
                     on_collapse
-                    zoom=initial_zoom
+                    zoom
                     on_zoom
                 />
             }
@@ -224,7 +246,7 @@ pub fn ExplorePage() -> impl IntoView {
             <div class="toolbar">
                 <TimeRange state=current />
                 <ViewSwitch state=current />
-                <SearchBox search after_typing=rewrite_url id="search" placeholder="function, or /regex/  ( / )" />
+                <SearchBox search after_typing id="search" placeholder="function, or /regex/  ( / )" />
             </div>
             <LabelFilter state=current />
             <div class="flame-options">
