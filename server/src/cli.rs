@@ -286,6 +286,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             default_max_nodes: args.max_nodes_default,
             max_nodes: args.max_nodes_max,
         },
+        merges: Arc::default(),
         leptos,
         site,
         auth: Auth::new(args.ingest_token.clone(), args.query_token.clone()),

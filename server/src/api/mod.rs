@@ -41,7 +41,7 @@ pub use tenant::{Tenant, idempotency_key};
 
 use crate::ingest::IngestLimits;
 use crate::metrics::{Exposition, Metrics, StorageGauges, Totals};
-use crate::query::{QueryLimits, StoreSource};
+use crate::query::{MergeCache, QueryLimits, StoreSource};
 use crate::storage::Store;
 use crate::work::{Cancel, InflightBudget};
 
@@ -56,6 +56,9 @@ pub struct AppState {
     pub limits: IngestLimits,
     /// What one query may cost.
     pub query_limits: QueryLimits,
+    /// Recent merges: a page's query merged while rendering answers the browser's fetch of its
+    /// tree a moment later (`query::MergeCache` says when an entry is reused).
+    pub merges: Arc<MergeCache>,
     /// What the pages' HTML calls the site's assets (`/pkg/kiln.js`, …).
     pub leptos: LeptosOptions,
     /// Where those assets are served from: the binary's own copy unless `--site-root` says.
@@ -79,6 +82,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limits: IngestLimits::default(),
             query_limits: QueryLimits::default(),
+            merges: Arc::default(),
             leptos: LeptosOptions::builder().output_name("kiln").build(),
             site: Site::Embedded,
             auth: Auth::default(),
@@ -100,13 +104,17 @@ pub fn router(state: AppState) -> Router {
     let _ = any_spawner::Executor::init_tokio();
     let store = state.store.clone();
     state.metrics.observe_storage(move || storage_gauges(&store));
-    let (store, query_limits) = (state.store.clone(), state.query_limits);
+    let (store, merges, query_limits) = (state.store.clone(), state.merges.clone(), state.query_limits);
     // Per request: a page's merges stop at the request's deadline, which the edge put in the
     // request (Leptos provides the request's parts before this runs).
     let context = move || {
         let cancel = use_context::<Parts>().and_then(|p| p.extensions.get::<Cancel>().cloned());
-        let source =
-            StoreSource { store: store.clone(), limits: query_limits, cancel: cancel.unwrap_or_else(Cancel::never) };
+        let source = StoreSource {
+            store: store.clone(),
+            merges: merges.clone(),
+            limits: query_limits,
+            cancel: cancel.unwrap_or_else(Cancel::never),
+        };
         provide_context(SharedSource(Arc::new(source)));
     };
     let shell_options = state.leptos.clone();

@@ -25,7 +25,12 @@ pub async fn page_data(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let store_source = StoreSource { store: state.store.clone(), limits: state.query_limits, cancel: cancel.clone() };
+    let store_source = StoreSource {
+        store: state.store.clone(),
+        merges: state.merges.clone(),
+        limits: state.query_limits,
+        cancel: cancel.clone(),
+    };
     let source = TenantSource::new(Arc::new(store_source), tenant.0, address_of(host));
     match kiln_app::pages::answer(&name, query.as_deref().unwrap_or(""), &source) {
         None => Err(AppError::NotFound(format!("no page data named `{name}`"))),

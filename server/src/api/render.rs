@@ -1,12 +1,14 @@
 //! `GET /render` (a query's merged tree) and `GET /render-diff` (two queries compared), in the
 //! format the caller asks for. `server/API.md` lists the parameters and shapes.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use kiln_model::recursion::{collapse_list, collapse_recursion};
-use kiln_model::{codec, diff, flamebearer, folded, truncate};
+use kiln_model::{FlatTree, codec, diff, flamebearer, folded, truncate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -71,9 +73,9 @@ fn metadata(format: &str, name: &str, merged: &Merged) -> Value {
 }
 
 /// Pyroscope's `/render` answer: flamebearer, metadata, timeline.
-fn flamebearer_profile(name: &str, merged: &Merged) -> Value {
+fn flamebearer_profile(name: &str, tree: &FlatTree, merged: &Merged) -> Value {
     json!({
-        "flamebearer": flamebearer::encode(&merged.tree),
+        "flamebearer": flamebearer::encode(tree),
         "metadata": metadata("single", name, merged),
         "timeline": timeline_json(&merged.timeline),
     })
@@ -143,19 +145,21 @@ pub async fn render(
     let RenderRequest { text, query, from, until, max_nodes, svg_options } =
         RenderRequest::parse(&params, state.query_limits, &tenant)?;
     let format = params.format.as_deref().unwrap_or("json");
-    let mut merged = query::merge_cancellable(&state.store, &query, &cancel).await?;
+    // Shared with the page's own merge: the explorer's render merged this query a moment ago.
+    let merged = state.merges.merge(&state.store, &query, &cancel).await?;
+    let mut tree = Cow::Borrowed(&merged.tree);
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
     if !collapse.is_empty() {
-        merged.tree = collapse_recursion(&merged.tree, |name| collapse.contains(&name));
+        tree = Cow::Owned(collapse_recursion(&tree, |name| collapse.contains(&name)));
     }
     if let Some(limit) = max_nodes {
-        merged.tree = truncate::max_nodes(&merged.tree, limit);
+        tree = Cow::Owned(truncate::max_nodes(&tree, limit));
     }
     // Encoding a large tree takes a while too: not for a request already answered 503.
     cancel.check()?;
-    let tree = &merged.tree;
+    let tree = tree.as_ref();
     match format {
-        "json" => Ok(Json(flamebearer_profile(&text, &merged)).into_response()),
+        "json" => Ok(Json(flamebearer_profile(&text, tree, &merged)).into_response()),
         "tree" => Ok((
             [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (UNITS_HEADER, merged.units.clone())],
             codec::encode(tree),

@@ -1,6 +1,7 @@
 //! Queries: pick the series a selector names, merge their uploads in a time range into one
 //! call tree.
 
+mod cache;
 mod limits;
 mod source;
 
@@ -15,6 +16,7 @@ use crate::storage::block::{self, Chunk};
 use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store};
 use crate::work::{Cancel, Cancelled};
 
+pub use cache::MergeCache;
 pub use limits::{QueryLimits, TooLarge, is_too_large};
 pub use source::StoreSource;
 
@@ -765,7 +767,12 @@ mod tests {
         // So do the pages' merges, which read through the app's source.
         use kiln_model::page_data::ProfileSource;
         let store = Arc::new(store);
-        let page_source = |cancel| StoreSource { store: store.clone(), limits: QueryLimits::default(), cancel };
+        let page_source = |cancel| StoreSource {
+            store: store.clone(),
+            merges: Arc::new(MergeCache::new(std::time::Duration::ZERO, 0, 0)),
+            limits: QueryLimits::default(),
+            cancel,
+        };
         assert!(page_source(Cancel::never()).merged(DEFAULT_TENANT, "web.cpu", "0", "now").is_ok());
         assert!(page_source(cancel).merged(DEFAULT_TENANT, "web.cpu", "0", "now").is_err());
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kiln_model::page_data::{AppSummary, MergedView, ProfileSource, TimelineData};
 
-use super::{Query, QueryLimits, block_on, label_names, label_values, merge_cancellable};
+use super::{MergeCache, Query, QueryLimits, block_on, label_names, label_values};
 use crate::storage::Store;
 use crate::timespec;
 use crate::work::Cancel;
@@ -14,6 +14,9 @@ use crate::work::Cancel;
 pub struct StoreSource {
     /// The store read.
     pub store: Arc<Store>,
+    /// Recent merges, shared with `/render`: the page's merge answers the browser's fetch of
+    /// the same query's tree a moment later.
+    pub merges: Arc<MergeCache>,
     /// Series, bytes and nodes each query may cost.
     pub limits: QueryLimits,
     /// The request's deadline; merges check it as they go.
@@ -38,14 +41,14 @@ impl ProfileSource for StoreSource {
     fn merged(&self, tenant: &str, query: &str, from: &str, until: &str) -> Result<MergedView, String> {
         let (from, until) = timespec::parse_range(Some(from), Some(until), timespec::now_unix())?;
         let query = Query::parse(tenant, query, from, until).map_err(|e| e.to_string())?.with_limits(self.limits);
-        let merged = block_on(merge_cancellable(&self.store, &query, &self.cancel)).map_err(|e| e.to_string())?;
+        let merged = block_on(self.merges.merge(&self.store, &query, &self.cancel)).map_err(|e| e.to_string())?;
         Ok(MergedView {
-            tree: merged.tree,
-            units: merged.units,
+            tree: merged.tree.clone(),
+            units: merged.units.clone(),
             timeline: TimelineData {
                 start_time: merged.timeline.start_time,
                 step: merged.timeline.step,
-                samples: merged.timeline.samples,
+                samples: merged.timeline.samples.clone(),
             },
         })
     }
