@@ -6,11 +6,12 @@
 # Usage: end2end/bench/run.sh [10k] [100k] [1m]        (default: 10k 100k)
 # Env: BENCH_DIR (generated profiles, speedscope, results; default end2end/.tools/bench),
 #      BENCH_REPS (zoom/search repetitions, default 5), CHROMIUM_PATH,
-#      BENCH_SPEEDSCOPE=0 (Kiln alone: no speedscope run, no ratio).
+#      BENCH_SPEEDSCOPE=0 (Kiln alone: no speedscope run, no ratio),
+#      KILN_BIN (another kiln binary to measure, e.g. target/debug/kiln; default the release one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-kiln="$root/target/release/kiln"
+kiln=${KILN_BIN:-$root/target/release/kiln}
 wasm="$root/target/site/pkg/kiln_bg.wasm"
 work=${BENCH_DIR:-$root/end2end/.tools/bench}
 sizes=("$@")

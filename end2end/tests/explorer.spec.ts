@@ -108,3 +108,37 @@ test("links within the explorer change the view without a reload; Back restores 
   await expect(page.getByRole("heading", { name: "Compare" })).toBeVisible();
   expect(await samePage()).toBe(false);
 });
+
+test("the table shows its rows a page at a time; the search pages what it keeps", async ({ page, request }) => {
+  // 250 leaves under main: fn000 has 1 sample, fn249 has 250.
+  const wide = `${APP}wide`;
+  const lines = Array.from({ length: 250 }, (_, i) => `main;fn${String(i).padStart(3, "0")} ${i + 1}\n`).join("");
+  await upload(request, `${wide}.cpu`, lines, "now-5m", "now-4m");
+  await page.goto(`/explore?query=${wide}.cpu`);
+  const pages = page.locator("nav.table-pages");
+  // The server renders the first page only.
+  await expect(page.locator("table.top-table tbody tr")).toHaveCount(100);
+  await expect(pages).toContainText("Rows 1–100 of 251");
+  await expect(names(page).nth(1)).toHaveText("fn249");
+  await expect(page.locator(".flame-status")).toHaveText("");
+  await expect(page.getByRole("button", { name: "← Previous" })).toBeDisabled();
+
+  await page.getByRole("button", { name: "Next →" }).click();
+  await expect(pages).toContainText("Rows 101–200 of 251");
+  await expect(names(page).first()).toHaveText("fn150");
+  await page.getByRole("button", { name: "Next →" }).click();
+  await expect(pages).toContainText("Rows 201–251 of 251");
+  await expect(page.locator("table.top-table tbody tr")).toHaveCount(51);
+  await expect(names(page).last()).toHaveText("fn000");
+  await expect(page.getByRole("button", { name: "Next →" })).toBeDisabled();
+  await page.getByRole("button", { name: "← Previous" }).click();
+  await expect(names(page).first()).toHaveText("fn150");
+
+  // A search starts again from its first page; ten matches need no pages.
+  await page.getByLabel("Search functions").fill("fn00");
+  await expect(names(page)).toHaveText(["fn009", "fn008", "fn007", "fn006", "fn005", "fn004", "fn003", "fn002", "fn001", "fn000"]);
+  await expect(pages).toHaveCount(0);
+  await page.getByLabel("Search functions").fill("fn");
+  await expect(pages).toContainText("Rows 1–100 of 250");
+  await expect(names(page).first()).toHaveText("fn249");
+});

@@ -10,9 +10,10 @@ use crate::format::{format_value, percent};
 use crate::paint::after_paint;
 use crate::search::NameSearch;
 
-/// Rows shown until "Show all" is pressed: inserting and laying out the server's 2000 rows
-/// took longer than a frame, and the first few hundred are the ones read.
-const SHOWN_ROWS: usize = 300;
+/// Rows on one page of the table. The server sends up to 2000; rendering them all (or even
+/// 300) delayed the flamegraph's first paint, and the first rows are the ones read. Further
+/// pages are a button away, and the search filters all of them.
+const PAGE_ROWS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortBy {
@@ -30,7 +31,8 @@ pub fn TopTableView(
 ) -> impl IntoView {
     let QuerySummary { total, units, rows, functions, .. } = summary;
     let sort = RwSignal::new((SortBy::Total, true));
-    let show_all = RwSignal::new(false);
+    // Which page is shown; back to the first whenever the search or the order changes.
+    let page = RwSignal::new(0usize);
     // The table follows the search one paint later than the flamegraph: a keystroke repaints
     // the canvas in the next frame, and the rows (the slower change) follow once that frame
     // is on screen. Keystrokes typed in between collapse into one update.
@@ -80,10 +82,16 @@ pub fn TopTableView(
         });
         shown
     });
-    let hidden = move || if show_all.get() { 0 } else { matching.with(|m| m.len().saturating_sub(SHOWN_ROWS)) };
+    Effect::new(move |first: Option<()>| {
+        matching.track();
+        if first.is_some() {
+            page.set(0);
+        }
+    });
+    let pages = move || matching.with(|m| m.len().div_ceil(PAGE_ROWS));
     let visible = move || {
-        let limit = if show_all.get() { usize::MAX } else { SHOWN_ROWS };
-        matching.with(|m| m.iter().take(limit).cloned().collect::<Vec<_>>())
+        let start = page.get() * PAGE_ROWS;
+        matching.with(|m| m.iter().skip(start).take(PAGE_ROWS).cloned().collect::<Vec<_>>())
     };
     let row_view = move |row: TopRow| {
         let href = state
@@ -122,16 +130,31 @@ pub fn TopTableView(
             </tbody>
         </table>
         {move || {
-            let hidden = hidden();
-            (hidden > 0)
+            (pages() > 1)
                 .then(|| {
+                    let shown = move || {
+                        let count = matching.with(Vec::len);
+                        let start = page.get() * PAGE_ROWS;
+                        format!("Rows {}–{} of {count}", start + 1, (start + PAGE_ROWS).min(count))
+                    };
                     view! {
-                        <p class="note">
-                            {format!("{hidden} more functions not listed. ")}
-                            <button type="button" on:click=move |_| show_all.set(true)>
-                                "Show all"
+                        <nav class="table-pages" aria-label="Table pages">
+                            <button
+                                type="button"
+                                disabled=move || page.get() == 0
+                                on:click=move |_| page.update(|p| *p = p.saturating_sub(1))
+                            >
+                                "← Previous"
                             </button>
-                        </p>
+                            <span class="note" aria-live="polite">{shown}</span>
+                            <button
+                                type="button"
+                                disabled=move || page.get() + 1 >= pages()
+                                on:click=move |_| page.update(|p| *p = (*p + 1).min(pages().saturating_sub(1)))
+                            >
+                                "Next →"
+                            </button>
+                        </nav>
                     }
                 })
         }}
