@@ -137,6 +137,7 @@ pub fn TopTableView(
                         let start = page.get() * PAGE_ROWS;
                         format!("Rows {}–{} of {count}", start + 1, (start + PAGE_ROWS).min(count))
                     };
+                    let at_last = move || page.get() + 1 >= pages();
                     view! {
                         <nav class="table-pages" aria-label="Table pages">
                             <button
@@ -149,7 +150,7 @@ pub fn TopTableView(
                             <span class="note" aria-live="polite">{shown}</span>
                             <button
                                 type="button"
-                                disabled=move || page.get() + 1 >= pages()
+                                disabled=at_last
                                 on:click=move |_| page.update(|p| *p = (*p + 1).min(pages().saturating_sub(1)))
                             >
                                 "Next →"
