@@ -154,8 +154,9 @@ impl Querier<'_> {
         Ok(merged)
     }
 
-    /// The tenant's series any of `matchers` selects (all of them without one).
-    fn matching_series(&self, matchers: &[String]) -> Result<Vec<SeriesKey>, ConnectError> {
+    /// The tenant's series any of `matchers` selects (all of them without one) with data in
+    /// the request's `[start, end]` milliseconds (either 0: open on that side).
+    fn matching_series(&self, matchers: &[String], start: i64, end: i64) -> Result<Vec<SeriesKey>, ConnectError> {
         if matchers.len() > MAX_SELECTORS {
             return Err(ConnectError::invalid(format!("at most {MAX_SELECTORS} matchers per request")));
         }
@@ -163,8 +164,9 @@ impl Querier<'_> {
             .iter()
             .map(|m| Query::by_labels(self.tenant, None, m, i64::MIN, i64::MAX))
             .collect::<Result<Vec<_>, _>>()?;
+        let (from, until) = seconds(start, end)?;
         let mut series: Vec<SeriesKey> =
-            self.state.store.series().into_iter().filter(|k| k.tenant == self.tenant).collect();
+            self.state.store.series_between(from, until).into_iter().filter(|k| k.tenant == self.tenant).collect();
         if !queries.is_empty() {
             series.retain(|k| queries.iter().any(|q| q.selects(k)));
         }
@@ -200,7 +202,7 @@ impl Querier<'_> {
 
     pub fn label_names(&self, request: LabelNamesRequest) -> Result<NamesResponse, ConnectError> {
         let mut names = BTreeSet::new();
-        for key in self.matching_series(&request.matchers)? {
+        for key in self.matching_series(&request.matchers, request.start, request.end)? {
             names.extend(pyroscope_labels(&key).into_keys());
         }
         Ok(NamesResponse { names: names.into_iter().collect() })
@@ -211,7 +213,7 @@ impl Querier<'_> {
             return Err(ConnectError::invalid("`name` (the label) is required"));
         }
         let values: BTreeSet<String> = self
-            .matching_series(&request.matchers)?
+            .matching_series(&request.matchers, request.start, request.end)?
             .iter()
             .map(|k| label_value(k, &request.name).into_owned())
             .filter(|v| !v.is_empty())
@@ -222,7 +224,7 @@ impl Querier<'_> {
     pub fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, ConnectError> {
         let wanted: BTreeSet<&str> = request.label_names.iter().map(String::as_str).collect();
         let mut sets: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-        for key in self.matching_series(&request.matchers)? {
+        for key in self.matching_series(&request.matchers, request.start, request.end)? {
             let labels = pyroscope_labels(&key)
                 .into_iter()
                 .filter(|(name, _)| wanted.is_empty() || wanted.contains(name.as_str()))
