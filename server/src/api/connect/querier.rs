@@ -15,7 +15,7 @@ use super::messages::*;
 use super::{Code, ConnectError, flamegraph};
 use crate::api::AppState;
 use crate::api::export::{self, PprofMeta};
-use crate::query::{self, Merged, Query, label_value, pyroscope_labels};
+use crate::query::{self, Merged, Parts, Query, label_value, pyroscope_labels};
 use crate::storage::SeriesKey;
 use crate::timespec;
 use crate::work::Cancel;
@@ -119,10 +119,15 @@ impl Querier<'_> {
     /// different units (samples at different rates, nanoseconds), so a query across several
     /// merges each application on its own, converts it, and adds the trees up.
     async fn merge(&self, query: &Query, id: &str) -> Result<Merged, ConnectError> {
+        self.merge_parts(query, id, Parts::TreeAndTimeline).await
+    }
+
+    /// [`Querier::merge`], computing only `parts`.
+    async fn merge_parts(&self, query: &Query, id: &str, parts: Parts) -> Result<Merged, ConnectError> {
         let store = &self.state.store;
         let apps: BTreeSet<String> = store.series().into_iter().filter(|k| query.selects(k)).map(|k| k.app).collect();
         if apps.len() <= 1 {
-            let mut merged = query::merge_cancellable(store, query, self.cancel).await?;
+            let mut merged = query::merge_parts(store, query, self.cancel, parts).await?;
             to_id_units(&mut merged, id);
             return Ok(merged);
         }
@@ -133,7 +138,7 @@ impl Querier<'_> {
         let mut combined: Option<Merged> = None;
         for app in apps {
             let one = query.clone().and_label(SERVICE_NAME_LABEL, &app);
-            let mut merged = query::merge_cancellable(store, &one, self.cancel).await?;
+            let mut merged = query::merge_parts(store, &one, self.cancel, parts).await?;
             to_id_units(&mut merged, id);
             tree.merge_flat(&merged.tree);
             match &mut combined {
@@ -360,7 +365,7 @@ impl Querier<'_> {
             for (label, value) in request.group_by.iter().zip(&values) {
                 query = query.and_label(label, value);
             }
-            let merged = self.merge(&query, &request.profile_type_id).await?;
+            let merged = self.merge_parts(&query, &request.profile_type_id, Parts::Timeline).await?;
             // (sum, uploads) per step of the request, from the merge's finer timeline.
             let mut buckets: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
             let line = &merged.timeline;
