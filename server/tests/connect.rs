@@ -335,6 +335,17 @@ fn profile_types_labels_and_series_in_both_encodings() {
         r.names
     };
     assert_eq!(apps(vec![]), ["agenttest", "agenttest.go", "agenttest.node"]);
+    // Names, values and series follow the request's range (Grafana sends the dashboard's): a
+    // range without uploads lists nothing.
+    let empty_range: NamesResponse = call_proto(
+        addr,
+        "LabelValues",
+        &LabelValuesRequest { name: "service_name".into(), matchers: vec![], start: 1000, end: 4000 },
+    );
+    assert!(empty_range.names.is_empty(), "{:?}", empty_range.names);
+    let empty_range: NamesResponse =
+        call_proto(addr, "LabelNames", &LabelNamesRequest { matchers: vec![], start: 1000, end: 4000 });
+    assert!(empty_range.names.is_empty(), "{:?}", empty_range.names);
     assert_eq!(apps(vec!["{}".into()]), ["agenttest", "agenttest.go", "agenttest.node"]);
     assert_eq!(apps(vec![r#"{service_name=~"agenttest(\\.go)?"}"#.into()]), ["agenttest", "agenttest.go"]);
     assert_eq!(

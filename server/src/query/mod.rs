@@ -345,6 +345,21 @@ pub async fn merge(store: &Store, query: &Query) -> Result<Merged, MergeError> {
 /// [`merge`], checking `cancel` between chunks and uploads: a request past its deadline stops
 /// at the next one with [`MergeError::Cancelled`].
 pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) -> Result<Merged, MergeError> {
+    merge_parts(store, query, cancel, Parts::TreeAndTimeline).await
+}
+
+/// What a merge computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// The tree and the timeline.
+    TreeAndTimeline,
+    /// The timeline only (the tree is its root alone): for series over time, which need each
+    /// upload's total and nothing of its stacks, so no tree is built.
+    Timeline,
+}
+
+/// [`merge_cancellable`], computing only `parts`.
+pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: Parts) -> Result<Merged, MergeError> {
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, query));
     let selected = match &profile_type {
         Some(ty) => {
@@ -394,7 +409,10 @@ pub async fn merge_cancellable(store: &Store, query: &Query, cancel: &Cancel) ->
         let u = &chunks[u.chunk].uploads[u.upload];
         (u.units.clone(), u.sample_rate, u.spy_name.clone())
     });
-    let work: Vec<Work> = chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work { chunk, wanted }).collect();
+    let work: Vec<Work> = match parts {
+        Parts::TreeAndTimeline => chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work { chunk, wanted }).collect(),
+        Parts::Timeline => Vec::new(),
+    };
     let trees = parallel(work, Work::cost, |group| {
         let mut tree = CallTree::new();
         for item in group {

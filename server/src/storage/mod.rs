@@ -795,16 +795,25 @@ impl Store {
 
     /// Every series key, in the head or in a block.
     pub fn series(&self) -> Vec<SeriesKey> {
+        self.series_between(i64::MIN, i64::MAX)
+    }
+
+    /// Every series key with uploads overlapping `[from, until]` (by the time span each
+    /// series has in the head, a frozen head or a block: no data is read).
+    pub fn series_between(&self, from: i64, until: i64) -> Vec<SeriesKey> {
         let state = self.inner.state.read().expect("state lock");
         let mut keys: HashSet<&SeriesKey> = HashSet::new();
+        let within = |lo: i64, hi: i64| overlaps(from, until, lo, hi);
         for head in state.heads() {
-            keys.extend(head.series.keys());
+            keys.extend(head.series.iter().filter(|(_, s)| within(s.min_time, s.max_time)).map(|(k, _)| k));
         }
         for (_, series) in state.on_disk() {
-            keys.extend(series.keys());
+            keys.extend(series.iter().filter(|(_, s)| within(s.min_time, s.max_time)).map(|(k, _)| k));
         }
         for block in state.visible() {
-            keys.extend(block.index.series.iter().map(|e| &e.key));
+            if within(block.meta.min_time, block.meta.max_time) {
+                keys.extend(block.index.series.iter().filter(|e| within(e.min_time, e.max_time)).map(|e| &e.key));
+            }
         }
         keys.into_iter().cloned().collect()
     }

@@ -15,7 +15,7 @@ use super::messages::*;
 use super::{Code, ConnectError, flamegraph};
 use crate::api::AppState;
 use crate::api::export::{self, PprofMeta};
-use crate::query::{self, Merged, Query, label_value, pyroscope_labels};
+use crate::query::{self, Merged, Parts, Query, label_value, pyroscope_labels};
 use crate::storage::SeriesKey;
 use crate::timespec;
 use crate::work::Cancel;
@@ -119,10 +119,15 @@ impl Querier<'_> {
     /// different units (samples at different rates, nanoseconds), so a query across several
     /// merges each application on its own, converts it, and adds the trees up.
     async fn merge(&self, query: &Query, id: &str) -> Result<Merged, ConnectError> {
+        self.merge_parts(query, id, Parts::TreeAndTimeline).await
+    }
+
+    /// [`Querier::merge`], computing only `parts`.
+    async fn merge_parts(&self, query: &Query, id: &str, parts: Parts) -> Result<Merged, ConnectError> {
         let store = &self.state.store;
         let apps: BTreeSet<String> = store.series().into_iter().filter(|k| query.selects(k)).map(|k| k.app).collect();
         if apps.len() <= 1 {
-            let mut merged = query::merge_cancellable(store, query, self.cancel).await?;
+            let mut merged = query::merge_parts(store, query, self.cancel, parts).await?;
             to_id_units(&mut merged, id);
             return Ok(merged);
         }
@@ -133,7 +138,7 @@ impl Querier<'_> {
         let mut combined: Option<Merged> = None;
         for app in apps {
             let one = query.clone().and_label(SERVICE_NAME_LABEL, &app);
-            let mut merged = query::merge_cancellable(store, &one, self.cancel).await?;
+            let mut merged = query::merge_parts(store, &one, self.cancel, parts).await?;
             to_id_units(&mut merged, id);
             tree.merge_flat(&merged.tree);
             match &mut combined {
@@ -154,8 +159,9 @@ impl Querier<'_> {
         Ok(merged)
     }
 
-    /// The tenant's series any of `matchers` selects (all of them without one).
-    fn matching_series(&self, matchers: &[String]) -> Result<Vec<SeriesKey>, ConnectError> {
+    /// The tenant's series any of `matchers` selects (all of them without one) with data in
+    /// the request's `[start, end]` milliseconds (either 0: open on that side).
+    fn matching_series(&self, matchers: &[String], start: i64, end: i64) -> Result<Vec<SeriesKey>, ConnectError> {
         if matchers.len() > MAX_SELECTORS {
             return Err(ConnectError::invalid(format!("at most {MAX_SELECTORS} matchers per request")));
         }
@@ -163,8 +169,9 @@ impl Querier<'_> {
             .iter()
             .map(|m| Query::by_labels(self.tenant, None, m, i64::MIN, i64::MAX))
             .collect::<Result<Vec<_>, _>>()?;
+        let (from, until) = seconds(start, end)?;
         let mut series: Vec<SeriesKey> =
-            self.state.store.series().into_iter().filter(|k| k.tenant == self.tenant).collect();
+            self.state.store.series_between(from, until).into_iter().filter(|k| k.tenant == self.tenant).collect();
         if !queries.is_empty() {
             series.retain(|k| queries.iter().any(|q| q.selects(k)));
         }
@@ -200,7 +207,7 @@ impl Querier<'_> {
 
     pub fn label_names(&self, request: LabelNamesRequest) -> Result<NamesResponse, ConnectError> {
         let mut names = BTreeSet::new();
-        for key in self.matching_series(&request.matchers)? {
+        for key in self.matching_series(&request.matchers, request.start, request.end)? {
             names.extend(pyroscope_labels(&key).into_keys());
         }
         Ok(NamesResponse { names: names.into_iter().collect() })
@@ -211,7 +218,7 @@ impl Querier<'_> {
             return Err(ConnectError::invalid("`name` (the label) is required"));
         }
         let values: BTreeSet<String> = self
-            .matching_series(&request.matchers)?
+            .matching_series(&request.matchers, request.start, request.end)?
             .iter()
             .map(|k| label_value(k, &request.name).into_owned())
             .filter(|v| !v.is_empty())
@@ -222,7 +229,7 @@ impl Querier<'_> {
     pub fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, ConnectError> {
         let wanted: BTreeSet<&str> = request.label_names.iter().map(String::as_str).collect();
         let mut sets: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-        for key in self.matching_series(&request.matchers)? {
+        for key in self.matching_series(&request.matchers, request.start, request.end)? {
             let labels = pyroscope_labels(&key)
                 .into_iter()
                 .filter(|(name, _)| wanted.is_empty() || wanted.contains(name.as_str()))
@@ -358,7 +365,7 @@ impl Querier<'_> {
             for (label, value) in request.group_by.iter().zip(&values) {
                 query = query.and_label(label, value);
             }
-            let merged = self.merge(&query, &request.profile_type_id).await?;
+            let merged = self.merge_parts(&query, &request.profile_type_id, Parts::Timeline).await?;
             // (sum, uploads) per step of the request, from the merge's finer timeline.
             let mut buckets: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
             let line = &merged.timeline;
