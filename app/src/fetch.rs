@@ -14,6 +14,16 @@ fn js_error(value: wasm_bindgen::JsValue) -> String {
     value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
+/// Where [`tree`] fetches a query's tree from; the explorer's page preloads the same URL.
+pub fn tree_url(query: &str, from: &str, until: &str) -> String {
+    format!(
+        "/render?format=tree&query={}&from={}&until={}",
+        encode_query_value(query),
+        encode_query_value(from),
+        encode_query_value(until)
+    )
+}
+
 /// Posts `body` to `url` and decodes the tree it answers (the `/api/collapse` endpoint).
 pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String), String> {
     let window = web_sys::window().ok_or("no window")?;
@@ -83,12 +93,7 @@ async fn read_tree(response: web_sys::Response) -> Result<(FlatTree, String), St
 /// Fetches and decodes the merged tree of `query` over `[from, until)`, with its unit.
 pub async fn tree(query: &str, from: &str, until: &str) -> Result<(FlatTree, String), String> {
     let window = web_sys::window().ok_or("no window")?;
-    let url = format!(
-        "/render?format=tree&query={}&from={}&until={}",
-        encode_query_value(query),
-        encode_query_value(from),
-        encode_query_value(until)
-    );
+    let url = tree_url(query, from, until);
     let response: web_sys::Response =
         JsFuture::from(window.fetch_with_str(&url)).await.map_err(js_error)?.dyn_into().map_err(js_error)?;
     read_tree(response).await

@@ -31,6 +31,12 @@ pub use kiln_model as model;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // Only the server renders the shell (the browser hydrates `App`), so this is no hydration
+    // data and costs the wasm nothing.
+    #[cfg(feature = "ssr")]
+    let preload = pages::explore::tree_preload();
+    #[cfg(not(feature = "ssr"))]
+    let preload: Option<String> = None;
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -42,6 +48,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml" />
                 <link rel="icon" href="/favicon.ico" sizes="32x32" />
                 <AutoReload options=options.clone() />
+                {preload.map(|href| view! { <link rel="preload" href=href r#as="fetch" crossorigin="anonymous" /> })}
                 <HydrationScripts options />
                 <MetaTags />
                 <script inner_html=theme::THEME_SCRIPT></script>

@@ -68,6 +68,20 @@ impl DataRequest for SummaryRequest {
     }
 }
 
+/// The tree the explorer at the request's address fetches first, for the page's head to
+/// preload: the browser then starts that fetch as soon as it reads the head, while the wasm
+/// loads, instead of after hydration. The server merged the query while rendering this page,
+/// and answers the fetch from its merge cache; the explorer's own fetch takes the preloaded
+/// answer (same URL, mode and credentials).
+#[cfg(feature = "ssr")]
+pub fn tree_preload() -> Option<String> {
+    let parts = use_context::<http::request::Parts>()?;
+    (parts.uri.path() == "/explore").then(|| {
+        let state = ExploreState::from_params(&QueryMap::parse(parts.uri.query().unwrap_or("")));
+        fetch::tree_url(&state.query, &state.from, &state.until)
+    })
+}
+
 /// `/explore?query=…&from=…&until=…`.
 #[component]
 pub fn ExplorePage() -> impl IntoView {
@@ -80,7 +94,8 @@ pub fn ExplorePage() -> impl IntoView {
     });
     let search = RwSignal::new(state.get_untracked().search);
 
-    // The flamegraph's data comes as the compact binary tree, fetched by the browser.
+    // The flamegraph's data comes as the compact binary tree, fetched by the browser (the
+    // page's head preloads the first one: [`tree_preload`]).
     let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let status = RwSignal::new(String::from("Loading flamegraph…"));
     Effect::new(move |_| {
