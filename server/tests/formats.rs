@@ -37,7 +37,8 @@ fn every_parsed_format_is_stored_without_format_and_rendered() {
     assert_eq!(http(addr, "POST", "/ingest?name=node.cpu", &cpuprofile).unwrap(), (200, String::new()));
     let (status, render) = http(addr, "GET", "/render?query=node.cpu&format=folded&from=now-1h", b"").unwrap();
     assert_eq!(status, 200, "{render}");
-    let (tree, units) = model(&cpuprofile).merged().unwrap();
+    let set = model(&cpuprofile);
+    let (tree, units) = set.merged().unwrap();
     assert_eq!(units, "nanoseconds");
     assert_eq!(folded_values(&render), folded_values(&folded(&tree)));
     let (_, json) = http(addr, "GET", "/render?query=node.cpu&from=now-1h", b"").unwrap();
@@ -56,12 +57,17 @@ fn every_parsed_format_is_stored_without_format_and_rendered() {
     expected.sort();
     assert_eq!(threads, expected);
 
-    // callgrind: one series per event type, typed and measured by the event.
+    // callgrind: one series per event type, typed and measured by the event (queried by its
+    // profile type ID, as any type beyond Pyroscope's own).
     let callgrind = data("cg.callgrind");
     assert_eq!(http(addr, "POST", "/ingest?name=cg", &callgrind).unwrap(), (200, String::new()));
     for part in &model(&callgrind).parts {
-        let query = format!("/render?query=cg.{}&format=folded&from=now-1h", part.name);
-        let (_, render) = http(addr, "GET", &query, b"").unwrap();
+        let event = &part.name;
+        let query = format!(
+            "/render?query={event}:{event}:count:{event}:count%7Bservice_name%3D%22cg%22%7D&format=folded&from=now-1h"
+        );
+        let (status, render) = http(addr, "GET", &query, b"").unwrap();
+        assert_eq!(status, 200, "{render}");
         assert_eq!(folded_values(&render), folded_values(&folded(&part.tree)), "{}", part.name);
     }
     let (_, types) = http(addr, "GET", "/api/apps", b"").unwrap();

@@ -146,7 +146,7 @@ pub(crate) fn read(
     }
     // Parents from either `children` or `parent`, checked to name one parent each.
     let mut parent: Vec<Option<usize>> = vec![None; file.nodes.len()];
-    let mut set_parent = |child_id: u64, of: usize, parent: &mut Vec<Option<usize>>| -> Result<(), String> {
+    let set_parent = |child_id: u64, of: usize, parent: &mut Vec<Option<usize>>| -> Result<(), String> {
         let child = *index.get(&child_id).ok_or_else(|| {
             format!(
                 "node {} names node {child_id} as its child or parent, but there is no such node",

@@ -349,7 +349,9 @@ impl Selector {
         if trimmed.starts_with('"') || head.matches(':').count() != 4 {
             return Selector::parse(input);
         }
-        let profile_type = profile_type_from_id(head).ok_or_else(|| {
+        // Any type Kiln stores has an ID ([`profile_type_id`]), its own types (callgrind's
+        // event types, `nanoseconds`) too: each reads back.
+        let profile_type = profile_type_of_id(head).ok_or_else(|| {
             err(format!("unknown profile type `{head}` (e.g. `process_cpu:cpu:nanoseconds:cpu:nanoseconds`)"))
         })?;
         let body = &trimmed[head.len()..].trim_start();
@@ -369,7 +371,7 @@ impl Selector {
                 "`{SERVICE_NAME_LABEL}` must be matched exactly (`{SERVICE_NAME_LABEL}=\"app\"`)"
             )));
         }
-        Ok(Selector { app: service.value, profile_type: Some(profile_type.to_string()), matchers })
+        Ok(Selector { app: service.value, profile_type: Some(profile_type), matchers })
     }
 }
 
