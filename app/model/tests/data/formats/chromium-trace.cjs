@@ -1,4 +1,6 @@
-const { chromium } = require('/work/main/end2end/node_modules/playwright-core');
+// Writes chromium.trace.json: `NODE_PATH=end2end/node_modules node chromium-trace.cjs` (Playwright
+// with Debian's Chromium), tracing a page that runs fib and forces layouts.
+const { chromium } = require('playwright-core');
 (async () => {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--headless', '--disable-gpu'] });
   const page = await browser.newPage();
