@@ -87,6 +87,49 @@ test("open a local perf script capture, then upload it", async ({ page, request 
   await expect(page.locator(".summary")).toHaveText(`${Number(shown).toLocaleString("en-US")} samples in total`);
 });
 
+test("open a Node .cpuprofile: recognised by content, read by the server, total as the file says", async ({ page, request }) => {
+  const fs = await import("fs");
+  const file = path.join(__dirname, "..", "..", "app", "model", "tests", "data", "formats", "node-fib.cpuprofile");
+  const profile = JSON.parse(fs.readFileSync(file, "utf8"));
+  // Every sample weighs the time to the next one and the last the time to endTime: the total
+  // is the time from the first sample to the end, in µs in the file.
+  const totalMicros = profile.endTime - profile.startTime - profile.timeDeltas[0];
+  await page.goto("/open");
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+  await expect(page.locator(".dropzone")).toContainText("Chrome / Node .cpuprofile");
+  // A name that says nothing: the content decides.
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "profile.bin",
+    mimeType: "application/octet-stream",
+    buffer: fs.readFileSync(file),
+  });
+  await expect(page.locator(".flame-status")).toHaveText(`${(totalMicros / 1000).toFixed(2)} ms in total`);
+  for (const name of ["busy", "fib", "sortMany"]) {
+    await expect(page.locator("table.top-table td.name", { hasText: new RegExp(`^${name}$`) })).toHaveCount(1);
+  }
+  // Stored through /ingest with no format, the same total comes back.
+  const name = `${APP}-node`;
+  const ingest = await request.post(`/ingest?name=${name}.cpu`, { data: fs.readFileSync(file) });
+  expect(ingest.status(), await ingest.text()).toBe(200);
+  const rendered = await (await request.get(`/render?query=${name}.cpu`)).json();
+  expect(rendered.flamebearer.numTicks).toBe(totalMicros * 1000);
+});
+
+test("open a Chromium trace: every thread and CPU profile merged", async ({ page }) => {
+  const fs = await import("fs");
+  const dir = path.join(__dirname, "..", "..", "app", "model", "tests");
+  // The model's golden file heads each thread's stacks with its total.
+  const golden = fs.readFileSync(path.join(dir, "golden", "formats", "chromium.trace.folded"), "utf8");
+  const total = golden.split("\n").filter((l) => l.startsWith("# ")).map((l) => Number(l.split(": ").pop()))
+    .reduce((a, b) => a + b, 0);
+  await page.goto("/open");
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+  await page.getByLabel("Profile file").setInputFiles(path.join(dir, "data", "formats", "chromium.trace.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${(total / 1e6).toFixed(2)} ms in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Layout$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+});
+
 test("open a speedscope file: parsed in the browser, every profile merged", async ({ page }) => {
   const file = {
     $schema: "https://www.speedscope.app/file-format-schema.json",

@@ -191,7 +191,30 @@ fn peak_rss_kib(pid: u32) -> u64 {
 struct Server {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// The blocks the server published (meta objects under its data directory), and how many of
+/// them are compactions: proof that the run went through cuts and compaction.
+fn published_blocks(dir: &std::path::Path) -> (usize, usize) {
+    let (mut blocks, mut compacted) = (0, 0);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with(".meta.json") {
+                blocks += 1;
+                let meta: serde_json::Value =
+                    std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+                if meta["level"].as_u64().unwrap_or(0) > 0 {
+                    compacted += 1;
+                }
+            }
+        }
+    }
+    (blocks, compacted)
 }
 
 impl Drop for Server {
@@ -224,7 +247,7 @@ fn start_server(args: &Args) -> Server {
         assert!(Instant::now() < deadline, "kiln did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, addr, _dir: dir }
+    Server { child, addr, dir }
 }
 
 /// What one connection saw: latencies (µs, from each upload's intended start) and statuses.
@@ -423,4 +446,6 @@ fn main() {
         peak_rss_kib(pid) / 1024
     );
     println!("load generator: {:.2} cores busy", own_cpu / elapsed.as_secs_f64());
+    let (blocks, compacted) = published_blocks(server.dir.path());
+    println!("blocks published by the end: {blocks} ({compacted} of them compactions)");
 }

@@ -3,7 +3,10 @@
 //! format is not given, and which decoder reads it; the server runs the decoder
 //! (`server/src/ingest/mod.rs`), the pages only show the names.
 
+use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
+use crate::profile_set::{FormatError, ProfileSet};
+use crate::{callgrind, cpuprofile, trace_event};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +19,39 @@ pub enum Decoder {
     Speedscope,
     /// A tool's raw output, collapsed to folded stacks by inferno's collapser of this format.
     Collapse(Collapser),
+    /// A file of one or more profiles read by one of the model's parsers.
+    Parser(Parser),
+}
+
+/// The model's parsers of files with one or more profiles (threads, event types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parser {
+    /// V8's `.cpuprofile` ([`cpuprofile`]).
+    CpuProfile,
+    /// Chrome's Trace Event format ([`trace_event`]).
+    ChromeTrace,
+    /// callgrind's format ([`callgrind`]).
+    Callgrind,
+}
+
+impl Parser {
+    /// Whether `bytes` look like this format: a cheap look at the start of the file.
+    pub fn looks_like(self, bytes: &[u8]) -> bool {
+        match self {
+            Parser::CpuProfile => cpuprofile::looks_like(bytes),
+            Parser::ChromeTrace => trace_event::looks_like(bytes),
+            Parser::Callgrind => callgrind::looks_like(bytes),
+        }
+    }
+
+    /// Reads `bytes` within `budget`; stacks deeper than `max_depth` lose their leaf end.
+    pub fn parse(self, bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
+        match self {
+            Parser::CpuProfile => cpuprofile::parse_budgeted(bytes, max_depth, budget),
+            Parser::ChromeTrace => trace_event::parse_budgeted(bytes, max_depth, budget),
+            Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
+        }
+    }
 }
 
 /// inferno's collapsers, one per tool.
@@ -45,6 +81,8 @@ pub enum Detection {
     Named,
     /// When the body looks like JSON (first non-blank byte `{`).
     LooksLikeJson,
+    /// When the body's start looks like the format ([`Parser::looks_like`]).
+    LooksLike,
     /// When the body decodes to a non-empty tree.
     Decodes,
 }
@@ -71,9 +109,31 @@ impl Format {
     }
 }
 
-/// Every format, in the order `auto` tries them: speedscope by its JSON shape, then folded
+/// Every format, in the order `auto` tries them: the formats whose start tells them apart
+/// (V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
 /// text, then pprof, and last inferno's guess among the tools' outputs.
 pub const FORMATS: &[Format] = &[
+    Format {
+        name: cpuprofile::NAME,
+        aliases: &["v8", "chrome_cpuprofile"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::CpuProfile),
+        shown_as: Some("Chrome / Node .cpuprofile"),
+    },
+    Format {
+        name: trace_event::NAME,
+        aliases: &["trace_event", "chrome_tracing"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::ChromeTrace),
+        shown_as: Some("Chrome trace events"),
+    },
+    Format {
+        name: callgrind::NAME,
+        aliases: &[],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Callgrind),
+        shown_as: Some("callgrind"),
+    },
     Format {
         name: "speedscope",
         aliases: &[],
@@ -158,6 +218,14 @@ pub fn find(name: &str) -> Option<&'static Format> {
     FORMATS.iter().find(|f| f.is_named(name))
 }
 
+/// The format whose start `bytes` look like, among those told apart that way.
+pub fn sniff(bytes: &[u8]) -> Option<&'static Format> {
+    FORMATS.iter().find(|f| match (f.detection, f.decoder) {
+        (Detection::LooksLike, Decoder::Parser(parser)) => parser.looks_like(bytes),
+        _ => false,
+    })
+}
+
 /// Every accepted spelling, names and aliases, for error messages.
 pub fn spellings() -> Vec<&'static str> {
     FORMATS.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).collect()
@@ -181,6 +249,28 @@ mod tests {
     #[test]
     fn auto_tries_json_then_text_then_pprof_then_the_tools_guess() {
         let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
-        assert_eq!(tried, ["speedscope", "folded", "pprof", "guess"]);
+        assert_eq!(tried, ["cpuprofile", "chrome_trace", "callgrind", "speedscope", "folded", "pprof", "guess"]);
+        assert!(
+            FORMATS.iter().all(|f| (f.detection == Detection::LooksLike) == matches!(f.decoder, Decoder::Parser(_)))
+        );
+    }
+
+    #[test]
+    fn each_parsed_format_is_told_apart_by_its_start() {
+        let cpuprofile = br#"{"nodes":[{"id":1,"callFrame":{"functionName":"(root)"}}],"samples":[]}"#;
+        let trace = br#"[{"ph":"X","name":"a","pid":1,"tid":1,"ts":0,"dur":1},"#;
+        let traced = br#"{"traceEvents":[]}"#;
+        let callgrind = b"# callgrind format\nversion: 1\nevents: Ir\n";
+        let bare_callgrind = b"version: 1\ncmd: ./a\n\nevents: Ir Dr\nfn=main\n1 2\n";
+        let speedscope = br#"{"shared":{"frames":[]},"profiles":[]}"#;
+        let name = |bytes: &[u8]| sniff(bytes).map(|f| f.name);
+        assert_eq!(name(cpuprofile), Some("cpuprofile"));
+        assert_eq!(name(trace), Some("chrome_trace"));
+        assert_eq!(name(traced), Some("chrome_trace"));
+        assert_eq!(name(callgrind), Some("callgrind"));
+        assert_eq!(name(bare_callgrind), Some("callgrind"));
+        assert_eq!(name(speedscope), None);
+        assert_eq!(name(b"main;work 3\n"), None);
+        assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }
 }

@@ -8,7 +8,9 @@
 //! columns) → [`codec`] bytes → [`FlatTree`] in the browser → [`layout`] rectangles on a canvas.
 
 pub mod budget;
+pub mod callgrind;
 pub mod codec;
+pub mod cpuprofile;
 pub mod diff;
 pub mod flamebearer;
 pub mod folded;
@@ -17,6 +19,7 @@ pub mod layout;
 pub mod navigate;
 pub mod page_data;
 pub mod palette;
+pub mod profile_set;
 pub mod query_string;
 pub mod raster;
 pub mod recursion;
@@ -26,6 +29,7 @@ pub mod selector;
 pub mod speedscope;
 pub mod tenant;
 pub mod top;
+pub mod trace_event;
 mod tree;
 pub mod truncate;
 pub mod units;

@@ -349,9 +349,14 @@ impl Selector {
         if trimmed.starts_with('"') || head.matches(':').count() != 4 {
             return Selector::parse(input);
         }
-        let profile_type = profile_type_from_id(head).ok_or_else(|| {
-            err(format!("unknown profile type `{head}` (e.g. `process_cpu:cpu:nanoseconds:cpu:nanoseconds`)"))
-        })?;
+        // Any type Kiln stores has an ID ([`profile_type_id`]), its own types (callgrind's
+        // event types, `nanoseconds`) too: each reads back.
+        let profile_type = profile_type_from_id(head)
+            .map(str::to_string)
+            .or_else(|| profile_type_of_id(head).filter(|t| profile_type_id(t) == head))
+            .ok_or_else(|| {
+                err(format!("unknown profile type `{head}` (e.g. `process_cpu:cpu:nanoseconds:cpu:nanoseconds`)"))
+            })?;
         let body = &trimmed[head.len()..].trim_start();
         let body = match body.strip_prefix('{') {
             Some(rest) => rest.strip_suffix('}').ok_or_else(|| err("labels must end with `}`"))?,
@@ -369,7 +374,7 @@ impl Selector {
                 "`{SERVICE_NAME_LABEL}` must be matched exactly (`{SERVICE_NAME_LABEL}=\"app\"`)"
             )));
         }
-        Ok(Selector { app: service.value, profile_type: Some(profile_type.to_string()), matchers })
+        Ok(Selector { app: service.value, profile_type: Some(profile_type), matchers })
     }
 }
 
@@ -531,6 +536,8 @@ mod tests {
         ] {
             assert!(Selector::parse_query(bad).is_err(), "{bad:?} should be rejected");
         }
+        let own = Selector::parse_query(r#"Ir:Ir:count:Ir:count{service_name="cg"}"#).unwrap();
+        assert_eq!((own.app.as_str(), own.profile_type.as_deref()), ("cg", Some("Ir")));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Open a file: view a local profile without storing it, then optionally upload it.
 //!
 //! Folded text and speedscope JSON are parsed in the browser by the shared model; anything else
-//! (pprof, gzipped files, `perf script`, DTrace, …) goes through `/api/collapse`, which reads it
-//! with the server's decoders and inferno and stores nothing.
+//! (pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, …)
+//! goes through `/api/collapse`, which reads it with the server's decoders and inferno and
+//! stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
+//! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here.
 
 use std::sync::Arc;
 
@@ -23,6 +25,9 @@ use crate::sync_hydrate::IntoAnySync;
 async fn load(file: web_sys::File) -> Result<(kiln_model::FlatTree, String), String> {
     let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
     let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    if kiln_model::formats::sniff(&bytes).is_some() {
+        return fetch::post_for_tree("/api/collapse?format=auto", &bytes).await;
+    }
     if speedscope::looks_like_json(&bytes) {
         // Every profile of the file (one per thread, often) merged into one graph.
         let file =

@@ -22,6 +22,7 @@ mod error;
 mod multipart;
 mod params;
 pub mod pprof;
+pub mod profile_set;
 pub mod push;
 mod series_limit;
 pub mod speedscope;
@@ -185,7 +186,12 @@ pub async fn ingest(
         let uploads = pprof_uploads(&profile.data, params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
-    let format = params.format.as_deref().unwrap_or_else(|| speedscope::default_format(headers));
+    // Unnamed, a format told apart by its content is that format; otherwise JSON is speedscope
+    // and anything else folded text.
+    let format = match params.format.as_deref() {
+        Some(format) => format,
+        None => formats::sniff(&body).map_or_else(|| speedscope::default_format(headers), |f| f.name),
+    };
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     let Some(found) = formats::find(format) else {
         let supported = formats::spellings();
@@ -202,6 +208,9 @@ pub async fn ingest(
             return store(uploads).await;
         }
         Decoder::Speedscope => return store(speedscope::uploads(&body, params, &meta, &limits, &mut budget)?).await,
+        Decoder::Parser(parser) => {
+            return store(profile_set::uploads(parser, &body, params, &meta, &limits, &mut budget)?).await;
+        }
         Decoder::Collapse(collapser) => {
             let collapsed = collapse::collapse(collapser, found.name, &body, limits.max_decompressed_bytes)?;
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
@@ -216,10 +225,12 @@ pub async fn ingest(
 
 /// Reads a profile file of any supported format into one tree without storing anything: the
 /// viewer's "open a file" path for formats the browser does not parse itself. `auto` tries the
-/// formats of [`formats::FORMATS`] that can be recognised, in its order: JSON as speedscope,
-/// then folded text, then pprof, then inferno's format guess. A
+/// formats of [`formats::FORMATS`] that can be recognised, in its order: the formats told apart
+/// by their start (V8 `.cpuprofile`, Chrome traces, callgrind), other JSON as speedscope, then
+/// folded text, then pprof, then inferno's format guess. A
 /// pprof with several sample types gives its first (in Kiln's type order: CPU before the rest);
-/// a speedscope file gives all its profiles merged. Returns the tree and its unit.
+/// a speedscope file or a trace gives all its profiles merged, a callgrind file its first event
+/// type. Returns the tree and its unit.
 pub fn read_profile(
     body: &[u8],
     headers: &HeaderMap,
@@ -262,6 +273,13 @@ pub fn read_profile(
             let file = speedscope::read(bytes, limits, budget)?;
             Ok((file.merged().to_flat(), file.units.to_string()))
         };
+    let from_parser =
+        |parser, bytes: &[u8], budget: &mut RequestBudget| -> Result<(kiln_model::FlatTree, String), IngestError> {
+            let set = profile_set::read(parser, bytes, limits, budget)?;
+            let (tree, units) =
+                set.merged().ok_or_else(|| IngestError::Unprocessable("the file holds no samples".into()))?;
+            Ok((tree.to_flat(), units.to_string()))
+        };
     let samples = |tree: kiln_model::CallTree| (tree.to_flat(), "samples".to_string());
     let collapse_text = |format: &Format, collapser: Collapser, body: &[u8]| {
         collapse::collapse(collapser, format.name, body, limits.max_decompressed_bytes)
@@ -271,6 +289,12 @@ pub fn read_profile(
         // body wins.
         for candidate in formats::FORMATS.iter().filter(|f| f.detection != Detection::Named) {
             let found = match (candidate.detection, candidate.decoder) {
+                (Detection::LooksLike, Decoder::Parser(parser)) => {
+                    if !parser.looks_like(&body) {
+                        continue;
+                    }
+                    Some(from_parser(parser, &body, &mut budget)?)
+                }
                 (Detection::LooksLikeJson, Decoder::Speedscope) => {
                     if !kiln_model::speedscope::looks_like_json(&body) {
                         continue;
@@ -298,7 +322,7 @@ pub fn read_profile(
             }
         }
         return Err(IngestError::Unprocessable(
-            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, or perf/DTrace/sample/VTune output"
+            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, a V8 .cpuprofile, a Chrome trace, callgrind, or perf/DTrace/sample/VTune output"
                 .into(),
         ));
     }
@@ -312,6 +336,7 @@ pub fn read_profile(
         Decoder::Folded(line_format) => Ok(samples(parse_folded(&body, line_format, parse_limits)?)),
         Decoder::Pprof => from_pprof(&body, &mut budget)?.ok_or_else(no_samples),
         Decoder::Speedscope => from_speedscope(&body, &mut budget),
+        Decoder::Parser(parser) => from_parser(parser, &body, &mut budget),
         Decoder::Collapse(collapser) => {
             Ok(samples(parse_folded(&collapse_text(found, collapser, &body)?, LineFormat::Counted, parse_limits)?))
         }

@@ -1,6 +1,7 @@
 //! Compaction (a writer merges its own level-0 blocks of one finished window), the cleanup of
 //! unpublished data objects, and retention.
 
+use super::block::ChunkBuilder;
 use super::maintenance::{BlockContents, delete_block, publish};
 use super::*;
 
@@ -34,13 +35,16 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
     delete_orphans(inner).await?;
     let mut written = 0;
     for (_, group) in groups.into_iter().filter(|(_, g)| g.len() >= 2) {
-        let mut uploads = Vec::new();
+        // Chunks of one series from several blocks join one stack tree: no tree per upload.
+        let mut series: BTreeMap<SeriesKey, ChunkBuilder> = BTreeMap::new();
         let mut inputs = Vec::new();
         for (path, block) in group {
             let bytes = inner.objects.get(&block.data).await?.bytes().await?;
-            match block::decode_all(&bytes) {
-                Ok((_, decoded)) => {
-                    uploads.extend(decoded);
+            match block::decode_series(&bytes) {
+                Ok((index, chunks)) => {
+                    for (entry, chunk) in index.series.into_iter().zip(chunks) {
+                        series.entry(entry.key).or_default().add_chunk(&chunk);
+                    }
                     inputs.push((path, block));
                 }
                 // A damaged block stays as it is (queries skip its bad chunks); folding it
@@ -62,7 +66,8 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
             .filter(|(_, seen_at)| *seen_at > dedupe_from)
             .cloned()
             .collect();
-        let (key, block) = publish(inner, BlockContents::Uploads(uploads), 1, wal_segment, ids, keys).await?;
+        let series = series.into_iter().map(|(key, builder)| (key, builder.snapshot())).collect();
+        let (key, block) = publish(inner, BlockContents::Series(series), 1, wal_segment, ids, keys).await?;
         inner.state.write().expect("state lock").blocks.insert(key, block);
         written += 1;
         for (path, block) in &inputs {

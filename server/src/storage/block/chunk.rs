@@ -355,52 +355,25 @@ impl ChunkBuilder {
         let tree = &upload.tree;
         let mut bytes = 0u64;
         // Each of the tree's names is hashed once, then nodes go by (parent, symbol) ids.
-        let names: Vec<u32> = tree
-            .names
-            .iter()
-            .map(|name| {
-                if let Some(&id) = symbol_of.get(name.as_str()) {
-                    return id;
-                }
-                let id = chunk.symbols.len() as u32;
-                chunk.symbols.push(name.clone());
-                symbol_of.insert(name.as_str().into(), id);
-                bytes += 2 * name.len() as u64 + 64;
-                id
-            })
-            .collect();
+        let symbols_before = chunk.symbols.len();
+        let names: Vec<u32> = tree.names.iter().map(|name| intern(chunk, symbol_of, name)).collect();
+        bytes += chunk.symbols[symbols_before..].iter().map(|name| 2 * name.len() as u64 + 64).sum::<u64>();
+        let nodes_before = chunk.parent.len();
         let mut mapped: Vec<u32> = Vec::with_capacity(tree.len());
         let mut own: Vec<(u32, u64)> = Vec::new();
         for i in 0..tree.len() {
             let node = if i == 0 {
                 0
             } else {
-                let key = (mapped[tree.parent[i] as usize], names[tree.name[i] as usize]);
-                *children.entry(key).or_insert_with(|| {
-                    chunk.parent.push(key.0);
-                    chunk.symbol.push(key.1);
-                    bytes += 32;
-                    (chunk.parent.len() - 1) as u32
-                })
+                child(chunk, children, mapped[tree.parent[i] as usize], names[tree.name[i] as usize])
             };
             mapped.push(node);
             if tree.self_value[i] > 0 {
                 own.push((node, tree.self_value[i]));
             }
         }
-        own.sort_unstable_by_key(|&(n, _)| n);
-        let (mut nodes, mut self_value): (Vec<u32>, Vec<u64>) =
-            (Vec::with_capacity(own.len()), Vec::with_capacity(own.len()));
-        for (n, v) in own {
-            // Two siblings of one name in a hand-built tree are one path here.
-            if nodes.last() == Some(&n) {
-                let last = self_value.last_mut().expect("a value");
-                *last = last.saturating_add(v);
-            } else {
-                nodes.push(n);
-                self_value.push(v);
-            }
-        }
+        bytes += (chunk.parent.len() - nodes_before) as u64 * 32;
+        let (nodes, self_value) = ascending_pairs(own);
         let meta = &upload.meta;
         bytes += 96 + meta.units.len() as u64 + meta.spy_name.len() as u64 + nodes.len() as u64 * 12;
         chunk.uploads.push(ChunkUpload {
@@ -414,6 +387,30 @@ impl ChunkBuilder {
             self_value,
         });
         bytes
+    }
+
+    /// Adds every upload of `other` (a chunk of the same series, as compaction merges
+    /// blocks): its stack tree joins this one node by node, its uploads keep their pairs.
+    pub fn add_chunk(&mut self, other: &Chunk) {
+        let Self { chunk, symbol_of, children } = self;
+        let chunk = Arc::make_mut(chunk);
+        let names: Vec<u32> = other.symbols.iter().map(|name| intern(chunk, symbol_of, name)).collect();
+        // Every parent comes before its children (a chunk's reader checks it), so one pass
+        // maps each node after its parent.
+        let mut mapped: Vec<u32> = Vec::with_capacity(other.parent.len());
+        for i in 0..other.parent.len() {
+            let node = if i == 0 {
+                0
+            } else {
+                child(chunk, children, mapped[other.parent[i] as usize], names[other.symbol[i] as usize])
+            };
+            mapped.push(node);
+        }
+        for upload in &other.uploads {
+            let own = upload.nodes.iter().zip(&upload.self_value).map(|(&n, &v)| (mapped[n as usize], v)).collect();
+            let (nodes, self_value) = ascending_pairs(own);
+            chunk.uploads.push(ChunkUpload { nodes, self_value, ..upload.clone_facts() });
+        }
     }
 
     /// The chunk as it is now (not canonical), shared.
@@ -431,6 +428,44 @@ impl ChunkBuilder {
     pub fn retain_uploads(&mut self, keep: impl FnMut(&ChunkUpload) -> bool) {
         Arc::make_mut(&mut self.chunk).uploads.retain(keep);
     }
+}
+
+/// (node, self value) pairs as an upload keeps them: nodes ascending, each once (two siblings
+/// of one name in a hand-built tree are one path here, their values added).
+fn ascending_pairs(mut own: Vec<(u32, u64)>) -> (Vec<u32>, Vec<u64>) {
+    own.sort_unstable_by_key(|&(n, _)| n);
+    let (mut nodes, mut self_value): (Vec<u32>, Vec<u64>) =
+        (Vec::with_capacity(own.len()), Vec::with_capacity(own.len()));
+    for (n, v) in own {
+        if nodes.last() == Some(&n) {
+            let last = self_value.last_mut().expect("a value");
+            *last = last.saturating_add(v);
+        } else {
+            nodes.push(n);
+            self_value.push(v);
+        }
+    }
+    (nodes, self_value)
+}
+
+/// The symbol of `name` in `chunk`, added when new.
+fn intern(chunk: &mut Chunk, symbol_of: &mut SeededMap<Box<str>, u32>, name: &str) -> u32 {
+    if let Some(&id) = symbol_of.get(name) {
+        return id;
+    }
+    let id = chunk.symbols.len() as u32;
+    chunk.symbols.push(name.to_string());
+    symbol_of.insert(name.into(), id);
+    id
+}
+
+/// The child of `parent` named `symbol` in `chunk`, added when new.
+fn child(chunk: &mut Chunk, children: &mut SeededMap<(u32, u32), u32>, parent: u32, symbol: u32) -> u32 {
+    *children.entry((parent, symbol)).or_insert_with(|| {
+        chunk.parent.push(parent);
+        chunk.symbol.push(symbol);
+        (chunk.parent.len() - 1) as u32
+    })
 }
 
 /// Per-node and per-symbol work arrays reused across the uploads of a chunk; generation

@@ -289,19 +289,37 @@ fn assemble(
     (out, index, footer)
 }
 
-/// Decodes a whole data object (compaction reads blocks whole): every upload, or why not.
+/// Decodes a whole data object: every upload, or why not.
 pub fn decode_all(bytes: &[u8]) -> Result<(BlockIndex, Vec<Upload>), CorruptBlock> {
+    let index = whole_index(bytes)?;
+    let mut uploads = Vec::new();
+    for e in &index.series {
+        uploads.extend(decode_chunk(e, chunk_bytes(bytes, e)?)?);
+    }
+    Ok((index, uploads))
+}
+
+/// Decodes a whole data object as compaction reads it: the index and each series' chunk (in
+/// the index's order), without a tree per upload.
+pub fn decode_series(bytes: &[u8]) -> Result<(BlockIndex, Vec<Chunk>), CorruptBlock> {
+    let index = whole_index(bytes)?;
+    let chunks = index.series.iter().map(|e| read_chunk(e, chunk_bytes(bytes, e)?)).collect::<Result<_, _>>()?;
+    Ok((index, chunks))
+}
+
+fn whole_index(bytes: &[u8]) -> Result<BlockIndex, CorruptBlock> {
     if bytes.len() < MAGIC.len() + FOOTER_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt("missing magic"));
     }
     let len = bytes.len() as u64;
     let footer = decode_footer(&bytes[bytes.len() - FOOTER_LEN..], len)?;
-    let index = decode_index(&bytes[footer.index_offset as usize..(len as usize - FOOTER_LEN)], &footer)?;
-    let mut uploads = Vec::new();
-    for e in &index.series {
-        uploads.extend(decode_chunk(e, &bytes[e.offset as usize..(e.offset + e.len) as usize])?);
-    }
-    Ok((index, uploads))
+    decode_index(&bytes[footer.index_offset as usize..(len as usize - FOOTER_LEN)], &footer)
+}
+
+fn chunk_bytes<'a>(bytes: &'a [u8], entry: &SeriesEntry) -> Result<&'a [u8], CorruptBlock> {
+    let start = usize::try_from(entry.offset).map_err(|_| corrupt("chunk offset out of range"))?;
+    let end = start.checked_add(usize::try_from(entry.len).map_err(|_| corrupt("chunk length out of range"))?);
+    end.and_then(|end| bytes.get(start..end)).ok_or_else(|| corrupt("chunk outside the data object"))
 }
 
 #[cfg(test)]
@@ -433,6 +451,22 @@ mod tests {
         let a = &builders.iter().find(|(k, _)| k.app == "a").expect("series a").1;
         assert!(a.chunk().parent.iter().enumerate().skip(1).all(|(i, &p)| (p as usize) < i));
         assert!(a.chunk().symbols.iter().any(|s| s == "gone"), "pruned only when made canonical");
+    }
+
+    #[test]
+    fn chunks_of_several_blocks_join_as_one() {
+        // As compaction merges a series' chunks from several blocks.
+        let uploads = sample_uploads();
+        let a: Vec<&Upload> = uploads.iter().filter(|u| u.meta.series.app == "a").collect();
+        let (first, second) = a.split_at(1);
+        let mut joined = ChunkBuilder::default();
+        joined.add_chunk(&Chunk::from_uploads(second));
+        joined.add_chunk(&Chunk::from_uploads(first));
+        let mut canonical = joined.chunk().canonical();
+        canonical.uploads.sort_by_key(|u| (u.from, u.until));
+        let mut expected = Chunk::from_uploads(&a);
+        expected.uploads.sort_by_key(|u| (u.from, u.until));
+        assert_eq!(canonical, expected);
     }
 
     /// Block bytes of format 1 against format 2 for the real captures in the repository:

@@ -1,0 +1,137 @@
+//! Golden files for the parsers of whole profile files: real files written by the real tools
+//! (`tests/data/formats/README.md` says how each was made), read into profiles and printed as
+//! folded stacks, one section per profile. `BLESS=1 cargo test -p kiln-model --test formats`
+//! rewrites the expectations after an intended change; review the diff before committing.
+
+use std::path::PathBuf;
+
+use kiln_model::budget::DecodeBudget;
+use kiln_model::formats::{self, Decoder, Parser};
+use kiln_model::profile_set::{ProfileSet, Split};
+use kiln_model::{callgrind, cpuprofile, folded, trace_event};
+
+fn data(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every profile as folded stacks under a `# name (units): total` line.
+fn printed(set: &ProfileSet) -> String {
+    let mut out = String::new();
+    for part in &set.parts {
+        let flat = part.tree.to_flat();
+        flat.validate().expect("a valid tree");
+        out.push_str(&format!("# {} ({}): {}\n", part.name, part.units, flat.total()));
+        out.push_str(&folded::print(&flat));
+    }
+    out
+}
+
+fn check(golden_name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/formats").join(golden_name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with BLESS=1", path.display()));
+    if expected != actual {
+        let dump = std::env::temp_dir().join(golden_name);
+        std::fs::write(&dump, actual).expect("write actual output");
+        panic!(
+            "{} differs from the golden file; actual output is in {} (BLESS=1 to accept)",
+            path.display(),
+            dump.display()
+        );
+    }
+}
+
+/// The format the table recognises `bytes` as, read through the table's parser.
+fn sniffed(bytes: &[u8]) -> (&'static str, ProfileSet) {
+    let format = formats::sniff(bytes).expect("recognised by its content");
+    let Decoder::Parser(parser) = format.decoder else { panic!("{} has no parser", format.name) };
+    (format.name, parser.parse(bytes, 1024, &mut DecodeBudget::unlimited()).expect("a real file parses"))
+}
+
+#[test]
+fn node_cpuprofile() {
+    let bytes = data("node-fib.cpuprofile");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "cpuprofile");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!(part.units, "nanoseconds");
+    // Every sample weighs the time to the next one, the last the time to endTime: the total is
+    // the profile's span from its first sample to its end.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let deltas: i64 = json["timeDeltas"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).sum();
+    let span = json["endTime"].as_i64().unwrap() - json["startTime"].as_i64().unwrap();
+    let first = json["timeDeltas"][0].as_i64().unwrap();
+    assert_eq!(part.tree.total(), ((span - first) * 1000) as u64, "deltas add to {deltas}");
+    let printed = printed(&set);
+    assert!(printed.contains("busy;fib;fib"), "{printed}");
+    assert!(printed.contains("busy;sortMany"), "{printed}");
+    check("node-fib.cpuprofile.folded", &printed);
+}
+
+#[test]
+fn chromium_trace_from_playwright() {
+    let bytes = data("chromium.trace.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "chrome_trace");
+    assert_eq!(set.split, Split::Threads);
+    let names: Vec<&str> = set.parts.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.iter().any(|n| n.contains("CrRendererMain")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("CPU profile")), "{names:?}");
+    assert!(set.parts.iter().all(|p| p.units == "nanoseconds"));
+    let (merged, _) = set.merged().unwrap();
+    assert_eq!(merged.total(), set.parts.iter().map(|p| p.tree.total()).sum::<u64>());
+    let printed = printed(&set);
+    assert!(printed.contains(";fib;fib"), "the V8 samples keep their stacks");
+    assert!(printed.contains("Layout"), "the spans are read");
+    check("chromium.trace.folded", &printed);
+}
+
+#[test]
+fn a_trace_cut_short_with_a_trailing_comma_still_opens() {
+    // Chrome writes one event per line and the closing `]` last: cut it after any event.
+    let text = String::from_utf8(data("chromium.trace.json")).unwrap();
+    let events: Vec<&str> = text.lines().skip(1).filter(|l| l.starts_with("{\"args\"") && l.ends_with(',')).collect();
+    assert!(events.len() > 100);
+    let cut = format!("[\n{}\n", events[..events.len() / 2].join("\n"));
+    assert!(cut.trim_end().ends_with(','));
+    let set = trace_event::parse(cut.as_bytes(), 1024).expect("a trace cut short opens");
+    assert!(!set.parts.is_empty());
+    // Cut inside an event, the file is refused, naming the format.
+    let torn = &cut[..cut.len() - 30];
+    let err = trace_event::parse(torn.as_bytes(), 1024).unwrap_err();
+    assert!(err.to_string().starts_with("chrome_trace: "), "{err}");
+}
+
+#[test]
+fn callgrind_from_valgrind() {
+    let bytes = data("cg.callgrind");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "callgrind");
+    assert_eq!(set.split, Split::EventTypes);
+    let events: Vec<&str> = set.parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(events, ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]);
+    // The `summary:` line is what the file says it holds in all: the tree keeps it all.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let summary: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let totals: Vec<u64> = set.parts.iter().map(|p| p.tree.total()).collect();
+    assert_eq!(totals, summary);
+    let printed = printed(&set);
+    assert!(printed.contains("main;middle;leaf "), "{printed}");
+    assert!(printed.contains("main;other;leaf "), "{printed}");
+    check("cg.callgrind.folded", &printed);
+    assert_eq!(callgrind::parse(&bytes, 1024).unwrap().parts.len(), 9);
+    assert!(matches!(formats::find("callgrind").unwrap().decoder, Decoder::Parser(Parser::Callgrind)));
+    assert!(cpuprofile::looks_like(&data("node-fib.cpuprofile")));
+}
