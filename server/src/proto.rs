@@ -6,7 +6,7 @@
 use prost::Message;
 
 /// `perftools.profiles.Profile` as Kiln writes it (pprof export) and tests build it; decoding
-/// reads the wire format directly (`crate::ingest::pprof::uploads`).
+/// reads the wire format directly (the ingest layer's `pprof::uploads`).
 #[derive(Clone, PartialEq, Message)]
 pub struct Profile {
     /// What each value of a sample measures.

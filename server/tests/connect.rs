@@ -895,42 +895,16 @@ fn query_token_applies_as_on_render() {
 }
 
 /// Kills the S3 server when the test ends, however it ends.
-struct S3Server(std::process::Child);
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn servers_on_one_bucket_share_settings() {
-    let Some(s3s) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("s3s-fs"))
-        .find(|p| p.is_file())
-    else {
+    let Some(s3s) = support::on_path("s3s-fs") else {
         println!("skipped: `s3s-fs` is not on PATH (see tests/s3.rs)");
         return;
     };
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("kiln")).unwrap();
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let _s3 = S3Server(
-        std::process::Command::new(s3s)
-            .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--access-key", "kilnkey", "--secret-key", "kilnsecret"])
-            .arg(root.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts"),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _s3 = support::S3Server::start(&s3s, addr, root.path());
     let endpoint = format!("http://{addr}");
     let flags = [
         "--storage",

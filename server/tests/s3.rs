@@ -8,24 +8,9 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Kiln, folded_values, http};
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
-}
-
-struct S3Server(Child);
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Kiln, S3Server, folded_values, http, on_path};
 
 #[test]
 fn writers_and_a_reader_share_one_bucket() {
@@ -38,21 +23,7 @@ fn writers_and_a_reader_share_one_bucket() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("kiln")).unwrap();
     let addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let _s3 = S3Server(
-        Command::new(s3s)
-            .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--access-key", "kilnkey", "--secret-key", "kilnsecret"])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _s3 = S3Server::start(&s3s, addr, root.path());
     let endpoint = format!("http://{addr}");
     let flags = [
         "--storage",

@@ -10,45 +10,10 @@
 mod support;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Kiln, folded_values, http};
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
-}
-
-struct S3Server(Child);
-
-impl S3Server {
-    fn start(binary: &Path, addr: SocketAddr, root: &Path) -> S3Server {
-        let server = S3Server(
-            Command::new(binary)
-                .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-                .args(["--access-key", "kilnkey", "--secret-key", "kilnsecret"])
-                .arg(root)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("s3s-fs starts"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Kiln, S3Server, folded_values, http, on_path};
 
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,5 +154,43 @@ impl XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
+    }
+}
+
+/// `name` found on `PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// A running `s3s-fs` (a real S3 API over a folder; its buckets are the folder's
+/// subfolders), with the access key `kilnkey` and secret `kilnsecret`; killed when dropped.
+pub struct S3Server(Child);
+
+impl S3Server {
+    /// Starts `binary` (`s3s-fs`) serving `root` on `addr` and waits until it listens.
+    pub fn start(binary: &Path, addr: SocketAddr, root: &Path) -> S3Server {
+        let server = S3Server(
+            Command::new(binary)
+                .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+                .args(["--access-key", "kilnkey", "--secret-key", "kilnsecret"])
+                .arg(root)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("s3s-fs starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
