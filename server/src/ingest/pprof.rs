@@ -34,13 +34,13 @@
 //! labels the upload already names, they split one profile into several series. A label the
 //! upload names explicitly wins over a sample label of the same name.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::fmt::Display;
 use std::ops::Range;
 
-use kiln_model::budget::TreeSize;
-use kiln_model::{CallTree, NodeId, ROOT, SeededMap};
+use kiln_model::budget::NAME_BYTES_PER_NODE;
+use kiln_model::{FlatTree, NodeId, ROOT, SeededMap};
 use serde::Deserialize;
 
 use super::{IngestError, IngestLimits, RequestBudget, body};
@@ -476,22 +476,177 @@ impl Frames {
     }
 }
 
-/// The trees of one series (one label set): one per stored sample type, all of which intern
-/// the same names in the same order, so that a name id is the same in each.
+/// The frame names of one upload, each turned into text once and shared by every series and
+/// sample type: a frame name index (see [`Frames`]) → the id of its text. Text id 0 is the
+/// root's name, as in a [`kiln_model::CallTree`].
+struct Names<'t> {
+    texts: Vec<Cow<'t, str>>,
+    ids: SeededMap<Cow<'t, str>, u32>,
+    /// Text id of each frame name index, `u32::MAX` until met.
+    of_frame: Vec<u32>,
+}
+
+impl<'t> Names<'t> {
+    fn new(frame_names: usize) -> Self {
+        let root = Cow::Borrowed(kiln_model::ROOT_NAME);
+        let mut ids = SeededMap::default();
+        ids.insert(root.clone(), 0);
+        Names { texts: vec![root], ids, of_frame: vec![u32::MAX; frame_names] }
+    }
+
+    /// The text id of frame name `name`. Invalid UTF-8 is replaced, so two byte strings that
+    /// read the same share an id (and a node).
+    #[inline]
+    fn id(&mut self, name: u32, frames: &'t Frames, tables: &Tables<'t>) -> u32 {
+        let slot = &mut self.of_frame[name as usize];
+        if *slot != u32::MAX {
+            return *slot;
+        }
+        let text = String::from_utf8_lossy(frames.name(tables, name));
+        let next = self.texts.len() as u32;
+        let id = *self.ids.entry(text.clone()).or_insert(next);
+        if id == next {
+            self.texts.push(text);
+        }
+        *slot = id;
+        id
+    }
+}
+
+/// A node of a series' stack tree.
+#[derive(Clone, Copy)]
+struct StackNode {
+    name: u32,
+    parent: u32,
+    first_child: u32,
+    first_child_name: u32,
+}
+
+/// One series (one label set) while its samples are read: one stack tree for all its sample
+/// types, whose nodes get a value per type at the end.
 struct Series {
     labels: BTreeMap<String, String>,
-    trees: Vec<CallTree>,
-    sizes: Vec<TreeSize>,
+    /// Node 0 is the root; a node comes after its parent.
+    nodes: Vec<StackNode>,
+    /// Children past each node's first one, by (parent, text id).
+    children: SeededMap<u64, u32>,
     totals: Vec<u64>,
-    /// Tree name id of each frame name met so far.
-    name_ids: SeededMap<u32, u32>,
+    /// Which text ids the series' stacks use, and their bytes: each of its trees stores them.
+    name_used: Vec<bool>,
+    name_bytes: usize,
 }
 
 impl Series {
     fn new(labels: BTreeMap<String, String>, kinds: usize) -> Self {
-        let trees: Vec<CallTree> = (0..kinds).map(|_| CallTree::new()).collect();
-        let sizes = trees.iter().map(TreeSize::of).collect();
-        Series { labels, trees, sizes, totals: vec![0; kinds], name_ids: SeededMap::default() }
+        let root = StackNode { name: 0, parent: 0, first_child: 0, first_child_name: 0 };
+        let name_bytes = kiln_model::ROOT_NAME.len();
+        Series {
+            labels,
+            nodes: vec![root],
+            children: SeededMap::default(),
+            totals: vec![0; kinds],
+            name_used: vec![true],
+            name_bytes,
+        }
+    }
+
+    /// The child of `parent` named `name`, made if missing. Most nodes of a call chain have
+    /// one child, found without hashing.
+    #[inline]
+    fn child(&mut self, parent: u32, name: u32) -> u32 {
+        let next = self.nodes.len() as u32;
+        let p = &mut self.nodes[parent as usize];
+        if p.first_child == 0 {
+            p.first_child = next;
+            p.first_child_name = name;
+        } else if p.first_child_name == name {
+            return p.first_child;
+        } else {
+            match self.children.entry(u64::from(parent) << 32 | u64::from(name)) {
+                std::collections::hash_map::Entry::Occupied(found) => return *found.get(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(next);
+                }
+            }
+        }
+        self.nodes.push(StackNode { name, parent, first_child: 0, first_child_name: 0 });
+        next
+    }
+
+    /// Notes that the series uses text `id`, counting its bytes the first time.
+    #[inline]
+    fn use_name(&mut self, id: u32, names: &Names) {
+        let id = id as usize;
+        if id >= self.name_used.len() {
+            self.name_used.resize(names.texts.len().max(id + 1), false);
+        }
+        if !std::mem::replace(&mut self.name_used[id], true) {
+            self.name_bytes += names.texts[id].len();
+        }
+    }
+
+    /// Each node's children in name order, in one column: `order[first[n]..first[n + 1]]`.
+    /// Shared by the series' trees, since names do not depend on the sample type.
+    fn children_in_name_order(&self, names: &Names) -> (Vec<u32>, Vec<u32>) {
+        let count = self.nodes.len();
+        let mut first = vec![0u32; count + 1];
+        for node in &self.nodes[1..] {
+            first[node.parent as usize + 1] += 1;
+        }
+        for i in 0..count {
+            first[i + 1] += first[i];
+        }
+        let mut next = first.clone();
+        let mut order = vec![0u32; count - 1];
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let slot = &mut next[node.parent as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        for node in 0..count {
+            let kids = &mut order[first[node] as usize..first[node + 1] as usize];
+            if kids.len() > 1 {
+                kids.sort_unstable_by(|&a, &b| {
+                    names.texts[self.nodes[a as usize].name as usize]
+                        .cmp(&names.texts[self.nodes[b as usize].name as usize])
+                });
+            }
+        }
+        (first, order)
+    }
+
+    /// The tree of one sample type, from each node's own value: preorder, siblings in name
+    /// order, nodes without samples left out (what [`kiln_model::CallTree::to_flat`] makes).
+    fn flat_tree(&self, self_values: &[u64], children: &(Vec<u32>, Vec<u32>), names: &Names) -> FlatTree {
+        let (first, order) = children;
+        let mut totals = self_values.to_vec();
+        // Children come after their parents: one backward pass sums every subtree.
+        for node in (1..self.nodes.len()).rev() {
+            let parent = self.nodes[node].parent as usize;
+            totals[parent] = totals[parent].saturating_add(totals[node]);
+        }
+        let mut name_remap = vec![u32::MAX; names.texts.len()];
+        let mut flat = FlatTree::default();
+        let mut stack: Vec<(u32, NodeId)> = vec![(0, ROOT)];
+        while let Some((node, flat_parent)) = stack.pop() {
+            if node != 0 && totals[node as usize] == 0 {
+                continue;
+            }
+            let name = self.nodes[node as usize].name;
+            let remapped = &mut name_remap[name as usize];
+            if *remapped == u32::MAX {
+                *remapped = flat.names.len() as u32;
+                flat.names.push(names.texts[name as usize].to_string());
+            }
+            let flat_index = flat.len() as NodeId;
+            flat.name.push(*remapped);
+            flat.parent.push(flat_parent);
+            flat.total.push(totals[node as usize]);
+            flat.self_value.push(self_values[node as usize]);
+            let kids = &order[first[node as usize] as usize..first[node as usize + 1] as usize];
+            stack.extend(kids.iter().rev().map(|&kid| (kid, flat_index)));
+        }
+        flat
     }
 }
 
@@ -515,43 +670,47 @@ pub fn uploads(
     let kinds = sample_kinds(&tables, dest.config)?;
     let frames = Frames::new(&tables)?;
     let kind_count = kinds.len();
+    let mut names = Names::new(tables.strings.len() + frames.addresses.len());
 
     let mut series: Vec<Series> = Vec::new();
     let mut label_sets: SeededMap<Box<[(u64, u64)]>, u32> = SeededMap::default();
     // Groups of samples with one label set and one stack. The key is the series id, then the
     // location ids as the sample's varint bytes: a stack seen before is found without decoding
-    // its ids (a wall profile repeats a few dozen stacks in thousands of samples). A stack
-    // written two ways (packed or not) makes two groups with the same leaf, which is harmless.
+    // its ids (a wall profile repeats a few dozen stacks in thousands of samples), and a stack
+    // like the sample's before (nearly every sample of a wall profile, one per tick) without
+    // hashing. A stack written two ways (packed or not) makes two groups with the same leaf,
+    // which is harmless.
     let mut groups: SeededMap<Box<[u8]>, u32> = SeededMap::default();
     let mut group_series: Vec<u32> = Vec::new();
-    // Per group and kind: the leaf node, and the sum of the group's values.
-    let mut group_leaves: Vec<NodeId> = Vec::new();
+    let mut group_leaves: Vec<u32> = Vec::new();
+    // Per group and kind: the sum of the group's values.
     let mut group_values: Vec<u64> = Vec::new();
     // Buffers reused by every sample: no allocation per sample.
-    let mut stack_bytes: Vec<u8> = Vec::new();
     let mut key: Vec<u8> = Vec::new();
+    let mut previous_key: Vec<u8> = Vec::new();
+    let mut previous_group = 0usize;
     let mut location_ids: Vec<u64> = Vec::new();
     let mut values: Vec<u64> = Vec::new();
     let mut labels: Vec<(u64, u64)> = Vec::new();
     // The label set of the sample before: most samples share it, and skip the lookup.
     let mut previous_labels: Vec<(u64, u64)> = Vec::new();
     let mut previous_series: Option<u32> = None;
-    let mut walk: Vec<NodeId> = Vec::with_capacity(kind_count);
 
     let mut fields = Fields::new(bytes);
     while let Some((number, field)) = fields.next_field()? {
         if number != 2 {
             continue;
         }
-        stack_bytes.clear();
+        key.clear();
+        key.extend_from_slice(&[0; 4]);
         values.clear();
         labels.clear();
         let mut sample = Fields::new(field.bytes()?);
         while let Some((number, field)) = sample.next_field()? {
             match number {
                 1 => match field {
-                    Field::Bytes(packed) => stack_bytes.extend_from_slice(packed),
-                    Field::Varint(id) => push_varint(&mut stack_bytes, id),
+                    Field::Bytes(packed) => key.extend_from_slice(packed),
+                    Field::Varint(id) => push_varint(&mut key, id),
                     Field::Fixed => return Err(WireError::NotInteger.into()),
                 },
                 2 => field.push_varints(&mut values)?,
@@ -581,16 +740,26 @@ pub fn uploads(
         }
 
         // The label set: the first value of each label name counts (a stable sort keeps it).
-        labels.sort_by_key(|&(name, _)| name);
-        labels.dedup_by_key(|&mut (name, _)| name);
+        if labels.len() > 1 {
+            labels.sort_by_key(|&(name, _)| name);
+            labels.dedup_by_key(|&mut (name, _)| name);
+        }
         let series_id = match previous_series {
             Some(id) if previous_labels == labels => id,
             _ => {
                 let id = match label_sets.get(&labels[..]) {
                     Some(&id) => id,
                     None => {
-                        let id = series.len() as u32;
-                        series.push(Series::new(series_labels(&tables, dest, &labels, limits)?, kind_count));
+                        let named = series_labels(&tables, dest, &labels, limits)?;
+                        // Two label sets may name the same labels (a string-table entry
+                        // twice): one series then.
+                        let id = match series.iter().position(|s| s.labels == named) {
+                            Some(same) => same as u32,
+                            None => {
+                                series.push(Series::new(named, kind_count));
+                                series.len() as u32 - 1
+                            }
+                        };
                         // A series costs its labels and a tree per kind (about five nodes' memory each).
                         budget.decode.spend_nodes((1 + labels.len() + 5 * kind_count) as u64)?;
                         label_sets.insert(labels.as_slice().into(), id);
@@ -603,60 +772,51 @@ pub fn uploads(
             }
         };
 
-        key.clear();
-        key.extend_from_slice(&series_id.to_le_bytes());
-        key.extend_from_slice(&stack_bytes);
-        let group = match groups.get(&key[..]) {
-            Some(&group) => group as usize,
-            None => {
-                let group = group_series.len();
-                let s = &mut series[series_id as usize];
-                walk.clear();
-                walk.resize(kind_count, ROOT);
-                // Root first: location ids are leaf first, a location's lines innermost first.
-                location_ids.clear();
-                let mut ids = Fields::new(&stack_bytes);
-                while !ids.is_done() {
-                    location_ids.push(ids.varint()?);
-                }
-                let mut depth = 0;
-                for &id in location_ids.iter().rev() {
-                    let names = frames.of(id)?;
-                    for &name in names.iter().rev() {
-                        if depth == limits.max_stack_depth {
-                            break;
-                        }
-                        let name_id = match s.name_ids.get(&name) {
-                            Some(&n) => n,
-                            None => {
-                                let bytes = frames.name(&tables, name);
-                                let mut n = 0;
-                                for tree in &mut s.trees {
-                                    n = tree.intern_bytes(bytes);
-                                }
-                                s.name_ids.insert(name, n);
-                                n
-                            }
-                        };
-                        for (node, tree) in walk.iter_mut().zip(&mut s.trees) {
-                            *node = tree.child_by_name_id(*node, name_id);
-                        }
-                        depth += 1;
+        key[..4].copy_from_slice(&series_id.to_le_bytes());
+        let group = if key == previous_key {
+            previous_group
+        } else {
+            match groups.get(&key[..]) {
+                Some(&group) => group as usize,
+                None => {
+                    let group = group_series.len();
+                    let s = &mut series[series_id as usize];
+                    let (nodes_before, name_units_before) = (s.nodes.len(), s.name_bytes / NAME_BYTES_PER_NODE);
+                    // Root first: location ids are leaf first, a location's lines innermost first.
+                    location_ids.clear();
+                    let mut ids = Fields::new(&key[4..]);
+                    while !ids.is_done() {
+                        location_ids.push(ids.varint()?);
                     }
+                    let (mut node, mut depth) = (0, 0);
+                    'walk: for &id in location_ids.iter().rev() {
+                        for &name in frames.of(id)?.iter().rev() {
+                            if depth == limits.max_stack_depth {
+                                break 'walk;
+                            }
+                            let text = names.id(name, &frames, &tables);
+                            s.use_name(text, &names);
+                            node = s.child(node, text);
+                            depth += 1;
+                        }
+                    }
+                    // Every sample type's tree holds the new nodes and names.
+                    let grown =
+                        (s.nodes.len() - nodes_before + s.name_bytes / NAME_BYTES_PER_NODE - name_units_before) as u64;
+                    budget.decode.spend_frames((depth * kind_count) as u64)?;
+                    budget.decode.spend_nodes(grown * kind_count as u64)?;
+                    // The group itself (its key and values) is memory too.
+                    budget.decode.spend_nodes(1 + location_ids.len() as u64 / 8)?;
+                    groups.insert(key.as_slice().into(), group as u32);
+                    group_series.push(series_id);
+                    group_leaves.push(node);
+                    group_values.resize(group_values.len() + kind_count, 0);
+                    group
                 }
-                budget.decode.spend_frames((depth * kind_count) as u64)?;
-                for (tree, size) in s.trees.iter().zip(&mut s.sizes) {
-                    budget.decode.spend_growth(tree, size)?;
-                }
-                // The group itself (its key and values) is memory too.
-                budget.decode.spend_nodes(1 + location_ids.len() as u64 / 8)?;
-                groups.insert(key.as_slice().into(), group as u32);
-                group_series.push(series_id);
-                group_leaves.extend_from_slice(&walk);
-                group_values.resize(group_values.len() + kind_count, 0);
-                group
             }
         };
+        previous_group = group;
+        std::mem::swap(&mut key, &mut previous_key);
 
         let s = &mut series[series_id as usize];
         for (k, kind) in kinds.iter().enumerate() {
@@ -667,7 +827,7 @@ pub fn uploads(
             if value == 0 {
                 continue;
             }
-            // The tree saturates; a total that overflows means the values are nonsense.
+            // A total that overflows means the values are nonsense.
             s.totals[k] = s.totals[k]
                 .checked_add(value as u64)
                 .ok_or_else(|| bad(format!("pprof {} values add up beyond 2^64", kind.profile_type)))?;
@@ -676,48 +836,45 @@ pub fn uploads(
         }
     }
 
-    for (group, &series_id) in group_series.iter().enumerate() {
-        let s = &mut series[series_id as usize];
-        for (k, tree) in s.trees.iter_mut().enumerate() {
-            tree.add_self(group_leaves[group * kind_count + k], group_values[group * kind_count + k]);
-        }
-    }
-    // Two label sets may name the same labels (a string-table entry twice): one series then.
-    let mut trees: BTreeMap<(usize, BTreeMap<String, String>), CallTree> = BTreeMap::new();
-    for s in series {
-        for (k, tree) in s.trees.into_iter().enumerate() {
-            if tree.total() == 0 {
-                continue;
-            }
-            match trees.entry((kinds[k].index, s.labels.clone())) {
-                Entry::Vacant(slot) => {
-                    slot.insert(tree);
-                }
-                Entry::Occupied(mut slot) => slot.get_mut().merge_tree(&tree),
-            }
+    // Each node's own value per kind, node-major; groups sharing a leaf (a stack cut at the
+    // depth limit, or written two ways) add up, within the series' checked total.
+    let mut self_values: Vec<Vec<u64>> = series.iter().map(|s| vec![0; s.nodes.len() * kind_count]).collect();
+    for (group, (&series_id, &leaf)) in group_series.iter().zip(&group_leaves).enumerate() {
+        let own = &mut self_values[series_id as usize][leaf as usize * kind_count..][..kind_count];
+        for (k, value) in own.iter_mut().enumerate() {
+            *value += group_values[group * kind_count + k];
         }
     }
 
     let (from, until) = dest.range.unwrap_or_else(|| profile_range(&tables, now));
     let sample_rate = dest.sample_rate.unwrap_or_else(|| sample_rate(&tables));
-    Ok(trees
-        .into_iter()
-        .map(|((index, labels), tree)| {
-            let kind = kinds.iter().find(|k| k.index == index).expect("a tree per kind");
-            Upload {
-                meta: ProfileMeta {
-                    series: SeriesKey::new(dest.app, kind.profile_type.clone(), labels),
-                    from,
-                    until,
-                    units: kind.units.clone(),
-                    sample_rate,
-                    spy_name: dest.spy_name.to_string(),
-                    aggregation: kind.aggregation,
-                },
-                tree: tree.to_flat(),
+    let mut out: Vec<(usize, Upload)> = Vec::new();
+    for (s, own) in series.into_iter().zip(self_values) {
+        let kinds_with_samples: Vec<usize> = (0..kind_count).filter(|&k| s.totals[k] > 0).collect();
+        if kinds_with_samples.is_empty() {
+            continue;
+        }
+        let children = s.children_in_name_order(&names);
+        let mut column = vec![0u64; s.nodes.len()];
+        for k in kinds_with_samples {
+            for (node, value) in column.iter_mut().enumerate() {
+                *value = own[node * kind_count + k];
             }
-        })
-        .collect())
+            let kind = &kinds[k];
+            let meta = ProfileMeta {
+                series: SeriesKey::new(dest.app, kind.profile_type.clone(), s.labels.clone()),
+                from,
+                until,
+                units: kind.units.clone(),
+                sample_rate,
+                spy_name: dest.spy_name.to_string(),
+                aggregation: kind.aggregation,
+            };
+            out.push((kind.index, Upload { meta, tree: s.flat_tree(&column, &children, &names) }));
+        }
+    }
+    out.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.meta.series.labels.cmp(&y.meta.series.labels)));
+    Ok(out.into_iter().map(|(_, upload)| upload).collect())
 }
 
 /// The labels of a series: the upload's, then the sample's string labels (checked).
@@ -926,6 +1083,59 @@ mod tests {
         let mut dangling = Profile::decode(&profile(&[("cpu", "nanoseconds")], &[(&["a"], &[1], &[])])[..]).unwrap();
         dangling.sample[0].location_id = vec![99];
         assert!(decode(&dangling.encode_to_vec(), &none).is_err());
+    }
+
+    /// A decoded tree with its profile type and labels.
+    type TypedTree = (String, Vec<(String, String)>, kiln_model::FlatTree);
+
+    proptest::proptest! {
+        /// The decoder builds its trees straight from a stack tree shared by the sample types:
+        /// they must be exactly what a `CallTree` per (label set, type) converted by `to_flat`
+        /// gives, names that only differ after decoding (`total`, the root's name) included.
+        #[test]
+        fn trees_match_a_call_tree_per_series_and_type(
+            samples in proptest::collection::vec(
+                (
+                    proptest::collection::vec(0usize..6, 0..6),
+                    (0i64..4, 0i64..1000),
+                    0usize..3,
+                ),
+                1..40,
+            )
+        ) {
+            const NAMES: [&str; 6] = ["main", "total", "b", "é", "a", "ab"];
+            const LABELS: [&[(&str, &str)]; 3] = [&[], &[("region", "eu")], &[("region", "us")]];
+            let frames: Vec<Vec<&str>> = samples.iter().map(|(f, _, _)| f.iter().map(|&i| NAMES[i]).collect()).collect();
+            let values: Vec<[i64; 2]> = samples.iter().map(|(_, (a, b), _)| [*a, *b]).collect();
+            let stacks: Vec<TestSample> = samples
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, l))| (&frames[i][..], &values[i][..], LABELS[*l]))
+                .collect();
+            let raw = profile(&[("alloc_objects", "count"), ("alloc_space", "bytes")], &stacks);
+            let got = decode(&raw, &SampleTypeConfigs::new()).unwrap();
+
+            let mut want: BTreeMap<(usize, Vec<(String, String)>), kiln_model::CallTree> = BTreeMap::new();
+            for (leaf_first, values, labels) in &stacks {
+                let root_first: Vec<&str> = leaf_first.iter().rev().take(3).copied().collect();
+                for (k, &value) in values.iter().enumerate() {
+                    let mut key: Vec<(String, String)> = vec![("env".into(), "prod".into())];
+                    key.extend(labels.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+                    key.sort();
+                    want.entry((k, key)).or_default().add_stack(root_first.iter().copied(), value as u64);
+                }
+            }
+            let want: Vec<TypedTree> = want
+                .into_iter()
+                .filter(|(_, tree)| tree.total() > 0)
+                .map(|((k, labels), tree)| (["alloc_objects", "alloc_space"][k].to_string(), labels, tree.to_flat()))
+                .collect();
+            let got: Vec<TypedTree> = got
+                .into_iter()
+                .map(|u| (u.meta.series.profile_type, u.meta.series.labels.into_iter().collect(), u.tree))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
