@@ -315,15 +315,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `kiln upload`: one line per stored file on stderr; a refusal prints the server's error there
-/// too (stdout stays free for scripts).
+/// `kiln upload`: one line per file on stderr, stored or refused with the reason (stdout stays
+/// free for scripts), then a count when some were not stored; the exit code says whether all were.
 async fn upload(args: UploadArgs) -> ExitCode {
     let report = |upload: &crate::upload::Uploaded| {
         let retried = if upload.attempts > 1 { format!(" after {} attempts", upload.attempts) } else { String::new() };
         eprintln!("kiln: uploaded {} ({} bytes, {} sent){retried}", upload.source, upload.raw_bytes, upload.sent_bytes);
     };
-    match crate::upload::run_with(&args, report).await {
-        Ok(_) => ExitCode::SUCCESS,
+    let mut refused = 0;
+    let outcome = crate::upload::run_with(&args, report, |e| {
+        refused += 1;
+        eprintln!("kiln: {e}");
+    })
+    .await;
+    match outcome {
+        Ok(_) if refused == 0 => ExitCode::SUCCESS,
+        Ok(stored) => {
+            eprintln!("kiln: {} of {} files stored", stored.len(), stored.len() + refused);
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("kiln: {e}");
             ExitCode::FAILURE

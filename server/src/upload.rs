@@ -49,7 +49,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
                   are retried with the same Idempotency-Key, after the server's Retry-After when it \
                   sends one (at most 60 s); a 4xx answer stops with the server's \
                   error and a non-zero exit code.\n\n\
-                  Example: perf script | kiln upload --app shop --type cpu --format perf_script --label env=prod")]
+                  Each file's format is read from its content unless --format names one; a file that \
+                  cannot be read or is refused does not stop the others, and the exit code is \
+                  non-zero when any file was not stored.\n\n\
+                  Example: perf script | kiln upload --app shop --type cpu --label env=prod")]
 pub struct UploadArgs {
     /// Files to upload, one upload each; `-` or no file reads standard input.
     #[arg(value_name = "FILE")]
@@ -61,9 +64,10 @@ pub struct UploadArgs {
     /// `https://` servers, besides the system's.
     #[arg(long, env = "KILN_CA_CERT", value_name = "PEM_FILE")]
     pub ca_cert: Option<PathBuf>,
-    /// Format of the files, passed to the server as `format=`: folded, collapsed, lines,
-    /// perf_script, dtrace, sample, vtune, vsprof, ghcprof, pprof or guess.
-    #[arg(long, default_value = "folded")]
+    /// Format of the files, passed to the server as `format=`: `auto` (the server reads each
+    /// file's format from its content), or folded, collapsed, lines, perf_script, dtrace,
+    /// sample, vtune, vsprof, ghcprof, pprof, speedscope, cpuprofile, …
+    #[arg(long, default_value = "auto")]
     pub format: String,
     /// Application name.
     #[arg(long)]
@@ -463,14 +467,26 @@ fn read_input(path: &Path) -> Result<(String, Vec<u8>), UploadError> {
     result.map(|()| (name.clone(), data)).map_err(|source| UploadError::Input { path: name, source })
 }
 
-/// Uploads every file (or standard input) in order and stops at the first failure.
+/// Uploads every file (or standard input); `Ok` when all of them were stored, else the first
+/// failure (after trying the other files, as [`run_with`] does).
 pub async fn run(args: &UploadArgs) -> Result<Vec<Uploaded>, UploadError> {
-    run_with(args, |_| {}).await
+    let mut refused = Vec::new();
+    let stored = run_with(args, |_| {}, |e| refused.push(e)).await?;
+    match refused.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(stored),
+    }
 }
 
-/// [`run`], telling `on_stored` about each upload as it is stored, so that a failure later
-/// still leaves word of what got through.
-pub async fn run_with(args: &UploadArgs, mut on_stored: impl FnMut(&Uploaded)) -> Result<Vec<Uploaded>, UploadError> {
+/// Uploads every file in order, telling `on_stored` about each stored one and `on_refused`
+/// about each that could not be read or that the server refused (a bad file among good ones
+/// does not stop the others). Returns what was stored; `Err` only when going on is pointless:
+/// unusable flags, or a server that could not be reached after every retry.
+pub async fn run_with(
+    args: &UploadArgs,
+    mut on_stored: impl FnMut(&Uploaded),
+    mut on_refused: impl FnMut(UploadError),
+) -> Result<Vec<Uploaded>, UploadError> {
     let uploader = Uploader::new(args)?;
     let query = query_string(args);
     if args.files.is_empty() && std::io::stdin().is_terminal() {
@@ -480,10 +496,18 @@ pub async fn run_with(args: &UploadArgs, mut on_stored: impl FnMut(&Uploaded)) -
     let files = if args.files.is_empty() { vec![PathBuf::from("-")] } else { args.files.clone() };
     let mut done = Vec::with_capacity(files.len());
     for path in &files {
-        let (source, raw) = read_input(path)?;
-        let uploaded = uploader.upload(&source, &query, &raw).await?;
-        on_stored(&uploaded);
-        done.push(uploaded);
+        let outcome = match read_input(path) {
+            Ok((source, raw)) => uploader.upload(&source, &query, &raw).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(uploaded) => {
+                on_stored(&uploaded);
+                done.push(uploaded);
+            }
+            Err(e @ (UploadError::Input { .. } | UploadError::Rejected { .. })) => on_refused(e),
+            Err(fatal) => return Err(fatal),
+        }
     }
     Ok(done)
 }
@@ -520,7 +544,7 @@ mod tests {
             query_string(&args),
             "name=shop.cpu%7Benv%3D%22prod%22%2Cregion%3D%22eu%201%22%7D&format=perf_script&from=now-10s&sampleRate=99&units=samples"
         );
-        assert_eq!(query_string(&self::args(&[])), "name=shop&format=folded");
+        assert_eq!(query_string(&self::args(&[])), "name=shop&format=auto");
     }
 
     #[test]

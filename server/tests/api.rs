@@ -619,3 +619,47 @@ async fn metrics_time_requests_by_route_and_report_storage() {
     assert_eq!(sample(&after, duration, r#"route="/metrics",method="GET",status="2xx""#), 1.0);
     assert_eq!(sample(&after, "kiln_ingest_uploads_total", ""), 2.0);
 }
+
+#[tokio::test]
+async fn uploads_without_a_format_are_read_by_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // perf script (gzipped, as `perf script | gzip` makes it): collapsed as if named.
+    let gz = std::fs::read(real("example-perf-stacks.txt.gz")).unwrap();
+    assert_eq!(post(&app, "/ingest?name=perf", gz.clone()).await, (StatusCode::OK, String::new()));
+    assert_eq!(post(&app, "/ingest?name=perf_named&format=perf_script", gz).await, (StatusCode::OK, String::new()));
+    let (_, detected) = get(&app, "/render?query=perf&format=folded").await;
+    let (_, named) = get(&app, "/render?query=perf_named&format=folded").await;
+    assert!(!detected.is_empty());
+    assert_eq!(sorted_lines(&detected), sorted_lines(&named));
+
+    // DTrace's aggregated stacks (written here in its output format), and `format=auto`.
+    let dtrace = "CPU     ID                    FUNCTION:NAME\n  0  64091                        :tick-60s \n\n\n\
+                  \x20             genunix`vn_free+0x9a\n              unix`sys_syscall+0x17a\n                3\n\n\
+                  \x20             genunix`cv_broadcast+0x1\n              unix`sys_syscall+0x17a\n                2\n";
+    assert_eq!(post(&app, "/ingest?name=dtrace&format=auto", dtrace).await, (StatusCode::OK, String::new()));
+    let (_, folded) = get(&app, "/render?query=dtrace&format=folded").await;
+    assert_eq!(
+        sorted_lines(&folded),
+        ["unix`sys_syscall;genunix`cv_broadcast 2", "unix`sys_syscall;genunix`vn_free 3"]
+    );
+
+    // Folded text with a blank line first and CRLF line ends, and a raw pprof (a real agent's body).
+    let folded = "\r\nmain;work 5\r\nmain 1\r\n";
+    assert_eq!(post(&app, "/ingest?name=plain", folded).await, (StatusCode::OK, String::new()));
+    let (_, plain) = get(&app, "/render?query=plain&format=folded").await;
+    assert_eq!(sorted_lines(&plain), ["main 1", "main;work 5"]);
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/agents");
+    let pprof = std::fs::read(agents.join("rust-v05/bodies/0002-conn2.bin")).unwrap();
+    assert_eq!(post(&app, "/ingest?name=rusty", pprof).await, (StatusCode::OK, String::new()));
+    let (_, types) = get(&app, "/label-values?label=__name__").await;
+    assert!(types.contains("rusty."), "the pprof was stored under its own types: {types}");
+
+    // Something no reader recognises: a 400 that says so and how to name the format, with
+    // what was stored before intact.
+    let (status, error) = post(&app, "/ingest?name=perf", "just some prose\nover two lines\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.contains("could not recognise") && error.contains("format="), "{error}");
+    let (_, after) = get(&app, "/render?query=perf&format=folded").await;
+    assert_eq!(after, detected);
+}

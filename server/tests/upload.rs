@@ -126,6 +126,38 @@ async fn a_rejected_upload_fails_with_the_servers_error() {
 }
 
 #[tokio::test]
+async fn each_file_is_read_by_its_content_and_a_bad_one_does_not_stop_the_rest() {
+    let server = kiln(Auth::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let perf = "prog 1 1.0: 1 cycles:\n\tffff main (/bin/prog)\n\tffff start (/bin/prog)\n\n";
+    let perf = write(dir.path(), "a-perf-script.txt", perf).display().to_string();
+    let bad = write(dir.path(), "notes.txt", "not a profile at all\n").display().to_string();
+    let folded = write(dir.path(), "good.folded", "main;work 3\n").display().to_string();
+    let missing = dir.path().join("missing.folded").display().to_string();
+
+    let url = format!("http://{}", server.addr);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["upload", "--server", &url, "--app", "mixed", "--type", "cpu", &perf, &bad, &missing, &folded])
+            .env_remove("KILN_INGEST_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a file was not stored: {stderr}");
+    assert!(stderr.contains("uploaded") && stderr.contains("a-perf-script.txt"), "{stderr}");
+    assert!(stderr.contains("notes.txt was rejected: 400") && stderr.contains("could not recognise"), "{stderr}");
+    assert!(stderr.contains("cannot read") && stderr.contains("missing.folded"), "{stderr}");
+    assert!(stderr.contains("good.folded") && stderr.contains("2 of 4 files stored"), "{stderr}");
+
+    let (status, stored) = get(server.addr, "/render?query=mixed.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, 200);
+    assert!(stored.contains("prog;start;main 1\n") && stored.contains("main;work 3\n"), "{stored}");
+}
+
+#[tokio::test]
 async fn the_ingest_token_goes_as_bearer() {
     let server = kiln(Auth::new(Some("s3cret".into()), None)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -227,7 +259,7 @@ async fn retries_after_a_reset_and_a_503_carry_the_same_key_and_honour_retry_aft
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     for request in &seen {
-        assert!(request.head.starts_with("POST /ingest?name=shop.cpu&format=folded HTTP/1.1\r\n"), "{}", request.head);
+        assert!(request.head.starts_with("POST /ingest?name=shop.cpu&format=auto HTTP/1.1\r\n"), "{}", request.head);
         assert_eq!(request.header("idempotency-key").as_deref(), Some(done[0].idempotency_key.as_str()));
         assert_eq!(request.header("content-encoding").as_deref(), Some("gzip"));
     }

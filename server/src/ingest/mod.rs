@@ -168,7 +168,7 @@ pub async fn ingest(
     let body = body::decode(body, headers, &mut budget)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {
-        if !matches!(params.format.as_deref(), None | Some("") | Some("pprof")) {
+        if !matches!(params.format.as_deref(), None | Some("") | Some("auto") | Some("pprof")) {
             return Err(IngestError::malformed_with(
                 "a multipart/form-data body carries pprof; drop `format` or set it to `pprof`",
                 json!({ "parameter": "format" }),
@@ -186,11 +186,9 @@ pub async fn ingest(
         let uploads = pprof_uploads(&profile.data, params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
-    // Unnamed, a format told apart by its content is that format; otherwise JSON is speedscope
-    // and anything else folded text.
     let format = match params.format.as_deref() {
+        None | Some("auto") => detect_format(&body, headers),
         Some(format) => format,
-        None => formats::sniff(&body).map_or_else(|| speedscope::default_format(headers), |f| f.name),
     };
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     let Some(found) = formats::find(format) else {
@@ -213,6 +211,14 @@ pub async fn ingest(
         }
         Decoder::Collapse(collapser) => {
             let collapsed = collapse::collapse(collapser, found.name, &body, limits.max_decompressed_bytes)?;
+            if collapsed.is_empty() && collapser == Collapser::Guess && !body.trim_ascii().is_empty() {
+                return Err(IngestError::malformed_with(
+                    "could not recognise the body's format (tried folded stacks, pprof, speedscope JSON, V8 \
+                     and Chrome profiles, callgrind, perf script, DTrace, sample, VTune, vsprof and GHC .prof); \
+                     name it with `format=`",
+                    json!({ "parameter": "format", "supported": formats::spellings() }),
+                ));
+            }
             parse_folded(&collapsed, LineFormat::Counted, parse_limits)?
         }
     };
@@ -221,6 +227,49 @@ pub async fn ingest(
         return Ok(());
     }
     store(vec![Upload { meta, tree: tree.to_flat() }]).await
+}
+
+/// The format of an upload that names none (or `auto`), from its content: a format told apart
+/// by its start (V8 `.cpuprofile`, Chrome traces, callgrind…); JSON (by content type or first
+/// byte) as speedscope; folded text when its first stack line ends in a count, as every folded
+/// line does; pprof's protobuf; anything else is left to inferno's guess, which knows perf script,
+/// DTrace, `sample`, VTune, vsprof and GHC's `.prof` by their first lines. So `kiln upload` and
+/// `curl --data-binary @file` need no `format` for any of them.
+pub fn detect_format(body: &[u8], headers: &HeaderMap) -> &'static str {
+    if let Some(format) = formats::sniff(body) {
+        return format.name;
+    }
+    if speedscope::default_format(headers) == "speedscope" || kiln_model::speedscope::looks_like_json(body) {
+        return "speedscope";
+    }
+    if looks_like_folded(body) {
+        return "folded";
+    }
+    if looks_like_pprof(body) {
+        return "pprof";
+    }
+    "guess"
+}
+
+/// True when the first line that is not blank ends in a count after a space (`a;b;c 12`), or
+/// there is no such line (an empty profile is folded text with no stacks).
+fn looks_like_folded(body: &[u8]) -> bool {
+    let Some(line) = body.split(|&b| b == b'\n').take(64).map(<[u8]>::trim_ascii).find(|line| !line.is_empty()) else {
+        return true;
+    };
+    match line.iter().rposition(|b| b.is_ascii_whitespace()) {
+        Some(space) => {
+            let count = &line[space + 1..];
+            !count.is_empty() && count.iter().all(u8::is_ascii_digit) && !line[..space].trim_ascii().is_empty()
+        }
+        None => false,
+    }
+}
+
+/// True for bytes that start like a pprof `Profile` message (field 1, `sample_type`, as every
+/// encoder writes first) and are binary, not text.
+fn looks_like_pprof(body: &[u8]) -> bool {
+    body.first() == Some(&0x0a) && body.iter().take(4096).any(|&b| b < 0x09 || (0x0e..0x20).contains(&b))
 }
 
 /// Reads a profile file of any supported format into one tree without storing anything: the
