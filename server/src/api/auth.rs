@@ -33,7 +33,13 @@ impl std::fmt::Debug for Auth {
 }
 
 /// Paths that write profiles.
-const INGEST_PATHS: &[&str] = &["/ingest", "/pyroscope/ingest", "/push.v1.PusherService/Push"];
+const INGEST_PATHS: &[&str] = &[
+    "/ingest",
+    "/pyroscope/ingest",
+    "/push.v1.PusherService/Push",
+    crate::ingest::otlp::HTTP_PATH,
+    crate::ingest::otlp::GRPC_EXPORT_PATH,
+];
 
 /// Paths that never need a token: liveness, readiness and the Prometheus scrape.
 const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];

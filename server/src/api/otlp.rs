@@ -1,0 +1,148 @@
+//! OTLP profiles on Kiln's listener: the HTTP side of [`crate::ingest::otlp`].
+//!
+//! - gRPC `ProfilesService/Export`: tonic's generated service (from `opentelemetry-proto`),
+//!   mounted on the router like any route, so h2c, auth, the in-flight budget and the heavy lane
+//!   apply to it as to every upload. gzip is accepted, and messages may be as large as Kiln's
+//!   decompressed-body limit (tonic's default is 4 MiB; the eBPF profiler sends more for a busy
+//!   host).
+//! - OTLP/HTTP `POST /v1development/profiles`: protobuf or OTLP/JSON, gzipped or not; 415 for
+//!   other content types.
+//!
+//! Both answer an `ExportProfilesServiceResponse` whose `partial_success` counts the profiles
+//! refused on their own; a request that cannot be decoded, or whose dictionary is broken, is
+//! refused whole (400, gRPC `INVALID_ARGUMENT`) and nothing of it is stored. Tenants come from
+//! `X-Scope-OrgID` (gRPC metadata included), tokens as on every ingest path.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::profiles::v1development::profiles_service_server::{
+    ProfilesService, ProfilesServiceServer,
+};
+use prost_otlp::Message;
+use serde_json::json;
+use tonic::codec::CompressionEncoding;
+
+use super::ingest::{body_rejection, sink};
+use super::{AppError, AppState, Tenant};
+use crate::ingest::otlp::{self, Codec, Decoded, ExportProfilesServiceRequest, ExportProfilesServiceResponse};
+use crate::work::UploadHold;
+
+/// The gRPC service, ready to mount on the router.
+pub fn grpc_service(state: AppState) -> ProfilesServiceServer<GrpcExport> {
+    let limit = state.limits.max_decompressed_bytes;
+    ProfilesServiceServer::new(GrpcExport { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit)
+}
+
+/// `ProfilesService` over Kiln's state.
+pub struct GrpcExport {
+    state: AppState,
+}
+
+#[tonic::async_trait]
+impl ProfilesService for GrpcExport {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportProfilesServiceRequest>,
+    ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
+        let state = &self.state;
+        let (metadata, extensions, request) = request.into_parts();
+        state.metrics.ingest_bytes.fetch_add(request.encoded_len() as u64, Ordering::Relaxed);
+        let hold = extensions.get::<UploadHold>().cloned();
+        let result = async {
+            let tenant = Tenant::from_headers(&metadata.into_headers())?;
+            let mut budget = state.limits.budget().holding(hold);
+            otlp::grant_decoded(&request, &mut budget);
+            Ok::<_, AppError>(otlp::export(sink(state), &tenant.0, &request, &state.otlp, budget).await?)
+        }
+        .await;
+        count(state, &result);
+        match result {
+            Ok(decoded) => Ok(tonic::Response::new(response(&decoded))),
+            Err(e) => Err(grpc_status(e)),
+        }
+    }
+}
+
+fn count(state: &AppState, result: &Result<Decoded, AppError>) {
+    match result {
+        Ok(_) => state.metrics.ingest_uploads.fetch_add(1, Ordering::Relaxed),
+        Err(_) => state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed),
+    };
+}
+
+fn response(decoded: &Decoded) -> ExportProfilesServiceResponse {
+    ExportProfilesServiceResponse { partial_success: decoded.partial_success() }
+}
+
+/// An error as the gRPC status OTLP clients expect: `INVALID_ARGUMENT` is not retried,
+/// `UNAVAILABLE` and `RESOURCE_EXHAUSTED` are.
+fn grpc_status(e: AppError) -> tonic::Status {
+    let message = match &e {
+        AppError::Internal(detail) => {
+            tracing::error!(%detail, "OTLP export failed");
+            "internal error; see the server log".to_string()
+        }
+        other => other.to_string(),
+    };
+    match e.status() {
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Status::unavailable(message),
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Status::resource_exhausted(message),
+        StatusCode::INTERNAL_SERVER_ERROR => tonic::Status::internal(message),
+        _ => tonic::Status::invalid_argument(message),
+    }
+}
+
+/// `POST /v1development/profiles`.
+pub async fn export_http(
+    State(state): State<AppState>,
+    hold: Option<Extension<UploadHold>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    if let Ok(body) = &body {
+        state.metrics.ingest_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let codec = match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Codec::Protobuf,
+        "application/json" => Codec::Json,
+        _ => {
+            state.metrics.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(AppError::UnsupportedMediaType(format!(
+                "Content-Type `{content_type}` is not OTLP; send application/x-protobuf or application/json"
+            )));
+        }
+    };
+    let result = async {
+        let body = body.map_err(body_rejection)?;
+        let tenant = Tenant::from_headers(&headers)?;
+        let mut budget = state.limits.budget().holding(hold.map(|Extension(h)| h));
+        let request = otlp::read_http(&body, &headers, codec, &mut budget)?;
+        Ok::<_, AppError>(otlp::export(sink(&state), &tenant.0, &request, &state.otlp, budget).await?)
+    }
+    .await;
+    count(&state, &result);
+    let answer = response(&result?);
+    Ok(match codec {
+        Codec::Protobuf => ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response(),
+        Codec::Json => {
+            let body = match &answer.partial_success {
+                // OTLP/JSON writes int64 as a string.
+                Some(partial) => json!({ "partialSuccess": {
+                    "rejectedProfiles": partial.rejected_profiles.to_string(),
+                    "errorMessage": partial.error_message,
+                }}),
+                None => json!({}),
+            };
+            ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+    })
+}

@@ -1,0 +1,2 @@
+//! The mapping on requests built here; the goldens from an independent producer are in
+//! `server/tests/otlp.rs`.
