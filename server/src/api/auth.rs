@@ -70,13 +70,15 @@ pub async fn require_token(State(auth): State<Auth>, request: Request, next: Nex
     let Some(expected) = auth.required_for(request.uri().path()) else {
         return next.run(request).await;
     };
-    match presented_token(request.headers()) {
-        Some(token) if same_bytes(token.as_bytes(), expected.as_bytes()) => next.run(request).await,
+    let refusal = match presented_token(request.headers()) {
+        Some(token) if same_bytes(token.as_bytes(), expected.as_bytes()) => return next.run(request).await,
         Some(_) => unauthorized("invalid token"),
         None => unauthorized(
             "missing credentials: send `Authorization: Bearer <token>` or Basic auth with the token as password",
         ),
-    }
+    };
+    // gRPC clients (OTLP exporters) read a gRPC status, not a JSON body.
+    if super::otlp::is_grpc(request.headers()) { super::otlp::as_grpc_status(refusal).await } else { refusal }
 }
 
 /// The token in `Authorization`: a Bearer token, or a Basic password.

@@ -135,7 +135,13 @@ pub fn router(state: AppState) -> Router {
         .route("/pyroscope/ingest", post(ingest::ingest).layer(upload()))
         .route("/push.v1.PusherService/Push", post(push::push).layer(upload()))
         .route(crate::ingest::otlp::HTTP_PATH, post(otlp::export_http).layer(upload()))
-        .route(crate::ingest::otlp::GRPC_EXPORT_PATH, any_service(otlp::grpc_service(state.clone())).layer(upload()))
+        // Refusals before tonic runs (budget, body limit) are answered as gRPC statuses.
+        .route(
+            crate::ingest::otlp::GRPC_EXPORT_PATH,
+            any_service(otlp::grpc_service(state.clone()))
+                .layer(upload())
+                .layer(middleware::from_fn(otlp::grpc_refusals)),
+        )
         .route(
             "/querier.v1.QuerierService/{method}",
             post(connect::querier).layer(DefaultBodyLimit::max(connect::MAX_MESSAGE_BYTES)).layer(heavy()),

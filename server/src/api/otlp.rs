@@ -17,8 +17,9 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::profiles::v1development::profiles_service_server::{
     ProfilesService, ProfilesServiceServer,
@@ -97,6 +98,45 @@ fn grpc_status(e: AppError) -> tonic::Status {
         StatusCode::INTERNAL_SERVER_ERROR => tonic::Status::internal(message),
         _ => tonic::Status::invalid_argument(message),
     }
+}
+
+/// Whether a request speaks gRPC.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/grpc"))
+}
+
+/// The gRPC route's middleware: refusals made before tonic runs (the in-flight budget, body
+/// limits) are answered as gRPC statuses, which gRPC clients read, instead of JSON bodies.
+pub async fn grpc_refusals(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    as_grpc_status(response).await
+}
+
+/// A refusal in Kiln's JSON shape as a trailers-only gRPC answer with the same meaning (and
+/// `Retry-After`); gRPC answers pass unchanged.
+pub async fn as_grpc_status(response: Response) -> Response {
+    let grpc = is_grpc(response.headers());
+    if grpc || response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
+    let code = match parts.status {
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        status if status.is_client_error() => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Internal,
+    };
+    let mut answer = tonic::Status::new(code, message).into_http::<axum::body::Body>();
+    if let Some(retry_after) = parts.headers.get(header::RETRY_AFTER) {
+        answer.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+    }
+    answer.into_response()
 }
 
 /// `POST /v1development/profiles`.
