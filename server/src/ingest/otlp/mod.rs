@@ -621,44 +621,37 @@ impl ProfileContext<'_, '_> {
             if values_len > 1 && times_len > 0 && values_len != times_len {
                 return refuse(format!("a sample has {values_len} values for {times_len} timestamps"));
             }
-            // (bucket, value) pairs, without allocating: by timestamp when bucketed, else whole.
-            let parts = if bucketed && times_len > 0 { times_len.max(1) } else { 1 };
+            if let Some(&v) = sample.values.iter().find(|&&v| v < 0) {
+                return refuse(format!("a sample has a negative value ({v})"));
+            }
+            // Bucketed, each timestamp is a part with its own value; otherwise the sample is
+            // one part worth all its values (or its count of timestamps, when it has none).
+            let parts = if bucketed && times_len > 0 { times_len } else { 1 };
             for part in 0..parts {
-                let value: i64 = if !bucketed || times_len == 0 {
+                let value: u64 = if parts == 1 && !(bucketed && times_len == 1) {
                     match values_len {
-                        0 => times_len as i64,
-                        _ => {
-                            let mut sum: i64 = 0;
-                            for &v in &sample.values {
-                                if v < 0 {
-                                    return refuse(format!("a sample has a negative value ({v})"));
-                                }
-                                sum = sum
-                                    .checked_add(v)
-                                    .ok_or(())
-                                    .or_else(|_| refuse("a sample's values add up beyond 2^63"))?;
-                            }
-                            sum
-                        }
+                        0 => times_len as u64,
+                        _ => sample
+                            .values
+                            .iter()
+                            .try_fold(0u64, |sum, &v| sum.checked_add(v as u64))
+                            .ok_or_else(|| Refusal::Profile("a sample's values add up beyond 2^64".into()))?,
                     }
-                } else if values_len == 0 {
-                    1
-                } else if values_len == 1 {
-                    // One value for several timestamps: all of it in the first one's bucket.
-                    if part == 0 { sample.values[0] } else { 0 }
                 } else {
-                    sample.values[part]
+                    match values_len {
+                        0 => 1,
+                        // One value for several timestamps: all of it in the first one's bucket.
+                        1 if part == 0 => sample.values[0] as u64,
+                        1 => 0,
+                        _ => sample.values[part] as u64,
+                    }
                 };
-                if value < 0 {
-                    return refuse(format!("a sample has a negative value ({value})"));
-                }
                 if value == 0 {
                     continue;
                 }
-                let scaled = (value as u64)
+                let scaled = value
                     .checked_mul(kind.scale)
-                    .ok_or(())
-                    .or_else(|_| refuse("a sample's value times the period is beyond 2^64"))?;
+                    .ok_or_else(|| Refusal::Profile("a sample's value times the period is beyond 2^64".into()))?;
                 let bucket = if !bucketed {
                     None
                 } else if times_len > 0 {
@@ -698,8 +691,9 @@ impl ProfileContext<'_, '_> {
                     }
                 };
                 let total = &mut totals[tree_id as usize];
-                *total =
-                    total.checked_add(scaled).ok_or(()).or_else(|_| refuse("a profile's values add up beyond 2^64"))?;
+                *total = total
+                    .checked_add(scaled)
+                    .ok_or_else(|| Refusal::Profile("a profile's values add up beyond 2^64".into()))?;
                 // At most the tree's total: cannot overflow.
                 group_values[group] += scaled;
             }
@@ -709,8 +703,9 @@ impl ProfileContext<'_, '_> {
         }
 
         let (from, until) = profile_range(profile, self.now);
-        let sample_rate = if profile.period > 0 && kind.scale > 1 || self.period_in_nanoseconds(profile) {
-            u32::try_from(1_000_000_000 / profile.period.max(1)).unwrap_or(u32::MAX).max(1)
+        // Samples per second from a nanosecond period, else 100 (as for pprof).
+        let sample_rate = if self.period_in_nanoseconds(profile) {
+            u32::try_from(1_000_000_000 / profile.period).unwrap_or(u32::MAX).max(1)
         } else {
             100
         };
