@@ -403,4 +403,14 @@ async fn hostile_requests_get_answers_and_kiln_stays_up() {
     assert_eq!(client.export(empty).await.unwrap().into_inner().partial_success, None);
     let (status, body) = support::http(addr, "GET", "/healthz", b"").unwrap();
     assert_eq!((status, body.as_str()), (200, "ok"));
+
+    // Over the body limit: RESOURCE_EXHAUSTED (a gRPC status, not a JSON body) and 413.
+    let small_dir = tempfile::tempdir().unwrap();
+    let small = Kiln::start(small_dir.path(), &["--max-body-bytes", "65536"]);
+    // Uncompressed: the same stack gzips to a few hundred bytes.
+    let mut client = ProfilesServiceClient::connect(format!("http://{}", small.addr)).await.unwrap();
+    let status = client.export(grpc_request(deep.clone(), "t")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let (status, _) = post(small.addr, "application/x-protobuf", false, deep.encode_to_vec()).await;
+    assert_eq!(status, 413);
 }

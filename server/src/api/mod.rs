@@ -140,7 +140,7 @@ pub fn router(state: AppState) -> Router {
             crate::ingest::otlp::GRPC_EXPORT_PATH,
             any_service(otlp::grpc_service(state.clone()))
                 .layer(upload())
-                .layer(middleware::from_fn(otlp::grpc_refusals)),
+                .layer(middleware::from_fn_with_state(state.clone(), otlp::grpc_refusals)),
         )
         .route(
             "/querier.v1.QuerierService/{method}",

@@ -57,6 +57,17 @@ impl ProfilesService for GrpcExport {
         state.metrics.ingest_bytes.fetch_add(request.encoded_len() as u64, Ordering::Relaxed);
         let hold = extensions.get::<UploadHold>().cloned();
         let result = async {
+            // tonic decompressed the message; the in-flight budget holds what it came to.
+            let compressed = metadata.get("grpc-encoding").is_some_and(|e| e != "identity");
+            let decompressed = request.encoded_len() as u64;
+            if hold.as_ref().is_some_and(|h| compressed && !h.cover_decompressed(decompressed)) {
+                return Err(AppError::Unavailable {
+                    message: "the server is busy decoding other uploads: this request decompresses to more than the \
+                              in-flight budget has left (--max-inflight-bytes, KILN_MAX_INFLIGHT_BYTES)"
+                        .into(),
+                    retry_after: super::lane::RETRY_AFTER_BUDGET_SECS,
+                });
+            }
             let tenant = Tenant::from_headers(&metadata.into_headers())?;
             let mut budget = state.limits.budget().holding(hold);
             otlp::grant_decoded(&request, &mut budget);
@@ -106,8 +117,16 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The gRPC route's middleware: refusals made before tonic runs (the in-flight budget, body
-/// limits) are answered as gRPC statuses, which gRPC clients read, instead of JSON bodies.
-pub async fn grpc_refusals(request: Request, next: Next) -> Response {
+/// limits) are answered as gRPC statuses, which gRPC clients read, instead of JSON bodies. A
+/// body announced over `--max-body-bytes` is refused here: no extractor of tonic's would.
+pub async fn grpc_refusals(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let limit = state.limits.max_body_bytes;
+    if declared.is_some_and(|n| n > limit as u64) {
+        let message = format!("the request body is larger than {limit} bytes (--max-body-bytes, KILN_MAX_BODY_BYTES)");
+        return tonic::Status::resource_exhausted(message).into_http::<axum::body::Body>().into_response();
+    }
     let response = next.run(request).await;
     as_grpc_status(response).await
 }
