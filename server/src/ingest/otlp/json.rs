@@ -5,8 +5,8 @@
 //! hold their default, 64-bit integers as strings or numbers, attribute values as `AnyValue`
 //! objects. The generated messages' own serde derives (the crate's `with-serde`) need every
 //! field present and 64-bit integers as numbers, which no OTLP/JSON exporter writes, so this
-//! module reads the messages through lenient mirrors of its own. Links, ids and original
-//! payloads are not read: Kiln stores none of them.
+//! module reads the messages through lenient mirrors of its own. Links (beyond their number),
+//! ids and original payloads are not read: Kiln stores none of them.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -141,6 +141,8 @@ struct Dictionary {
     mapping_table: Vec<Mapping>,
     location_table: Vec<Location>,
     function_table: Vec<Function>,
+    /// Only counted: a sample's `linkIndex` must be inside it.
+    link_table: Vec<de::IgnoredAny>,
     string_table: Vec<String>,
     attribute_table: Vec<KeyValueAndUnit>,
     stack_table: Vec<Stack>,
@@ -340,7 +342,7 @@ impl From<Dictionary> for profiles::ProfilesDictionary {
                     start_line: f.start_line.0,
                 })
                 .collect(),
-            link_table: Vec::new(),
+            link_table: vec![profiles::Link::default(); d.link_table.len()],
             string_table: d.string_table,
             attribute_table: d
                 .attribute_table

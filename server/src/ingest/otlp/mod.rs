@@ -43,7 +43,8 @@
 //!
 //! **Cost.** Linear in the request: the dictionary's frame names are made once per request,
 //! names are interned in a tree once per series, samples sharing a stack in a series are
-//! expanded once and only their values added per sample, and no sample allocates. Frames and
+//! expanded once and only their values added per sample, and the mapping allocates nothing per
+//! sample (prost's decoding before it does: a sample's repeated fields are vectors). Frames and
 //! nodes are spent from the request's decode budget, as for pprof.
 
 pub mod json;
@@ -243,6 +244,7 @@ struct Dictionary<'a> {
     strings: &'a [String],
     attributes: &'a [KeyValueAndUnit],
     stacks: Vec<&'a [i32]>,
+    links: usize,
     /// Each location's frame names (ids into `names`), innermost first.
     location_frames: Vec<Range<u32>>,
     frame_names: Vec<u32>,
@@ -386,7 +388,16 @@ impl<'a> Dictionary<'a> {
             }
             stacks.push(&stack.location_indices[..]);
         }
-        Ok(Dictionary { strings, attributes, stacks, location_frames, frame_names, names, sample_roles })
+        Ok(Dictionary {
+            strings,
+            attributes,
+            stacks,
+            links: dict.link_table.len(),
+            location_frames,
+            frame_names,
+            names,
+            sample_roles,
+        })
     }
 
     fn string(&self, index: i32) -> Option<&'a str> {
@@ -580,6 +591,9 @@ impl ProfileContext<'_, '_> {
                     ));
                 }
             };
+            if sample.link_index != 0 && position(sample.link_index, dict.links).is_none() {
+                return refuse(format!("a sample's link {} is outside the link table", sample.link_index));
+            }
             relevant.clear();
             for &index in &sample.attribute_indices {
                 if position(index, dict.attributes.len()).is_none() && index != 0 {

@@ -136,6 +136,10 @@ fn timestamps_in_one_bucket_keep_the_profiles_range_and_values_pair_with_them() 
     let mismatched = Build::new(&["main"], &[]).sample(&[1, 2, 3], &[T0, T0 + 1], &[]).decode();
     assert_eq!((mismatched.rejected, mismatched.uploads.len()), (1, 0));
     assert!(mismatched.reasons[0].contains("3 values for 2 timestamps"), "{:?}", mismatched.reasons);
+    let mut linked = Build::new(&["main"], &[]).sample(&[1], &[], &[]);
+    linked.profile().samples[0].link_index = 3;
+    let decoded = linked.decode();
+    assert_eq!((decoded.rejected, decoded.uploads.len()), (1, 0), "a link outside the (empty) link table");
 }
 
 #[test]
