@@ -234,7 +234,7 @@ fn bench(c: &mut Criterion) {
     };
     // The same data: as many series, and the same samples (OTLP's in nanoseconds).
     let mut budget = limits.budget();
-    otlp::grant_decoded(&request, &mut budget);
+    budget.decode.grant(prost_otlp::Message::encoded_len(&request) as u64);
     let from_otlp = otlp::decode(&request, &options, &limits, &mut budget, now).unwrap().uploads;
     let from_pprof = decode_pprof();
     assert_eq!(from_otlp.len(), from_pprof.len());
@@ -248,7 +248,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ebpf-host/map", |b| {
         b.iter(|| {
             let mut budget = limits.budget();
-            otlp::grant_decoded(&request, &mut budget);
+            budget.decode.grant(prost_otlp::Message::encoded_len(&request) as u64);
             otlp::decode(&request, &options, &limits, &mut budget, now).unwrap()
         })
     });
@@ -256,7 +256,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let request = otlp::from_protobuf(&bytes).unwrap();
             let mut budget = limits.budget();
-            otlp::grant_decoded(&request, &mut budget);
+            budget.decode.grant(prost_otlp::Message::encoded_len(&request) as u64);
             otlp::decode(&request, &options, &limits, &mut budget, now).unwrap()
         })
     });

@@ -38,7 +38,7 @@ const NOW: i64 = 1_700_086_400;
 fn decode(request: &ExportProfilesServiceRequest, options: &OtlpOptions) -> Result<otlp::Decoded, String> {
     let limits = IngestLimits::default();
     let mut budget = limits.budget();
-    otlp::grant_decoded(request, &mut budget);
+    budget.decode.grant(request.encoded_len() as u64);
     otlp::decode(request, options, &limits, &mut budget, NOW).map_err(|e| e.to_string())
 }
 

@@ -54,13 +54,14 @@ impl ProfilesService for GrpcExport {
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
         let state = &self.state;
         let (metadata, extensions, request) = request.into_parts();
-        state.metrics.ingest_bytes.fetch_add(request.encoded_len() as u64, Ordering::Relaxed);
+        // The decoded message's size, walked once: what is counted, held and granted.
+        let size = request.encoded_len() as u64;
+        state.metrics.ingest_bytes.fetch_add(size, Ordering::Relaxed);
         let hold = extensions.get::<UploadHold>().cloned();
         let result = async {
             // tonic decompressed the message; the in-flight budget holds what it came to.
             let compressed = metadata.get("grpc-encoding").is_some_and(|e| e != "identity");
-            let decompressed = request.encoded_len() as u64;
-            if hold.as_ref().is_some_and(|h| compressed && !h.cover_decompressed(decompressed)) {
+            if hold.as_ref().is_some_and(|h| compressed && !h.cover_decompressed(size)) {
                 return Err(AppError::Unavailable {
                     message: "the server is busy decoding other uploads: this request decompresses to more than the \
                               in-flight budget has left (--max-inflight-bytes, KILN_MAX_INFLIGHT_BYTES)"
@@ -70,7 +71,8 @@ impl ProfilesService for GrpcExport {
             }
             let tenant = Tenant::from_headers(&metadata.into_headers())?;
             let mut budget = state.limits.budget().holding(hold);
-            otlp::grant_decoded(&request, &mut budget);
+            // What tonic decoded is granted as the HTTP path grants the bytes it reads.
+            budget.decode.grant(size);
             Ok::<_, AppError>(otlp::export(sink(state), &tenant.0, &request, &state.otlp, budget).await?)
         }
         .await;

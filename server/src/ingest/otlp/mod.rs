@@ -143,13 +143,6 @@ pub fn read_http(
     }
 }
 
-/// Grants `budget` the size of a request tonic decoded (gRPC), as [`read_http`] does for the
-/// bytes it reads.
-pub fn grant_decoded(request: &ExportProfilesServiceRequest, budget: &mut RequestBudget) {
-    use prost_otlp::Message;
-    budget.decode.grant(request.encoded_len() as u64);
-}
-
 /// Decodes `request` and stores its valid profiles in `tenant`, all in one append; a broken
 /// dictionary (or a request over its budget) stores nothing. Returns what was refused.
 pub async fn export(

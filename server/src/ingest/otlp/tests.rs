@@ -93,7 +93,7 @@ impl Build {
 
     fn decode_with(&self, limits: &IngestLimits) -> Result<Decoded, IngestError> {
         let mut budget = limits.budget();
-        grant_decoded(&self.request, &mut budget);
+        budget.decode.grant(prost_otlp::Message::encoded_len(&self.request) as u64);
         decode(&self.request, &OtlpOptions::default(), limits, &mut budget, 1_700_000_100)
     }
 
