@@ -153,6 +153,11 @@ mod tests {
         let auth = Auth::new(Some("in".into()), Some("out".into()));
         assert_eq!(auth.required_for("/ingest"), Some("in"));
         assert_eq!(auth.required_for("/push.v1.PusherService/Push"), Some("in"));
+        assert_eq!(auth.required_for("/v1development/profiles"), Some("in"));
+        assert_eq!(
+            auth.required_for("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"),
+            Some("in")
+        );
         assert_eq!(auth.required_for("/render"), Some("out"));
         assert_eq!(auth.required_for("/"), Some("out"));
         assert_eq!(auth.required_for("/metrics"), None);
