@@ -369,8 +369,11 @@ async fn grpc_and_http_clients_export_to_a_live_kiln() {
     broken.dictionary.as_mut().unwrap().location_table[1].lines[0].function_index = 99;
     let status = client.export(grpc_request(broken.clone(), "team-grpc")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    let (status, _) = post(addr, "application/x-protobuf", false, broken.encode_to_vec()).await;
+    let (status, body) = post(addr, "application/x-protobuf", false, broken.encode_to_vec()).await;
     assert_eq!(status, 400);
+    // A google.rpc.Status: code (field 1) INVALID_ARGUMENT, then the message (field 2).
+    assert_eq!(body[..2], [0x08, 3]);
+    assert!(String::from_utf8_lossy(&body).contains("function 99"), "{body:?}");
     let (_, folded) = render_folded(addr, "team-grpc", "broken.cpu").await;
     assert!(support::folded_values(&folded).is_empty(), "{folded}");
 }
@@ -412,8 +415,10 @@ async fn hostile_requests_get_answers_and_kiln_stays_up() {
     assert_eq!(status, 400);
     let (status, _) = post(addr, "application/x-protobuf", true, vec![0xff; 4096]).await;
     assert_eq!(status, 400);
-    let (status, _) = post(addr, "application/json", false, b"{\"resourceProfiles\": [".to_vec()).await;
+    let (status, body) = post(addr, "application/json", false, b"{\"resourceProfiles\": [".to_vec()).await;
     assert_eq!(status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((error["code"].as_i64(), error["message"] == error["error"]), (Some(3), true), "{error}");
     // An empty request is a valid one with nothing in it.
     let empty = grpc_request(ExportProfilesServiceRequest::default(), "t");
     assert_eq!(client.export(empty).await.unwrap().into_inner().partial_success, None);

@@ -95,22 +95,31 @@ fn response(decoded: &Decoded) -> ExportProfilesServiceResponse {
     ExportProfilesServiceResponse { partial_success: decoded.partial_success() }
 }
 
-/// An error as the gRPC status OTLP clients expect: `INVALID_ARGUMENT` is not retried,
-/// `UNAVAILABLE` and `RESOURCE_EXHAUSTED` are.
-fn grpc_status(e: AppError) -> tonic::Status {
-    let message = match &e {
+/// The gRPC code of an HTTP status, as OTLP clients read it: `INVALID_ARGUMENT` is not
+/// retried, `UNAVAILABLE` and `RESOURCE_EXHAUSTED` are.
+fn grpc_code(status: StatusCode) -> tonic::Code {
+    match status {
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        status if status.is_client_error() => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Internal,
+    }
+}
+
+/// What a client is told of an error (the server's own failures only in the log).
+fn client_message(e: &AppError) -> String {
+    match e {
         AppError::Internal(detail) => {
             tracing::error!(%detail, "OTLP export failed");
             "internal error; see the server log".to_string()
         }
         other => other.to_string(),
-    };
-    match e.status() {
-        StatusCode::SERVICE_UNAVAILABLE => tonic::Status::unavailable(message),
-        StatusCode::PAYLOAD_TOO_LARGE => tonic::Status::resource_exhausted(message),
-        StatusCode::INTERNAL_SERVER_ERROR => tonic::Status::internal(message),
-        _ => tonic::Status::invalid_argument(message),
     }
+}
+
+fn grpc_status(e: AppError) -> tonic::Status {
+    tonic::Status::new(grpc_code(e.status()), client_message(&e))
 }
 
 /// Whether a request speaks gRPC.
@@ -146,14 +155,7 @@ pub async fn as_grpc_status(response: Response) -> Response {
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
-    let code = match parts.status {
-        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
-        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
-        status if status.is_client_error() => tonic::Code::InvalidArgument,
-        _ => tonic::Code::Internal,
-    };
-    let mut answer = tonic::Status::new(code, message).into_http::<axum::body::Body>();
+    let mut answer = tonic::Status::new(grpc_code(parts.status), message).into_http::<axum::body::Body>();
     if let Some(retry_after) = parts.headers.get(header::RETRY_AFTER) {
         answer.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
     }
@@ -191,7 +193,10 @@ pub async fn export_http(
     }
     .await;
     count(&state, &result);
-    let answer = response(&result?);
+    let answer = match result {
+        Ok(decoded) => response(&decoded),
+        Err(e) => return Ok(http_error(codec, e)),
+    };
     Ok(match codec {
         Codec::Protobuf => ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response(),
         Codec::Json => {
@@ -206,4 +211,31 @@ pub async fn export_http(
             ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
         }
     })
+}
+
+/// An OTLP/HTTP error: the status and `Retry-After` Kiln answers everywhere, with a
+/// `google.rpc.Status` body in the request's encoding, as OTLP/HTTP clients read it (in JSON
+/// beside Kiln's own `error` and `detail`).
+fn http_error(codec: Codec, e: AppError) -> Response {
+    let (status, code, message) = (e.status(), grpc_code(e.status()) as i32, client_message(&e));
+    let mut response = match codec {
+        Codec::Protobuf => {
+            let mut body = Vec::new();
+            prost_otlp::encoding::int32::encode(1, &code, &mut body);
+            prost_otlp::encoding::string::encode(2, &message, &mut body);
+            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+        }
+        Codec::Json => {
+            let detail = match &e {
+                AppError::BadRequest { detail, .. } => detail.clone(),
+                _ => None,
+            };
+            let body = json!({ "code": code, "message": message, "error": message, "detail": detail });
+            (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+    };
+    if let AppError::Unavailable { retry_after, .. } = &e {
+        response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after));
+    }
+    response
 }
