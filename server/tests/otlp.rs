@@ -249,10 +249,14 @@ fn request(app: &str, stacks: &[(&[&str], i64)]) -> ExportProfilesServiceRequest
     }
 }
 
-/// `/render` of `query` in `tenant`, folded.
+/// `/render` of `query` in `tenant`, folded, over the last hour.
 async fn render_folded(addr: std::net::SocketAddr, tenant: &str, query: &str) -> (u16, String) {
+    render_range(addr, tenant, query, "from=now-1h&until=now%2B1h").await
+}
+
+async fn render_range(addr: std::net::SocketAddr, tenant: &str, query: &str, range: &str) -> (u16, String) {
     let response = reqwest::Client::new()
-        .get(format!("http://{addr}/render?query={query}&format=folded&from=now-1h&until=now%2B1h"))
+        .get(format!("http://{addr}/render?query={query}&format=folded&{range}"))
         .header("X-Scope-OrgID", tenant)
         .header("Authorization", "Bearer reader")
         .send()
@@ -347,6 +351,18 @@ async fn grpc_and_http_clients_export_to_a_live_kiln() {
 
     let (status, _) = post(addr, "text/plain", false, b"main 1".to_vec()).await;
     assert_eq!(status, 415);
+
+    // The Python producer's request, as it wrote it: off-CPU time in three 10 s buckets, found
+    // by its own type, and an application whose name ends in a type's name.
+    let (status, body) = post(addr, "application/x-protobuf", true, data("multi.binpb")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let range = "from=1700000000&until=1700000040";
+    let (_, folded) = render_range(addr, "team-http", "frontend.off_cpu", range).await;
+    assert_eq!(support::folded_values(&folded), BTreeMap::from([("main;futex_wait_[k]".into(), 1000)]));
+    let (_, folded) = render_range(addr, "team-http", "frontend.off_cpu", "from=1700000010&until=1700000020").await;
+    assert_eq!(support::folded_values(&folded), BTreeMap::from([("main;futex_wait_[k]".into(), 500)]), "one bucket");
+    let (_, folded) = render_range(addr, "team-http", "%22ledger.cpu%22.cpu", range).await;
+    assert_eq!(support::folded_values(&folded), BTreeMap::from([("main;work".into(), 31_500_000)]));
 
     // A bad profile among good ones: partial success, the good ones stored.
     let mut mixed = request("mixed", &[(&["ok"], 1)]);

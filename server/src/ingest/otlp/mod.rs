@@ -16,8 +16,8 @@
 //! `samples/count` with a `cpu/nanoseconds` period (the eBPF profiler's on-CPU profile) is Kiln's
 //! `cpu` in nanoseconds, each count worth `period` nanoseconds; any other sample type goes through
 //! the same table as pprof ([`super::pprof::default_config`]: `cpu`, `alloc_space`,
-//! `inuse_objects`, …) and a type in neither (`off_cpu/nanoseconds`) is stored under its own
-//! name and unit, as pprof does. The five-part IDs Pyroscope clients ask for follow from those
+//! `inuse_objects`, …) and a type in neither is stored under its own name and unit, as pprof
+//! does (the eBPF profiler's `off_cpu/nanoseconds` is then Kiln's known type `off_cpu`). The five-part IDs Pyroscope clients ask for follow from those
 //! types (`kiln_model::selector::profile_type_id`).
 //!
 //! **Applications and labels.** The application is the resource's `service.name`; when it is
@@ -723,7 +723,9 @@ impl ProfileContext<'_, '_> {
             }
             let (app, labels) = &series[tree.series as usize];
             let (from, until) = match tree.bucket {
-                Some(b) => (b * BUCKET_SECS, b * BUCKET_SECS + BUCKET_SECS),
+                // An upload's `until` is the last second it covers (queries take it inclusively):
+                // a bucket ends one second before the next begins.
+                Some(b) => (b * BUCKET_SECS, b * BUCKET_SECS + BUCKET_SECS - 1),
                 None => (from, until),
             };
             for time in [from, until] {
