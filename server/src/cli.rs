@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// new series beyond it get 400, the tenant's active series keep being stored.
     #[arg(long, env = "KILN_MAX_SERIES_PER_TENANT", default_value_t = IngestLimits::default().max_series_per_tenant)]
     pub max_series_per_tenant: usize,
+    /// OTLP sample attributes that become series labels (comma-separated, e.g. `thread.name`);
+    /// none by default, so that per-sample values cannot multiply series. Resource attributes
+    /// are always labels.
+    #[arg(long, env = "KILN_OTLP_SAMPLE_LABELS", value_delimiter = ',')]
+    pub otlp_sample_labels: Vec<String>,
     /// Series one query may merge; more gets 422 (narrow it with label matchers).
     #[arg(long, env = "KILN_MAX_QUERY_SERIES", default_value_t = QueryLimits::default().max_series)]
     pub max_query_series: usize,
@@ -280,6 +285,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             decode_floor_kib: args.decode_floor_kib,
             ..IngestLimits::default()
         },
+        otlp: Arc::new(crate::ingest::otlp::OtlpOptions {
+            sample_labels: args
+                .otlp_sample_labels
+                .iter()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        }),
         query_limits: QueryLimits {
             max_series: args.max_query_series,
             max_bytes: args.max_query_bytes,

@@ -10,6 +10,8 @@ use std::fmt;
 pub const KNOWN_PROFILE_TYPES: &[&str] = &[
     "cpu",
     "wall",
+    // Off-CPU time (the OpenTelemetry eBPF profiler's `off_cpu/nanoseconds` profiles).
+    "off_cpu",
     "itimer",
     "alloc_objects",
     "alloc_space",
@@ -282,6 +284,7 @@ pub fn profile_type_id(profile_type: &str) -> String {
     let known = match profile_type {
         "cpu" => "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
         "wall" => "wall:wall:nanoseconds:wall:nanoseconds",
+        "off_cpu" => "off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds",
         "itimer" => "itimer:itimer:nanoseconds:cpu:nanoseconds",
         "alloc_objects" => "memory:alloc_objects:count:space:bytes",
         "alloc_space" => "memory:alloc_space:bytes:space:bytes",

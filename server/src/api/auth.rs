@@ -33,7 +33,13 @@ impl std::fmt::Debug for Auth {
 }
 
 /// Paths that write profiles.
-const INGEST_PATHS: &[&str] = &["/ingest", "/pyroscope/ingest", "/push.v1.PusherService/Push"];
+const INGEST_PATHS: &[&str] = &[
+    "/ingest",
+    "/pyroscope/ingest",
+    "/push.v1.PusherService/Push",
+    crate::ingest::otlp::HTTP_PATH,
+    crate::ingest::otlp::GRPC_EXPORT_PATH,
+];
 
 /// Paths that never need a token: liveness, readiness and the Prometheus scrape.
 const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -64,13 +70,15 @@ pub async fn require_token(State(auth): State<Auth>, request: Request, next: Nex
     let Some(expected) = auth.required_for(request.uri().path()) else {
         return next.run(request).await;
     };
-    match presented_token(request.headers()) {
-        Some(token) if same_bytes(token.as_bytes(), expected.as_bytes()) => next.run(request).await,
+    let refusal = match presented_token(request.headers()) {
+        Some(token) if same_bytes(token.as_bytes(), expected.as_bytes()) => return next.run(request).await,
         Some(_) => unauthorized("invalid token"),
         None => unauthorized(
             "missing credentials: send `Authorization: Bearer <token>` or Basic auth with the token as password",
         ),
-    }
+    };
+    // gRPC clients (OTLP exporters) read a gRPC status, not a JSON body.
+    if super::otlp::is_grpc(request.headers()) { super::otlp::as_grpc_status(refusal).await } else { refusal }
 }
 
 /// The token in `Authorization`: a Bearer token, or a Basic password.
@@ -145,6 +153,11 @@ mod tests {
         let auth = Auth::new(Some("in".into()), Some("out".into()));
         assert_eq!(auth.required_for("/ingest"), Some("in"));
         assert_eq!(auth.required_for("/push.v1.PusherService/Push"), Some("in"));
+        assert_eq!(auth.required_for("/v1development/profiles"), Some("in"));
+        assert_eq!(
+            auth.required_for("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"),
+            Some("in")
+        );
         assert_eq!(auth.required_for("/render"), Some("out"));
         assert_eq!(auth.required_for("/"), Some("out"));
         assert_eq!(auth.required_for("/metrics"), None);

@@ -9,6 +9,7 @@ mod export;
 mod ingest;
 mod labels;
 mod lane;
+mod otlp;
 mod page_data;
 pub mod protect;
 mod push;
@@ -26,7 +27,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any_service, get, post};
 use axum::{Router, extract::DefaultBodyLimit};
 use kiln_app::source::SharedSource;
 use kiln_app::{PAGE_PATHS, shell};
@@ -40,6 +41,7 @@ pub use site::Site;
 pub use tenant::{Tenant, idempotency_key};
 
 use crate::ingest::IngestLimits;
+use crate::ingest::otlp::OtlpOptions;
 use crate::metrics::{Exposition, Metrics, StorageGauges, Totals};
 use crate::query::{MergeCache, QueryLimits, StoreSource};
 use crate::storage::Store;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Upload limits.
     pub limits: IngestLimits,
+    /// How OTLP profiles become series (`--otlp-sample-labels`).
+    pub otlp: Arc<OtlpOptions>,
     /// What one query may cost.
     pub query_limits: QueryLimits,
     /// Recent merges: a page's query merged while rendering answers the browser's fetch of its
@@ -81,6 +85,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             limits: IngestLimits::default(),
+            otlp: Arc::default(),
             query_limits: QueryLimits::default(),
             merges: Arc::default(),
             leptos: LeptosOptions::builder().output_name("kiln").build(),
@@ -129,6 +134,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest", post(ingest::ingest).layer(upload()))
         .route("/pyroscope/ingest", post(ingest::ingest).layer(upload()))
         .route("/push.v1.PusherService/Push", post(push::push).layer(upload()))
+        .route(crate::ingest::otlp::HTTP_PATH, post(otlp::export_http).layer(upload()))
+        // Refusals before tonic runs (budget, body limit) are answered as gRPC statuses.
+        .route(
+            crate::ingest::otlp::GRPC_EXPORT_PATH,
+            any_service(otlp::grpc_service(state.clone()))
+                .layer(upload())
+                .layer(middleware::from_fn_with_state(state.clone(), otlp::grpc_refusals)),
+        )
         .route(
             "/querier.v1.QuerierService/{method}",
             post(connect::querier).layer(DefaultBodyLimit::max(connect::MAX_MESSAGE_BYTES)).layer(heavy()),

@@ -20,6 +20,7 @@ mod body;
 mod collapse;
 mod error;
 mod multipart;
+pub mod otlp;
 mod params;
 pub mod pprof;
 pub mod profile_set;
