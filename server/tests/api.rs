@@ -649,6 +649,11 @@ async fn uploads_without_a_format_are_read_by_their_content() {
     assert_eq!(post(&app, "/ingest?name=plain", folded).await, (StatusCode::OK, String::new()));
     let (_, plain) = get(&app, "/render?query=plain&format=folded").await;
     assert_eq!(sorted_lines(&plain), ["main 1", "main;work 5"]);
+    // The same saved as UTF-16 with its byte-order mark, as Windows PowerShell's `>` writes.
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(folded.encode_utf16().flat_map(u16::to_le_bytes));
+    assert_eq!(post(&app, "/ingest?name=wide", utf16).await, (StatusCode::OK, String::new()));
+    assert_eq!(get(&app, "/render?query=wide&format=folded").await.1, plain);
     let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/agents");
     let pprof = std::fs::read(agents.join("rust-v05/bodies/0002-conn2.bin")).unwrap();
     assert_eq!(post(&app, "/ingest?name=rusty", pprof).await, (StatusCode::OK, String::new()));

@@ -57,6 +57,30 @@ pub fn gunzip(body: &[u8], budget: &mut RequestBudget) -> Result<Vec<u8>, Ingest
     Ok(out)
 }
 
+/// Text as UTF-8: a UTF-8 byte-order mark is dropped, and UTF-16 with its mark (what Windows
+/// PowerShell's `>` and some Windows profilers write) is re-encoded, so that every text format
+/// reads the same file however it was saved. Bytes without a mark pass through untouched.
+pub fn utf8_text(body: Vec<u8>) -> Result<Vec<u8>, IngestError> {
+    let big_endian = match body.get(..2) {
+        _ if body.starts_with(&[0xef, 0xbb, 0xbf]) => return Ok(body[3..].to_vec()),
+        Some([0xff, 0xfe]) => false,
+        Some([0xfe, 0xff]) => true,
+        _ => return Ok(body),
+    };
+    if body.len() % 2 != 0 {
+        return Err(IngestError::malformed("UTF-16 text with an odd number of bytes (truncated?)"));
+    }
+    let units = body[2..].chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if big_endian { u16::from_be_bytes(pair) } else { u16::from_le_bytes(pair) }
+    });
+    let mut text = String::with_capacity(body.len() / 2 * 3);
+    for unit in char::decode_utf16(units) {
+        text.push(unit.unwrap_or(char::REPLACEMENT_CHARACTER));
+    }
+    Ok(text.into_bytes())
+}
+
 enum GzipError {
     Invalid(&'static str),
     TooLarge,
@@ -259,5 +283,23 @@ mod tests {
         // Exactly at the limit is fine.
         let exact = gz(&vec![b'b'; 10_000]);
         assert_eq!(gunzip(&exact, &mut limits.budget()).unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn byte_order_marks_are_read_and_utf16_becomes_utf8() {
+        let text = "main;caf\u{e9} 2\r\nmain;\u{1f525} 1\r\n";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend_from_slice(text.as_bytes());
+        for body in [le.clone(), be, bom, text.as_bytes().to_vec()] {
+            assert_eq!(utf8_text(body).unwrap(), text.as_bytes());
+        }
+        le.pop();
+        assert!(matches!(utf8_text(le), Err(IngestError::Malformed { .. })));
+        // A lone surrogate is replaced, not refused.
+        assert_eq!(utf8_text(vec![0xff, 0xfe, 0x00, 0xd8, b'a', 0]).unwrap(), "\u{fffd}a".as_bytes());
     }
 }

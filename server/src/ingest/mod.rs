@@ -187,6 +187,7 @@ pub async fn ingest(
         let uploads = pprof_uploads(&profile.data, params, &meta, &config, &limits, &mut budget)?;
         return store(uploads).await;
     }
+    let body = body::utf8_text(body)?;
     let format = match params.format.as_deref() {
         None | Some("auto") => detect_format(&body, headers),
         Some(format) => format,
@@ -288,7 +289,7 @@ pub fn read_profile(
     limits: &IngestLimits,
 ) -> Result<(kiln_model::FlatTree, String), IngestError> {
     let mut budget = limits.budget();
-    let body = body::decode(body, headers, &mut budget)?;
+    let body = body::utf8_text(body::decode(body, headers, &mut budget)?)?;
     let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
     // The first profile type's tree, or None for a pprof with no samples.
     type Found = Option<(kiln_model::FlatTree, String)>;
