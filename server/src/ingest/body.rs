@@ -67,7 +67,7 @@ pub fn utf8_text(body: Vec<u8>) -> Result<Vec<u8>, IngestError> {
         Some([0xfe, 0xff]) => true,
         _ => return Ok(body),
     };
-    if body.len() % 2 != 0 {
+    if !body.len().is_multiple_of(2) {
         return Err(IngestError::malformed("UTF-16 text with an odd number of bytes (truncated?)"));
     }
     let units = body[2..].chunks_exact(2).map(|pair| {
