@@ -28,6 +28,7 @@ pub mod search;
 pub mod selector;
 pub mod speedscope;
 pub mod tenant;
+pub mod time_order;
 pub mod top;
 pub mod trace_event;
 mod tree;
