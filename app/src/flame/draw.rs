@@ -2,11 +2,11 @@
 
 use std::cell::RefCell;
 
-use kiln_model::{FlatTree, NodeId};
 use kiln_model::layout::{FrameRect, diff_color, visible_frames};
 use kiln_model::navigate::frame_rect;
 use kiln_model::palette::{ColourMode, heat_color};
 use kiln_model::raster::{Pixmap, hsl_to_rgb};
+use kiln_model::{FlatTree, NodeId};
 use leptos::prelude::{GetUntracked, LocalStorage, RwSignal, Set, StoredValue};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{Clamped, JsCast};

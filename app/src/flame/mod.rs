@@ -34,8 +34,8 @@ use draw::Look;
 use keyboard::{on_canvas_key, on_escape};
 use menu::ContextMenu;
 pub use state::{DiffSides, Loaded, ROW_HEIGHT};
-pub use time_order::TimeOrderChart;
 use state::{FlameView, Pointer};
+pub use time_order::TimeOrderChart;
 use tooltip::{HoverOutline, SelectionText, Tooltip};
 
 /// A flamegraph of `data`.
@@ -228,9 +228,8 @@ pub fn FlameGraph(
             .and_then(|l| l.get())
             .and_then(|name| d.tree.names.iter().position(|n| *n == name))
             .map(|i| i as u32);
-        let (drawn, count) = matches.with(|m| {
-            draw::draw(&canvas, width, &d, focus.get(), selected.get(), linked_name, m.as_deref(), look)
-        });
+        let (drawn, count) = matches
+            .with(|m| draw::draw(&canvas, width, &d, focus.get(), selected.get(), linked_name, m.as_deref(), look));
         rects.set_value(drawn);
         let count = count.to_string();
         if outlined.with_untracked(|now| *now != count) {

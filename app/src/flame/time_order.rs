@@ -350,9 +350,9 @@ pub fn TimeOrderChart(
             .filter(|_| search.is_on())
             .map(|d| search.flags(&d.tree.names, &d.lowercase_names))
             .filter(|m| m.contains(&true));
-        let linked_name = linked.get().and_then(|name| {
-            d.as_ref().and_then(|d| d.tree.names.iter().position(|n| *n == name)).map(|i| i as u32)
-        });
+        let linked_name = linked
+            .get()
+            .and_then(|name| d.as_ref().and_then(|d| d.tree.names.iter().position(|n| *n == name)).map(|i| i as u32));
         let mut chart = chart.borrow_mut();
         let fresh = match (&chart.data, &d) {
             (Some(old), Some(new)) => !Arc::ptr_eq(old, new),
