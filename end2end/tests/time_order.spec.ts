@@ -106,3 +106,13 @@ test("a file without timestamps offers no time order", async ({ page }) => {
   await expect(page.locator(".flame-status")).toHaveText("4 samples in total");
   await expect(page.getByRole("button", { name: "Time order" })).toHaveCount(0);
 });
+
+test("a perf script capture with times opens in time order too", async ({ page }) => {
+  await page.goto("/open");
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+  await page.getByLabel("Profile file").setInputFiles(path.join(__dirname, "data", "perf-java-stacks-01.txt"));
+  await expect(page.locator(".flame-status")).toHaveText(/samples in total$/);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to \S+ (ms|s) of \S+ (ms|s) \([\d,]+ samples\)$/);
+  await expect(page.locator(".time-order-status")).toHaveText("");
+});

@@ -108,6 +108,33 @@ fn timed_files_answer_their_time_order_and_others_say_why_not() {
 }
 
 #[test]
+fn perf_script_with_times_is_read_with_the_flamegraph_s_frame_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &[]);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/model/tests/data/example-perf-stacks.txt.gz");
+    let mut script = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut script).unwrap();
+    // Recognised by content, as the Open page sends it.
+    let (status, _, body) = post_bytes(kiln.addr, "/api/collapse/time-order", &script);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let timed = time_order::decode(&body).unwrap();
+    assert!(timed.samples.len() > 100, "{} samples", timed.samples.len());
+    assert!(timed.samples.windows(2).all(|w| w[0].end() <= w[1].start));
+    // Every stack of the busiest thread is one inferno's collapse (the flamegraph the page
+    // shows) has too: the same names, so the link between the views finds them.
+    let collapsed = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/model/tests/data/example-perf-stacks-collapsed.txt"),
+    )
+    .unwrap();
+    let inferno: std::collections::HashSet<&str> =
+        collapsed.lines().filter_map(|l| l.rsplit_once(' ').map(|(stack, _)| stack)).collect();
+    for (stack, _) in timed.tree.stacks() {
+        let stack = stack.join(";");
+        assert!(inferno.contains(stack.as_str()), "{stack} is not in inferno's collapse");
+    }
+}
+
+#[test]
 fn more_samples_than_the_cap_is_a_clear_413() {
     let dir = tempfile::tempdir().unwrap();
     let kiln = Kiln::start(dir.path(), &[]);

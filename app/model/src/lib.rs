@@ -19,6 +19,7 @@ pub mod layout;
 pub mod navigate;
 pub mod page_data;
 pub mod palette;
+pub mod perf_script;
 pub mod profile_set;
 pub mod query_string;
 pub mod raster;

@@ -8,10 +8,10 @@
 //! speedscope parser left the wasm to make room for the time-order view within the download
 //! budget.)
 //!
-//! Files with timestamps (V8 profiles, Chrome traces, evented speedscope) also open in time
-//! order: the page asks `/api/collapse/time-order` for the busiest profile's samples once the
-//! flamegraph shows, and a toggle switches between the two views. A function selected in
-//! either is outlined in both.
+//! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
+//! times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
+//! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
+//! function selected in either is outlined in both.
 
 use std::sync::Arc;
 
@@ -35,12 +35,14 @@ async fn read_file(file: web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Whether the file has timestamps to show in time order: a V8 profile, a Chrome trace, or
-/// speedscope JSON with an evented profile (the server says so for sure when asked).
+/// Whether the file has timestamps to show in time order: a V8 profile, a Chrome trace,
+/// speedscope JSON with an evented profile, or `perf script` output with times (the server
+/// says so for sure when asked).
 fn has_times(bytes: &[u8]) -> bool {
     match kiln_model::formats::sniff(bytes).map(|f| f.decoder) {
         Some(Decoder::Parser(parser)) => matches!(parser, Parser::CpuProfile | Parser::ChromeTrace),
-        _ => speedscope::looks_like_json(bytes) && bytes.windows(9).any(|w| w == b"\"evented\""),
+        _ if speedscope::looks_like_json(bytes) => bytes.windows(9).any(|w| w == b"\"evented\""),
+        _ => kiln_model::perf_script::looks_like_timed(bytes),
     }
 }
 

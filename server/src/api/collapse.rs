@@ -8,9 +8,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
-use kiln_model::formats::{self, Decoder, Parser};
+use kiln_model::formats::{self, Collapser, Decoder, Parser};
 use kiln_model::time_order::{self, TimeOrder, TimedProfile};
-use kiln_model::{CallTree, codec, speedscope};
+use kiln_model::{CallTree, codec, perf_script, speedscope};
 use serde::Deserialize;
 
 use super::{AppError, AppState};
@@ -42,10 +42,10 @@ pub async fn collapse(
         .into_response())
 }
 
-/// `POST /api/collapse/time-order?format=auto|cpuprofile|chrome_trace|speedscope`: a file with
-/// timestamps in, the samples of its busiest timed profile (thread) in time order out, with
-/// that profile's tree ([`time_order::encode`]). Stores nothing: the Open page asks for it when
-/// its "Time order" view is chosen.
+/// `POST /api/collapse/time-order?format=auto|cpuprofile|chrome_trace|speedscope|perf_script`:
+/// a file with timestamps in, the samples of its busiest timed profile (thread) in time order
+/// out, with that profile's tree ([`time_order::encode`]). Stores nothing: the Open page asks
+/// for it to show its "Time order" view.
 ///
 /// Formats without times answer 422; more than [`time_order::MAX_SAMPLES`] samples 413, so the
 /// answer (about 6 bytes a sample) and the browser's chart stay bounded. The body is read as
@@ -70,13 +70,14 @@ fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> 
     let found = if format == "auto" {
         formats::sniff(body)
             .or_else(|| speedscope::looks_like_json(body).then(|| formats::find("speedscope")).flatten())
+            .or_else(|| perf_script::looks_like_timed(body).then(|| formats::find("perf_script")).flatten())
     } else {
         formats::find(format)
     };
     let no_times = |what: &str| {
         AppError::Unprocessable(format!(
-            "{what}: nothing to show in time order; .cpuprofile, Chrome trace and evented speedscope files \
-             with timestamps open in it"
+            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope and \
+             `perf script` files with timestamps open in it"
         ))
     };
     let Some(found) = found else {
@@ -104,6 +105,18 @@ fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> 
             file.profiles
                 .into_iter()
                 .filter_map(|p| Some((p.name, p.tree, p.time_order?, file.units.to_string())))
+                .collect()
+        }
+        Decoder::Collapse(Collapser::Perf) => {
+            // The flamegraph of `perf script` is inferno's; its times are read by the model.
+            perf_script::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode)
+                .map_err(|e| match e.exhausted {
+                    Some(_) => AppError::Unprocessable(e.to_string()),
+                    None => AppError::BadRequest { message: e.to_string(), detail: None },
+                })?
+                .parts
+                .into_iter()
+                .filter_map(|p| Some((p.name, p.tree, p.time_order?, p.units)))
                 .collect()
         }
         _ => return Err(no_times(&format!("{} files have no timestamps", found.name))),
