@@ -26,7 +26,7 @@ test("a .cpuprofile in time order: zoom, pan, keys, tooltip, and the link to the
   await expect(toggle).toHaveAttribute("aria-pressed", "true");
   const chart = page.locator("canvas.time-order-canvas");
   await expect(chart).toBeVisible();
-  await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to (\S+ ms) of \1 \(336 samples\)$/);
+  await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to (\S+ ms) of \1 \(336 samples, main\)$/);
   const whole = await shown(page);
   await expect(page.locator("canvas.flame-canvas:not(.time-order-canvas)")).toBeHidden();
 
@@ -113,6 +113,6 @@ test("a perf script capture with times opens in time order too", async ({ page }
   await page.getByLabel("Profile file").setInputFiles(path.join(__dirname, "data", "perf-java-stacks-01.txt"));
   await expect(page.locator(".flame-status")).toHaveText(/samples in total$/);
   await page.getByRole("button", { name: "Time order" }).click();
-  await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to \S+ (ms|s) of \S+ (ms|s) \([\d,]+ samples\)$/);
+  await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to \S+ (ms|s) of \S+ (ms|s) \([\d,]+ samples, .+ \d+\)$/);
   await expect(page.locator(".time-order-status")).toHaveText("");
 });

@@ -51,7 +51,8 @@ fn timed_files_answer_their_time_order_and_others_say_why_not() {
     let answered = time_order::decode(&body).unwrap();
     let set = cpuprofile::parse_budgeted(&bytes, 1024, &mut DecodeBudget::unlimited()).unwrap();
     let part = &set.parts[0];
-    assert_eq!(answered, TimedProfile::new(&part.tree, part.time_order.as_ref().unwrap(), &part.units));
+    let expected = TimedProfile::new(&part.tree, part.time_order.as_ref().unwrap(), &part.units);
+    assert_eq!(answered, TimedProfile { name: "main".into(), ..expected });
     assert_eq!(answered.samples.len(), 336);
     assert!(body.len() < 336 * 8 + 16 * 1024, "compact: {} bytes", body.len());
 
@@ -62,6 +63,7 @@ fn timed_files_answer_their_time_order_and_others_say_why_not() {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let answered = time_order::decode(&body).unwrap();
         assert!(answered.tree.names.iter().any(|n| n == "fib"), "the V8 samples' thread is the busiest");
+        assert!(answered.name.starts_with("CPU profile"), "{}", answered.name);
         assert_eq!(
             answered.samples.iter().map(|s| s.weight).sum::<u64>() + answered.tree.self_value[0],
             answered.tree.total()

@@ -87,6 +87,8 @@ pub struct TimedProfile {
     pub tree: FlatTree,
     /// Unit of starts and weights (`nanoseconds`, `samples`, …).
     pub units: String,
+    /// Which profile of its file it is (a thread), empty when unnamed.
+    pub name: String,
     /// The samples in time order.
     pub samples: Vec<Sample>,
 }
@@ -95,7 +97,7 @@ impl TimedProfile {
     /// Freezes `tree` and its time order.
     pub fn new(tree: &CallTree, order: &TimeOrder, units: &str) -> TimedProfile {
         let (flat, flat_of) = tree.to_flat_mapped();
-        TimedProfile { samples: order.to_flat(&flat_of), tree: flat, units: units.to_string() }
+        TimedProfile { samples: order.to_flat(&flat_of), tree: flat, units: units.to_string(), name: String::new() }
     }
 
     /// When the last sample ends.
@@ -119,6 +121,7 @@ pub const CONTENT_TYPE: &str = "application/vnd.kiln.time-order.v1";
 /// reserved  u16      0
 /// tree      u32 byte length, then the tree in the binary tree format (crate::codec)
 /// units     u32 byte length, UTF-8 bytes
+/// name      u32 byte length, UTF-8 bytes
 /// samples   u32      number of samples
 /// samples × (stack, gap since the previous sample's end, weight), each an unsigned LEB128
 /// ```
@@ -133,8 +136,10 @@ pub fn encode(profile: &TimedProfile) -> Vec<u8> {
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&(tree.len() as u32).to_le_bytes());
     out.extend_from_slice(&tree);
-    out.extend_from_slice(&(profile.units.len() as u32).to_le_bytes());
-    out.extend_from_slice(profile.units.as_bytes());
+    for text in [&profile.units, &profile.name] {
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
     out.extend_from_slice(&(profile.samples.len() as u32).to_le_bytes());
     let mut previous_end = 0u64;
     for sample in &profile.samples {
@@ -184,12 +189,17 @@ pub fn decode(bytes: &[u8]) -> Result<TimedProfile, codec::DecodeError> {
     }
     let tree = codec::decode(&rest[..tree_len])?;
     rest = &rest[tree_len..];
-    let units_len = read_u32(&mut rest)?;
-    if rest.len() < units_len {
-        return Err(bad("truncated"));
-    }
-    let units = std::str::from_utf8(&rest[..units_len]).map_err(|_| bad("units are not UTF-8"))?.to_string();
-    rest = &rest[units_len..];
+    let mut text = |rest: &mut &[u8]| -> Result<String, codec::DecodeError> {
+        let len = read_u32(rest)?;
+        if rest.len() < len {
+            return Err(bad("truncated"));
+        }
+        let text = std::str::from_utf8(&rest[..len]).map_err(|_| bad("text that is not UTF-8"))?.to_string();
+        *rest = &rest[len..];
+        Ok(text)
+    };
+    let units = text(&mut rest)?;
+    let name = text(&mut rest)?;
     let count = read_u32(&mut rest)?;
     if count > MAX_SAMPLES {
         return Err(bad(&format!("{count} samples, more than {MAX_SAMPLES}")));
@@ -216,7 +226,7 @@ pub fn decode(bytes: &[u8]) -> Result<TimedProfile, codec::DecodeError> {
     if !rest.is_empty() {
         return Err(bad("bytes after the last sample"));
     }
-    Ok(TimedProfile { tree, units, samples })
+    Ok(TimedProfile { tree, units, name, samples })
 }
 
 fn read_varint(rest: &mut &[u8]) -> Option<u64> {
@@ -527,7 +537,7 @@ mod tests {
         ]);
         let bytes = encode(&p);
         assert_eq!(decode(&bytes).unwrap(), p);
-        let header = 12 + 4 + codec::encode(&p.tree).len() + 4 + "nanoseconds".len() + 4;
+        let header = 12 + 4 + codec::encode(&p.tree).len() + 4 + "nanoseconds".len() + 4 + 4;
         // Stacks one byte each; gaps 0, 0 and 1 000 000 (one, one, three bytes); weights of a
         // million three bytes, of 5 one.
         assert_eq!(bytes.len() - header, 3 + (1 + 1 + 3) + (3 + 3 + 1));

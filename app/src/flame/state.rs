@@ -29,9 +29,9 @@ pub struct Loaded {
     /// Each name's colour, computed once: hashing a name's package on every redraw was a
     /// visible part of a redraw's time.
     pub colours: Vec<(u16, u8, u8)>,
-    /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), and how
-    /// many samples it was laid out from.
-    pub chart: Option<(FlameChart, usize)>,
+    /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), how
+    /// many samples it was laid out from, and which profile of the file it is.
+    pub chart: Option<(FlameChart, usize, String)>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -60,7 +60,7 @@ impl Loaded {
     pub fn timed(profile: TimedProfile) -> Self {
         let chart = FlameChart::new(&profile.tree, &profile.samples);
         let samples = profile.samples.len();
-        Loaded { chart: Some((chart, samples)), ..Loaded::new(profile.tree, profile.units) }
+        Loaded { chart: Some((chart, samples, profile.name)), ..Loaded::new(profile.tree, profile.units) }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.

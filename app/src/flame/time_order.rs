@@ -59,13 +59,13 @@ struct Chart {
 
 impl Chart {
     fn end(&self) -> u64 {
-        self.data.as_ref().and_then(|d| d.chart.as_ref()).map_or(0, |(c, _)| c.end)
+        self.data.as_ref().and_then(|d| d.chart.as_ref()).map_or(0, |(c, _, _)| c.end)
     }
 
     /// Draws the chart and sets the texts that follow the view and the selection.
     fn redraw(&mut self, texts: Texts) {
         let (Some(canvas), Some(d)) = (&self.canvas, &self.data) else { return };
-        let Some((chart, samples)) = &d.chart else { return };
+        let Some((chart, samples, profile)) = &d.chart else { return };
         let Some(surface) = draw::surface(canvas, self.width, chart.height()) else { return };
         let rects = chart.visible(self.view, surface.width);
         let top = |r: &FrameRect| f64::from(r.depth) * ROW_HEIGHT;
@@ -95,11 +95,12 @@ impl Chart {
         set_text(
             texts.range,
             format!(
-                "Showing {} to {} of {} ({} samples)",
+                "Showing {} to {} of {} ({} samples{}{profile})",
                 format_value(start.round() as u64, units),
                 format_value(end.round() as u64, units),
                 format_value(chart.end, units),
-                group_digits(*samples as u64)
+                group_digits(*samples as u64),
+                if profile.is_empty() { "" } else { ", " },
             ),
         );
         set_text(texts.outlined, outlined.to_string());
@@ -124,7 +125,7 @@ impl Chart {
         if rect.node.is_none() {
             return Some(Err(()));
         }
-        let (chart, _) = self.data.as_ref()?.chart.as_ref()?;
+        let (chart, _, _) = self.data.as_ref()?.chart.as_ref()?;
         let TimeView { start, end } = self.view;
         let time = |px: f64| start + (px / self.width.max(1.0)) * (end - start);
         // A box thinner than a pixel is found at its rect's middle.

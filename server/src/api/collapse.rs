@@ -128,10 +128,10 @@ fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> 
         )));
     }
     // The busiest profile: the one a trace's user most likely opened it for.
-    let (_, tree, order, units) = timed
+    let (name, tree, order, units) = timed
         .into_iter()
         .filter(|(_, _, order, _)| !order.samples.is_empty())
         .max_by_key(|(_, tree, _, _)| tree.total())
         .ok_or_else(|| no_times("this file's profiles have no timestamps (they count samples) or are empty"))?;
-    Ok(TimedProfile::new(&tree, &order, &units))
+    Ok(TimedProfile { name, ..TimedProfile::new(&tree, &order, &units) })
 }
