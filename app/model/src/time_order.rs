@@ -189,7 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<TimedProfile, codec::DecodeError> {
     }
     let tree = codec::decode(&rest[..tree_len])?;
     rest = &rest[tree_len..];
-    let mut text = |rest: &mut &[u8]| -> Result<String, codec::DecodeError> {
+    let text = |rest: &mut &[u8]| -> Result<String, codec::DecodeError> {
         let len = read_u32(rest)?;
         if rest.len() < len {
             return Err(bad("truncated"));
