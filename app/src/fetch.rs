@@ -1,6 +1,7 @@
 //! Requests from the browser: a query's tree in the compact binary format (no JSON parse on
 //! the way), page data as text, uploads.
 
+use kiln_model::time_order::{self, TimedProfile};
 use kiln_model::{FlatTree, codec};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -24,19 +25,31 @@ pub fn tree_url(query: &str, from: &str, until: &str) -> String {
     )
 }
 
-/// Posts `body` to `url` and decodes the tree it answers (the `/api/collapse` endpoint).
-pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String), String> {
+/// Posts `body` (bytes) to `url`.
+async fn post_bytes(url: &str, body: &[u8]) -> Result<web_sys::Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     let bytes = js_sys::Uint8Array::from(body);
     init.set_body(&bytes);
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(js_error)?
-        .dyn_into()
-        .map_err(js_error)?;
-    read_tree(response).await
+    JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(js_error)?.dyn_into().map_err(js_error)
+}
+
+/// Posts `body` to `url` and decodes the tree it answers (the `/api/collapse` endpoint).
+pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String), String> {
+    read_tree(post_bytes(url, body).await?).await
+}
+
+/// Posts a file to `url` and decodes the time order it answers (the
+/// `/api/collapse/time-order` endpoint).
+pub async fn post_for_time_order(url: &str, body: &[u8]) -> Result<TimedProfile, String> {
+    let response = post_bytes(url, body).await?;
+    if !response.ok() {
+        return Err(error_text(&response).await);
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?).await.map_err(js_error)?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    time_order::decode(&bytes).map_err(|e| e.to_string())
 }
 
 /// Gets `url` as text; `Ok` for a 2xx, else the server's message.

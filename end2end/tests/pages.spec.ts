@@ -130,7 +130,7 @@ test("open a Chromium trace: every thread and CPU profile merged", async ({ page
   await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
 });
 
-test("open a speedscope file: parsed in the browser, every profile merged", async ({ page }) => {
+test("open a speedscope file: read by the server, every profile merged", async ({ page }) => {
   const file = {
     $schema: "https://www.speedscope.app/file-format-schema.json",
     shared: { frames: [{ name: "main" }, { name: "work" }, { name: "idle" }] },

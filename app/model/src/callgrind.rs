@@ -258,7 +258,7 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
     for (event, name) in graph.events.iter().enumerate() {
         let tree = unfold(&graph, event, max_depth, budget)?;
         if !tree.is_empty() {
-            parts.push(Part { name: name.clone(), units: name.clone(), tree });
+            parts.push(Part { name: name.clone(), units: name.clone(), tree, time_order: None });
         }
     }
     Ok(ProfileSet { split: Split::EventTypes, parts })

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
+use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// This format's name in the table of formats.
@@ -91,9 +92,12 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> 
 pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
     let file: File =
         serde_json::from_slice(bytes).map_err(|e| FormatError::new(NAME, format!("not a V8 CPU profile: {e}")))?;
-    let (tree, units) = read(&file, max_depth, budget).map_err(|e| e.named(NAME))?;
-    let parts =
-        if tree.is_empty() { Vec::new() } else { vec![Part { name: "main".into(), units: units.into(), tree }] };
+    let (tree, units, time_order) = read(&file, max_depth, budget).map_err(|e| e.named(NAME))?;
+    let parts = if tree.is_empty() {
+        Vec::new()
+    } else {
+        vec![Part { name: "main".into(), units: units.into(), tree, time_order }]
+    };
     Ok(ProfileSet { split: Split::Threads, parts })
 }
 
@@ -132,12 +136,13 @@ fn nanos(micros: i128, what: impl Fn() -> String) -> Result<u64, String> {
         .ok_or_else(|| format!("{} ({micros} µs) is negative or beyond 64 bits of nanoseconds", what()))
 }
 
-/// One V8 profile into a tree and its unit.
+/// One V8 profile into a tree, its unit, and its samples in time order (none for a profile of
+/// hit counts, which has no times).
 pub(crate) fn read(
     file: &File,
     max_depth: usize,
     budget: &mut DecodeBudget,
-) -> Result<(CallTree, &'static str), Failure> {
+) -> Result<(CallTree, &'static str, Option<TimeOrder>), Failure> {
     let mut tree = CallTree::new();
     let mut mark = TreeSize::of(&tree);
     let index: HashMap<u64, usize> = file.nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
@@ -227,7 +232,7 @@ pub(crate) fn read(
             sum = sum.checked_add(node.hit_count).ok_or_else(|| "the hit counts add up beyond 2^64".to_string())?;
             tree.add_self(placed[i], node.hit_count);
         }
-        return Ok((tree, crate::speedscope::SAMPLES));
+        return Ok((tree, crate::speedscope::SAMPLES, None));
     };
     let deltas = file.time_deltas.as_deref().ok_or_else(|| "`samples` without `timeDeltas`".to_string())?;
     if deltas.len() != samples.len() {
@@ -244,6 +249,9 @@ pub(crate) fn read(
     times.sort_unstable();
     let end = file.end_time.zip(file.start_time).map(|(end, start)| i128::from(end) - i128::from(start));
     let mut sum = 0u64;
+    // Times in the time order count from the first sample.
+    let origin = times.first().map_or(0, |&(at, _)| at);
+    let mut order = TimeOrder::default();
     for (k, &(at, i)) in times.iter().enumerate() {
         budget.spend_frames(1)?;
         let node = *index
@@ -256,8 +264,9 @@ pub(crate) fn read(
         let weight = nanos(next - at, || format!("the time of sample {i}"))?;
         sum = sum.checked_add(weight).ok_or_else(|| "the samples add up beyond 64 bits of nanoseconds".to_string())?;
         tree.add_self(placed[node], weight);
+        order.push(placed[node], nanos(at - origin, || format!("the time of sample {i}"))?, weight);
     }
-    Ok((tree, "nanoseconds"))
+    Ok((tree, "nanoseconds", Some(order)))
 }
 
 #[cfg(test)]
@@ -288,6 +297,20 @@ mod tests {
         assert_eq!(folded_of(&set), "(idle) 20000\nmain 10000\nmain;(anonymous) file:///a.js:10 20000\n");
         let shallow = parse(file.as_bytes(), 1).unwrap();
         assert_eq!(folded_of(&shallow), "(idle) 20000\nmain 30000\n");
+        // In time order, from the first sample: main, idle, then the anonymous function twice.
+        let part = &set.parts[0];
+        let timed = crate::time_order::TimedProfile::new(&part.tree, part.time_order.as_ref().unwrap(), &part.units);
+        let names: Vec<(&str, u64, u64)> =
+            timed.samples.iter().map(|s| (timed.tree.name_of(s.stack), s.start, s.weight)).collect();
+        assert_eq!(
+            names,
+            [
+                ("main", 0, 10_000),
+                ("(idle)", 10_000, 20_000),
+                ("(anonymous) file:///a.js:10", 30_000, 10_000),
+                ("(anonymous) file:///a.js:10", 40_000, 10_000)
+            ]
+        );
     }
 
     #[test]

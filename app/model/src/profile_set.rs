@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::budget::Exhausted;
+use crate::time_order::TimeOrder;
 use crate::tree::CallTree;
 
 /// What is wrong with a file of a recognised format: always names the format.
@@ -55,6 +56,8 @@ pub struct Part {
     pub units: String,
     /// Its samples.
     pub tree: CallTree,
+    /// Its samples in time order (stacks are nodes of `tree`), for formats with timestamps.
+    pub time_order: Option<TimeOrder>,
 }
 
 /// The profiles of one file, in file order, none empty.

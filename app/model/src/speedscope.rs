@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use crate::budget::{DecodeBudget, Exhausted, TreeSize};
+use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// Kiln's unit for samples counted without one (speedscope's `none`).
@@ -57,6 +58,9 @@ pub struct NamedTree {
     pub name: String,
     /// Its samples.
     pub tree: CallTree,
+    /// Its samples in time order, for an evented profile (stacks are nodes of `tree`); not
+    /// kept when profiles of one name merge.
+    pub time_order: Option<TimeOrder>,
 }
 
 /// A speedscope file read into trees, one per distinct profile name, in file order.
@@ -259,6 +263,7 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
             mark: TreeSize::of(&tree),
             tree,
             budget,
+            order: None,
         };
         match profile.kind.as_str() {
             "sampled" => reader.sampled(profile),
@@ -271,10 +276,14 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
             Failure::Malformed(reason) => fail(reason),
             Failure::Exhausted(e) => Error { profile: Some(index), reason: e.to_string(), exhausted: Some(e) },
         })?;
-        let tree = reader.tree;
+        let (tree, time_order) = (reader.tree, reader.order);
         match profiles.iter_mut().find(|p| p.name == profile.name) {
-            Some(same) => same.tree.merge_flat(&tree.to_flat()),
-            None => profiles.push(NamedTree { name: profile.name.clone(), tree }),
+            Some(same) => {
+                same.tree.merge_flat(&tree.to_flat());
+                // The merged tree's nodes are not the ones the orders name.
+                same.time_order = None;
+            }
+            None => profiles.push(NamedTree { name: profile.name.clone(), tree, time_order }),
         }
     }
     Ok(Speedscope { units: units.unwrap_or(SAMPLES), profiles })
@@ -314,6 +323,8 @@ struct Reader<'a> {
     tree: CallTree,
     mark: TreeSize,
     budget: &'a mut DecodeBudget,
+    /// The evented profile's self time in time order.
+    order: Option<TimeOrder>,
 }
 
 impl Reader<'_> {
@@ -395,6 +406,7 @@ impl Reader<'_> {
         // Open frames and their nodes; beyond max_depth a frame keeps its parent's node.
         let mut open: Vec<(u32, NodeId)> = Vec::new();
         let mut last = 0u64;
+        let mut order = TimeOrder::default();
         for (i, event) in events.iter().enumerate() {
             let now = time(self, event.at, i)?;
             if now < last {
@@ -402,6 +414,7 @@ impl Reader<'_> {
             }
             if let Some(&(_, node)) = open.last() {
                 self.tree.add_self(node, now - last);
+                order.push(node, last, now - last);
             }
             last = now;
             if event.frame as usize >= self.frames.len() {
@@ -438,8 +451,10 @@ impl Reader<'_> {
             let end = time(self, profile.end_value.max(start), events.len())?;
             if end > last {
                 self.tree.add_self(node, end - last);
+                order.push(node, last, end - last);
             }
         }
+        self.order = Some(order);
         Ok(())
     }
 }
@@ -492,6 +507,29 @@ mod tests {
         assert_eq!(folded_of(&read(&unclosed).unwrap().merged()), "main 5\nmain;work 3\nmain;work;io 2\n");
         let shallow = parse(file.as_bytes(), 1).unwrap();
         assert_eq!(folded_of(&shallow.merged()), "main 10\n");
+        // The same self time in time order: main, work, io, work, main.
+        let profile = &s.profiles[0];
+        let flat = profile.tree.to_flat_mapped();
+        let order = profile.time_order.as_ref().unwrap().to_flat(&flat.1);
+        let path = |node: NodeId| flat.0.path_to(node).iter().map(|&n| flat.0.name_of(n)).collect::<Vec<_>>().join(";");
+        let seen: Vec<(String, u64, u64)> = order.iter().map(|s| (path(s.stack), s.start, s.weight)).collect();
+        let expect = [("main", 0, 2), ("main;work", 2, 1), ("main;work;io", 3, 2), ("main;work", 5, 2), ("main", 7, 3)];
+        assert_eq!(seen, expect.map(|(p, s, w)| (p.to_string(), s, w)));
+    }
+
+    #[test]
+    fn sampled_profiles_and_merged_names_keep_no_time_order() {
+        let sampled = format!(
+            r#"{{{FRAMES}, "profiles": [{{"type": "sampled", "name": "t", "unit": "none", "startValue": 0,
+                "endValue": 1, "samples": [[0]], "weights": [1]}}]}}"#
+        );
+        assert!(read(&sampled).unwrap().profiles[0].time_order.is_none());
+        let evented = r#"{"type": "evented", "name": "t", "unit": "none", "startValue": 0, "endValue": 1,
+            "events": [{"type": "O", "at": 0, "frame": 0}, {"type": "C", "at": 1, "frame": 0}]}"#;
+        let twice = format!(r#"{{{FRAMES}, "profiles": [{evented}, {evented}]}}"#);
+        assert!(read(&twice).unwrap().profiles[0].time_order.is_none());
+        let once = format!(r#"{{{FRAMES}, "profiles": [{evented}]}}"#);
+        assert_eq!(read(&once).unwrap().profiles[0].time_order.as_ref().unwrap().samples.len(), 1);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::cpuprofile::{self, Node};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
+use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// This format's name in the table of formats.
@@ -258,9 +259,14 @@ fn read(events: &[Event], max_depth: usize, budget: &mut DecodeBudget) -> Result
     };
     let mut parts = Vec::new();
     for ((pid, tid), mut thread) in threads {
-        let tree = spans_tree(&mut thread, max_depth, budget)?;
+        let (tree, order) = spans_tree(&mut thread, max_depth, budget)?;
         if !tree.is_empty() {
-            parts.push(Part { name: thread_label(&pid, &tid), units: "nanoseconds".into(), tree });
+            parts.push(Part {
+                name: thread_label(&pid, &tid),
+                units: "nanoseconds".into(),
+                tree,
+                time_order: Some(order),
+            });
         }
     }
     for (id, chunks) in profiles {
@@ -271,7 +277,7 @@ fn read(events: &[Event], max_depth: usize, budget: &mut DecodeBudget) -> Result
             samples: Some(chunks.samples),
             time_deltas: Some(chunks.deltas),
         };
-        let (tree, units) = cpuprofile::read(&file, max_depth, budget)
+        let (tree, units, time_order) = cpuprofile::read(&file, max_depth, budget)
             .map_err(|f| f.named(NAME))
             .map_err(|e| FormatError { reason: format!("CPU profile {id}: {}", e.reason), ..e })?;
         if !tree.is_empty() {
@@ -279,14 +285,20 @@ fn read(events: &[Event], max_depth: usize, budget: &mut DecodeBudget) -> Result
                 name: format!("CPU profile, {}", thread_label(&chunks.pid, &chunks.tid)),
                 units: units.into(),
                 tree,
+                time_order,
             });
         }
     }
     Ok(ProfileSet { split: Split::Threads, parts })
 }
 
-/// One thread's spans into a tree of self time.
-fn spans_tree(thread: &mut Thread, max_depth: usize, budget: &mut DecodeBudget) -> Result<CallTree, FormatError> {
+/// One thread's spans into a tree of self time, and the same self time in time order (from the
+/// thread's first span).
+fn spans_tree(
+    thread: &mut Thread,
+    max_depth: usize,
+    budget: &mut DecodeBudget,
+) -> Result<(CallTree, TimeOrder), FormatError> {
     let exhausted = |e| FormatError::exhausted(NAME, e);
     // Spans still open end with the thread's last time.
     while let Some((start, name, order)) = thread.open.pop() {
@@ -299,17 +311,23 @@ fn spans_tree(thread: &mut Thread, max_depth: usize, budget: &mut DecodeBudget) 
     let mut open: Vec<(i64, NodeId)> = Vec::new();
     let mut last = i64::MIN;
     let elapsed = |from: i64, to: i64| u64::try_from(i128::from(to) - i128::from(from)).unwrap_or(0);
+    let origin = thread.spans.first().map_or(0, |s| s.start);
+    let mut order = TimeOrder::default();
+    let mut add_self = |tree: &mut CallTree, node: NodeId, from: i64, to: i64| {
+        tree.add_self(node, elapsed(from, to));
+        order.push(node, elapsed(origin, from), elapsed(from, to));
+    };
     for span in &thread.spans {
         while let Some(&(end, node)) = open.last() {
             if end > span.start {
                 break;
             }
-            tree.add_self(node, elapsed(last, end));
+            add_self(&mut tree, node, last, end);
             last = end;
             open.pop();
         }
         if let Some(&(_, node)) = open.last() {
-            tree.add_self(node, elapsed(last, span.start));
+            add_self(&mut tree, node, last, span.start);
         }
         last = span.start;
         let (end, parent) = open.last().map_or((span.end, ROOT), |&(end, node)| (span.end.min(end), node));
@@ -319,10 +337,10 @@ fn spans_tree(thread: &mut Thread, max_depth: usize, budget: &mut DecodeBudget) 
         open.push((end, node));
     }
     while let Some((end, node)) = open.pop() {
-        tree.add_self(node, elapsed(last, end));
+        add_self(&mut tree, node, last, end);
         last = end;
     }
-    Ok(tree)
+    Ok((tree, order))
 }
 
 #[cfg(test)]

@@ -243,6 +243,13 @@ impl CallTree {
     /// Freezes the tree into preorder columns, children sorted by name so that the same
     /// samples always give the same bytes whatever order they arrived in.
     pub fn to_flat(&self) -> FlatTree {
+        self.to_flat_mapped().0
+    }
+
+    /// [`CallTree::to_flat`], with where each node went: the flat index of every node, or
+    /// `u32::MAX` for a node dropped for holding nothing. Time orders
+    /// ([`crate::time_order`]) name their stacks by node and follow them through this.
+    pub fn to_flat_mapped(&self) -> (FlatTree, Vec<NodeId>) {
         // Every node's children in one column, grouped by parent (a counting sort): one
         // allocation instead of one per node, which dominated converting small trees.
         let count = self.nodes.len();
@@ -273,6 +280,7 @@ impl CallTree {
         // Only names that survive into the flat tree are kept, renumbered by first use.
         let mut name_remap: Vec<u32> = vec![u32::MAX; self.names.len()];
         let mut flat = FlatTree::default();
+        let mut flat_of: Vec<NodeId> = vec![u32::MAX; count];
         let mut stack: Vec<(NodeId, NodeId)> = vec![(ROOT, ROOT)];
         while let Some((node, flat_parent)) = stack.pop() {
             let n = &self.nodes[node as usize];
@@ -285,6 +293,7 @@ impl CallTree {
                 flat.names.push(self.names[n.name as usize].to_string());
             }
             let flat_index = flat.len() as NodeId;
+            flat_of[node as usize] = flat_index;
             flat.name.push(*remapped);
             flat.parent.push(flat_parent);
             flat.total.push(n.total);
@@ -293,7 +302,7 @@ impl CallTree {
                 stack.push((child, flat_index));
             }
         }
-        flat
+        (flat, flat_of)
     }
 }
 

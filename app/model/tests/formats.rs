@@ -135,3 +135,56 @@ fn callgrind_from_valgrind() {
     assert!(matches!(formats::find("callgrind").unwrap().decoder, Decoder::Parser(Parser::Callgrind)));
     assert!(cpuprofile::looks_like(&data("node-fib.cpuprofile")));
 }
+
+/// A part's flame chart, row by row, one box a line (`row start..end name`, times in µs), the
+/// first `limit` lines.
+fn chart_printed(part: &kiln_model::profile_set::Part, limit: usize) -> String {
+    use kiln_model::time_order::{FlameChart, TimedProfile};
+    let order = part.time_order.as_ref().expect("a timed format keeps its time order");
+    let timed = TimedProfile::new(&part.tree, order, &part.units);
+    let chart = FlameChart::new(&timed.tree, &timed.samples);
+    let mut out = format!("# {} ({} samples, {} µs)\n", part.name, timed.samples.len(), chart.end / 1000);
+    let lines = chart.rows.iter().enumerate().flat_map(|(row, boxes)| {
+        let tree = &timed.tree;
+        boxes.iter().map(move |b| format!("{row} {}..{} {}\n", b.start / 1000, b.end / 1000, tree.name_of(b.node)))
+    });
+    out.extend(lines.take(limit));
+    out
+}
+
+/// What a time order must hold whatever the file: samples in order without overlap, and the
+/// same time as the tree (less any spent in the root itself, which has no frame to draw).
+fn check_time_order(part: &kiln_model::profile_set::Part) {
+    let order = part.time_order.as_ref().expect("a time order");
+    assert!(!order.overflowed);
+    for pair in order.samples.windows(2) {
+        assert!(pair[0].end() <= pair[1].start, "{:?}", pair);
+    }
+    let timed = kiln_model::time_order::TimedProfile::new(&part.tree, order, &part.units);
+    let in_root = timed.tree.self_value[0];
+    assert_eq!(timed.samples.iter().map(|s| s.weight).sum::<u64>() + in_root, part.tree.total(), "{}", part.name);
+}
+
+#[test]
+fn node_cpuprofile_in_time_order() {
+    let (_, set) = sniffed(&data("node-fib.cpuprofile"));
+    let part = &set.parts[0];
+    check_time_order(part);
+    // Sampled: every sample lasts until the next, so the chart has no gap and spans the tree.
+    let order = part.time_order.as_ref().unwrap();
+    assert!(order.samples.windows(2).all(|p| p[0].end() == p[1].start));
+    let printed = chart_printed(part, 400);
+    assert!(printed.lines().any(|l| l.ends_with(" busy")), "{printed}");
+    check("node-fib.cpuprofile.time-order", &printed);
+}
+
+#[test]
+fn chromium_trace_in_time_order() {
+    let (_, set) = sniffed(&data("chromium.trace.json"));
+    for part in &set.parts {
+        check_time_order(part);
+    }
+    let profile = set.parts.iter().find(|p| p.name.starts_with("CPU profile")).unwrap();
+    let main = set.parts.iter().find(|p| p.name.contains("CrRendererMain")).unwrap();
+    check("chromium.trace.time-order", &(chart_printed(profile, 200) + &chart_printed(main, 200)));
+}

@@ -2,11 +2,11 @@
 
 use std::cell::RefCell;
 
-use kiln_model::NodeId;
 use kiln_model::layout::{FrameRect, diff_color, visible_frames};
 use kiln_model::navigate::frame_rect;
 use kiln_model::palette::{ColourMode, heat_color};
 use kiln_model::raster::{Pixmap, hsl_to_rgb};
+use kiln_model::{FlatTree, NodeId};
 use leptos::prelude::{GetUntracked, LocalStorage, RwSignal, Set, StoredValue};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{Clamped, JsCast};
@@ -67,24 +67,27 @@ pub fn observe_width(canvas: &HtmlCanvasElement, width: RwSignal<f64>) -> Stored
     StoredValue::new_local(WidthObserver { observer, _callback: callback })
 }
 
-/// Sizes the canvas to `css_width` (its box's width; 0 when not yet known, then read from the
-/// element) and its rows (sharp on high-DPI screens), draws every visible frame and returns
-/// the rectangles for hit testing.
-pub fn draw(
-    canvas: &HtmlCanvasElement,
-    css_width: f64,
-    data: &Loaded,
-    focus: NodeId,
-    selected: Option<NodeId>,
-    matches: Option<&[bool]>,
-    look: Look,
-) -> Vec<FrameRect> {
-    let Look { bottom_up, colour, theme } = look;
-    let palette = theme.canvas();
+/// A canvas sized for a redraw: its context set up, and the measures every redraw uses.
+pub struct Surface {
+    /// The 2D context, scaled so that drawing is in CSS pixels.
+    pub ctx: CanvasRenderingContext2d,
+    /// Device pixels per CSS pixel.
+    pub ratio: f64,
+    /// Width in CSS pixels.
+    pub width: f64,
+    /// One character's width in the label font.
+    pub char_width: f64,
+    /// The canvas's size in device pixels.
+    pub pixels: (u32, u32),
+}
+
+/// Sizes `canvas` to `css_width` (its box's width; 0 when not yet known, then read from the
+/// element) by `rows` rows, sharp on high-DPI screens.
+pub fn surface(canvas: &HtmlCanvasElement, css_width: f64, rows: u32) -> Option<Surface> {
     let window = web_sys::window().expect("a window");
     let ratio = window.device_pixel_ratio().max(1.0);
     let width = if css_width > 0.0 { css_width.round().max(1.0) } else { f64::from(canvas.client_width().max(1)) };
-    let height = f64::from(data.geometry.max_depth + 1) * ROW_HEIGHT;
+    let height = f64::from(rows.max(1)) * ROW_HEIGHT;
     // Resizing a canvas reallocates and clears it, and a style write forces layout: only do
     // either when the size really changed.
     let (pixel_width, pixel_height) = ((width * ratio) as u32, (height * ratio) as u32);
@@ -95,32 +98,35 @@ pub fn draw(
         canvas.set_height(pixel_height);
         let _ = canvas.set_attribute("style", &format!("height: {height}px"));
     }
-    let Some(ctx) = context(canvas) else {
-        return Vec::new();
-    };
+    let ctx = context(canvas)?;
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
     ctx.set_font(FONT);
     ctx.set_text_baseline("middle");
     let char_width = ctx.measure_text("0").map(|m| m.width()).unwrap_or(7.0).max(1.0);
+    Some(Surface { ctx, ratio, width, char_width, pixels: (pixel_width, pixel_height) })
+}
 
-    let rects = visible_frames(&data.tree, &data.geometry, focus, width);
-    let focus_depth = data.geometry.depth[focus as usize];
-    let max_depth = data.geometry.max_depth;
-    let y_of = |rect: &FrameRect| f64::from(if bottom_up { max_depth - rect.depth } else { rect.depth }) * ROW_HEIGHT;
-
-    // The background (filled, not transparent: the theme shows in PNG exports too) and every
-    // frame go to the canvas as one image; see `kiln_model::raster`.
+/// Fills the background and every rect (`top` its row's top in CSS pixels, `colour` its
+/// colour before the theme) as one image on `rows` rows; see `kiln_model::raster`.
+pub fn raster(
+    surface: &Surface,
+    rows: u32,
+    rects: &[FrameRect],
+    top: &dyn Fn(&FrameRect) -> f64,
+    colour: &dyn Fn(&FrameRect) -> (u16, u8, u8),
+    theme: Theme,
+) {
+    let ratio = surface.ratio;
+    let (pixel_width, pixel_height) = surface.pixels;
     let row_top = |css_y: f64| (css_y * ratio).round() as u32;
     PIXMAP.with_borrow_mut(|pixmap| {
-        pixmap.reset(pixel_width, pixel_height, palette.background);
+        // The background is filled, not transparent: the theme shows in PNG exports too.
+        pixmap.reset(pixel_width, pixel_height, theme.canvas().background);
         // A redraw uses few distinct colours: each is converted once, remembered in a small
         // direct-mapped table keyed by the packed colour.
         let mut converted = [(u32::MAX, [0u8; 3]); 64];
-        for rect in &rects {
-            let (hue, sat, light) = theme.frame(match rect.node {
-                None => AGGREGATE,
-                Some(node) => colour_of(data, node, matches, rect.depth < focus_depth, colour),
-            });
+        for rect in rects {
+            let (hue, sat, light) = theme.frame(colour(rect));
             let key = (u32::from(hue) << 16) | (u32::from(sat) << 8) | u32::from(light);
             let slot = &mut converted[(key.wrapping_mul(0x9E37_79B1) >> 26) as usize];
             if slot.0 != key {
@@ -131,36 +137,100 @@ pub fn draw(
             let inset = if rect.node.is_some() { 0.5 } else { 0.0 };
             let x = rect.x * ratio;
             let right = x + (rect.width - inset).max(0.5) * ratio;
-            pixmap.fill_line(row_top(y_of(rect)), x, right, rgb);
+            pixmap.fill_line(row_top(top(rect)), x, right, rgb);
         }
         // Each row's first line, copied down over the row (one line of the row height is the
         // gap between rows).
-        for row in 0..=max_depth {
+        for row in 0..rows {
             let top = f64::from(row) * ROW_HEIGHT;
             pixmap.copy_line_down(row_top(top), row_top(top + ROW_HEIGHT - 1.0));
         }
         if let Ok(image) =
             ImageData::new_with_u8_clamped_array_and_sh(Clamped(pixmap.data()), pixmap.width(), pixmap.height())
         {
-            let _ = ctx.put_image_data(&image, 0.0, 0.0);
+            let _ = surface.ctx.put_image_data(&image, 0.0, 0.0);
         }
     });
+}
 
-    ctx.set_fill_style_str(palette.text);
-    for rect in &rects {
+/// Writes each frame's name on it, cut to fit.
+pub fn labels(surface: &Surface, tree: &FlatTree, rects: &[FrameRect], top: &dyn Fn(&FrameRect) -> f64, theme: Theme) {
+    surface.ctx.set_fill_style_str(theme.canvas().text);
+    for rect in rects {
         let Some(node) = rect.node else { continue };
-        if let Some(label) = fit_label(data.tree.name_of(node), rect.width - 2.0 * TEXT_PAD, char_width) {
-            let _ = ctx.fill_text(&label, rect.x + TEXT_PAD, y_of(rect) + ROW_HEIGHT / 2.0);
+        if let Some(label) = fit_label(tree.name_of(node), rect.width - 2.0 * TEXT_PAD, surface.char_width) {
+            let _ = surface.ctx.fill_text(&label, rect.x + TEXT_PAD, top(rect) + ROW_HEIGHT / 2.0);
         }
     }
+}
+
+/// Outlines every frame of the function named `name` (a name id of `tree`), dashed: the
+/// function selected in the other view. Returns how many it outlined.
+pub fn outline_function(
+    surface: &Surface,
+    tree: &FlatTree,
+    rects: &[FrameRect],
+    name: Option<u32>,
+    top: &dyn Fn(&FrameRect) -> f64,
+    theme: Theme,
+) -> usize {
+    let Some(name) = name else { return 0 };
+    let ctx = &surface.ctx;
+    ctx.set_stroke_style_str(theme.canvas().selection);
+    ctx.set_line_width(1.5);
+    let dash = js_sys::Array::of2(&4.0.into(), &2.0.into());
+    let _ = ctx.set_line_dash(&dash);
+    let mut outlined = 0;
+    for rect in rects {
+        if rect.node.is_some_and(|n| tree.name[n as usize] == name) {
+            ctx.stroke_rect(rect.x + 1.0, top(rect) + 1.0, (rect.width - 2.0).max(1.0), ROW_HEIGHT - 3.0);
+            outlined += 1;
+        }
+    }
+    let _ = ctx.set_line_dash(&js_sys::Array::new());
+    ctx.set_line_width(1.0);
+    outlined
+}
+
+/// Sizes the canvas to `css_width` and its rows, draws every visible frame and returns the
+/// rectangles for hit testing, and how many frames of the `linked` function (a name id) it
+/// outlined.
+#[allow(clippy::too_many_arguments)]
+pub fn draw(
+    canvas: &HtmlCanvasElement,
+    css_width: f64,
+    data: &Loaded,
+    focus: NodeId,
+    selected: Option<NodeId>,
+    linked: Option<u32>,
+    matches: Option<&[bool]>,
+    look: Look,
+) -> (Vec<FrameRect>, usize) {
+    let Look { bottom_up, colour, theme } = look;
+    let max_depth = data.geometry.max_depth;
+    let Some(surface) = surface(canvas, css_width, max_depth + 1) else {
+        return (Vec::new(), 0);
+    };
+    let width = surface.width;
+    let rects = visible_frames(&data.tree, &data.geometry, focus, width);
+    let focus_depth = data.geometry.depth[focus as usize];
+    let y_of = |rect: &FrameRect| f64::from(if bottom_up { max_depth - rect.depth } else { rect.depth }) * ROW_HEIGHT;
+    let colour_of_rect = |rect: &FrameRect| match rect.node {
+        None => AGGREGATE,
+        Some(node) => colour_of(data, node, matches, rect.depth < focus_depth, colour),
+    };
+    raster(&surface, max_depth + 1, &rects, &y_of, &colour_of_rect, theme);
+    labels(&surface, &data.tree, &rects, &y_of, theme);
+    let outlined = outline_function(&surface, &data.tree, &rects, linked, &y_of, theme);
     // The selection may be narrower than a pixel (inside an aggregate): outline it anyway.
     if let Some(rect) = selected.and_then(|s| frame_rect(&data.tree, &data.geometry, focus, width, s)) {
-        ctx.set_stroke_style_str(palette.selection);
+        let ctx = &surface.ctx;
+        ctx.set_stroke_style_str(theme.canvas().selection);
         ctx.set_line_width(2.0);
         ctx.stroke_rect(rect.x + 1.0, y_of(&rect) + 1.0, (rect.width - 2.0).max(1.0), ROW_HEIGHT - 3.0);
         ctx.set_line_width(1.0);
     }
-    rects
+    (rects, outlined)
 }
 
 /// The canvas's 2D context, opaque: every redraw fills the background first, and an opaque
@@ -178,9 +248,9 @@ thread_local! {
 }
 
 /// Blocks of frames each narrower than a pixel.
-const AGGREGATE: (u16, u8, u8) = (36, 14, 82);
+pub const AGGREGATE: (u16, u8, u8) = (36, 14, 82);
 
-fn colour_of(
+pub fn colour_of(
     data: &Loaded,
     node: NodeId,
     matches: Option<&[bool]>,

@@ -14,6 +14,7 @@ mod draw;
 mod keyboard;
 mod menu;
 mod state;
+mod time_order;
 mod tooltip;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use keyboard::{on_canvas_key, on_escape};
 use menu::ContextMenu;
 pub use state::{DiffSides, Loaded, ROW_HEIGHT};
 use state::{FlameView, Pointer};
+pub use time_order::TimeOrderChart;
 use tooltip::{HoverOutline, SelectionText, Tooltip};
 
 /// A flamegraph of `data`.
@@ -68,6 +70,10 @@ pub fn FlameGraph(
     /// What the canvas shows, for assistive technology.
     #[prop(default = "Flamegraph; the table lists the same functions")]
     label: &'static str,
+    /// The function selected here or in a linked view (the time order): selecting a frame
+    /// sets it, and every frame of it is outlined.
+    #[prop(optional)]
+    linked: Option<RwSignal<Option<String>>>,
 ) -> impl IntoView {
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
     let flame = FlameView {
@@ -196,6 +202,20 @@ pub fn FlameGraph(
         None => matched_summary.get(),
     };
 
+    // A frame selected here names the linked function; the linked function's frames are
+    // outlined.
+    if let Some(linked) = linked {
+        Effect::new(move |_| {
+            let Some(node) = selected.get() else { return };
+            let name = data.with_untracked(|d| d.as_ref().map(|d| d.tree.name_of(node).to_string()));
+            if name.is_some() && linked.get_untracked() != name {
+                linked.set(name);
+            }
+        });
+    }
+    // How many frames of the linked function are outlined (an attribute tests read).
+    let outlined = RwSignal::new(String::from("0"));
+
     let max_row = move || data.with(|d| d.as_ref().map_or(0, |d| d.geometry.max_depth));
     Effect::new(move |_| {
         let (Some(d), Some(canvas)) = (data.get(), canvas_ref.get()) else {
@@ -203,8 +223,18 @@ pub fn FlameGraph(
         };
         let look = Look { bottom_up, colour: colour.get(), theme: theme.get() };
         let width = canvas_width.get();
-        let drawn = matches.with(|m| draw::draw(&canvas, width, &d, focus.get(), selected.get(), m.as_deref(), look));
+        // The linked function's name id, looked up only while there is one.
+        let linked_name = linked
+            .and_then(|l| l.get())
+            .and_then(|name| d.tree.names.iter().position(|n| *n == name))
+            .map(|i| i as u32);
+        let (drawn, count) = matches
+            .with(|m| draw::draw(&canvas, width, &d, focus.get(), selected.get(), linked_name, m.as_deref(), look));
         rects.set_value(drawn);
+        let count = count.to_string();
+        if outlined.with_untracked(|now| *now != count) {
+            outlined.set(count);
+        }
     });
 
     let frame_at = move |x: f64, y: f64| -> Option<FrameRect> {
@@ -248,6 +278,7 @@ pub fn FlameGraph(
                     tabindex="0"
                     aria-label=label
                     aria-keyshortcuts="ArrowUp ArrowDown ArrowLeft ArrowRight Enter = - Escape"
+                    data-linked-frames=outlined
                     on:click=on_click
                     on:mousedown=|ev: leptos::ev::MouseEvent| {
                         // A double-click focuses the frame under the pointer with no handler

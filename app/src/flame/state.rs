@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kiln_model::layout::{Geometry, frame_color};
 use kiln_model::navigate::in_view;
 use kiln_model::search::lowercase_names;
+use kiln_model::time_order::{FlameChart, TimedProfile};
 use kiln_model::{FlatTree, NodeId};
 use leptos::prelude::*;
 
@@ -28,6 +29,9 @@ pub struct Loaded {
     /// Each name's colour, computed once: hashing a name's package on every redraw was a
     /// visible part of a redraw's time.
     pub colours: Vec<(u16, u8, u8)>,
+    /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), how
+    /// many samples it was laid out from, and which profile of the file it is.
+    pub chart: Option<(FlameChart, usize, String)>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -49,7 +53,14 @@ impl Loaded {
         let lowercase_names = lowercase_names(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
         let colours = tree.names.iter().map(|n| frame_color(n)).collect();
-        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self, colours }
+        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self, colours, chart: None }
+    }
+
+    /// A timed profile with its flame chart laid out.
+    pub fn timed(profile: TimedProfile) -> Self {
+        let chart = FlameChart::new(&profile.tree, &profile.samples);
+        let samples = profile.samples.len();
+        Loaded { chart: Some((chart, samples, profile.name)), ..Loaded::new(profile.tree, profile.units) }
     }
 
     /// A comparison of `left` and `right`, laid out on their sum.
@@ -68,7 +79,7 @@ impl Loaded {
         let lowercase_names = lowercase_names(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
         let colours = tree.names.iter().map(|n| frame_color(n)).collect();
-        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self, colours }
+        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self, colours, chart: None }
     }
 }
 

@@ -1,14 +1,22 @@
 //! Open a file: view a local profile without storing it, then optionally upload it.
 //!
-//! Folded text and speedscope JSON are parsed in the browser by the shared model; anything else
-//! (pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, …)
+//! Folded text is parsed in the browser by the shared model; anything else (speedscope JSON,
+//! pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, …)
 //! goes through `/api/collapse`, which reads it with the server's decoders and inferno and
 //! stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
-//! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here.
+//! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here. (The
+//! speedscope parser left the wasm to make room for the time-order view within the download
+//! budget.)
+//!
+//! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
+//! times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
+//! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
+//! function selected in either is outlined in both.
 
 use std::sync::Arc;
 
 use kiln_model::folded::{self, LineFormat, ParseLimits};
+use kiln_model::formats::{Decoder, Parser};
 use kiln_model::speedscope;
 use kiln_model::top::top_table;
 use leptos::prelude::*;
@@ -16,31 +24,42 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::fetch;
-use crate::flame::{FlameGraph, Loaded};
+use crate::flame::{FlameGraph, Loaded, TimeOrderChart};
 use crate::format::{encode_query_value, format_value};
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 
-/// Reads `file` and turns it into a tree, locally when it is folded text or speedscope JSON.
-async fn load(file: web_sys::File) -> Result<(kiln_model::FlatTree, String), String> {
+/// The bytes of `file`.
+async fn read_file(file: web_sys::File) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-    if kiln_model::formats::sniff(&bytes).is_some() {
-        return fetch::post_for_tree("/api/collapse?format=auto", &bytes).await;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Whether the file has timestamps to show in time order: a V8 profile, a Chrome trace,
+/// speedscope JSON with an evented profile, or `perf script` output with times (the server
+/// says so for sure when asked).
+fn has_times(bytes: &[u8]) -> bool {
+    match kiln_model::formats::sniff(bytes).map(|f| f.decoder) {
+        Some(Decoder::Parser(parser)) => matches!(parser, Parser::CpuProfile | Parser::ChromeTrace),
+        _ if speedscope::looks_like_json(bytes) => bytes.windows(9).any(|w| w == b"\"evented\""),
+        _ => kiln_model::perf_script::looks_like_timed(bytes),
     }
-    if speedscope::looks_like_json(&bytes) {
-        // Every profile of the file (one per thread, often) merged into one graph.
-        let file =
-            speedscope::parse(&bytes, ParseLimits::default().max_depth).map_err(|e| format!("speedscope: {e}"))?;
-        return Ok((file.merged().to_flat(), file.units.to_string()));
+}
+
+/// Turns a file's bytes into a tree, locally when they are folded text.
+async fn load(bytes: &[u8]) -> Result<(kiln_model::FlatTree, String), String> {
+    // JSON (speedscope, whose profiles the server merges into one graph, or a format told
+    // apart by its start) is read by the server.
+    if kiln_model::formats::sniff(bytes).is_some() || speedscope::looks_like_json(bytes) {
+        return fetch::post_for_tree("/api/collapse?format=auto", bytes).await;
     }
-    let folded = std::str::from_utf8(&bytes)
+    let folded = std::str::from_utf8(bytes)
         .ok()
         .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
         .filter(|tree| !tree.is_empty());
     match folded {
         Some(tree) => Ok((tree.to_flat(), "samples".into())),
-        None => fetch::post_for_tree("/api/collapse?format=auto", &bytes).await,
+        None => fetch::post_for_tree("/api/collapse?format=auto", bytes).await,
     }
 }
 
@@ -52,12 +71,40 @@ pub fn OpenPage() -> impl IntoView {
     let status = RwSignal::new(String::from("Drop a profile here or pick a file."));
     let search = RwSignal::new(String::new());
     let dragging = RwSignal::new(false);
+    // Whether the time order shows instead of the flamegraph (and the other way round: two
+    // signals, so that each view's `hidden` is a signal rather than another closure, which
+    // costs the wasm download more).
+    let in_time_order = RwSignal::new(false);
+    let in_flamegraph = RwSignal::new(true);
+    let no_time_order = RwSignal::new(true);
+    let show = move |time_order: bool| {
+        in_time_order.set(time_order);
+        in_flamegraph.set(!time_order);
+    };
+    let timed = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let timed_status = RwSignal::new(String::new());
+    // The function selected in either view, outlined in both.
+    let linked = RwSignal::new(None::<String>);
 
     let open = move |file: web_sys::File| {
         file_name.set(file.name());
         status.set(format!("Reading {}…", file.name()));
+        show(false);
+        timed.set(None);
+        timed_status.set("Reading the time order…".into());
+        linked.set(None);
         leptos::task::spawn_local(async move {
-            match load(file).await {
+            let read = match read_file(file).await {
+                Ok(read) => read,
+                Err(e) => {
+                    loaded.set(None);
+                    status.set(format!("Could not read the file: {e}"));
+                    return;
+                }
+            };
+            let timed_file = has_times(&read);
+            no_time_order.set(!timed_file);
+            match load(&read).await {
                 Ok((tree, units)) => {
                     status.set(format!("{} in total", format_value(tree.total(), &units)));
                     loaded.set(Some(Arc::new(Loaded::new(tree, units))));
@@ -65,6 +112,18 @@ pub fn OpenPage() -> impl IntoView {
                 Err(e) => {
                     loaded.set(None);
                     status.set(format!("Could not read the file: {e}"));
+                    return;
+                }
+            }
+            // Asked for once the flamegraph shows, whether or not the view is chosen: one
+            // request less to wait for when it is (and less code than asking on the toggle).
+            if timed_file {
+                match fetch::post_for_time_order("/api/collapse/time-order?format=auto", &read).await {
+                    Ok(profile) => {
+                        timed.set(Some(Arc::new(Loaded::timed(profile))));
+                        timed_status.set(String::new());
+                    }
+                    Err(e) => timed_status.set(format!("No time order: {e}")),
                 }
             }
         });
@@ -86,6 +145,20 @@ pub fn OpenPage() -> impl IntoView {
             open(file);
         }
     };
+
+    let view_button = move |time_order: bool, label: &'static str| {
+        view! {
+            <button
+                type="button"
+                class="view-toggle"
+                aria-pressed=move || (in_time_order.get() == time_order).to_string()
+                on:click=move |_| show(time_order)
+            >
+                {label}
+            </button>
+        }
+    };
+    let linked_text = move || linked.get().map(|name| format!("Function selected: {name} (outlined in both views)"));
 
     let table = move || {
         let data = loaded.get()?;
@@ -152,8 +225,19 @@ pub fn OpenPage() -> impl IntoView {
                             on:input=move |ev| search.set(event_target_value(&ev))
                         />
                     </label>
+                    <div class="view-toggles" role="group" aria-label="View" hidden=no_time_order>
+                        {view_button(false, "Flamegraph")}
+                        {view_button(true, "Time order")}
+                    </div>
                 </div>
-                <FlameGraph data=loaded search />
+                <p class="linked-function" aria-live="polite">{linked_text}</p>
+                <div hidden=in_time_order>
+                    <FlameGraph data=loaded search linked />
+                </div>
+                <div hidden=in_flamegraph>
+                    <p class="time-order-status" aria-live="polite">{timed_status}</p>
+                    <TimeOrderChart data=timed search linked />
+                </div>
                 <UploadForm loaded file_name />
                 {table}
             </Show>

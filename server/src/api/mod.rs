@@ -158,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pyroscope/render-diff", get(render::render_diff).layer(heavy()))
         .route("/api/apps", get(labels::apps))
         .route("/api/collapse", post(collapse::collapse).layer(upload()))
+        .route("/api/collapse/time-order", post(collapse::time_order).layer(upload()))
         .route("/api/page-data/{name}", get(page_data::page_data).layer(heavy()))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))
