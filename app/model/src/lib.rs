@@ -36,4 +36,4 @@ mod tree;
 pub mod truncate;
 pub mod units;
 
-pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState};
+pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState, children_column};

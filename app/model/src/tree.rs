@@ -250,23 +250,8 @@ impl CallTree {
     /// `u32::MAX` for a node dropped for holding nothing. Time orders
     /// ([`crate::time_order`]) name their stacks by node and follow them through this.
     pub fn to_flat_mapped(&self) -> (FlatTree, Vec<NodeId>) {
-        // Every node's children in one column, grouped by parent (a counting sort): one
-        // allocation instead of one per node, which dominated converting small trees.
         let count = self.nodes.len();
-        let mut first_kid = vec![0u32; count + 1];
-        for n in &self.nodes[1..] {
-            first_kid[n.parent as usize + 1] += 1;
-        }
-        for i in 0..count {
-            first_kid[i + 1] += first_kid[i];
-        }
-        let mut next_slot = first_kid.clone();
-        let mut kids: Vec<NodeId> = vec![ROOT; count - 1];
-        for (i, n) in self.nodes.iter().enumerate().skip(1) {
-            let slot = &mut next_slot[n.parent as usize];
-            kids[*slot as usize] = i as NodeId;
-            *slot += 1;
-        }
+        let (first_kid, mut kids) = children_column(count, |node| self.nodes[node].parent);
         let children = |node: NodeId| first_kid[node as usize] as usize..first_kid[node as usize + 1] as usize;
         for node in 0..count {
             let list = &mut kids[children(node as NodeId)];
@@ -304,6 +289,28 @@ impl CallTree {
         }
         (flat, flat_of)
     }
+}
+
+/// The children of every node of a tree of `count` nodes (node 0 the root, `parent_of(n)` for
+/// the others) in one column, grouped by parent, in node order within a group: node `n`'s are
+/// `kids[first[n]..first[n + 1]]`. A counting sort, so one allocation instead of one per node,
+/// which dominated converting small trees.
+pub fn children_column(count: usize, parent_of: impl Fn(usize) -> NodeId) -> (Vec<u32>, Vec<NodeId>) {
+    let mut first = vec![0u32; count + 1];
+    for node in 1..count {
+        first[parent_of(node) as usize + 1] += 1;
+    }
+    for i in 0..count {
+        first[i + 1] += first[i];
+    }
+    let mut next_slot = first.clone();
+    let mut kids: Vec<NodeId> = vec![ROOT; count.saturating_sub(1)];
+    for node in 1..count {
+        let slot = &mut next_slot[parent_of(node) as usize];
+        kids[*slot as usize] = node as NodeId;
+        *slot += 1;
+    }
+    (first, kids)
 }
 
 /// An immutable call tree in preorder columns: node 0 is the root, every node comes after its

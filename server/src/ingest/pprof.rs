@@ -40,7 +40,7 @@ use std::fmt::Display;
 use std::ops::Range;
 
 use kiln_model::budget::NAME_BYTES_PER_NODE;
-use kiln_model::{FlatTree, NodeId, ROOT, SeededMap};
+use kiln_model::{FlatTree, NodeId, ROOT, SeededMap, children_column};
 use serde::Deserialize;
 
 use super::{IngestError, IngestLimits, RequestBudget, body};
@@ -589,20 +589,7 @@ impl Series {
     /// Shared by the series' trees, since names do not depend on the sample type.
     fn children_in_name_order(&self, names: &Names) -> (Vec<u32>, Vec<u32>) {
         let count = self.nodes.len();
-        let mut first = vec![0u32; count + 1];
-        for node in &self.nodes[1..] {
-            first[node.parent as usize + 1] += 1;
-        }
-        for i in 0..count {
-            first[i + 1] += first[i];
-        }
-        let mut next = first.clone();
-        let mut order = vec![0u32; count - 1];
-        for (i, node) in self.nodes.iter().enumerate().skip(1) {
-            let slot = &mut next[node.parent as usize];
-            order[*slot as usize] = i as u32;
-            *slot += 1;
-        }
+        let (first, mut order) = children_column(count, |node| self.nodes[node].parent);
         for node in 0..count {
             let kids = &mut order[first[node] as usize..first[node + 1] as usize];
             if kids.len() > 1 {
