@@ -54,7 +54,11 @@ const p95 = (xs) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.ceil(s.length * 0.95) - 1)] : NaN;
 };
-const stats = (xs) => ({ median: median(xs), p95: p95(xs), max: Math.max(...xs), n: xs.length, all: xs });
+// An input that changed no pixel within 10 s (a zoom out at the whole profile) counts as none.
+const stats = (xs) => {
+  const done = xs.filter(Number.isFinite);
+  return { median: median(done), p95: p95(done), max: Math.max(...done), n: done.length, unchanged: xs.length - done.length, all: xs };
+};
 
 // Times `act` REPS-fold: `event` on `target` to the first frame where `canvas` differs.
 async function timed(target, event, canvas, act) {
@@ -66,7 +70,9 @@ async function timed(target, event, canvas, act) {
     const c = await changed(page);
     out.push(c.timeout ? NaN : c.ms);
   }
-  return stats(out);
+  const s = stats(out);
+  console.error(`${target} ${event}: median ${s.median?.toFixed(1)} p95 ${s.p95?.toFixed(1)} max ${s.max?.toFixed(1)} ms`);
+  return s;
 }
 
 const r = { file: path.basename(FILE), bytes: fs.statSync(FILE).size, reps: REPS };
@@ -80,9 +86,11 @@ r.flamegraphShownMs = Date.now() - t0;
 await page.locator(".view-toggles:not([hidden])").waitFor({ timeout: CAP_MS });
 const toggle = page.getByRole("button", { name: "Time order" });
 const CHART = "canvas.time-order-canvas";
-await page.waitForFunction(() => document.querySelector(".time-order-status")?.textContent === "", null, {
+await page.waitForFunction(() => document.querySelector(".time-order-status")?.textContent !== "Reading the time order…", null, {
   timeout: CAP_MS,
 });
+const timedStatus = await page.locator(".time-order-status").textContent();
+if (timedStatus !== "") throw new Error(`no time order: ${timedStatus}`);
 r.timeOrderReadyMs = Date.now() - t0;
 await armChange(page, ".view-toggles button:last-child", "click", CHART);
 await toggle.click();
