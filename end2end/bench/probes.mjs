@@ -2,7 +2,8 @@
 // shows its effect, and small statistics.
 
 // Arms a watcher: the next `event` on `target` starts the clock; the first animation frame
-// whose canvas differs from now stops it. Resolves with the latency in ms.
+// whose canvas differs from now stops it. Resolves with the latency in ms (and from when the
+// page's listeners received the event, `fromDispatch`).
 export async function armChange(page, target, event, canvasSelector = "canvas.flame-canvas") {
   await page.evaluate(
     ({ target, event, canvasSelector }) => {
@@ -26,11 +27,13 @@ export async function armChange(page, target, event, canvasSelector = "canvas.fl
           event,
           (ev) => {
             const start = ev.timeStamp;
+            // When the page got it: the time before is the browser's input pipeline.
+            const dispatched = performance.now();
             // Latency = start of the first animation-frame callback that sees new pixels
             // (performance.now(), not the frame's vsync timestamp, which may predate the draw).
             const tick = (ts) => {
               const now = performance.now();
-              if (differs()) return resolve({ ms: now - start, vsync: ts - start });
+              if (differs()) return resolve({ ms: now - start, vsync: ts - start, fromDispatch: now - dispatched });
               if (performance.now() - start > 10000) return resolve({ timeout: true });
               requestAnimationFrame(tick);
             };
