@@ -112,7 +112,15 @@ if (TRACE) {
   await cdp.send("Tracing.start", {
     transferMode: "ReturnAsStream",
     traceConfig: {
-      includedCategories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "v8.execute", "disabled-by-default-v8.cpu_profiler"],
+      includedCategories: [
+        "devtools.timeline",
+        "disabled-by-default-devtools.timeline",
+        "v8.execute",
+        "disabled-by-default-v8.cpu_profiler",
+        "input",
+        "latencyInfo",
+        "benchmark",
+      ],
     },
   });
 }
