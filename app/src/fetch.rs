@@ -43,7 +43,24 @@ pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String),
 /// Posts a file to `url` and decodes the time order it answers (the
 /// `/api/collapse/time-order` endpoint).
 pub async fn post_for_time_order(url: &str, body: &[u8]) -> Result<TimedProfile, String> {
-    let response = post_bytes(url, body).await?;
+    read_time_order(post_bytes(url, body).await?).await
+}
+
+/// A stored query's uploads in time order, one column each (`/render/time-order`).
+pub async fn time_order(query: &str, from: &str, until: &str) -> Result<TimedProfile, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let url = format!(
+        "/render/time-order?query={}&from={}&until={}",
+        encode_query_value(query),
+        encode_query_value(from),
+        encode_query_value(until)
+    );
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str(&url)).await.map_err(js_error)?.dyn_into().map_err(js_error)?;
+    read_time_order(response).await
+}
+
+async fn read_time_order(response: web_sys::Response) -> Result<TimedProfile, String> {
     if !response.ok() {
         return Err(error_text(&response).await);
     }

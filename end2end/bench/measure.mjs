@@ -19,6 +19,7 @@ import http from "node:http";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { armChange, changed, median, settle } from "./probes.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, "..", "package.json"));
@@ -120,56 +121,6 @@ async function waitFirstPaint(page, selector, extraCheck, capMs) {
     { selector, extraCheck, capMs, INK },
   );
 }
-
-// Arms a watcher: the next `event` on `target` starts the clock; the first animation frame
-// whose canvas differs from now stops it. Resolves with the latency in ms.
-async function armChange(page, target, event) {
-  await page.evaluate(
-    ({ target, event }) => {
-      const canvas = document.querySelector("canvas.flame-canvas");
-      const snap = () => {
-        const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        return { w: canvas.width, h: canvas.height, d };
-      };
-      const before = snap();
-      const differs = () => {
-        if (canvas.width !== before.w || canvas.height !== before.h) return true;
-        const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        const a32 = new Uint32Array(d.buffer);
-        const b32 = new Uint32Array(before.d.buffer);
-        for (let i = 0; i < a32.length; i++) if (a32[i] !== b32[i]) return true;
-        return false;
-      };
-      window.__change = new Promise((resolve) => {
-        const el = document.querySelector(target);
-        el.addEventListener(
-          event,
-          (ev) => {
-            const start = ev.timeStamp;
-            // Latency = start of the first animation-frame callback that sees new pixels
-            // (performance.now(), not the frame's vsync timestamp, which may predate the draw).
-            const tick = (ts) => {
-              const now = performance.now();
-              if (differs()) return resolve({ ms: now - start, vsync: ts - start });
-              if (performance.now() - start > 10000) return resolve({ timeout: true });
-              requestAnimationFrame(tick);
-            };
-            requestAnimationFrame(tick);
-          },
-          { once: true, capture: true },
-        );
-      });
-    },
-    { target, event },
-  );
-}
-const changed = (page) => page.evaluate(() => window.__change);
-
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
-};
-const settle = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 50))));
 
 async function heap(page, cdp) {
   await cdp.send("HeapProfiler.collectGarbage").catch(() => {});

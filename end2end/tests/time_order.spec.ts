@@ -116,3 +116,51 @@ test("a perf script capture with times opens in time order too", async ({ page }
   await expect(page.locator(".time-order-range")).toHaveText(/^Showing 0 ns to \S+ (ms|s) of \S+ (ms|s) \([\d,]+ samples, .+ \d+\)$/);
   await expect(page.locator(".time-order-status")).toHaveText("");
 });
+
+test("a stored series in time order: one column per upload, the spike the widest", async ({ page, request }) => {
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(`page: ${e.message}`));
+  // Three uploads a minute apart; the middle one is a spike of `main;hot`.
+  const app = `spiky${Date.now() % 100000}`;
+  const uploads: [string, string, string][] = [
+    ["now-30m", "now-29m", "main;a 3\nmain;b 2\n"],
+    ["now-29m", "now-28m", "main;hot 20\nidle 5\n"],
+    ["now-28m", "now-27m", "idle 4\n"],
+  ];
+  // Sent newest first: the columns follow the uploads' times, not their arrival.
+  for (const [from, until, body] of uploads.reverse()) {
+    const response = await request.post(`/ingest?name=${app}.cpu&from=${from}&until=${until}`, { data: body });
+    expect(response.status(), await response.text()).toBe(200);
+  }
+
+  // The view switch offers it next to the flamegraph; the URL keeps it.
+  await page.goto(`/explore?query=${app}.cpu&from=now-1h&until=now`);
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+  await page.getByRole("link", { name: "Time order", exact: true }).click();
+  await expect(page).toHaveURL(/view=time/);
+  await expect(page.getByRole("link", { name: "Time order", exact: true })).toHaveAttribute("aria-current", "true");
+  await expect(page.locator(".time-order-range")).toHaveText(
+    "Showing 0 samples to 34 samples of 34 samples (5 samples, 3 uploads, one column each)",
+  );
+  await expect(page.locator(".time-order-status")).toHaveText("");
+
+  // Columns as wide as their uploads: 0–5, the spike 5–30, then 30–34. The spike's middle,
+  // second row, is `hot`; the last column's first row is `idle`.
+  const chart = page.locator("canvas.time-order-canvas");
+  const box = (await chart.boundingBox())!;
+  const tip = page.locator(".time-order .flame-tooltip .tip-name");
+  await page.mouse.move(box.x + box.width * (20 / 34), box.y + 18 + 9);
+  await expect(tip).toHaveText("hot");
+  await expect(page.locator(".time-order .flame-tooltip .tip-row")).toHaveText("20 samples from 10 samples");
+  await page.mouse.move(box.x + box.width * (32 / 34), box.y + 9);
+  await expect(tip).toHaveText("idle");
+
+  // Zooming into the spike works as for opened files.
+  await page.mouse.move(box.x + box.width * (20 / 34), box.y + 9);
+  await page.mouse.wheel(0, -300);
+  await expect(page.locator(".time-order-range")).not.toHaveText(/^Showing 0 samples/);
+  expect(errors).toEqual([]);
+});

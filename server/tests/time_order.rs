@@ -1,6 +1,7 @@
 //! `/api/collapse/time-order` against the real binary: files with timestamps answer their
 //! samples in time order (what the model reads from the same file), files without say so, and
-//! the number of samples is capped with a clear error.
+//! the number of samples is capped with a clear error. `/render/time-order` shows stored uploads
+//! one column each, capped the same way.
 
 mod support;
 
@@ -22,10 +23,16 @@ fn data(name: &str) -> Vec<u8> {
 /// A POST answered with its status, content type and body as bytes (the support module's
 /// `http` reads bodies as text).
 fn post_bytes(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    request_bytes(addr, "POST", path, body)
+}
+
+fn request_bytes(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let head =
-        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
     let mut response = Vec::new();
@@ -160,4 +167,80 @@ fn more_samples_than_the_cap_is_a_clear_413() {
     assert!(error.contains("more than 2000000 samples"), "{start}");
     let (status, _) = http(kiln.addr, "POST", "/api/collapse", file.as_bytes()).unwrap();
     assert_eq!(status, 200);
+}
+
+/// Each sample of a time order as (stack, start, weight), the stack as `a;b;c`.
+fn named_samples(p: &TimedProfile) -> Vec<(String, u64, u64)> {
+    p.samples
+        .iter()
+        .map(|s| {
+            let path: Vec<&str> = p.tree.path_to(s.stack).iter().map(|&n| p.tree.name_of(n)).collect();
+            (path.join(";"), s.start, s.weight)
+        })
+        .collect()
+}
+
+#[test]
+fn stored_uploads_show_one_column_each_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &[]);
+    let addr = kiln.addr;
+    let uploads: [(i64, &str); 3] =
+        [(1_700_000_000, "main;a 3\nmain;b 2\n"), (1_700_000_010, "main;a 20\nidle 5\n"), (1_700_000_020, "idle 4\n")];
+    // Stored out of order: the columns follow the uploads' times, not their arrival.
+    for (from, folded) in uploads.iter().rev() {
+        let path = format!("/ingest?name=spiky.cpu&from={from}&until={}", from + 10);
+        assert_eq!(http(addr, "POST", &path, folded.as_bytes()).unwrap().0, 200);
+    }
+    let (status, content_type, body) =
+        request_bytes(addr, "GET", "/render/time-order?query=spiky.cpu&from=1700000000&until=1700000100", b"");
+    assert_eq!((status, content_type.as_str()), (200, time_order::CONTENT_TYPE), "{}", String::from_utf8_lossy(&body));
+    let timed = time_order::decode(&body).unwrap();
+    assert_eq!(timed.name, "3 uploads, one column each");
+    assert_eq!(timed.tree.total(), 34);
+    let s = |stack: &str, start, weight| (stack.to_string(), start, weight);
+    // Each column as wide as its upload's total, laid out as its flamegraph (names in order):
+    // the spike in the middle is the widest.
+    assert_eq!(
+        named_samples(&timed),
+        [s("main;a", 0, 3), s("main;b", 3, 2), s("idle", 5, 5), s("main;a", 10, 20), s("idle", 30, 4)]
+    );
+
+    // The range picks the uploads: only the last two.
+    let (status, _, body) =
+        request_bytes(addr, "GET", "/render/time-order?query=spiky.cpu&from=1700000015&until=1700000100", b"");
+    assert_eq!(status, 200);
+    let timed = time_order::decode(&body).unwrap();
+    assert_eq!(named_samples(&timed), [s("idle", 0, 5), s("main;a", 5, 20), s("idle", 25, 4)]);
+    assert_eq!(timed.name, "2 uploads, one column each");
+
+    // No query is a clear 400.
+    let (status, _, body) = request_bytes(addr, "GET", "/render/time-order?from=1700000000", b"");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn stored_time_order_refuses_more_uploads_than_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &[]);
+    let addr = kiln.addr;
+    let cap = 1000;
+    // Recent uploads: the store's retention would drop blocks of old ones as the head flushes.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let base = now - 20_000;
+    for i in 0..=cap {
+        let path = format!("/ingest?name=many.cpu&from={}&until={}", base + i * 10, base + i * 10 + 10);
+        let folded = format!("main;work {}\n", i + 1);
+        assert_eq!(http(addr, "POST", &path, folded.as_bytes()).unwrap().0, 200);
+    }
+    let all = format!("/render/time-order?query=many.cpu&from={base}&until={}", base + 20_000);
+    let (status, _, body) = request_bytes(addr, "GET", &all, b"");
+    let message = String::from_utf8_lossy(&body);
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("1001 uploads in this range, more than the 1000"), "{message}");
+    // One upload fewer in the range is shown whole.
+    let fewer = format!("/render/time-order?query=many.cpu&from={base}&until={}", base + 10_000);
+    let (status, _, body) = request_bytes(addr, "GET", &fewer, b"");
+    assert_eq!(status, 200);
+    assert_eq!(time_order::decode(&body).unwrap().samples.len(), cap as usize);
 }

@@ -100,6 +100,32 @@ impl TimedProfile {
         TimedProfile { samples: order.to_flat(&flat_of), tree: flat, units: units.to_string(), name: String::new() }
     }
 
+    /// One column per part, for stored profiles that keep no times within an upload but do
+    /// keep each upload apart: `parts` are the uploads in time order, each its stacks as
+    /// (node of `tree`, value). Each column is as wide as its part's total and holds that
+    /// part's flamegraph (stacks in the tree's preorder, so consecutive stacks sharing a
+    /// frame make one box), so the chart reads as the timeline does: a spike is a wide column.
+    pub fn columns(tree: &CallTree, parts: &[Vec<(NodeId, u64)>], units: &str) -> TimedProfile {
+        let (flat, flat_of) = tree.to_flat_mapped();
+        let mut samples = Vec::new();
+        let mut column: Vec<(NodeId, u64)> = Vec::new();
+        let mut start = 0u64;
+        for part in parts {
+            column.clear();
+            column.extend(part.iter().filter_map(|&(node, weight)| {
+                let stack = *flat_of.get(node as usize)?;
+                (stack != u32::MAX && stack != ROOT && weight > 0).then_some((stack, weight))
+            }));
+            // The flat tree is in preorder: sorting by node lays the column out as a flamegraph.
+            column.sort_unstable_by_key(|&(stack, _)| stack);
+            for &(stack, weight) in &column {
+                samples.push(Sample { stack, start, weight });
+                start = start.saturating_add(weight);
+            }
+        }
+        TimedProfile { tree: flat, units: units.to_string(), name: String::new(), samples }
+    }
+
     /// When the last sample ends.
     pub fn end(&self) -> u64 {
         self.samples.last().map_or(0, Sample::end)
@@ -460,6 +486,39 @@ mod tests {
         assert_eq!(chart.box_at(1, 17.0).map(|b| p.tree.name_of(b.node)), Some("b"));
         assert_eq!(chart.box_at(1, 45.0), None);
         assert_eq!(chart.box_at(5, 1.0), None);
+    }
+
+    #[test]
+    fn columns_lay_each_part_out_as_its_flamegraph_one_after_another() {
+        let mut tree = CallTree::new();
+        let mut path = |frames: &[&str]| {
+            let mut node = ROOT;
+            for f in frames {
+                node = tree.child(node, f);
+            }
+            node
+        };
+        let (a, b, idle) = (path(&["main", "a"]), path(&["main", "b"]), path(&["idle"]));
+        let main = path(&["main"]);
+        let parts = vec![vec![(b, 2), (idle, 1), (a, 3), (main, 1)], vec![], vec![(a, 4), (idle, 0)]];
+        for part in &parts {
+            for &(node, value) in part {
+                tree.add_self(node, value);
+            }
+        }
+        let p = TimedProfile::columns(&tree, &parts, "samples");
+        assert_eq!(p.tree.total(), 11);
+        assert_eq!(p.samples.iter().map(|s| s.weight).sum::<u64>(), 11);
+        let chart = FlameChart::new(&p.tree, &p.samples);
+        let s = |n: &str, a, b| (n.to_string(), a, b);
+        // First column (7 wide): idle, then main over its self, a and b, in name order; the
+        // empty part takes no room; the last column is a alone, and main's box runs on into it
+        // because the stacks touch.
+        assert_eq!(
+            named(&p, &chart),
+            [vec![s("idle", 0, 1), s("main", 1, 11)], vec![s("a", 2, 5), s("b", 5, 7), s("a", 7, 11)]]
+        );
+        assert_eq!(decode(&encode(&p)).unwrap(), p);
     }
 
     #[test]

@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/vcs.v1.VCSService/{method}", post(connect::unimplemented_service))
         .route("/render", get(render::render).layer(heavy()))
         .route("/pyroscope/render", get(render::render).layer(heavy()))
+        .route("/render/time-order", get(render::render_time_order).layer(heavy()))
         .route("/render-diff", get(render::render_diff).layer(heavy()))
         .route("/pyroscope/render-diff", get(render::render_diff).layer(heavy()))
         .route("/api/apps", get(labels::apps))

@@ -8,7 +8,7 @@ use axum::extract::{Query as QueryString, State, rejection::QueryRejection};
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use kiln_model::recursion::{collapse_list, collapse_recursion};
-use kiln_model::{FlatTree, codec, diff, flamebearer, folded, truncate};
+use kiln_model::{FlatTree, codec, diff, flamebearer, folded, time_order, truncate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -132,6 +132,37 @@ fn text_response(content_type: &'static str, body: impl IntoResponse) -> Respons
 
 fn bad_query_string(e: QueryRejection) -> AppError {
     AppError::bad_request(format!("bad query string: {e}"))
+}
+
+/// Query string of `/render/time-order`.
+#[derive(Debug, Deserialize)]
+pub struct TimeOrderParams {
+    query: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+/// `/render/time-order?query=app.cpu{…}&from=…&until=…`: the uploads in the range in time order,
+/// one column each ([`query::time_order`]), encoded as the Open page's time order is
+/// ([`time_order::encode`]). More uploads than [`query::MAX_TIME_ORDER_UPLOADS`] answer 422.
+pub async fn render_time_order(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    cancel: Cancel,
+    params: Result<QueryString<TimeOrderParams>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let QueryString(params) = params.map_err(bad_query_string)?;
+    let (query, ..) = parse_query(
+        state.query_limits,
+        &tenant,
+        "query",
+        params.query.as_deref(),
+        ("from", params.from.as_deref()),
+        ("until", params.until.as_deref()),
+    )?;
+    let timed = query::time_order(&state.store, &query, &cancel).await?;
+    cancel.check()?;
+    Ok(([(header::CONTENT_TYPE, time_order::CONTENT_TYPE)], time_order::encode(&timed)).into_response())
 }
 
 /// `/render?query=app.cpu{…}&from=…&until=…&format=json|tree|folded|svg|pprof|speedscope`.

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kiln_model::selector::{MatchOp, Matcher, SERVICE_NAME_LABEL, Selector, parse_label_selector, profile_type_id};
-use kiln_model::{CallTree, FlatTree};
+use kiln_model::time_order::{self, TimedProfile};
+use kiln_model::{CallTree, FlatTree, NodeId, ROOT};
 
 use crate::storage::block::{self, Chunk};
 use crate::storage::{Aggregation, Selected, SeriesKey, StorageError, Store};
@@ -358,8 +359,17 @@ pub enum Parts {
     Timeline,
 }
 
-/// [`merge_cancellable`], computing only `parts`.
-pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: Parts) -> Result<Merged, MergeError> {
+/// The uploads a query selects: its profile type, the chunks holding them, and which uploads of
+/// those chunks fall in its range, sorted by time.
+struct Selection {
+    profile_type: Option<String>,
+    chunks: Vec<Arc<Chunk>>,
+    in_range: Vec<InRange>,
+}
+
+/// Reads the chunks `query` selects (refusing, before fetching anything, a query over its
+/// limits) and finds its uploads in them.
+async fn select_uploads(store: &Store, query: &Query, cancel: &Cancel) -> Result<Selection, MergeError> {
     let profile_type = query.selector.profile_type.clone().or_else(|| default_profile_type(store, query));
     let selected = match &profile_type {
         Some(ty) => {
@@ -400,6 +410,13 @@ pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: P
         }
     }
     in_range.sort_by_key(|u| (u.from, u.until));
+    Ok(Selection { profile_type, chunks, in_range })
+}
+
+/// [`merge_cancellable`], computing only `parts`.
+pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: Parts) -> Result<Merged, MergeError> {
+    let Selection { profile_type, chunks, in_range } = select_uploads(store, query, cancel).await?;
+    let (from, until) = (query.from, query.until);
     let averaged = in_range.iter().filter(|u| u.aggregation == Aggregation::Average).count() as u64;
     let mut wanted: Vec<Vec<bool>> = chunks.iter().map(|c| vec![false; c.uploads.len()]).collect();
     for u in &in_range {
@@ -432,6 +449,80 @@ pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: P
     let timeline = timeline(in_range.iter().map(|u| (u.from, u.until, u.total)), from, until);
     let (units, sample_rate, spy_name) = newest.unwrap_or_else(|| ("samples".into(), 100, String::new()));
     Ok(Merged { tree: tree.to_flat(), profile_type, units, sample_rate, spy_name, timeline })
+}
+
+/// The most uploads a stored series' time order shows, one column each: however wide the
+/// range, the answer and the browser's chart stay bounded.
+pub const MAX_TIME_ORDER_UPLOADS: usize = 1000;
+
+/// The uploads `query` selects in time order, one column each, as wide as its total and laid
+/// out as its flamegraph ([`TimedProfile::columns`]): what the explorer shows over the
+/// timeline's range, so that a spike in the timeline can be looked at upload by upload. Refuses
+/// ([`MergeError::TooLarge`]) more than [`MAX_TIME_ORDER_UPLOADS`] uploads, or more than
+/// [`time_order::MAX_SAMPLES`] stacks in all, before building anything.
+pub async fn time_order(store: &Store, query: &Query, cancel: &Cancel) -> Result<TimedProfile, MergeError> {
+    let Selection { chunks, in_range, .. } = select_uploads(store, query, cancel).await?;
+    if in_range.len() > MAX_TIME_ORDER_UPLOADS {
+        return Err(TooLarge(format!(
+            "{} uploads in this range, more than the {MAX_TIME_ORDER_UPLOADS} a time order shows (one column \
+             each): narrow the range",
+            in_range.len()
+        ))
+        .into());
+    }
+    let stacks: usize = in_range.iter().map(|u| chunks[u.chunk].uploads[u.upload].nodes.len()).sum();
+    if stacks > time_order::MAX_SAMPLES {
+        return Err(TooLarge(format!(
+            "{stacks} stacks in this range's uploads, more than the {} a time order shows: narrow the range",
+            time_order::MAX_SAMPLES
+        ))
+        .into());
+    }
+    let mut tree = CallTree::new();
+    // Each chunk's nodes as nodes of `tree`, found once per chunk rather than once per upload.
+    let mut node_of: Vec<Vec<NodeId>> = chunks.iter().map(|c| vec![u32::MAX; c.parent.len()]).collect();
+    let mut parts: Vec<Vec<(NodeId, u64)>> = Vec::with_capacity(in_range.len());
+    for u in &in_range {
+        cancel.check()?;
+        let chunk = &chunks[u.chunk];
+        let upload = &chunk.uploads[u.upload];
+        let map = &mut node_of[u.chunk];
+        let part = upload
+            .nodes
+            .iter()
+            .zip(&upload.self_value)
+            .map(|(&node, &value)| {
+                let node = tree_node(&mut tree, chunk, map, node);
+                tree.add_self(node, value);
+                (node, value)
+            })
+            .collect();
+        parts.push(part);
+    }
+    let units = in_range.last().map_or_else(|| "samples".into(), |u| chunks[u.chunk].uploads[u.upload].units.clone());
+    let name = match in_range.len() {
+        1 => "1 upload".to_string(),
+        n => format!("{n} uploads, one column each"),
+    };
+    Ok(TimedProfile { name, ..TimedProfile::columns(&tree, &parts, &units) })
+}
+
+/// The node of `tree` with the path of `chunk`'s node `node`, created if missing; `map` holds
+/// the chunk's nodes already found (`u32::MAX` for none yet).
+fn tree_node(tree: &mut CallTree, chunk: &Chunk, map: &mut [NodeId], node: u32) -> NodeId {
+    let mut path = Vec::new();
+    let mut cursor = node as usize;
+    while cursor != 0 && cursor < map.len() && map[cursor] == u32::MAX {
+        path.push(cursor);
+        cursor = chunk.parent[cursor] as usize;
+    }
+    let mut at = if cursor == 0 || cursor >= map.len() { ROOT } else { map[cursor] };
+    for &n in path.iter().rev() {
+        let name = chunk.symbol.get(n).and_then(|&s| chunk.symbols.get(s as usize)).map_or("", String::as_str);
+        at = tree.child(at, name);
+        map[n] = at;
+    }
+    at
 }
 
 /// A part of a query's merge: a chunk (of the head or a block) with the uploads it contributes.

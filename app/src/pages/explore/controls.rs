@@ -126,8 +126,12 @@ pub fn TimeRange(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
 pub fn ViewSwitch(#[prop(into)] state: Signal<ExploreState>) -> impl IntoView {
     move || {
         let s = state.get();
-        let choices: [(&str, &str, &str); 3] =
-            [("Icicle", "flame", "icicle"), ("Flame", "flame", "flame"), ("Table", "table", s.orient.as_str())];
+        let choices: [(&str, &str, &str); 4] = [
+            ("Icicle", "flame", "icicle"),
+            ("Flame", "flame", "flame"),
+            ("Time order", "time", s.orient.as_str()),
+            ("Table", "table", s.orient.as_str()),
+        ];
         let links = choices
             .into_iter()
             .map(|(label, view, orient)| {

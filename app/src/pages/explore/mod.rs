@@ -16,7 +16,7 @@ use leptos::prelude::*;
 
 use crate::data::{DataRequest, page_data};
 use crate::fetch;
-use crate::flame::{FlameGraph, Loaded};
+use crate::flame::{FlameGraph, Loaded, TimeOrderChart};
 use crate::format::{encode_query_value, format_value};
 use crate::location::{QueryMap, use_query_map};
 use crate::search::SearchBox;
@@ -239,6 +239,7 @@ pub fn ExplorePage() -> impl IntoView {
         match view.as_str() {
             "table" => ().into_any_sync(),
             "sandwich" => view! { <SandwichView loaded=shown function search colour=colour_mode /> }.into_any_sync(),
+            "time" => view! { <TimeOrderView range search /> }.into_any_sync(),
             _ => view! {
                 <FlameGraph
                     data=shown
@@ -324,6 +325,40 @@ fn SandwichView(
             <h2>"Callees of " <code>{function}</code></h2>
             <FlameGraph data=callees search colour label="Callees of the selected function" />
         </div>
+    }
+}
+
+/// The range's uploads in time order, one column each as wide as its total (the timeline's
+/// columns, each opened into its flamegraph), so that a spike in the timeline can be looked
+/// at upload by upload.
+#[component]
+fn TimeOrderView(range: Memo<(String, String, String)>, search: RwSignal<String>) -> impl IntoView {
+    let timed = RwSignal::<Option<Arc<Loaded>>>::new(None);
+    let status = RwSignal::new(String::new());
+    let linked = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let (query, from, until) = range.get();
+        status.set("Loading the time order…".into());
+        leptos::task::spawn_local(async move {
+            match fetch::time_order(&query, &from, &until).await {
+                Ok(profile) if profile.samples.is_empty() => {
+                    timed.set(None);
+                    status.set("No uploads in this range.".into());
+                }
+                Ok(profile) => {
+                    timed.set(Some(Arc::new(Loaded::timed(profile))));
+                    status.set(String::new());
+                }
+                Err(e) => {
+                    timed.set(None);
+                    status.set(format!("No time order: {e}"));
+                }
+            }
+        });
+    });
+    view! {
+        <p class="time-order-status" aria-live="polite">{status}</p>
+        <TimeOrderChart data=timed search linked />
     }
 }
 
