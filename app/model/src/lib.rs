@@ -28,6 +28,7 @@ pub mod sandwich;
 pub mod search;
 pub mod selector;
 pub mod speedscope;
+pub mod stackprof;
 pub mod tenant;
 pub mod time_order;
 pub mod top;

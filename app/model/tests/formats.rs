@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, trace_event};
+use kiln_model::{callgrind, cpuprofile, folded, stackprof, trace_event};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -187,4 +187,23 @@ fn chromium_trace_in_time_order() {
     let profile = set.parts.iter().find(|p| p.name.starts_with("CPU profile")).unwrap();
     let main = set.parts.iter().find(|p| p.name.contains("CrRendererMain")).unwrap();
     check("chromium.trace.time-order", &(chart_printed(profile, 200) + &chart_printed(main, 200)));
+}
+
+#[test]
+fn ruby_stackprof_json() {
+    let bytes = data("stackprof-fib.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "stackprof");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("cpu", "nanoseconds"));
+    // Every sample the file counts (garbage collection's among them) weighs the interval, in µs.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let samples = json["samples"].as_u64().unwrap();
+    assert_eq!(part.tree.total(), samples * json["interval"].as_u64().unwrap() * 1000);
+    let printed = printed(&set);
+    assert!(printed.contains(";Object#busy;Object#fib;Object#fib"), "{printed}");
+    assert!(printed.contains("(garbage collection);(marking)"), "{printed}");
+    check("stackprof-fib.folded", &printed);
+    assert!(!stackprof::looks_like(&data("node-fib.cpuprofile")));
 }
