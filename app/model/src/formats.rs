@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, stackprof, trace_event};
+use crate::{callgrind, cpuprofile, gecko, stackprof, trace_event};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub enum Parser {
     Callgrind,
     /// Ruby stackprof's JSON ([`stackprof`]).
     Stackprof,
+    /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
+    Gecko,
 }
 
 impl Parser {
@@ -44,6 +46,7 @@ impl Parser {
             Parser::ChromeTrace => trace_event::looks_like(bytes),
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
+            Parser::Gecko => gecko::looks_like(bytes),
         }
     }
 
@@ -54,6 +57,7 @@ impl Parser {
             Parser::ChromeTrace => trace_event::parse_budgeted(bytes, max_depth, budget),
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
+            Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -144,6 +148,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::Stackprof),
         shown_as: Some("Ruby stackprof JSON"),
+    },
+    Format {
+        name: gecko::NAME,
+        aliases: &["firefox"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Gecko),
+        shown_as: Some("Firefox Profiler (Gecko JSON)"),
     },
     Format {
         name: "speedscope",
@@ -262,7 +273,7 @@ mod tests {
         let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
         assert_eq!(
             tried,
-            ["cpuprofile", "chrome_trace", "callgrind", "stackprof", "speedscope", "folded", "pprof", "guess"]
+            ["cpuprofile", "chrome_trace", "callgrind", "stackprof", "gecko", "speedscope", "folded", "pprof", "guess"]
         );
         assert!(
             FORMATS.iter().all(|f| (f.detection == Detection::LooksLike) == matches!(f.decoder, Decoder::Parser(_)))
@@ -286,6 +297,8 @@ mod tests {
         assert_eq!(name(bare_callgrind), Some("callgrind"));
         assert_eq!(name(speedscope), None);
         assert_eq!(name(stackprof), Some("stackprof"));
+        let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
+        assert_eq!(name(gecko), Some("gecko"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

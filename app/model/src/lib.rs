@@ -15,6 +15,7 @@ pub mod diff;
 pub mod flamebearer;
 pub mod folded;
 pub mod formats;
+pub mod gecko;
 pub mod layout;
 pub mod navigate;
 pub mod page_data;
