@@ -169,3 +169,48 @@ async fn names_beyond_ascii_are_escaped_in_the_list_and_single_profile_files_hav
     assert_eq!(post(&app, "/api/collapse?part=all", b"main;work 3\n").await.status, StatusCode::OK);
     assert_eq!(post(&app, "/api/collapse?part=1", b"main;work 3\n").await.status, StatusCode::BAD_REQUEST);
 }
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+    let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    (status, String::from_utf8_lossy(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).into_owned())
+}
+
+#[tokio::test]
+async fn stackprof_and_gecko_files_open_and_store_by_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Ruby stackprof: one profile, no list; stored as one series in nanoseconds.
+    let stackprof = data("stackprof-fib.json");
+    let set = model(&stackprof);
+    let answer = post(&app, "/api/collapse", &stackprof).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    assert_eq!(post(&app, "/ingest?name=ruby.cpu", &stackprof).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=ruby.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    let lines = |text: &str| text.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(lines(&render), lines(&kiln_model::folded::print(&set.parts[0].tree.to_flat())));
+
+    // Firefox's Gecko profile: a thread per process main thread, listed with their totals, gzipped too.
+    let gecko = data("gecko-fib.json");
+    let set = model(&gecko);
+    assert_eq!(set.parts.len(), 3);
+    let answer = post(&app, "/api/collapse", &gzip(&gecko)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let totals: Vec<u64> =
+        answer.parts.unwrap().as_array().unwrap().iter().map(|p| p["total"].as_u64().unwrap()).collect();
+    assert_eq!(totals, set.parts.iter().map(|p| p.tree.total()).collect::<Vec<_>>());
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), totals.iter().sum::<u64>());
+    assert_eq!(post(&app, "/ingest?name=firefox.cpu", &gecko).await.status, StatusCode::OK);
+    let (_, threads) = get(&app, "/label-values?label=thread_name&query=firefox.cpu").await;
+    let threads: Vec<String> = serde_json::from_str(&threads).unwrap();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+
+    // A broken file of either is a 400 naming the format.
+    for (body, format) in [(&stackprof[..stackprof.len() / 2], "stackprof: "), (&gecko[..gecko.len() / 2], "gecko: ")] {
+        let answer = post(&app, "/api/collapse", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&answer.body).contains(format));
+    }
+}
