@@ -124,3 +124,36 @@ test("a gzipped Chromium trace offers the same picker", async ({ page }) => {
   await expect(page.getByLabel("Profile", { exact: true }).locator("option")).toHaveCount(threads.length + 1);
   expect(errors).toEqual([]);
 });
+
+test("a Firefox Gecko profile offers its threads; a Ruby stackprof file opens with the total it counts", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("gecko-fib.folded");
+  expect(threads.length).toBe(3);
+  await openPage(page, errors);
+  await expect(page.locator(".dropzone")).toContainText("Firefox Profiler (Gecko JSON)");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "gecko-fib.json"));
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  // As the page writes durations: seconds from one second on.
+  const dur = (ns: number) => (ns >= 1e9 ? `${(ns / 1e9).toFixed(2)} s` : ms(ns));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(merged)} in total`);
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker.locator("option")).toHaveText([
+    `All merged (${threads.length} profiles)`,
+    ...threads.map((t) => `${t.name}: ${dur(t.total)}`),
+  ]);
+  // The page's own thread: the content process whose stacks run the page's fib.
+  const golden = fs.readFileSync(path.join(MODEL, "golden", "formats", "gecko-fib.folded"), "utf8");
+  const heading = golden.slice(0, golden.indexOf("gecko-fib.html")).split("\n").filter((l) => l.startsWith("# ")).pop()!;
+  const content = threads.findIndex((t) => heading.startsWith(`# ${t.name} (`));
+  expect(content).toBeGreaterThanOrEqual(0);
+  await picker.selectOption(String(content));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(threads[content].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib \(file:.*gecko-fib\.html:4:13\)$/ })).toHaveCount(1);
+
+  const stackprof = JSON.parse(fs.readFileSync(path.join(DATA, "stackprof-fib.json"), "utf8"));
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "stackprof-fib.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(stackprof.samples * stackprof.interval * 1000)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Object#fib$/ })).toHaveCount(1);
+  await expect(picker).toHaveCount(0);
+  expect(errors).toEqual([]);
+});
