@@ -117,7 +117,7 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
         }
         let interval = profile.meta.interval.unwrap_or(1.0);
         let weight = interval * 1e6;
-        if !(weight.is_finite() && weight >= 1.0 && weight < 1e15) {
+        if !((1.0..1e15).contains(&weight)) {
             return Err(FormatError::new(NAME, format!("meta.interval {interval} is not a sampling interval in ms")));
         }
         for (index, thread) in profile.threads.iter().enumerate() {
@@ -295,7 +295,7 @@ mod tests {
         let with = |from: &str, to: &str| profile("1", &[ok.replace(from, to)], &[]);
         let deep = "[".repeat(100_000);
         let cases = [
-            (profile("1", &[ok.clone()], &[])[..80].to_string(), "not a Gecko profile"),
+            (profile("1", std::slice::from_ref(&ok), &[])[..80].to_string(), "not a Gecko profile"),
             (with("[[2, 1.0]]", "[[9, 1.0]]"), "sample 0 is of stack 9, beyond the 4 stacks"),
             (with("[[null, 0], [0, 1]", "[[null, 0], [2, 1]"), "stack 1's prefix 2 is not before it"),
             (with("[1, 2], [1, 3]]", "[1, 99], [1, 3]]"), "stack 2 is of frame 99, beyond the 4 frames"),
@@ -303,8 +303,8 @@ mod tests {
             (with("[[2, 1.0]]", "[[-2, 1.0]]"), "`-2` is not an index"),
             (with("[[2, 1.0]]", "[[18446744073709551615, 1.0]]"), "beyond the 4 stacks"),
             (with(r#""stack": 0"#, r#""stak": 0"#), "samples has no `stack` column"),
-            (profile("0", &[ok.clone()], &[]), "meta.interval 0 is not a sampling interval"),
-            (profile("1e300", &[ok.clone()], &[]), "is not a sampling interval"),
+            (profile("0", std::slice::from_ref(&ok), &[]), "meta.interval 0 is not a sampling interval"),
+            (profile("1e300", std::slice::from_ref(&ok), &[]), "is not a sampling interval"),
             (format!(r#"{{"meta": {{"interval": 1, "processes": {deep}"#), "not a Gecko profile"),
             (
                 r#"{"meta": {"interval": 1, "preprocessedProfileVersion": 48}, "threads": []}"#.to_string(),
@@ -317,7 +317,7 @@ mod tests {
             assert!(err.reason.contains(needle), "{needle}: {err}");
         }
         // Nested processes as deep as JSON allows are read without recursion.
-        let mut nested = profile("1", &[ok.clone()], &[]);
+        let mut nested = profile("1", std::slice::from_ref(&ok), &[]);
         for _ in 0..40 {
             nested = profile("1", &[], &[nested]);
         }
