@@ -8,6 +8,16 @@
 //! speedscope parser left the wasm to make room for the time-order view within the download
 //! budget.)
 //!
+//! A gzipped file is posted as it is: the server's body decoding gunzips it (announced or not),
+//! so the browser needs no decompression code at all (`DecompressionStream` would add its
+//! bindings to the wasm and a second copy of the file to memory) and the upload is the smaller
+//! file. Its time order is offered when the server's list of its profiles says they have times.
+//!
+//! A file of several profiles (a trace's threads, callgrind's event types, speedscope's
+//! profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
+//! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
+//! asked for (`?part=`), reading the file again each time.
+//!
 //! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
 //! times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
 //! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
@@ -49,13 +59,13 @@ fn has_times(bytes: &[u8]) -> bool {
 /// Turns a file's bytes into a tree, locally when they are folded text, with the list of its
 /// profiles when it holds several.
 async fn load(bytes: &[u8]) -> Result<fetch::Collapsed, String> {
-    // JSON (speedscope, whose profiles the server merges into one graph, or a format told
-    // apart by its start) is read by the server.
-    if kiln_model::formats::sniff(bytes).is_some() || speedscope::looks_like_json(bytes) {
-        return fetch::post_for_tree("/api/collapse?format=auto", bytes).await;
-    }
+    // JSON (speedscope, or a format told apart by its start, whose files may hold several
+    // profiles) is read by the server; so is anything that is not folded text. One request
+    // site, not two: each inlines the request's code into the wasm.
+    let local = kiln_model::formats::sniff(bytes).is_none() && !speedscope::looks_like_json(bytes);
     let folded = std::str::from_utf8(bytes)
         .ok()
+        .filter(|_| local)
         .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
         .filter(|tree| !tree.is_empty());
     match folded {
