@@ -113,7 +113,8 @@ fn read_collapsed(
         if matches!(choice, Some(Choice::Index(i)) if i > 0) {
             return Err(AppError::BadRequest { message: "this file holds one profile".into(), detail: None });
         }
-        let (tree, units) = ingest::read_profile(body, headers, format, limits)?;
+        // Read from the decoded bytes: a gzipped body is not inflated twice.
+        let (tree, units) = ingest::read_profile(&decoded, &HeaderMap::new(), format, limits)?;
         return Ok(Collapsed { tree, units, listing: None });
     };
     if profiles.parts.is_empty() {
