@@ -60,8 +60,7 @@ fn has_times(bytes: &[u8]) -> bool {
 /// profiles when it holds several.
 async fn load(bytes: &[u8]) -> Result<fetch::Collapsed, String> {
     // JSON (speedscope, or a format told apart by its start, whose files may hold several
-    // profiles) is read by the server; so is anything that is not folded text. One request
-    // site, not two: each inlines the request's code into the wasm.
+    // profiles) is read by the server; so is anything that is not folded text.
     let local = kiln_model::formats::sniff(bytes).is_none() && !speedscope::looks_like_json(bytes);
     let folded = std::str::from_utf8(bytes)
         .ok()
