@@ -35,9 +35,49 @@ async fn post_bytes(url: &str, body: &[u8]) -> Result<web_sys::Response, String>
     JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(js_error)?.dyn_into().map_err(js_error)
 }
 
-/// Posts `body` to `url` and decodes the tree it answers (the `/api/collapse` endpoint).
-pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<(FlatTree, String), String> {
-    read_tree(post_bytes(url, body).await?).await
+/// One profile of a file of several, as `/api/collapse` lists them in `x-kiln-parts`.
+#[derive(Debug, Clone)]
+pub struct PartInfo {
+    /// The thread, process or event type.
+    pub name: String,
+    /// Its unit.
+    pub units: String,
+    /// Its total (a JSON number: exact up to 2^53, which is enough to show).
+    pub total: f64,
+    /// Whether it has samples in time order.
+    pub timed: bool,
+}
+
+/// What `/api/collapse` answers: the tree, its unit, and for a file of several profiles their
+/// list and which one the tree is (`all` or an index).
+pub struct Collapsed {
+    /// The tree and its unit.
+    pub tree: (FlatTree, String),
+    /// The file's profiles, empty for a file of one.
+    pub parts: Vec<PartInfo>,
+    /// Which of them the tree is.
+    pub part: String,
+}
+
+/// Posts `body` to `url` (the `/api/collapse` endpoint) and decodes the tree it answers with
+/// the list of the file's profiles (read with the browser's own JSON parser).
+pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<Collapsed, String> {
+    let response = post_bytes(url, body).await?;
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    let part = header("x-kiln-part").unwrap_or_default();
+    let listed = header("x-kiln-parts").and_then(|text| js_sys::JSON::parse(&text).ok());
+    let field = |item: &wasm_bindgen::JsValue, name: &str| js_sys::Reflect::get(item, &name.into()).ok();
+    let list = listed.map(|list| js_sys::Array::from(&list)).unwrap_or_default();
+    let parts = list
+        .iter()
+        .map(|item| PartInfo {
+            name: field(&item, "name").and_then(|v| v.as_string()).unwrap_or_default(),
+            units: field(&item, "units").and_then(|v| v.as_string()).unwrap_or_default(),
+            total: field(&item, "total").and_then(|v| v.as_f64()).unwrap_or_default(),
+            timed: field(&item, "timed").is_some_and(|v| v.is_truthy()),
+        })
+        .collect();
+    Ok(Collapsed { tree: read_tree(response).await?, parts, part })
 }
 
 /// Posts a file to `url` and decodes the time order it answers (the

@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, trace_event};
+use crate::{callgrind, cpuprofile, gecko, stackprof, trace_event};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub enum Parser {
     ChromeTrace,
     /// callgrind's format ([`callgrind`]).
     Callgrind,
+    /// Ruby stackprof's JSON ([`stackprof`]).
+    Stackprof,
+    /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
+    Gecko,
 }
 
 impl Parser {
@@ -41,6 +45,8 @@ impl Parser {
             Parser::CpuProfile => cpuprofile::looks_like(bytes),
             Parser::ChromeTrace => trace_event::looks_like(bytes),
             Parser::Callgrind => callgrind::looks_like(bytes),
+            Parser::Stackprof => stackprof::looks_like(bytes),
+            Parser::Gecko => gecko::looks_like(bytes),
         }
     }
 
@@ -50,6 +56,8 @@ impl Parser {
             Parser::CpuProfile => cpuprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::ChromeTrace => trace_event::parse_budgeted(bytes, max_depth, budget),
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
+            Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
+            Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -133,6 +141,20 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::Callgrind),
         shown_as: Some("callgrind"),
+    },
+    Format {
+        name: stackprof::NAME,
+        aliases: &["ruby_stackprof"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Stackprof),
+        shown_as: Some("Ruby stackprof JSON"),
+    },
+    Format {
+        name: gecko::NAME,
+        aliases: &["firefox"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Gecko),
+        shown_as: Some("Firefox Profiler (Gecko JSON)"),
     },
     Format {
         name: "speedscope",
@@ -249,7 +271,10 @@ mod tests {
     #[test]
     fn auto_tries_json_then_text_then_pprof_then_the_tools_guess() {
         let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
-        assert_eq!(tried, ["cpuprofile", "chrome_trace", "callgrind", "speedscope", "folded", "pprof", "guess"]);
+        assert_eq!(
+            tried,
+            ["cpuprofile", "chrome_trace", "callgrind", "stackprof", "gecko", "speedscope", "folded", "pprof", "guess"]
+        );
         assert!(
             FORMATS.iter().all(|f| (f.detection == Detection::LooksLike) == matches!(f.decoder, Decoder::Parser(_)))
         );
@@ -263,6 +288,7 @@ mod tests {
         let callgrind = b"# callgrind format\nversion: 1\nevents: Ir\n";
         let bare_callgrind = b"version: 1\ncmd: ./a\n\nevents: Ir Dr\nfn=main\n1 2\n";
         let speedscope = br#"{"shared":{"frames":[]},"profiles":[]}"#;
+        let stackprof = br#"{"version":1.2,"mode":"cpu","interval":1000,"samples":0,"frames":{},"raw":[]}"#;
         let name = |bytes: &[u8]| sniff(bytes).map(|f| f.name);
         assert_eq!(name(cpuprofile), Some("cpuprofile"));
         assert_eq!(name(trace), Some("chrome_trace"));
@@ -270,6 +296,9 @@ mod tests {
         assert_eq!(name(callgrind), Some("callgrind"));
         assert_eq!(name(bare_callgrind), Some("callgrind"));
         assert_eq!(name(speedscope), None);
+        assert_eq!(name(stackprof), Some("stackprof"));
+        let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
+        assert_eq!(name(gecko), Some("gecko"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

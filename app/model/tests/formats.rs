@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, trace_event};
+use kiln_model::{callgrind, cpuprofile, folded, gecko, stackprof, trace_event};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -187,4 +187,62 @@ fn chromium_trace_in_time_order() {
     let profile = set.parts.iter().find(|p| p.name.starts_with("CPU profile")).unwrap();
     let main = set.parts.iter().find(|p| p.name.contains("CrRendererMain")).unwrap();
     check("chromium.trace.time-order", &(chart_printed(profile, 200) + &chart_printed(main, 200)));
+}
+
+#[test]
+fn ruby_stackprof_json() {
+    let bytes = data("stackprof-fib.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "stackprof");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("cpu", "nanoseconds"));
+    // Every sample the file counts (garbage collection's among them) weighs the interval, in µs.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let samples = json["samples"].as_u64().unwrap();
+    assert_eq!(part.tree.total(), samples * json["interval"].as_u64().unwrap() * 1000);
+    let printed = printed(&set);
+    assert!(printed.contains(";Object#busy;Object#fib;Object#fib"), "{printed}");
+    assert!(printed.contains("(garbage collection);(marking)"), "{printed}");
+    check("stackprof-fib.folded", &printed);
+    assert!(!stackprof::looks_like(&data("node-fib.cpuprofile")));
+}
+
+#[test]
+fn firefox_gecko_profile() {
+    let bytes = data("gecko-fib.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "gecko");
+    // One profile per thread of every process, each sample (with a stack) weighing the interval.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut expected = Vec::new();
+    let mut pending = vec![&json];
+    while let Some(profile) = pending.pop() {
+        let interval_ns = (profile["meta"]["interval"].as_f64().unwrap() * 1e6) as u64;
+        for thread in profile["threads"].as_array().unwrap() {
+            let stack = thread["samples"]["schema"]["stack"].as_u64().unwrap() as usize;
+            let rows = thread["samples"]["data"].as_array().unwrap();
+            let sampled = rows.iter().filter(|row| !row[stack].is_null()).count() as u64;
+            let label = format!("{} (pid {}, tid {})", thread["name"].as_str().unwrap(), thread["pid"], thread["tid"]);
+            expected.push((label.replace('"', ""), sampled * interval_ns));
+        }
+        pending.extend(profile["processes"].as_array().unwrap().iter().rev());
+    }
+    let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(got, expected);
+    assert!(set.parts.len() > 1 && set.parts.iter().all(|p| p.units == "nanoseconds"));
+    let printed = printed(&set);
+    assert!(
+        printed.contains("busy (file:///tmp/ff/gecko-fib.html:5:14);fib (file:///tmp/ff/gecko-fib.html:4:13)"),
+        "the page's JS keeps its stacks"
+    );
+    // The whole browser's stacks are 0.8 MB: the golden file keeps each thread's total and the
+    // page's own stacks.
+    let page: String = printed
+        .lines()
+        .filter(|l| l.starts_with("# ") || l.contains("gecko-fib.html"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    check("gecko-fib.folded", &page);
+    assert!(!gecko::looks_like(&data("stackprof-fib.json")) && !gecko::looks_like(&data("chromium.trace.json")));
 }

@@ -8,6 +8,16 @@
 //! speedscope parser left the wasm to make room for the time-order view within the download
 //! budget.)
 //!
+//! A gzipped file is posted as it is: the server's body decoding gunzips it (announced or not),
+//! so the browser needs no decompression code at all (`DecompressionStream` would add its
+//! bindings to the wasm and a second copy of the file to memory) and the upload is the smaller
+//! file. Its time order is offered when the server's list of its profiles says they have times.
+//!
+//! A file of several profiles (a trace's threads, callgrind's event types, speedscope's
+//! profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
+//! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
+//! asked for (`?part=`), reading the file again each time.
+//!
 //! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
 //! times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
 //! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
@@ -46,19 +56,21 @@ fn has_times(bytes: &[u8]) -> bool {
     }
 }
 
-/// Turns a file's bytes into a tree, locally when they are folded text.
-async fn load(bytes: &[u8]) -> Result<(kiln_model::FlatTree, String), String> {
-    // JSON (speedscope, whose profiles the server merges into one graph, or a format told
-    // apart by its start) is read by the server.
-    if kiln_model::formats::sniff(bytes).is_some() || speedscope::looks_like_json(bytes) {
-        return fetch::post_for_tree("/api/collapse?format=auto", bytes).await;
-    }
+/// Turns a file's bytes into a tree, locally when they are folded text, with the list of its
+/// profiles when it holds several.
+async fn load(bytes: &[u8]) -> Result<fetch::Collapsed, String> {
+    // JSON (speedscope, or a format told apart by its start, whose files may hold several
+    // profiles) is read by the server; so is anything that is not folded text.
+    let local = kiln_model::formats::sniff(bytes).is_none() && !speedscope::looks_like_json(bytes);
     let folded = std::str::from_utf8(bytes)
         .ok()
+        .filter(|_| local)
         .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
         .filter(|tree| !tree.is_empty());
     match folded {
-        Some(tree) => Ok((tree.to_flat(), "samples".into())),
+        Some(tree) => {
+            Ok(fetch::Collapsed { tree: (tree.to_flat(), "samples".into()), parts: Vec::new(), part: String::new() })
+        }
         None => fetch::post_for_tree("/api/collapse?format=auto", bytes).await,
     }
 }
@@ -85,6 +97,30 @@ pub fn OpenPage() -> impl IntoView {
     let timed_status = RwSignal::new(String::new());
     // The function selected in either view, outlined in both.
     let linked = RwSignal::new(None::<String>);
+    // The file's bytes, posted again when another of its profiles is picked; its profiles
+    // (empty for a file of one), which one shows (`all` or an index), and whether threads
+    // merge into "all".
+    let bytes = StoredValue::new(Arc::new(Vec::<u8>::new()));
+    let parts = RwSignal::new(Vec::<fetch::PartInfo>::new());
+    let chosen = RwSignal::new(String::new());
+    let mergeable = RwSignal::new(false);
+    let show_tree = move |(tree, units): (kiln_model::FlatTree, String)| {
+        status.set(format!("{} in total", format_value(tree.total(), &units)));
+        loaded.set(Some(Arc::new(Loaded::new(tree, units))));
+    };
+    // Asked for once the flamegraph shows, whether or not the view is chosen: one request less
+    // to wait for when it is (and less code than asking on the toggle). A part's own, or the
+    // busiest thread's for "all".
+    let fetch_time_order = move |read: Arc<Vec<u8>>, part: Option<usize>| async move {
+        let part = part.map(|i| format!("&part={i}")).unwrap_or_default();
+        match fetch::post_for_time_order(&format!("/api/collapse/time-order?format=auto{part}"), &read).await {
+            Ok(profile) => {
+                timed.set(Some(Arc::new(Loaded::timed(profile))));
+                timed_status.set(String::new());
+            }
+            Err(e) => timed_status.set(format!("No time order: {e}")),
+        }
+    };
 
     let open = move |file: web_sys::File| {
         file_name.set(file.name());
@@ -102,29 +138,51 @@ pub fn OpenPage() -> impl IntoView {
                     return;
                 }
             };
-            let timed_file = has_times(&read);
-            no_time_order.set(!timed_file);
+            let read = Arc::new(read);
+            bytes.set_value(read.clone());
             match load(&read).await {
-                Ok((tree, units)) => {
-                    status.set(format!("{} in total", format_value(tree.total(), &units)));
-                    loaded.set(Some(Arc::new(Loaded::new(tree, units))));
+                Ok(collapsed) => {
+                    // A gzipped file's times are known from the server's list of its profiles.
+                    let timed_file = has_times(&read) || collapsed.parts.iter().any(|p| p.timed);
+                    no_time_order.set(!timed_file);
+                    mergeable.set(collapsed.part == "all");
+                    chosen.set(collapsed.part);
+                    parts.set(collapsed.parts);
+                    show_tree(collapsed.tree);
+                    if timed_file {
+                        fetch_time_order(read, None).await;
+                    }
                 }
                 Err(e) => {
                     loaded.set(None);
                     status.set(format!("Could not read the file: {e}"));
-                    return;
                 }
             }
-            // Asked for once the flamegraph shows, whether or not the view is chosen: one
-            // request less to wait for when it is (and less code than asking on the toggle).
-            if timed_file {
-                match fetch::post_for_time_order("/api/collapse/time-order?format=auto", &read).await {
-                    Ok(profile) => {
-                        timed.set(Some(Arc::new(Loaded::timed(profile))));
-                        timed_status.set(String::new());
-                    }
-                    Err(e) => timed_status.set(format!("No time order: {e}")),
-                }
+        });
+    };
+    // Another profile of the file: read again by the server, which keeps nothing between asks.
+    let pick = move |part: String| {
+        let read = bytes.get_value();
+        chosen.set(part.clone());
+        status.set("Reading the profile…".into());
+        timed.set(None);
+        let index = part.parse::<usize>().ok();
+        let timed_part = match index {
+            Some(i) => parts.with_untracked(|p| p.get(i).is_some_and(|p| p.timed)),
+            None => parts.with_untracked(|p| p.iter().any(|p| p.timed)),
+        };
+        no_time_order.set(!timed_part);
+        if !timed_part {
+            show(false);
+        }
+        leptos::task::spawn_local(async move {
+            match fetch::post_for_tree(&format!("/api/collapse?format=auto&part={part}"), &read).await {
+                Ok(collapsed) => show_tree(collapsed.tree),
+                Err(e) => status.set(format!("Could not read the profile: {e}")),
+            }
+            if timed_part {
+                timed_status.set("Reading the time order…".into());
+                fetch_time_order(read, index).await;
             }
         });
     };
@@ -225,6 +283,32 @@ pub fn OpenPage() -> impl IntoView {
                             on:input=move |ev| search.set(event_target_value(&ev))
                         />
                     </label>
+                    <Show when=move || parts.with(|p| p.len() > 1)>
+                        <label class="part-pick">
+                            <span>"Profile"</span>
+                            <select aria-label="Profile" on:change=move |ev| pick(event_target_value(&ev))>
+                                {move || {
+                                    let all = mergeable
+                                        .get()
+                                        .then(|| {
+                                            let label = format!("All merged ({} profiles)", parts.with(Vec::len));
+                                            view! { <option value="all" selected=chosen.get_untracked() == "all">{label}</option> }
+                                        });
+                                    let each = parts
+                                        .get()
+                                        .into_iter()
+                                        .enumerate()
+                                        .map(|(i, p)| {
+                                            let label = format!("{}: {}", p.name, format_value(p.total as u64, &p.units));
+                                            let selected = chosen.get_untracked() == i.to_string();
+                                            view! { <option value=i.to_string() selected=selected>{label}</option> }
+                                        })
+                                        .collect_view();
+                                    (all, each)
+                                }}
+                            </select>
+                        </label>
+                    </Show>
                     <div class="view-toggles" role="group" aria-label="View" hidden=no_time_order>
                         {view_button(false, "Flamegraph")}
                         {view_button(true, "Time order")}

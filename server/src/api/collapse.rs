@@ -6,9 +6,10 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderName, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use kiln_model::formats::{self, Collapser, Decoder, Parser};
+use kiln_model::profile_set::Split;
 use kiln_model::time_order::{self, TimeOrder, TimedProfile};
 use kiln_model::{CallTree, codec, perf_script, speedscope};
 use serde::Deserialize;
@@ -16,13 +17,57 @@ use serde::Deserialize;
 use super::{AppError, AppState};
 use crate::ingest;
 
-/// `?format=`.
+/// `?format=&part=`.
 #[derive(Debug, Deserialize)]
 pub struct CollapseParams {
     format: Option<String>,
+    /// Which profile of a file that holds several: its index in `x-kiln-parts`, or `all`.
+    part: Option<String>,
+}
+
+/// The most profiles `x-kiln-parts` lists (a later one is still answered by its index).
+pub const MAX_LISTED_PARTS: usize = 256;
+/// A profile's name in `x-kiln-parts` is cut to this many characters.
+pub const MAX_LISTED_NAME_CHARS: usize = 120;
+
+/// Which profile of a file the answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    /// Every thread merged.
+    All,
+    /// One profile, by index.
+    Index(usize),
+}
+
+impl Choice {
+    fn parse(part: Option<&str>) -> Result<Option<Choice>, AppError> {
+        match part.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("all") => Ok(Some(Choice::All)),
+            Some(index) => index.parse().map(|i| Some(Choice::Index(i))).map_err(|_| AppError::BadRequest {
+                message: format!("`part` is `all` or a profile's index in x-kiln-parts, not `{index}`"),
+                detail: None,
+            }),
+        }
+    }
+}
+
+/// What `/api/collapse` answers: the tree, its unit, and for a file of several profiles their
+/// list and which one the tree is.
+struct Collapsed {
+    tree: kiln_model::FlatTree,
+    units: String,
+    listing: Option<(String, String)>,
 }
 
 /// Reads the body as `format` (default `auto`) and answers the tree, unit in `x-kiln-units`.
+///
+/// A file of several profiles (a trace's threads, callgrind's event types, speedscope's
+/// profiles) also answers `x-kiln-parts`, a JSON array (ASCII, other characters `\u`-escaped)
+/// of `{"name", "units", "total", "timed"}` in file order, the first [`MAX_LISTED_PARTS`], and
+/// `x-kiln-part`, which one the tree is: `all` (threads merged, the default) or an index (event
+/// types, which do not merge, default to the first). `?part=` asks for another; each ask reads
+/// the file again, within the same limits as the first.
 pub async fn collapse(
     State(state): State<AppState>,
     Query(params): Query<CollapseParams>,
@@ -31,42 +76,148 @@ pub async fn collapse(
 ) -> Result<Response, AppError> {
     let body = body.map_err(super::ingest::body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
+    let choice = Choice::parse(params.part.as_deref())?;
     let limits = state.limits;
-    let (tree, units) = tokio::task::spawn_blocking(move || ingest::read_profile(&body, &headers, &format, &limits))
+    let collapsed = tokio::task::spawn_blocking(move || read_collapsed(&body, &headers, &format, choice, &limits))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
-    Ok((
-        [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (HeaderName::from_static("x-kiln-units"), units)],
-        codec::encode(&tree),
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()),
+            (HeaderName::from_static("x-kiln-units"), collapsed.units),
+        ],
+        codec::encode(&collapsed.tree),
     )
-        .into_response())
+        .into_response();
+    if let Some((parts, part)) = collapsed.listing {
+        let headers = response.headers_mut();
+        for (name, value) in [("x-kiln-parts", parts), ("x-kiln-part", part)] {
+            let value = HeaderValue::try_from(value).map_err(|e| AppError::Internal(e.to_string()))?;
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    Ok(response)
 }
 
-/// `POST /api/collapse/time-order?format=auto|cpuprofile|chrome_trace|speedscope|perf_script`:
-/// a file with timestamps in, the samples of its busiest timed profile (thread) in time order
-/// out, with that profile's tree ([`time_order::encode`]). Stores nothing: the Open page asks
-/// for it to show its "Time order" view.
+/// The tree `choice` names of `body`, read as `format`.
+fn read_collapsed(
+    body: &[u8],
+    headers: &HeaderMap,
+    format: &str,
+    choice: Option<Choice>,
+    limits: &ingest::IngestLimits,
+) -> Result<Collapsed, AppError> {
+    let mut budget = limits.budget();
+    let decoded = ingest::open::decoded(body, headers, &mut budget)?;
+    let Some(profiles) = ingest::open::read(&decoded, format, limits, &mut budget)? else {
+        if matches!(choice, Some(Choice::Index(i)) if i > 0) {
+            return Err(AppError::BadRequest { message: "this file holds one profile".into(), detail: None });
+        }
+        // Read from the decoded bytes: a gzipped body is not inflated twice.
+        let (tree, units) = ingest::read_profile(&decoded, &HeaderMap::new(), format, limits)?;
+        return Ok(Collapsed { tree, units, listing: None });
+    };
+    if profiles.parts.is_empty() {
+        return Err(AppError::Unprocessable("the file holds no samples".into()));
+    }
+    let choice = choice.unwrap_or(match profiles.split {
+        Split::Threads => Choice::All,
+        Split::EventTypes => Choice::Index(0),
+    });
+    let (tree, units) = match choice {
+        Choice::All => {
+            let (tree, units) = profiles.merged().ok_or_else(|| AppError::BadRequest {
+                message: "this file's profiles are different event types, which do not merge: ask for one by index"
+                    .into(),
+                detail: None,
+            })?;
+            (tree.to_flat(), units.to_string())
+        }
+        Choice::Index(i) => {
+            let part = profiles.parts.get(i).ok_or_else(|| AppError::BadRequest {
+                message: format!("the file holds {} profiles; there is no profile {i}", profiles.parts.len()),
+                detail: None,
+            })?;
+            (part.tree.to_flat(), part.units.clone())
+        }
+    };
+    let listed: Vec<serde_json::Value> = profiles
+        .parts
+        .iter()
+        .take(MAX_LISTED_PARTS)
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name.chars().take(MAX_LISTED_NAME_CHARS).collect::<String>(),
+                "units": p.units,
+                "total": p.tree.total(),
+                "timed": p.time_order.as_ref().is_some_and(|o| !o.samples.is_empty()),
+            })
+        })
+        .collect();
+    let part = match choice {
+        Choice::All => "all".to_string(),
+        Choice::Index(i) => i.to_string(),
+    };
+    Ok(Collapsed { tree, units, listing: Some((ascii_json(&serde_json::Value::Array(listed)), part)) })
+}
+
+/// `value` as JSON in visible ASCII, as a header value must be: every character beyond it
+/// (only ever inside a string, where serde_json leaves it as is) as `\u` escapes.
+fn ascii_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `POST /api/collapse/time-order?format=auto|cpuprofile|chrome_trace|speedscope|perf_script&part=`:
+/// a file with timestamps in, the samples of one timed profile (thread) in time order out, with
+/// that profile's tree ([`time_order::encode`]): the profile `part` names (its index in
+/// `/api/collapse`'s `x-kiln-parts`), else the busiest. Stores nothing: the Open page asks for
+/// it to show its "Time order" view.
 ///
 /// Formats without times answer 422; more than [`time_order::MAX_SAMPLES`] samples 413, so the
 /// answer (about 6 bytes a sample) and the browser's chart stay bounded. The body is read as
-/// sent: the browser posts the file it opened, and a gzipped file is not one it offers time
-/// order for.
+/// `/api/collapse` reads it: gzipped or not, UTF-8 or UTF-16 text.
 pub async fn time_order(
     State(state): State<AppState>,
     Query(params): Query<CollapseParams>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let body = body.map_err(super::ingest::body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
+    let part = match Choice::parse(params.part.as_deref())? {
+        Some(Choice::Index(i)) => Some(i),
+        Some(Choice::All) | None => None,
+    };
     let limits = state.limits;
-    let timed = tokio::task::spawn_blocking(move || read_time_order(&body, &format, &limits))
+    let timed = tokio::task::spawn_blocking(move || read_time_order(&body, &headers, &format, part, &limits))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, time_order::CONTENT_TYPE)], time_order::encode(&timed)).into_response())
 }
 
-/// The timed profile of `body`, read as `format`.
-fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> Result<TimedProfile, AppError> {
+/// The timed profile of `body`, read as `format`: profile `part`, or the busiest.
+fn read_time_order(
+    body: &[u8],
+    headers: &HeaderMap,
+    format: &str,
+    part: Option<usize>,
+    limits: &ingest::IngestLimits,
+) -> Result<TimedProfile, AppError> {
+    let mut budget = limits.budget();
+    let body = ingest::open::decoded(body, headers, &mut budget)?;
+    let body = body.as_slice();
     let found = if format == "auto" {
         formats::sniff(body)
             .or_else(|| speedscope::looks_like_json(body).then(|| formats::find("speedscope")).flatten())
@@ -89,22 +240,16 @@ fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> 
             },
         });
     };
-    let mut budget = limits.budget();
-    budget.decode.grant(body.len() as u64);
-    // (name, tree, time order, unit) of every profile that kept one.
-    let timed: Vec<(String, CallTree, TimeOrder, String)> = match found.decoder {
-        Decoder::Parser(parser @ (Parser::CpuProfile | Parser::ChromeTrace)) => {
-            ingest::profile_set::read(parser, body, limits, &mut budget)?
-                .parts
+    // (name, tree, time order, unit) of every profile, in file order; `None` for a profile
+    // without times.
+    type Timed = (String, CallTree, Option<TimeOrder>, String);
+    let profiles: Vec<Timed> = match found.decoder {
+        Decoder::Parser(Parser::CpuProfile | Parser::ChromeTrace) | Decoder::Speedscope => {
+            ingest::open::read(body, found.name, limits, &mut budget)?
+                .map(|profiles| profiles.parts)
+                .unwrap_or_default()
                 .into_iter()
-                .filter_map(|p| Some((p.name, p.tree, p.time_order?, p.units)))
-                .collect()
-        }
-        Decoder::Speedscope => {
-            let file = ingest::speedscope::read(body, limits, &mut budget)?;
-            file.profiles
-                .into_iter()
-                .filter_map(|p| Some((p.name, p.tree, p.time_order?, file.units.to_string())))
+                .map(|p| (p.name, p.tree, p.time_order, p.units))
                 .collect()
         }
         Decoder::Collapse(Collapser::Perf) => {
@@ -116,22 +261,37 @@ fn read_time_order(body: &[u8], format: &str, limits: &ingest::IngestLimits) -> 
                 })?
                 .parts
                 .into_iter()
-                .filter_map(|p| Some((p.name, p.tree, p.time_order?, p.units)))
+                .map(|p| (p.name, p.tree, p.time_order, p.units))
                 .collect()
         }
         _ => return Err(no_times(&format!("{} files have no timestamps", found.name))),
     };
-    if let Some((name, ..)) = timed.iter().find(|(_, _, order, _)| order.overflowed) {
+    let chosen = match part {
+        Some(i) => {
+            let count = profiles.len();
+            let (name, tree, order, units) = profiles.into_iter().nth(i).ok_or_else(|| AppError::BadRequest {
+                message: format!("the file holds {count} profiles; there is no profile {i}"),
+                detail: None,
+            })?;
+            match order {
+                Some(order) if !order.samples.is_empty() => (name, tree, order, units),
+                _ => return Err(no_times(&format!("{name} has no timestamps (it counts samples) or is empty"))),
+            }
+        }
+        // The busiest profile: the one a trace's user most likely opened it for.
+        None => profiles
+            .into_iter()
+            .filter_map(|(name, tree, order, units)| Some((name, tree, order?, units)))
+            .filter(|(_, _, order, _)| !order.samples.is_empty() || order.overflowed)
+            .max_by_key(|(_, tree, _, _)| tree.total())
+            .ok_or_else(|| no_times("this file's profiles have no timestamps (they count samples) or are empty"))?,
+    };
+    let (name, tree, order, units) = chosen;
+    if order.overflowed {
         return Err(AppError::TooLarge(format!(
             "{name} has more than {} samples, too many to show in time order; its flamegraph still opens",
             time_order::MAX_SAMPLES
         )));
     }
-    // The busiest profile: the one a trace's user most likely opened it for.
-    let (name, tree, order, units) = timed
-        .into_iter()
-        .filter(|(_, _, order, _)| !order.samples.is_empty())
-        .max_by_key(|(_, tree, _, _)| tree.total())
-        .ok_or_else(|| no_times("this file's profiles have no timestamps (they count samples) or are empty"))?;
     Ok(TimedProfile { name, ..TimedProfile::new(&tree, &order, &units) })
 }

@@ -20,6 +20,7 @@ mod body;
 mod collapse;
 mod error;
 mod multipart;
+pub mod open;
 pub mod otlp;
 mod params;
 pub mod pprof;

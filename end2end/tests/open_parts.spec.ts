@@ -1,0 +1,159 @@
+import { test, expect, Page } from "@playwright/test";
+import * as fs from "fs";
+import * as path from "path";
+import * as zlib from "zlib";
+
+const MODEL = path.join(__dirname, "..", "..", "app", "model", "tests");
+const DATA = path.join(MODEL, "data", "formats");
+
+/** The model's golden file heads each profile's stacks with `# name (units): total`. */
+function goldenTotals(name: string): { name: string; total: number }[] {
+  return fs.readFileSync(path.join(MODEL, "golden", "formats", name), "utf8").split("\n")
+    .filter((l) => l.startsWith("# "))
+    .map((l) => {
+      const m = /^# (.*) \((\w+)\): (\d+)$/.exec(l)!;
+      return { name: m[1], total: Number(m[3]) };
+    });
+}
+
+const ms = (ns: number) => `${(ns / 1e6).toFixed(2)} ms`;
+
+async function openPage(page: Page, errors: string[]) {
+  page.on("pageerror", (e) => errors.push(`page: ${e.message}`));
+  page.on("console", (m) => {
+    // A refused request logs an error by itself; the page says what went wrong in its status.
+    if (m.type() === "error" && !m.text().includes("Failed to load resource")) errors.push(`console: ${m.text()}`);
+  });
+  await page.goto("/open");
+  // A file picked before hydration has no handler to read it.
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+}
+
+test("a Chromium trace offers a picker of its threads, plus all merged", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("chromium.trace.folded");
+  expect(threads.length).toBeGreaterThan(1);
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "chromium.trace.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(merged)} in total`);
+
+  // Every thread with the total the file gives it, after "all merged", which shows first.
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker).toHaveValue("all");
+  const options = picker.locator("option");
+  await expect(options).toHaveText([
+    `All merged (${threads.length} profiles)`,
+    ...threads.map((t) => `${t.name}: ${ms(t.total)}`),
+  ]);
+
+  // One thread: its total, its functions only, and its own time order.
+  const renderer = threads.findIndex((t) => !t.name.startsWith("CPU profile"));
+  await picker.selectOption(String(renderer));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(threads[renderer].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Layout$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(0);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toContainText(`samples, ${threads[renderer].name})`);
+
+  const profile = threads.findIndex((t) => t.name.startsWith("CPU profile"));
+  await picker.selectOption(String(profile));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(threads[profile].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Layout$/ })).toHaveCount(0);
+  await expect(page.locator(".time-order-range")).toContainText(`samples, ${threads[profile].name})`);
+
+  // And back to all of them.
+  await picker.selectOption("all");
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(merged)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Layout$/ })).toHaveCount(1);
+  expect(errors).toEqual([]);
+});
+
+test("a callgrind file offers its event types one at a time, never merged", async ({ page }) => {
+  const errors: string[] = [];
+  const text = fs.readFileSync(path.join(DATA, "cg.callgrind"), "utf8");
+  const events = /^events: (.*)$/m.exec(text)![1].split(" ");
+  const summary = /^summary: (.*)$/m.exec(text)![1].split(" ").map(Number);
+  const count = (n: number, unit: string) => `${n.toLocaleString("en-US")} ${unit}`;
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "cg.callgrind"));
+  await expect(page.locator(".flame-status")).toHaveText(`${count(summary[0], events[0])} in total`);
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker).toHaveValue("0");
+  await expect(picker.locator("option")).toHaveText(events.map((e, i) => `${e}: ${count(summary[i], e)}`));
+  await picker.selectOption(String(events.indexOf("Dr")));
+  await expect(page.locator(".flame-status")).toHaveText(`${count(summary[1], "Dr")} in total`);
+  // No timestamps in callgrind: no time order to offer.
+  await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
+  expect(errors).toEqual([]);
+});
+
+test("a gzipped .cpuprofile opens like the plain file, time order included", async ({ page }) => {
+  const errors: string[] = [];
+  const file = path.join(DATA, "node-fib.cpuprofile");
+  const profile = JSON.parse(fs.readFileSync(file, "utf8"));
+  const totalMicros = profile.endTime - profile.startTime - profile.timeDeltas[0];
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "node-fib.cpuprofile.gz",
+    mimeType: "application/gzip",
+    buffer: zlib.gzipSync(fs.readFileSync(file)),
+  });
+  await expect(page.locator(".flame-status")).toHaveText(`${(totalMicros / 1000).toFixed(2)} ms in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+  // One profile: no picker; its timestamps still open in time order.
+  await expect(page.getByLabel("Profile", { exact: true })).toHaveCount(0);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toHaveText(/\(336 samples, main\)$/);
+  expect(errors).toEqual([]);
+});
+
+test("a gzipped Chromium trace offers the same picker", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("chromium.trace.folded");
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "trace.json.gz",
+    mimeType: "application/gzip",
+    buffer: zlib.gzipSync(fs.readFileSync(path.join(DATA, "chromium.trace.json"))),
+  });
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(merged)} in total`);
+  await expect(page.getByLabel("Profile", { exact: true }).locator("option")).toHaveCount(threads.length + 1);
+  expect(errors).toEqual([]);
+});
+
+test("a Firefox Gecko profile offers its threads; a Ruby stackprof file opens with the total it counts", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("gecko-fib.folded");
+  expect(threads.length).toBe(3);
+  await openPage(page, errors);
+  await expect(page.locator(".dropzone")).toContainText("Firefox Profiler (Gecko JSON)");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "gecko-fib.json"));
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  // As the page writes durations: seconds from one second on.
+  const dur = (ns: number) => (ns >= 1e9 ? `${(ns / 1e9).toFixed(2)} s` : ms(ns));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(merged)} in total`);
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker.locator("option")).toHaveText([
+    `All merged (${threads.length} profiles)`,
+    ...threads.map((t) => `${t.name}: ${dur(t.total)}`),
+  ]);
+  // The page's own thread: the content process whose stacks run the page's fib.
+  const golden = fs.readFileSync(path.join(MODEL, "golden", "formats", "gecko-fib.folded"), "utf8");
+  const heading = golden.slice(0, golden.indexOf("gecko-fib.html")).split("\n").filter((l) => l.startsWith("# ")).pop()!;
+  const content = threads.findIndex((t) => heading.startsWith(`# ${t.name} (`));
+  expect(content).toBeGreaterThanOrEqual(0);
+  await picker.selectOption(String(content));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(threads[content].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib \(file:.*gecko-fib\.html:4:13\)$/ })).toHaveCount(1);
+
+  const stackprof = JSON.parse(fs.readFileSync(path.join(DATA, "stackprof-fib.json"), "utf8"));
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "stackprof-fib.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(stackprof.samples * stackprof.interval * 1000)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^Object#fib$/ })).toHaveCount(1);
+  await expect(picker).toHaveCount(0);
+  expect(errors).toEqual([]);
+});

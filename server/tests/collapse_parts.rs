@@ -1,0 +1,216 @@
+//! `/api/collapse` on files of several profiles: the list of parts (`x-kiln-parts`), which one
+//! was answered (`x-kiln-part`), `?part=` for another, and the time order of a chosen part;
+//! gzipped files read like plain ones. Real files from the model's golden inputs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use kiln_model::budget::DecodeBudget;
+use kiln_model::formats::{self, Decoder};
+use kiln_model::profile_set::ProfileSet;
+use kiln_model::{codec, time_order};
+use kiln_server::api::{AppState, router};
+use kiln_server::storage::Store;
+use tower::ServiceExt;
+
+fn data(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/model/tests/data/formats").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn model(bytes: &[u8]) -> ProfileSet {
+    let Decoder::Parser(parser) = formats::sniff(bytes).expect("recognised").decoder else { panic!("no parser") };
+    parser.parse(bytes, 1024, &mut DecodeBudget::unlimited()).unwrap()
+}
+
+async fn app(dir: &Path) -> Router {
+    router(AppState::new(Arc::new(Store::open(dir).await.unwrap())))
+}
+
+struct Answer {
+    status: StatusCode,
+    parts: Option<serde_json::Value>,
+    part: Option<String>,
+    units: Option<String>,
+    body: Vec<u8>,
+}
+
+async fn post(app: &Router, uri: &str, body: &[u8]) -> Answer {
+    let response = app.clone().oneshot(Request::post(uri).body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    let parts = header("x-kiln-parts").map(|v| serde_json::from_str(&v).unwrap());
+    let (part, units) = (header("x-kiln-part"), header("x-kiln-units"));
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
+    Answer { status, parts, part, units, body }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_trace_lists_its_threads_and_answers_each_or_all_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let trace = data("chromium.trace.json");
+    let set = model(&trace);
+    assert!(set.parts.len() >= 2);
+    let (merged, _) = set.merged().unwrap();
+
+    // Gzipped or not, the same answer: every thread merged, and the list of threads.
+    for body in [trace.clone(), gzip(&trace)] {
+        let answer = post(&app, "/api/collapse", &body).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.part.as_deref(), Some("all"));
+        assert_eq!(codec::decode(&answer.body).unwrap().total(), merged.total());
+        let parts = answer.parts.unwrap();
+        let listed: Vec<(&str, u64, bool)> = parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["total"].as_u64().unwrap(), p["timed"].as_bool().unwrap()))
+            .collect();
+        let expected: Vec<(&str, u64, bool)> = set
+            .parts
+            .iter()
+            .map(|p| (p.name.as_str(), p.tree.total(), p.time_order.as_ref().is_some_and(|o| !o.samples.is_empty())))
+            .collect();
+        assert_eq!(listed, expected);
+    }
+
+    // One thread by its index: its own tree, in its unit.
+    let busiest = (0..set.parts.len()).max_by_key(|&i| set.parts[i].tree.total()).unwrap();
+    let other = (busiest + 1) % set.parts.len();
+    for i in [busiest, other] {
+        let answer = post(&app, &format!("/api/collapse?part={i}"), &trace).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.part, Some(i.to_string()));
+        assert_eq!(answer.units.as_deref(), Some(set.parts[i].units.as_str()));
+        let tree = codec::decode(&answer.body).unwrap();
+        assert_eq!(kiln_model::folded::print(&tree), kiln_model::folded::print(&set.parts[i].tree.to_flat()));
+    }
+
+    // The time order follows the part chosen; without one it is the busiest thread's.
+    let timed = |answer: Answer| {
+        assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+        time_order::decode(&answer.body).unwrap()
+    };
+    let busiest_order = timed(post(&app, "/api/collapse/time-order", &gzip(&trace)).await);
+    assert_eq!(busiest_order.name, set.parts[busiest].name);
+    let chosen = timed(post(&app, &format!("/api/collapse/time-order?part={other}"), &trace).await);
+    assert_eq!(chosen.name, set.parts[other].name);
+    assert_eq!(timed(post(&app, "/api/collapse/time-order?part=all", &trace).await).name, busiest_order.name);
+
+    // A part that is not there, or not a part at all: 400 saying so.
+    let count = set.parts.len();
+    for uri in [format!("/api/collapse?part={count}"), format!("/api/collapse/time-order?part={count}")] {
+        let answer = post(&app, &uri, &trace).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        assert!(text.contains(&format!("holds {count} profiles; there is no profile {count}")), "{text}");
+    }
+    let answer = post(&app, "/api/collapse?part=first", &trace).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&answer.body).contains("`part` is `all` or"));
+}
+
+#[tokio::test]
+async fn callgrind_event_types_are_picked_one_at_a_time_never_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let file = data("cg.callgrind");
+    let set = model(&file);
+    let answer = post(&app, "/api/collapse", &file).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // The first event type by default: Ir and Dr are different quantities.
+    assert_eq!(answer.part.as_deref(), Some("0"));
+    assert_eq!(answer.units.as_deref(), Some("Ir"));
+    let parts = answer.parts.unwrap();
+    let names: Vec<&str> = parts.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]);
+    let dr = post(&app, "/api/collapse?part=1", &file).await;
+    assert_eq!(dr.units.as_deref(), Some("Dr"));
+    assert_eq!(codec::decode(&dr.body).unwrap().total(), set.parts[1].tree.total());
+    let all = post(&app, "/api/collapse?part=all", &file).await;
+    assert_eq!(all.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&all.body).contains("do not merge"));
+}
+
+#[tokio::test]
+async fn names_beyond_ascii_are_escaped_in_the_list_and_single_profile_files_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let speedscope = r#"{"shared": {"frames": [{"name": "main"}, {"name": "work"}]}, "profiles": [
+        {"type": "sampled", "name": "Haupt-Fädchen \u007f 🔥", "unit": "none", "startValue": 0, "endValue": 3,
+         "samples": [[0, 1], [0]], "weights": [2, 1]},
+        {"type": "sampled", "name": "", "unit": "none", "startValue": 0, "endValue": 1,
+         "samples": [[1]], "weights": [4]}]}"#;
+    let answer = post(&app, "/api/collapse", speedscope.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let parts = answer.parts.unwrap();
+    assert_eq!(parts[0]["name"], "Haupt-Fädchen \u{7f} 🔥");
+    assert_eq!(parts[0]["total"], 3);
+    assert_eq!(parts[1]["name"], "profile 2", "a profile without a name is named by its place");
+    assert_eq!(
+        codec::decode(&post(&app, "/api/collapse?part=1", speedscope.as_bytes()).await.body).unwrap().total(),
+        4
+    );
+
+    // Folded text is one profile: no list, and only part 0 (or all) is there.
+    let folded = post(&app, "/api/collapse", b"main;work 3\n").await;
+    assert_eq!((folded.status, folded.parts, folded.part), (StatusCode::OK, None, None));
+    assert_eq!(post(&app, "/api/collapse?part=all", b"main;work 3\n").await.status, StatusCode::OK);
+    assert_eq!(post(&app, "/api/collapse?part=1", b"main;work 3\n").await.status, StatusCode::BAD_REQUEST);
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+    let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    (status, String::from_utf8_lossy(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).into_owned())
+}
+
+#[tokio::test]
+async fn stackprof_and_gecko_files_open_and_store_by_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Ruby stackprof: one profile, no list; stored as one series in nanoseconds.
+    let stackprof = data("stackprof-fib.json");
+    let set = model(&stackprof);
+    let answer = post(&app, "/api/collapse", &stackprof).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    assert_eq!(post(&app, "/ingest?name=ruby.cpu", &stackprof).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=ruby.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    let lines = |text: &str| text.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(lines(&render), lines(&kiln_model::folded::print(&set.parts[0].tree.to_flat())));
+
+    // Firefox's Gecko profile: a thread per process main thread, listed with their totals, gzipped too.
+    let gecko = data("gecko-fib.json");
+    let set = model(&gecko);
+    assert_eq!(set.parts.len(), 3);
+    let answer = post(&app, "/api/collapse", &gzip(&gecko)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let totals: Vec<u64> =
+        answer.parts.unwrap().as_array().unwrap().iter().map(|p| p["total"].as_u64().unwrap()).collect();
+    assert_eq!(totals, set.parts.iter().map(|p| p.tree.total()).collect::<Vec<_>>());
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), totals.iter().sum::<u64>());
+    assert_eq!(post(&app, "/ingest?name=firefox.cpu", &gecko).await.status, StatusCode::OK);
+    let (_, threads) = get(&app, "/label-values?label=thread_name&query=firefox.cpu").await;
+    let threads: Vec<String> = serde_json::from_str(&threads).unwrap();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+
+    // A broken file of either is a 400 naming the format.
+    for (body, format) in [(&stackprof[..stackprof.len() / 2], "stackprof: "), (&gecko[..gecko.len() / 2], "gecko: ")] {
+        let answer = post(&app, "/api/collapse", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&answer.body).contains(format));
+    }
+}
