@@ -217,7 +217,7 @@ pub async fn ingest(
             if collapsed.is_empty() && collapser == Collapser::Guess && !body.trim_ascii().is_empty() {
                 return Err(IngestError::malformed_with(
                     "could not recognise the body's format (tried folded stacks, pprof, speedscope JSON, V8 \
-                     and Chrome profiles, callgrind, perf script, DTrace, sample, VTune, vsprof and GHC .prof); \
+                     and Chrome profiles, Firefox (Gecko) profiles, stackprof, callgrind, perf script, DTrace, sample, VTune, vsprof and GHC .prof); \
                      name it with `format=`",
                     json!({ "parameter": "format", "supported": formats::spellings() }),
                 ));
