@@ -45,7 +45,9 @@ pub async fn upload(State(state): State<AppState>, request: Request, next: Next)
     // What the client says it sends is held before reading it, so that many large bodies
     // arriving at once stay inside the budget too, not only their decoding.
     let Some(mut reservation) = state.inflight.try_reserve(declared.unwrap_or(0)) else {
-        return over_budget(&state.inflight).into_response();
+        let refusal = over_budget(&state.inflight).into_response();
+        discard_body(request.into_body(), limits.max_body_bytes).await;
+        return refusal;
     };
     let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
@@ -87,6 +89,28 @@ fn decompressed_estimate(body: &[u8], max_decompressed: usize) -> usize {
     let trailer: [u8; 4] = body[body.len() - 4..].try_into().expect("four bytes");
     let announced = u32::from_le_bytes(trailer) as usize;
     announced.max(body.len()).min(max_decompressed.max(body.len()))
+}
+
+/// How long a refused upload's body is read and thrown away before the refusal is sent.
+const DISCARD_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a refused upload's body (up to `max_bytes`, for at most [`DISCARD_BODY_TIME`]) and
+/// throws it away, holding nothing, so that the client, still sending, reads the refusal: a
+/// connection closed on unread bytes is reset, and the client sees a broken pipe instead of
+/// the 503 and its `Retry-After` (the lingering close web servers do for the same reason).
+async fn discard_body(body: Body, max_bytes: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0usize;
+    let drain = async {
+        while read <= max_bytes {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_BODY_TIME, drain).await;
 }
 
 fn unreadable_body(e: axum::Error, max_body_bytes: usize) -> AppError {

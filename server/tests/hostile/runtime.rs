@@ -193,6 +193,38 @@ fn uploads_beyond_the_inflight_budget_get_503_with_retry_after() {
 }
 
 #[test]
+fn a_refused_upload_is_read_to_its_end_so_its_sender_sees_the_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = start_with_baseline(dir.path(), &["--max-inflight-bytes", "3000000"]);
+    let addr = kiln.addr;
+    // An upload that has sent its head and half its body holds its declared size in the budget.
+    let held = folded(60_000, 1);
+    let mut holder = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    holder.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /ingest?name=held.cpu HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        held.len()
+    );
+    holder.write_all(head.as_bytes()).unwrap();
+    let (first, rest) = held.as_bytes().split_at(held.len() / 2);
+    holder.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Another, bigger than any socket buffer, is refused while its sender is still writing:
+    // the sender writes it all and reads the refusal, instead of a reset connection.
+    let refused_body = folded(200_000, 2);
+    assert!(refused_body.len() + held.len() > 3_000_000);
+    let answer = request(addr, "POST", "/ingest?name=refused.cpu", refused_body.as_bytes())
+        .expect("the refused upload's sender writes its body and reads the answer");
+    assert_unavailable(&answer, "over the in-flight budget while another upload is half-sent");
+    holder.write_all(rest).unwrap();
+    let answer = read_answer(holder).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = request(addr, "GET", "/render?query=refused.cpu&format=folded", b"").unwrap();
+    assert!(answer.body.trim().is_empty(), "nothing of a refused upload is stored: {}", answer.body);
+    assert_alive(addr);
+}
+
+#[test]
 fn queries_past_the_request_timeout_get_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let kiln = start_with_baseline(dir.path(), &[]);
