@@ -214,3 +214,33 @@ async fn stackprof_and_gecko_files_open_and_store_by_their_content() {
         assert!(String::from_utf8_lossy(&answer.body).contains(format));
     }
 }
+
+#[tokio::test]
+async fn a_v8_heap_profile_opens_and_stores_in_bytes_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let heap = data("node-alloc.heapprofile");
+    let set = model(&heap);
+    let answer = post(&app, "/api/collapse", &gzip(&heap)).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("bytes")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    assert_eq!(post(&app, "/ingest?name=node.inuse_space", &heap).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=node.inuse_space&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.contains(";buildTable;makeRow ")), "{render}");
+    let stored: u64 = render.lines().filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok()).sum();
+    assert_eq!(stored, set.parts[0].tree.total());
+    // Cut short, or nested past any stack: a 400 naming the format, or read within the budget.
+    let answer = post(&app, "/api/collapse", &heap[..heap.len() / 2]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&answer.body).contains("heapprofile: "));
+    let deep = format!(
+        r#"{{"head":{}{}}}"#,
+        r#"{"callFrame":{"functionName":"f"},"selfSize":1,"children":["#.repeat(200_000),
+        "]}".repeat(200_000)
+    );
+    let answer = post(&app, "/ingest?name=deep.inuse_space", deep.as_bytes()).await;
+    assert!(answer.status == StatusCode::OK || answer.status.is_client_error(), "{}", answer.status);
+    let (status, _) = get(&app, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}

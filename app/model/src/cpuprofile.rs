@@ -65,12 +65,18 @@ pub(crate) struct CallFrame {
 
 impl CallFrame {
     fn name(&self) -> String {
-        match (self.function_name.is_empty(), self.url.is_empty()) {
-            (false, _) => self.function_name.clone(),
-            (true, true) => "(anonymous)".to_string(),
-            // V8's lines count from 0.
-            (true, false) => format!("(anonymous) {}:{}", self.url, self.line_number.saturating_add(1)),
-        }
+        frame_name(&self.function_name, &self.url, self.line_number)
+    }
+}
+
+/// How a V8 call frame is named (CPU and heap profiles alike): its function, or
+/// `(anonymous) url:line` for an anonymous function.
+pub(crate) fn frame_name(function_name: &str, url: &str, line_number: i64) -> String {
+    match (function_name.is_empty(), url.is_empty()) {
+        (false, _) => function_name.to_string(),
+        (true, true) => "(anonymous)".to_string(),
+        // V8's lines count from 0.
+        (true, false) => format!("(anonymous) {url}:{}", line_number.saturating_add(1)),
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, stackprof, trace_event};
+use crate::{callgrind, cpuprofile, gecko, heapprofile, stackprof, trace_event};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum Parser {
     Stackprof,
     /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
     Gecko,
+    /// V8's sampling heap profile ([`heapprofile`]).
+    HeapProfile,
 }
 
 impl Parser {
@@ -47,6 +49,7 @@ impl Parser {
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
             Parser::Gecko => gecko::looks_like(bytes),
+            Parser::HeapProfile => heapprofile::looks_like(bytes),
         }
     }
 
@@ -58,6 +61,7 @@ impl Parser {
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
+            Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -155,6 +159,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::Gecko),
         shown_as: Some("Firefox Profiler (Gecko JSON)"),
+    },
+    Format {
+        name: heapprofile::NAME,
+        aliases: &["v8_heap", "heap_profile"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::HeapProfile),
+        shown_as: Some("Chrome / Node .heapprofile"),
     },
     Format {
         name: "speedscope",

@@ -16,6 +16,8 @@ pub mod flamebearer;
 pub mod folded;
 pub mod formats;
 pub mod gecko;
+pub mod heapprofile;
+mod json_events;
 pub mod layout;
 pub mod navigate;
 pub mod page_data;

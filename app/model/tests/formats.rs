@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, gecko, stackprof, trace_event};
+use kiln_model::{callgrind, cpuprofile, folded, gecko, heapprofile, stackprof, trace_event};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -245,4 +245,27 @@ fn firefox_gecko_profile() {
         .collect();
     check("gecko-fib.folded", &page);
     assert!(!gecko::looks_like(&data("stackprof-fib.json")) && !gecko::looks_like(&data("chromium.trace.json")));
+}
+
+#[test]
+fn node_heap_profile() {
+    let bytes = data("node-alloc.heapprofile");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "heapprofile");
+    assert_eq!(set.parts.len(), 1);
+    assert_eq!((set.parts[0].name.as_str(), set.parts[0].units.as_str()), ("heap", "bytes"));
+    // Every node's `selfSize` is in the tree, under its stack.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut expected = 0;
+    let mut pending = vec![&json["head"]];
+    while let Some(node) = pending.pop() {
+        expected += node["selfSize"].as_u64().unwrap();
+        pending.extend(node["children"].as_array().unwrap());
+    }
+    assert_eq!(set.parts[0].tree.total(), expected);
+    let printed = printed(&set);
+    assert!(printed.contains(";buildTable;makeRow ") && printed.contains(";render;join "), "{printed}");
+    check("node-alloc.heapprofile.folded", &printed);
+    assert!(!heapprofile::looks_like(&data("node-fib.cpuprofile")));
+    assert!(!cpuprofile::looks_like(&bytes), "a heap profile is not taken for a CPU profile");
 }
