@@ -157,3 +157,22 @@ test("a Firefox Gecko profile offers its threads; a Ruby stackprof file opens wi
   await expect(picker).toHaveCount(0);
   expect(errors).toEqual([]);
 });
+
+test("a preprocessed node --prof log opens with its time order; a .heapprofile in bytes", async ({ page }) => {
+  const errors: string[] = [];
+  const [ticks] = goldenTotals("v8-work.prof.folded");
+  const log = JSON.parse(fs.readFileSync(path.join(DATA, "v8-work.prof.json"), "utf8"));
+  await openPage(page, errors);
+  await expect(page.locator(".dropzone")).toContainText("Node --prof, preprocessed");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "v8-work.prof.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(ticks.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toHaveText(new RegExp(`\\(${log.ticks.length} samples, main\\)$`));
+
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "node-alloc.heapprofile"));
+  await expect(page.locator("table.top-table td.name", { hasText: /^makeRow$/ })).toHaveCount(1);
+  await expect(page.locator(".flame-status")).toContainText("in total");
+  await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
+  expect(errors).toEqual([]);
+});

@@ -244,3 +244,27 @@ async fn a_v8_heap_profile_opens_and_stores_in_bytes_by_its_content() {
     let (status, _) = get(&app, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_preprocessed_node_tick_log_opens_in_time_order_and_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let log = data("v8-work.prof.json");
+    let set = model(&log);
+    let answer = post(&app, "/api/collapse", &log).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    let answer = post(&app, "/api/collapse/time-order", &gzip(&log)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    let timed = time_order::decode(&answer.body).unwrap();
+    assert_eq!(timed.end(), set.parts[0].time_order.as_ref().unwrap().samples.last().unwrap().end());
+    assert_eq!(post(&app, "/ingest?name=node-prof.cpu", &log).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=node-prof.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.contains(";main;hot ")), "{render}");
+    // A tick naming a code entry that is not there: a 400 naming the format.
+    let broken = br#"{"code": [{"name": "a", "type": "CPP"}], "ticks": [{"tm": 1, "vm": 0, "s": [5, 0]}]}"#;
+    let answer = post(&app, "/ingest?name=node-prof.cpu", broken).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&answer.body).contains("v8_prof: "), "{}", String::from_utf8_lossy(&answer.body));
+}

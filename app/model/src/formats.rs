@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, heapprofile, stackprof, trace_event};
+use crate::{callgrind, cpuprofile, gecko, heapprofile, stackprof, trace_event, v8log};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub enum Parser {
     Gecko,
     /// V8's sampling heap profile ([`heapprofile`]).
     HeapProfile,
+    /// A V8 tick log as `node --prof-process --preprocess` writes it ([`v8log`]).
+    V8Log,
 }
 
 impl Parser {
@@ -50,6 +52,7 @@ impl Parser {
             Parser::Stackprof => stackprof::looks_like(bytes),
             Parser::Gecko => gecko::looks_like(bytes),
             Parser::HeapProfile => heapprofile::looks_like(bytes),
+            Parser::V8Log => v8log::looks_like(bytes),
         }
     }
 
@@ -62,6 +65,7 @@ impl Parser {
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
+            Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -166,6 +170,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::HeapProfile),
         shown_as: Some("Chrome / Node .heapprofile"),
+    },
+    Format {
+        name: v8log::NAME,
+        aliases: &["v8log", "node_prof"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::V8Log),
+        shown_as: Some("Node --prof, preprocessed (--prof-process --preprocess)"),
     },
     Format {
         name: "speedscope",

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
+use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// This format's name in the table of formats.
@@ -121,14 +122,14 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
             return Err(FormatError::new(NAME, format!("meta.interval {interval} is not a sampling interval in ms")));
         }
         for (index, thread) in profile.threads.iter().enumerate() {
-            let tree = read_thread(thread, weight as u64, max_depth, budget).map_err(|e| match e {
+            let (tree, time_order) = read_thread(thread, weight as u64, max_depth, budget).map_err(|e| match e {
                 Failure::Malformed(reason) => {
                     FormatError::new(NAME, format!("thread {index} ({}): {reason}", thread.name))
                 }
                 Failure::Exhausted(e) => FormatError::exhausted(NAME, e),
             })?;
             if !tree.is_empty() {
-                parts.push(Part { name: thread_name(thread), units: "nanoseconds".into(), tree, time_order: None });
+                parts.push(Part { name: thread_name(thread), units: "nanoseconds".into(), tree, time_order });
             }
         }
         pending.extend(profile.processes.iter().rev());
@@ -181,13 +182,22 @@ impl From<crate::budget::Exhausted> for Failure {
     }
 }
 
-/// One thread's samples into a tree, each weighing `weight` nanoseconds.
-fn read_thread(thread: &Thread, weight: u64, max_depth: usize, budget: &mut DecodeBudget) -> Result<CallTree, Failure> {
+/// One thread's samples into a tree, each weighing `weight` nanoseconds, and their time order
+/// when the samples have a `time` column (milliseconds).
+fn read_thread(
+    thread: &Thread,
+    weight: u64,
+    max_depth: usize,
+    budget: &mut DecodeBudget,
+) -> Result<(CallTree, Option<TimeOrder>), Failure> {
     let mut tree = CallTree::new();
-    let Some(samples) = &thread.samples else { return Ok(tree) };
+    let Some(samples) = &thread.samples else { return Ok((tree, None)) };
     if samples.data.is_empty() {
-        return Ok(tree);
+        return Ok((tree, None));
     }
+    let time_column = samples.schema.get("time").copied();
+    // (time in ms, stack node) of each sample with a stack, while the times are numbers.
+    let mut timed: Option<Vec<(f64, NodeId)>> = time_column.map(|_| Vec::new());
     let stacks = thread.stack_table.as_ref().ok_or_else(|| "samples without a stackTable".to_string())?;
     let frames = thread.frame_table.as_ref().ok_or_else(|| "samples without a frameTable".to_string())?;
     let sample_stack = samples.column("samples", "stack")?;
@@ -238,8 +248,28 @@ fn read_thread(thread: &Thread, weight: u64, max_depth: usize, budget: &mut Deco
         budget.spend_growth(&tree, &mut mark)?;
         sum = sum.checked_add(weight).ok_or_else(|| "the samples add up beyond 64 bits of nanoseconds".to_string())?;
         tree.add_self(node, weight);
+        if let (Some(times), Some(column)) = (&mut timed, time_column) {
+            match samples.data[row].get(column).and_then(Value::as_f64).filter(|t| t.is_finite()) {
+                Some(time) => times.push((time, node)),
+                // A sample without a time: the thread has no time order.
+                None => timed = None,
+            }
+        }
     }
-    Ok(tree)
+    Ok((tree, timed.map(|times| time_order(times, weight))))
+}
+
+/// Samples at their times (ms), in time order from the first, each lasting `weight` ns.
+fn time_order(mut times: Vec<(f64, NodeId)>, weight: u64) -> TimeOrder {
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let origin = times.first().map_or(0.0, |&(t, _)| t);
+    let mut order = TimeOrder::default();
+    for (time, node) in times {
+        // Within a finite f64 of ms: saturates rather than wraps for absurd spans.
+        let at = ((time - origin) * 1e6).clamp(0.0, u64::MAX as f64) as u64;
+        order.push(node, at, weight);
+    }
+    order
 }
 
 #[cfg(test)]

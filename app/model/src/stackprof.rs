@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
+use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
 
 /// This format's name in the table of formats.
@@ -85,6 +86,10 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
     let mut sample = 0usize;
     let mut sum = 0u64;
     let mut stack: Vec<u64> = Vec::new();
+    // Wall mode's samples in time order: each stack entry lasts its samples' deltas, one after
+    // the other from the first.
+    let mut order = deltas.map(|_| TimeOrder::default());
+    let mut clock = 0u64;
     while at < raw.len() {
         let start = at;
         let height = usize::try_from(raw[at]).unwrap_or(usize::MAX);
@@ -125,11 +130,15 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
         budget.spend_growth(&tree, &mut mark).map_err(|e| FormatError::exhausted(NAME, e))?;
         sum = sum.checked_add(weight).ok_or_else(|| fail("the samples add up beyond 64 bits".into()))?;
         tree.add_self(node, weight);
+        if let Some(order) = &mut order {
+            order.push(node, clock, weight);
+            clock = clock.saturating_add(weight);
+        }
     }
     let parts = if tree.is_empty() {
         Vec::new()
     } else {
-        vec![Part { name: file.mode.clone(), units: units.into(), tree, time_order: None }]
+        vec![Part { name: file.mode.clone(), units: units.into(), tree, time_order: order }]
     };
     Ok(ProfileSet { split: Split::Threads, parts })
 }
@@ -165,7 +174,13 @@ mod tests {
         assert_eq!(objects.parts[0].tree.total(), 6);
         // Wall time from each sample's delta, in µs, when the file has them.
         let wall = parse(file("wall", raw, r#", "raw_timestamp_deltas": [1, 2, 10, 20, 30, 100]"#).as_bytes(), 64);
-        assert_eq!(folded_of(&wall.unwrap()), "(garbage collection) 100000\n<main> 3000\n<main>;Object#work 60000\n");
+        let wall = wall.unwrap();
+        assert_eq!(folded_of(&wall), "(garbage collection) 100000\n<main> 3000\n<main>;Object#work 60000\n");
+        // and in time order: <main> from 0, work from 3 µs, the collection from 63 µs.
+        let order = wall.parts[0].time_order.as_ref().unwrap();
+        let spans: Vec<(u64, u64)> = order.samples.iter().map(|s| (s.start, s.weight)).collect();
+        assert_eq!(spans, [(0, 3000), (3000, 60000), (63000, 100000)]);
+        assert!(cpu.parts[0].time_order.is_none(), "cpu mode counts samples, it does not time them");
         let shallow = parse(file("cpu", raw, "").as_bytes(), 1).unwrap();
         assert_eq!(folded_of(&shallow), "(garbage collection) 1000000\n<main> 5000000\n");
         assert!(looks_like(file("cpu", raw, "").as_bytes()));

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, gecko, heapprofile, stackprof, trace_event};
+use kiln_model::{callgrind, cpuprofile, folded, gecko, heapprofile, stackprof, trace_event, v8log};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -230,6 +230,12 @@ fn firefox_gecko_profile() {
     }
     let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
     assert_eq!(got, expected);
+    // Each thread's samples in time order, from its first: every sample once, none overlapping.
+    for part in &set.parts {
+        let order = part.time_order.as_ref().expect("Gecko samples have times");
+        assert_eq!(order.samples.iter().map(|s| s.weight).sum::<u64>(), part.tree.total(), "{}", part.name);
+        assert!(order.samples.windows(2).all(|w| w[0].end() <= w[1].start), "{}", part.name);
+    }
     assert!(set.parts.len() > 1 && set.parts.iter().all(|p| p.units == "nanoseconds"));
     let printed = printed(&set);
     assert!(
@@ -268,4 +274,28 @@ fn node_heap_profile() {
     check("node-alloc.heapprofile.folded", &printed);
     assert!(!heapprofile::looks_like(&data("node-fib.cpuprofile")));
     assert!(!cpuprofile::looks_like(&bytes), "a heap profile is not taken for a CPU profile");
+}
+
+#[test]
+fn node_prof_tick_log_preprocessed() {
+    let bytes = data("v8-work.prof.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "v8_prof");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!(part.units, "nanoseconds");
+    // Every tick is in the time order, and the order spans the ticks' times.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let ticks = json["ticks"].as_array().unwrap();
+    let order = part.time_order.as_ref().unwrap();
+    assert_eq!(order.samples.len(), ticks.len());
+    assert_eq!(order.samples.iter().map(|s| s.weight).sum::<u64>(), part.tree.total());
+    let printed = printed(&set);
+    assert!(printed.contains(";main;fib;fib;fib"), "the script's recursion: {printed}");
+    assert!(printed.contains(";main;hot"), "{printed}");
+    check("v8-work.prof.folded", &printed);
+    for other in ["node-fib.cpuprofile", "node-alloc.heapprofile", "stackprof-fib.json", "chromium.trace.json"] {
+        assert!(!v8log::looks_like(&data(other)), "{other} taken for a V8 tick log");
+    }
+    assert!(!heapprofile::looks_like(&bytes) && !cpuprofile::looks_like(&bytes));
 }

@@ -18,8 +18,8 @@
 //! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
 //! asked for (`?part=`), reading the file again each time.
 //!
-//! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
-//! times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
+//! Files with timestamps (V8 profiles and tick logs, Chrome traces, evented speedscope, Firefox
+//! profiles, stackprof wall mode, `perf script` with times) also open in time order: the page asks `/api/collapse/time-order` for the busiest
 //! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
 //! function selected in either is outlined in both.
 

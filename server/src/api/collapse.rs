@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use kiln_model::formats::{self, Collapser, Decoder, Parser};
+use kiln_model::formats::{self, Collapser, Decoder};
 use kiln_model::profile_set::Split;
 use kiln_model::time_order::{self, TimeOrder, TimedProfile};
 use kiln_model::{CallTree, codec, perf_script, speedscope};
@@ -227,8 +227,8 @@ fn read_time_order(
     };
     let no_times = |what: &str| {
         AppError::Unprocessable(format!(
-            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope and \
-             `perf script` files with timestamps open in it"
+            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope, Firefox, \
+             stackprof (wall mode), preprocessed `node --prof` and `perf script` files with timestamps open in it"
         ))
     };
     let Some(found) = found else {
@@ -244,14 +244,13 @@ fn read_time_order(
     // without times.
     type Timed = (String, CallTree, Option<TimeOrder>, String);
     let profiles: Vec<Timed> = match found.decoder {
-        Decoder::Parser(Parser::CpuProfile | Parser::ChromeTrace) | Decoder::Speedscope => {
-            ingest::open::read(body, found.name, limits, &mut budget)?
-                .map(|profiles| profiles.parts)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| (p.name, p.tree, p.time_order, p.units))
-                .collect()
-        }
+        // Every parser's profiles carry their time order when the file has one.
+        Decoder::Parser(_) | Decoder::Speedscope => ingest::open::read(body, found.name, limits, &mut budget)?
+            .map(|profiles| profiles.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.name, p.tree, p.time_order, p.units))
+            .collect(),
         Decoder::Collapse(Collapser::Perf) => {
             // The flamegraph of `perf script` is inferno's; its times are read by the model.
             perf_script::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode)
