@@ -268,3 +268,35 @@ async fn a_preprocessed_node_tick_log_opens_in_time_order_and_stores() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&answer.body).contains("v8_prof: "), "{}", String::from_utf8_lossy(&answer.body));
 }
+
+#[tokio::test]
+async fn a_ghc_json_profile_lists_time_and_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let ghc = data("ghc-fib.prof.json");
+    let set = model(&ghc);
+    let answer = post(&app, "/api/collapse", &ghc).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let listed: Vec<(String, String, u64)> = answer
+        .parts
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (p["name"].as_str().unwrap().into(), p["units"].as_str().unwrap().into(), p["total"].as_u64().unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, String, u64)> =
+        set.parts.iter().map(|p| (p.name.clone(), p.units.clone(), p.tree.total())).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(answer.part.as_deref(), Some("0"), "event types do not merge: the first is answered");
+    let bytes = post(&app, "/api/collapse?part=1", &ghc).await;
+    assert_eq!((bytes.status, bytes.units.as_deref()), (StatusCode::OK, Some("bytes")));
+    assert_eq!(post(&app, "/ingest?name=haskell", &ghc).await.status, StatusCode::OK);
+    // A node of a cost centre that is not listed: 400 naming the format.
+    let broken = br#"{"program": "p", "tick_interval": 1000, "cost_centres": [], "profile": {"id": 4, "ticks": 1, "children": []}}"#;
+    let answer = post(&app, "/api/collapse", broken).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&answer.body).contains("ghcprof_json: "));
+}

@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, heapprofile, stackprof, trace_event, v8log};
+use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, stackprof, trace_event, v8log};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub enum Parser {
     HeapProfile,
     /// A V8 tick log as `node --prof-process --preprocess` writes it ([`v8log`]).
     V8Log,
+    /// GHC's JSON profile, `+RTS -pj` ([`ghc_json`]).
+    GhcJson,
 }
 
 impl Parser {
@@ -53,6 +55,7 @@ impl Parser {
             Parser::Gecko => gecko::looks_like(bytes),
             Parser::HeapProfile => heapprofile::looks_like(bytes),
             Parser::V8Log => v8log::looks_like(bytes),
+            Parser::GhcJson => ghc_json::looks_like(bytes),
         }
     }
 
@@ -66,6 +69,7 @@ impl Parser {
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
+            Parser::GhcJson => ghc_json::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -177,6 +181,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::V8Log),
         shown_as: Some("Node --prof, preprocessed (--prof-process --preprocess)"),
+    },
+    Format {
+        name: ghc_json::NAME,
+        aliases: &["ghc_json"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::GhcJson),
+        shown_as: Some("GHC profile, JSON (+RTS -pj)"),
     },
     Format {
         name: "speedscope",

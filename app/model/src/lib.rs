@@ -16,6 +16,7 @@ pub mod flamebearer;
 pub mod folded;
 pub mod formats;
 pub mod gecko;
+pub mod ghc_json;
 pub mod heapprofile;
 mod json_events;
 pub mod layout;

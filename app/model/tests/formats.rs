@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, gecko, heapprofile, stackprof, trace_event, v8log};
+use kiln_model::{callgrind, cpuprofile, folded, gecko, ghc_json, heapprofile, stackprof, trace_event, v8log};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -298,4 +298,33 @@ fn node_prof_tick_log_preprocessed() {
         assert!(!v8log::looks_like(&data(other)), "{other} taken for a V8 tick log");
     }
     assert!(!heapprofile::looks_like(&bytes) && !cpuprofile::looks_like(&bytes));
+}
+
+#[test]
+fn ghc_json_profile() {
+    let bytes = data("ghc-fib.prof.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "ghcprof_json");
+    assert_eq!(set.split, Split::EventTypes);
+    let parts: Vec<(&str, &str)> = set.parts.iter().map(|p| (p.name.as_str(), p.units.as_str())).collect();
+    assert_eq!(parts, [("time", "nanoseconds"), ("alloc", "bytes")]);
+    // Every node's ticks (times the tick interval) and allocations, as GHC wrote them.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let (mut ticks, mut alloc) = (0, 0);
+    let mut pending = vec![&json["profile"]];
+    while let Some(node) = pending.pop() {
+        ticks += node["ticks"].as_u64().unwrap();
+        alloc += node["alloc"].as_u64().unwrap();
+        pending.extend(node["children"].as_array().unwrap());
+    }
+    assert_eq!(ticks, json["total_ticks"].as_u64().unwrap());
+    assert_eq!(set.parts[0].tree.total(), ticks * json["tick_interval"].as_u64().unwrap() * 1000);
+    assert_eq!(set.parts[1].tree.total(), alloc);
+    let printed = printed(&set);
+    assert!(
+        printed.contains("MAIN.MAIN;Main.CAF;Main.main;Main.fib "),
+        "named as inferno names GHC's text profiles: {printed}"
+    );
+    check("ghc-fib.prof.folded", &printed);
+    assert!(!ghc_json::looks_like(&data("node-fib.cpuprofile")) && !ghc_json::looks_like(&data("v8-work.prof.json")));
 }
