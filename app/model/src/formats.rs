@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, stackprof, trace_event};
+use crate::{callgrind, cpuprofile, gecko, jfr, stackprof, trace_event};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum Parser {
     Stackprof,
     /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
     Gecko,
+    /// Java Flight Recorder recordings ([`jfr`]).
+    Jfr,
 }
 
 impl Parser {
@@ -47,6 +49,7 @@ impl Parser {
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
             Parser::Gecko => gecko::looks_like(bytes),
+            Parser::Jfr => jfr::looks_like(bytes),
         }
     }
 
@@ -58,6 +61,7 @@ impl Parser {
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
+            Parser::Jfr => jfr::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -118,9 +122,16 @@ impl Format {
 }
 
 /// Every format, in the order `auto` tries them: the formats whose start tells them apart
-/// (V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
+/// (JFR's magic bytes, V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
 /// text, then pprof, and last inferno's guess among the tools' outputs.
 pub const FORMATS: &[Format] = &[
+    Format {
+        name: jfr::NAME,
+        aliases: &["java_flight_recorder"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Jfr),
+        shown_as: Some("Java Flight Recorder (.jfr)"),
+    },
     Format {
         name: cpuprofile::NAME,
         aliases: &["v8", "chrome_cpuprofile"],
@@ -273,7 +284,18 @@ mod tests {
         let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
         assert_eq!(
             tried,
-            ["cpuprofile", "chrome_trace", "callgrind", "stackprof", "gecko", "speedscope", "folded", "pprof", "guess"]
+            [
+                "jfr",
+                "cpuprofile",
+                "chrome_trace",
+                "callgrind",
+                "stackprof",
+                "gecko",
+                "speedscope",
+                "folded",
+                "pprof",
+                "guess"
+            ]
         );
         assert!(
             FORMATS.iter().all(|f| (f.detection == Detection::LooksLike) == matches!(f.decoder, Decoder::Parser(_)))
@@ -299,6 +321,7 @@ mod tests {
         assert_eq!(name(stackprof), Some("stackprof"));
         let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
         assert_eq!(name(gecko), Some("gecko"));
+        assert_eq!(name(b"FLR\0\0\x02\0\x01"), Some("jfr"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

@@ -16,6 +16,7 @@ pub mod flamebearer;
 pub mod folded;
 pub mod formats;
 pub mod gecko;
+pub mod jfr;
 pub mod layout;
 pub mod navigate;
 pub mod page_data;
