@@ -33,9 +33,10 @@
 //! The reader trusts nothing: every count and length is checked against the bytes left before
 //! anything is allocated, all values made are bounded by the file's size (a count of empty
 //! objects cannot expand), types nesting inline are cut at [`MAX_NESTING`] levels and chains of
-//! constant-pool references at [`MAX_REFERENCE_HOPS`], so a cyclic pool ends in an error, not a
-//! loop.
+//! constant-pool references at [`MAX_REFERENCE_HOPS`], so a cyclic pool ends in an error naming
+//! it, not a loop.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::budget::{DecodeBudget, TreeSize};
@@ -391,6 +392,8 @@ struct Chunk {
     classes: HashMap<u64, Class>,
     pools: HashMap<(u64, u64), Value>,
     ticks_per_second: u64,
+    /// Set when references were followed [`MAX_REFERENCE_HOPS`] times in a row: a loop.
+    looped: Cell<bool>,
 }
 
 /// Reads the chunk at `start` into `sink`; returns where the next chunk starts.
@@ -425,7 +428,7 @@ fn read_chunk(bytes: &[u8], start: usize, sink: &mut Sink<'_, '_>) -> Result<usi
     let compressed = u32::from_be_bytes([header[64], header[65], header[66], header[67]]) & 1 == 1 || major >= 2;
     let mut reader = Reader { bytes, pos: metadata_at, end, compressed };
     let classes = read_metadata(&mut reader, sink)?;
-    let mut chunk = Chunk { classes, pools: HashMap::new(), ticks_per_second };
+    let mut chunk = Chunk { classes, pools: HashMap::new(), ticks_per_second, looped: Cell::new(false) };
 
     // Constant pools first (they may follow the events that use them), then the events.
     let mut events: Vec<(usize, usize, u64)> = Vec::new();
@@ -512,6 +515,11 @@ fn add_event(
             frames
         }
     };
+    if chunk.looped.get() {
+        return Err(bad(format!(
+            "constant-pool references run in a loop (more than {MAX_REFERENCE_HOPS} in a row) in stack trace {trace_key}"
+        )));
+    }
     let Some(frames) = frames else { return Ok(()) };
     let context = match chunk.field(event, type_id, "contextId") {
         Some((Value::Int(id), _)) => *id,
@@ -586,6 +594,7 @@ impl Chunk {
                 _ => return Some((value, class)),
             }
         }
+        self.looped.set(true);
         None
     }
 
@@ -613,6 +622,7 @@ impl Chunk {
                 _ => return None,
             }
         }
+        self.looped.set(true);
         None
     }
 
@@ -1092,11 +1102,61 @@ mod tests {
     }
 
     #[test]
-    fn hostile_counts_lengths_and_nesting_are_refused_before_allocating() {
-        // A pool announcing 2^31 constants, a string of 2^32 - 1 bytes, an int of 10 LEB128
-        // bytes, and an event of 0 bytes.
+    fn async_profiler_contexts_are_kept_apart() {
+        // An allocation sample type with async-profiler's `contextId`: contexts 0 and 7.
+        let mut w = Writer { strings: Vec::new() };
+        let fields = [
+            w.element("field", &[("name", "startTime"), ("class", "5")], &[]),
+            w.element("field", &[("name", "stackTrace"), ("class", "25"), ("constantPool", "true")], &[]),
+            w.element("field", &[("name", "weight"), ("class", "5")], &[]),
+            w.element("field", &[("name", "contextId"), ("class", "5")], &[]),
+        ];
+        let class = w.element("class", &[("id", "32"), ("name", "jdk.ObjectAllocationSample")], &fields);
+        let meta = metadata(&[class], &mut w);
+        let allocation = |stack: u64, weight: u64, context: u64| {
+            let mut body = Vec::new();
+            for v in [1, stack, weight, context] {
+                leb(v, &mut body);
+            }
+            event(32, &body)
+        };
+        let file = chunk(&[pools(), allocation(1, 100, 0), allocation(1, 50, 7), allocation(2, 8, 7), meta], 4);
+        let recording = read(&file, 64, &mut DecodeBudget::unlimited()).unwrap();
+        let kinds: Vec<&str> = recording.profiles.iter().map(|p| p.kind.profile_type).collect();
+        assert_eq!(kinds, ["alloc_sample_objects", "alloc_sample_bytes"]);
+        let bytes = &recording.profiles[1];
+        let folded: Vec<(i64, String)> =
+            bytes.contexts.iter().map(|(c, t)| (*c, crate::folded::print(&t.to_flat()))).collect();
+        assert_eq!(
+            folded,
+            [(0, "Main.main;Main.work 100\n".into()), (7, "Main.main 8\nMain.main;Main.work 50\n".into())]
+        );
+        assert_eq!(bytes.merged().total(), 158);
+    }
+
+    /// A checkpoint event of one pool of `class` with one entry, key 1, whose value is `value`.
+    fn pool_of(class: u64, value: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for v in [0, 0, 0] {
+            leb(v, &mut body);
+        }
+        body.push(1);
+        leb(1, &mut body);
+        leb(class, &mut body);
+        leb(1, &mut body);
+        leb(1, &mut body);
+        body.extend_from_slice(value);
+        event(CHECKPOINT_TYPE, &body)
+    }
+
+    /// Hostile recordings, each with what its error must say. The server's tests post the same
+    /// bytes (`tests/data/formats/hostile-jfr/`, rewritten by `BLESS=1`).
+    fn hostile_recordings() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         let mut w = Writer { strings: Vec::new() };
         let meta = metadata(&[], &mut w);
+        let mut files = Vec::new();
+
+        // A pool announcing 2^31 constants.
         let mut huge_pool = Vec::new();
         for v in [0, 0, 0] {
             leb(v, &mut huge_pool);
@@ -1105,29 +1165,21 @@ mod tests {
         leb(1, &mut huge_pool);
         leb(21, &mut huge_pool);
         leb(1 << 31, &mut huge_pool);
-        let err = parse(&chunk(&[event(CHECKPOINT_TYPE, &huge_pool), meta.clone()], 1), 64).unwrap_err();
-        assert!(err.reason.contains("2147483648 constants announced"), "{err}");
+        let file = chunk(&[event(CHECKPOINT_TYPE, &huge_pool), meta.clone()], 1);
+        files.push(("huge-count", file, "2147483648 constants announced"));
 
-        let mut long_string = Vec::new();
-        for v in [0, 0, 0] {
-            leb(v, &mut long_string);
-        }
-        long_string.push(1);
-        leb(1, &mut long_string);
-        leb(21, &mut long_string);
-        leb(1, &mut long_string);
-        leb(1, &mut long_string);
-        long_string.push(3);
+        // A string of 2^32 - 1 bytes.
+        let mut long_string = vec![3];
         leb(u64::from(u32::MAX), &mut long_string);
-        let err = parse(&chunk(&[event(CHECKPOINT_TYPE, &long_string), meta.clone()], 1), 64).unwrap_err();
-        assert!(err.reason.contains("4294967295 UTF-8 bytes announced"), "{err}");
+        let file = chunk(&[pool_of(21, &long_string), meta.clone()], 1);
+        files.push(("huge-string", file, "4294967295 UTF-8 bytes announced"));
 
-        let overflowing = vec![0xff, 0xff, 0xff, 0xff, 0x7f];
-        let err = parse(&chunk(&[overflowing, meta.clone()], 1), 64).unwrap_err();
-        assert!(err.reason.contains("the int 34359738367 overflows 32 bits"), "{err}");
+        // An event size of 5 LEB128 bytes beyond 32 bits, and one of 0 bytes.
+        let file = chunk(&[vec![0xff, 0xff, 0xff, 0xff, 0x7f], meta.clone()], 1);
+        files.push(("overflowing-leb128", file, "the int 34359738367 overflows 32 bits"));
         let mut file = small_recording();
         file[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&[0x80, 0x80, 0x80, 0x00]);
-        assert!(parse(&file, 64).unwrap_err().reason.contains("event size 0"));
+        files.push(("zero-size-event", file, "event size 0"));
 
         // A type holding itself inline, and an array of a million empty objects in 3 bytes.
         let mut w = Writer { strings: Vec::new() };
@@ -1136,63 +1188,45 @@ mod tests {
         let empty = w.element("class", &[("id", "41"), ("name", "Empty")], &[]);
         let many = w.element("field", &[("name", "many"), ("class", "41"), ("dimension", "1")], &[]);
         let holder = w.element("class", &[("id", "42"), ("name", "Holder")], &[many]);
-        let meta = metadata(&[looped, empty, holder], &mut w);
-        let pool_of = |class: u64, value: &[u8]| {
-            let mut body = Vec::new();
-            for v in [0, 0, 0] {
-                leb(v, &mut body);
-            }
-            body.push(1);
-            leb(1, &mut body);
-            leb(class, &mut body);
-            leb(1, &mut body);
-            leb(1, &mut body);
-            body.extend_from_slice(value);
-            event(CHECKPOINT_TYPE, &body)
-        };
-        let err = parse(&chunk(&[pool_of(40, &[]), meta.clone()], 1), 64).unwrap_err();
-        assert!(err.reason.contains("nest inline deeper than 16"), "{err}");
+        let nesting = metadata(&[looped, empty, holder], &mut w);
+        let file = chunk(&[pool_of(40, &[]), nesting.clone()], 1);
+        files.push(("self-nesting-type", file, "nest inline deeper than 16"));
         let mut million = Vec::new();
         leb(1_000_000, &mut million);
-        let err = parse(&chunk(&[pool_of(42, &million), meta], 1), 64).unwrap_err();
-        assert!(err.reason.contains("more than"), "{err}");
-    }
+        let file = chunk(&[pool_of(42, &million), nesting], 1);
+        files.push(("million-empty-objects", file, "1000000 array elements announced"));
 
-    #[test]
-    fn cyclic_constant_pools_end_in_a_missing_frame_not_a_loop() {
-        // Symbol 1's string is a reference to the String pool's entry 1, which is itself.
-        let mut w = Writer { strings: Vec::new() };
-        let metadata = metadata(&[], &mut w);
+        // Symbol 1's string refers to the String pool's entry 1, which refers to itself.
         let mut body = Vec::new();
         for v in [0, 0, 0] {
             leb(v, &mut body);
         }
         body.push(1);
         leb(4, &mut body);
-        leb(10, &mut body);
-        leb(1, &mut body);
-        leb(1, &mut body);
-        body.push(2);
-        leb(1, &mut body);
-        leb(21, &mut body);
-        leb(1, &mut body);
-        leb(1, &mut body);
-        body.push(2);
-        leb(1, &mut body);
-        leb(23, &mut body);
-        leb(1, &mut body);
-        leb(1, &mut body);
-        leb(7, &mut body);
-        leb(1, &mut body);
-        leb(25, &mut body);
-        leb(1, &mut body);
-        leb(1, &mut body);
-        body.push(0);
-        leb(1, &mut body);
-        leb(1, &mut body);
-        leb(3, &mut body);
-        let set = parse(&chunk(&[event(CHECKPOINT_TYPE, &body), sample(1), metadata], 2), 64).unwrap();
-        assert_eq!(crate::folded::print(&set.parts[0].tree.to_flat()), "unknown 1\n");
+        for (class, value) in [(10u64, &[1u8, 2, 1][..]), (21, &[1, 2, 1]), (23, &[1, 7, 1]), (25, &[1, 0, 1, 1, 3])] {
+            leb(class, &mut body);
+            leb(1, &mut body);
+            body.extend_from_slice(value);
+        }
+        let file = chunk(&[event(CHECKPOINT_TYPE, &body), sample(1), meta], 2);
+        files.push(("cyclic-pool", file, "constant-pool references run in a loop"));
+        files
+    }
+
+    #[test]
+    fn hostile_counts_lengths_nesting_and_loops_are_refused_before_allocating() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats/hostile-jfr");
+        for (name, bytes, needle) in hostile_recordings() {
+            let err = parse(&bytes, 64).unwrap_err();
+            assert!(err.to_string().starts_with("jfr: chunk 1, byte "), "{name}: {err}");
+            assert!(err.reason.contains(needle), "{name}: {err}");
+            let path = dir.join(format!("{name}.jfr"));
+            if std::env::var_os("BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            assert_eq!(std::fs::read(&path).ok(), Some(bytes), "{} is stale; BLESS=1 rewrites it", path.display());
+        }
     }
 
     proptest! {
