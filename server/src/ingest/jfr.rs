@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kiln_model::CallTree;
+use kiln_model::jfr::Recording;
 use prost::Message;
 use serde_json::json;
 
@@ -113,6 +114,17 @@ pub fn uploads(
             None => IngestError::malformed_with(e.to_string(), json!({ "format": e.format, "reason": e.reason })),
         }
     })?;
+    uploads_of(&read, snapshot, params, meta, limits)
+}
+
+/// The uploads of a recording already read.
+fn uploads_of(
+    read: &Recording,
+    snapshot: Option<&LabelsSnapshot>,
+    params: &IngestParams,
+    meta: &ProfileMeta,
+    limits: &IngestLimits,
+) -> Result<Vec<Upload>, IngestError> {
     let name = params.name.as_deref().unwrap_or_default();
     let mut labels_of: HashMap<i64, BTreeMap<String, String>> = HashMap::new();
     let mut uploads = Vec::new();
@@ -146,4 +158,91 @@ pub fn uploads(
         }
     }
     Ok(uploads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_model::jfr::{KINDS, Profile};
+
+    #[test]
+    fn contexts_become_labels_and_contexts_alike_are_one_series() {
+        let limits = IngestLimits::default();
+        let params: IngestParams = serde_json::from_value(json!({
+            "name": "shop.cpu{env=prod,region=eu}", "format": "jfr", "spyName": "javaspy", "sampleRate": "100",
+        }))
+        .unwrap();
+        let meta = params.to_meta(&limits, 1_700_000_000).unwrap();
+        let tree = |stack: &str, n: u64| {
+            let mut t = CallTree::new();
+            t.add_stack(stack.split(';'), n);
+            t
+        };
+        let cpu = KINDS.iter().find(|k| k.profile_type == "cpu").copied().unwrap();
+        let bytes = KINDS.iter().find(|k| k.profile_type == "alloc_sample_bytes").copied().unwrap();
+        let contexts = |pairs: &[(i64, &str, u64)]| pairs.iter().map(|&(c, s, n)| (c, tree(s, n))).collect();
+        let recording = Recording {
+            profiles: vec![
+                Profile {
+                    kind: cpu,
+                    contexts: contexts(&[(0, "a;b", 1), (5, "a;c", 2), (6, "a;d", 3), (9, "a;e", 4)]),
+                },
+                Profile { kind: bytes, contexts: contexts(&[(5, "x", 100)]) },
+            ],
+        };
+        let s = |v: &str| v.to_string();
+        let snapshot = LabelsSnapshot {
+            // Contexts 5 and 6 differ only by their span's profile_id; context 6 also tries to
+            // override the request's `env`, and names an internal label.
+            contexts: HashMap::from([
+                (5, Context { labels: HashMap::from([(1, 2), (3, 4)]) }),
+                (6, Context { labels: HashMap::from([(1, 2), (3, 5), (6, 7), (8, 9)]) }),
+            ]),
+            strings: HashMap::from([
+                (1, s("endpoint")),
+                (2, s("/checkout")),
+                (3, s("profile_id")),
+                (4, s("span-1")),
+                (5, s("span-2")),
+                (6, s("env")),
+                (7, s("dev")),
+                (8, s("__secret")),
+                (9, s("x")),
+            ]),
+        };
+        let uploads = uploads_of(&recording, Some(&snapshot), &params, &meta, &limits).unwrap();
+        let got: Vec<(String, String, String, Vec<(String, String)>, u64)> = uploads
+            .iter()
+            .map(|u| {
+                let k = &u.meta.series;
+                (
+                    k.app.clone(),
+                    k.profile_type.clone(),
+                    u.meta.units.clone(),
+                    k.labels.clone().into_iter().collect(),
+                    u.tree.total(),
+                )
+            })
+            .collect();
+        let base = vec![(s("env"), s("prod")), (s("region"), s("eu"))];
+        let with_endpoint = vec![(s("endpoint"), s("/checkout")), (s("env"), s("prod")), (s("region"), s("eu"))];
+        assert_eq!(
+            got,
+            [
+                // Contexts 5 and 6; context 0 and the unknown context 9 have the request's
+                // labels only.
+                (s("shop"), s("cpu"), s("samples"), with_endpoint.clone(), 5),
+                (s("shop"), s("cpu"), s("samples"), base, 5),
+                (s("shop"), s("alloc_sample_bytes"), s("bytes"), with_endpoint, 100),
+            ]
+        );
+        assert!(uploads.iter().all(|u| u.meta.spy_name == "javaspy"));
+
+        let long = LabelsSnapshot {
+            contexts: HashMap::from([(5, Context { labels: HashMap::from([(1, 2)]) })]),
+            strings: HashMap::from([(1, s("k")), (2, "v".repeat(limits.max_label_bytes + 1))]),
+        };
+        let err = uploads_of(&recording, Some(&long), &params, &meta, &limits).unwrap_err();
+        assert!(err.to_string().contains("context label `k` is longer than"), "{err}");
+    }
 }
