@@ -31,8 +31,10 @@
 //! its labels.
 //!
 //! The reader trusts nothing: every count and length is checked against the bytes left before
-//! anything is allocated, all values made are bounded by the file's size (a count of empty
-//! objects cannot expand), types nesting inline are cut at [`MAX_NESTING`] levels and chains of
+//! anything is allocated, the values made are at most one per byte of the file (a count of
+//! empty objects cannot expand; the pools kept in memory are those of stacks, methods, classes,
+//! symbols and strings, at most 32 bytes of values per byte read, and a real OpenJDK recording
+//! makes one value per 6 bytes), types nesting inline are cut at [`MAX_NESTING`] levels and chains of
 //! constant-pool references at [`MAX_REFERENCE_HOPS`], so a cyclic pool ends in an error naming
 //! it, not a loop.
 
@@ -56,6 +58,15 @@ pub const MAX_NESTING: usize = 16;
 pub const MAX_REFERENCE_HOPS: usize = 8;
 
 const HEADER_LEN: usize = 68;
+/// The constant pools profiles are made from.
+const KEPT_POOLS: &[&str] = &[
+    "jdk.types.StackTrace",
+    "jdk.types.Method",
+    "java.lang.Class",
+    "jdk.types.Symbol",
+    "java.lang.String",
+    "jdk.types.ThreadState",
+];
 const METADATA_TYPE: u64 = 0;
 const CHECKPOINT_TYPE: u64 = 1;
 /// Metadata elements nest this deep at most (OpenJDK's: root, metadata, class, field,
@@ -739,11 +750,16 @@ fn read_checkpoint(reader: &mut Reader<'_>, chunk: &mut Chunk, sink: &mut Sink<'
         if !chunk.classes.contains_key(&class) {
             return reader.fail(format!("a constant pool of unknown type {class}"));
         }
+        // Only the pools stacks and settings are read from are kept (threads, class loaders,
+        // modules… are read past): what a recording holds in memory is mostly its stacks.
+        let kept = chunk.classes.get(&class).is_some_and(|c| KEPT_POOLS.contains(&c.name.as_str()));
         let entries = reader.count("constants", 1)?;
         for _ in 0..entries {
             let key = reader.long()?;
             let value = read_value(reader, &chunk.classes, class, 0, &mut sink.values_left)?;
-            chunk.pools.insert((class, key), value);
+            if kept {
+                chunk.pools.insert((class, key), value);
+            }
         }
     }
     Ok(())
