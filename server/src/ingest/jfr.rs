@@ -211,7 +211,9 @@ mod tests {
             ]),
         };
         let uploads = uploads_of(&recording, Some(&snapshot), &params, &meta, &limits).unwrap();
-        let got: Vec<(String, String, String, Vec<(String, String)>, u64)> = uploads
+        // App, type, units, labels, total.
+        type Stored = (String, String, String, Vec<(String, String)>, u64);
+        let got: Vec<Stored> = uploads
             .iter()
             .map(|u| {
                 let k = &u.meta.series;
