@@ -126,3 +126,42 @@ fn java_agent_uploads_are_stored_per_profile_and_hostile_recordings_refused() {
     assert!(!apps_after.contains("badapp"));
     assert_eq!(render(addr, "javaapp.cpu{env=\"test\"}"), before);
 }
+
+#[test]
+fn a_recording_costs_what_the_decode_budget_allows_and_kiln_upload_detects_it() {
+    // A budget of one frame per KiB and no floor: the real recording walks more, so it is
+    // refused with 422 saying which allowance ran out, and nothing is stored.
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &["--max-frames-per-kib", "1", "--decode-floor-kib", "0"]);
+    let recording = data("jfr-demo.jfr");
+    let (status, body) = http(kiln.addr, "POST", "/ingest?name=tight&format=jfr", &recording).unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("stack frames"), "{body}");
+    let (_, apps) = http(kiln.addr, "GET", "/api/apps", b"").unwrap();
+    assert!(!apps.contains("tight"), "{apps}");
+    drop(kiln);
+
+    // `kiln upload` of a `.jfr` next to a folded file: each read by its content.
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &[]);
+    let jfr_file = dir.path().join("app.jfr");
+    std::fs::write(&jfr_file, &recording).unwrap();
+    let folded_file = dir.path().join("more.folded");
+    std::fs::write(&folded_file, "JfrDemo.main;extra 5\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["upload", "--server", &format!("http://{}", kiln.addr), "--app", "uploaded"])
+        .args([&jfr_file, &folded_file])
+        .env_remove("KILN_INGEST_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let set = kiln_model::jfr::parse_budgeted(&recording, 1024, &mut DecodeBudget::unlimited()).unwrap();
+    let mut expected = folded_values(&folded(&set, "cpu"));
+    *expected.entry("JfrDemo.main;extra".into()).or_default() += 5;
+    assert_eq!(folded_values(&render(kiln.addr, "uploaded.cpu")), expected);
+    assert_eq!(
+        folded_values(&render(kiln.addr, "uploaded.block_duration")),
+        folded_values(&folded(&set, "block_duration"))
+    );
+}

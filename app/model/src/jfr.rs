@@ -1150,6 +1150,60 @@ mod tests {
         assert_eq!(bytes.merged().total(), 158);
     }
 
+    #[test]
+    fn wall_clock_mode_samples_every_thread_and_cpu_leaves_the_sleeping_out() {
+        // async-profiler's `event=wall` setting, and samples whose thread state says whether
+        // the thread ran.
+        let mut w = Writer { strings: Vec::new() };
+        let state_name = w.element("field", &[("name", "name"), ("class", "10")], &[]);
+        let state = w.element("class", &[("id", "26"), ("name", "jdk.types.ThreadState")], &[state_name]);
+        let sample_fields = [
+            w.element("field", &[("name", "startTime"), ("class", "5")], &[]),
+            w.element("field", &[("name", "stackTrace"), ("class", "25"), ("constantPool", "true")], &[]),
+            w.element("field", &[("name", "state"), ("class", "26"), ("constantPool", "true")], &[]),
+        ];
+        let sample = w.element("class", &[("id", "33"), ("name", "jdk.ExecutionSample")], &sample_fields);
+        let setting_fields = [
+            w.element("field", &[("name", "id"), ("class", "5")], &[]),
+            w.element("field", &[("name", "name"), ("class", "10")], &[]),
+            w.element("field", &[("name", "value"), ("class", "10")], &[]),
+        ];
+        let setting = w.element("class", &[("id", "34"), ("name", "jdk.ActiveSetting")], &setting_fields);
+        let meta = metadata(&[state, sample, setting], &mut w);
+        let mut states = Vec::new();
+        for v in [0, 0, 0] {
+            leb(v, &mut states);
+        }
+        states.push(1);
+        leb(1, &mut states);
+        leb(26, &mut states);
+        leb(2, &mut states);
+        for (key, name) in [(1, "STATE_RUNNABLE"), (2, "STATE_SLEEPING")] {
+            leb(key, &mut states);
+            utf8(name, &mut states);
+        }
+        let mut wall = Vec::new();
+        leb(1, &mut wall);
+        utf8("event", &mut wall);
+        utf8("wall", &mut wall);
+        let sampled = |stack: u64, state: u64| {
+            let mut body = Vec::new();
+            for v in [1, stack, state] {
+                leb(v, &mut body);
+            }
+            event(33, &body)
+        };
+        let events = [pools(), event(CHECKPOINT_TYPE, &states), sampled(1, 1), sampled(2, 2), event(34, &wall), meta];
+        let set = parse(&chunk(&events, 5), 64).unwrap();
+        assert_eq!(
+            folded_of(&set),
+            [
+                ("cpu".into(), "samples".into(), "Main.main;Main.work 1\n".into()),
+                ("wall".into(), "samples".into(), "Main.main 1\nMain.main;Main.work 1\n".into()),
+            ]
+        );
+    }
+
     /// A checkpoint event of one pool of `class` with one entry, key 1, whose value is `value`.
     fn pool_of(class: u64, value: &[u8]) -> Vec<u8> {
         let mut body = Vec::new();
