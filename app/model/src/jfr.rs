@@ -458,7 +458,14 @@ fn read_chunk(bytes: &[u8], start: usize, sink: &mut Sink<'_, '_>) -> Result<usi
         match type_id {
             METADATA_TYPE => {}
             CHECKPOINT_TYPE => read_checkpoint(&mut reader, &mut chunk, sink)?,
-            _ => events.push((reader.pos, pos + event_size, type_id)),
+            // Only the events profiles (and the wall-clock setting) are made from are kept.
+            _ => match chunk.classes.get(&type_id) {
+                None => return Err(malformed(pos, format!("event of unknown type {type_id}"))),
+                Some(class) if class.name == "jdk.ActiveSetting" || KINDS.iter().any(|k| k.event == class.name) => {
+                    events.push((reader.pos, pos + event_size, type_id));
+                }
+                Some(_) => {}
+            },
         }
         pos += event_size;
     }
@@ -518,20 +525,16 @@ fn add_event(
     let Some((Value::Ref(_, trace_key), trace_class)) = chunk.field(event, type_id, "stackTrace") else {
         return Ok(());
     };
-    let frames = match frames_cache.get(trace_key) {
-        Some(frames) => frames.clone(),
-        None => {
-            let frames = chunk.frames(&Value::Ref(trace_class, *trace_key), trace_class).map_err(bad)?;
-            frames_cache.insert(*trace_key, frames.clone());
-            frames
-        }
-    };
+    if !frames_cache.contains_key(trace_key) {
+        let frames = chunk.frames(&Value::Ref(trace_class, *trace_key), trace_class).map_err(bad)?;
+        frames_cache.insert(*trace_key, frames);
+    }
     if chunk.looped.get() {
         return Err(bad(format!(
             "constant-pool references run in a loop (more than {MAX_REFERENCE_HOPS} in a row) in stack trace {trace_key}"
         )));
     }
-    let Some(frames) = frames else { return Ok(()) };
+    let Some(frames) = frames_cache.get(trace_key).and_then(Option::as_ref) else { return Ok(()) };
     let context = match chunk.field(event, type_id, "contextId") {
         Some((Value::Int(id), _)) => *id,
         _ => 0,

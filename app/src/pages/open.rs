@@ -1,7 +1,8 @@
 //! Open a file: view a local profile without storing it, then optionally upload it.
 //!
 //! Folded text is parsed in the browser by the shared model; anything else (speedscope JSON,
-//! pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, …)
+//! pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, Java
+//! Flight Recorder recordings, …)
 //! goes through `/api/collapse`, which reads it with the server's decoders and inferno and
 //! stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
 //! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here. (The
@@ -13,8 +14,8 @@
 //! bindings to the wasm and a second copy of the file to memory) and the upload is the smaller
 //! file. Its time order is offered when the server's list of its profiles says they have times.
 //!
-//! A file of several profiles (a trace's threads, callgrind's event types, speedscope's
-//! profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
+//! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's
+//! CPU, allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
 //! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
 //! asked for (`?part=`), reading the file again each time.
 //!
