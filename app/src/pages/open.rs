@@ -2,9 +2,8 @@
 //!
 //! Folded text is parsed in the browser by the shared model; anything else (speedscope JSON,
 //! pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, Java
-//! Flight Recorder recordings, …)
-//! goes through `/api/collapse`, which reads it with the server's decoders and inferno and
-//! stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
+//! Flight Recorder recordings, …) goes through `/api/collapse`, which reads it with the server's
+//! decoders and inferno and stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
 //! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here. (The
 //! speedscope parser left the wasm to make room for the time-order view within the download
 //! budget.)
@@ -15,8 +14,8 @@
 //! file. Its time order is offered when the server's list of its profiles says they have times.
 //!
 //! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's
-//! CPU, allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
-//! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
+//! CPU, allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows
+//! a "Profile" picker with each and, for threads, "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
 //! asked for (`?part=`), reading the file again each time.
 //!
 //! Files with timestamps (V8 profiles, Chrome traces, evented speedscope, `perf script` with
