@@ -436,6 +436,7 @@ fn read_chunk(bytes: &[u8], start: usize, sink: &mut Sink<'_, '_>) -> Result<usi
     };
     let metadata_at = offset(24, "metadata")?;
     let ticks_per_second = be(56);
+    // Version 2 (OpenJDK 11 and later) always compresses; async-profiler sets feature bit 0 too.
     let compressed = u32::from_be_bytes([header[64], header[65], header[66], header[67]]) & 1 == 1 || major >= 2;
     let mut reader = Reader { bytes, pos: metadata_at, end, compressed };
     let classes = read_metadata(&mut reader, sink)?;
@@ -652,8 +653,9 @@ impl Chunk {
                 let method_name = self.text(self.field(m, mc, "name")?);
                 let class_name = self.field(m, mc, "type").and_then(|(c, cc)| self.text(self.field(c, cc, "name")?));
                 match (class_name, method_name) {
-                    (Some(c), Some(m)) => Some(format!("{c}.{m}")),
-                    (None, Some(m)) => Some(m),
+                    // async-profiler's native frames have a class with no name.
+                    (Some(c), Some(m)) if !c.is_empty() => Some(format!("{c}.{m}")),
+                    (_, Some(m)) => Some(m),
                     _ => None,
                 }
             });
