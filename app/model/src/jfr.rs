@@ -25,7 +25,8 @@
 //! | `jdk.ThreadPark` | `block_count`, `block_duration` (Pyroscope's `block` profiles) |
 //!
 //! Frames are named as Pyroscope names them: the class's name as the JVM writes it (`java/lang/
-//! Thread`) and the method's, joined by a dot (`java/lang/Thread.run`); stacks are root first.
+//! Thread`) and the method's, joined by a dot (`java/lang/Thread.run`; a class with no name, as
+//! async-profiler gives native frames, leaves the method's name alone); stacks are root first.
 //! Events without a stack trace are left out, as Pyroscope does. async-profiler's `contextId`
 //! (the agent's labels) is kept per profile, so that the server can store each context under
 //! its labels.
