@@ -95,7 +95,7 @@ e2e: site
 ## of `make test` (the instrumented release build alone takes ~10 min). See server/fuzz/README.md.
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 65536
-FUZZ_TARGETS ?= folded pprof selector timespec render_query push speedscope
+FUZZ_TARGETS ?= folded pprof selector timespec render_query push speedscope jfr
 # Release code with overflow checks and debug assertions: wrapped arithmetic is a finding.
 FUZZ_FLAGS := -s none -O -a
 fuzz: site

@@ -18,7 +18,8 @@ pub fn group_digits(value: u64) -> String {
 /// A value in its unit, as a person reads it: `1,234 samples`, `1.50 s`, `2.0 MiB`.
 pub fn format_value(value: u64, units: &str) -> String {
     match units {
-        "nanoseconds" => format_duration_ns(value),
+        // Lock waits (pprof's `delay`, JFR's monitor and park durations) are times too.
+        "nanoseconds" | "lock_nanoseconds" => format_duration_ns(value),
         "bytes" => kiln_model::units::format_bytes(value),
         "" => group_digits(value),
         unit => format!("{} {unit}", group_digits(value)),
@@ -74,6 +75,7 @@ mod tests {
         assert_eq!(percent(1, 0), "0%");
         assert_eq!(format_value(1234, "samples"), "1,234 samples");
         assert_eq!(format_value(1_500_000_000, "nanoseconds"), "1.50 s");
+        assert_eq!(format_value(2_500_000, "lock_nanoseconds"), "2.50 ms");
         assert_eq!(format_value(3 * 1024 * 1024, "bytes"), "3.0 MiB");
         assert_eq!(format_value(12, "bytes"), "12 B");
         assert_eq!(format_unix_time(0), "1970-01-01 00:00 UTC");

@@ -176,3 +176,38 @@ test("a preprocessed node --prof log opens with its time order; a .heapprofile i
   await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
   expect(errors).toEqual([]);
 });
+
+test("a Java Flight Recorder file offers one profile per event kind, CPU samples first", async ({ page }) => {
+  const errors: string[] = [];
+  // What OpenJDK's own `jfr print` says the recording holds (jfr-demo.sh wrote it).
+  const profiles = fs.readFileSync(path.join(DATA, "jfr-demo.jfr-print.folded"), "utf8").split("\n")
+    .filter((l) => l.startsWith("# "))
+    .map((l) => {
+      const m = /^# (.*) \((\w+)\): (\d+)$/.exec(l)!;
+      return { name: m[1], units: m[2], total: Number(m[3]) };
+    });
+  expect(profiles[0].name).toBe("cpu");
+  const count = (n: number, unit: string) => `${n.toLocaleString("en-US")} ${unit}`;
+  await openPage(page, errors);
+  await expect(page.locator(".dropzone")).toContainText("Java Flight Recorder (.jfr)");
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "recording.bin",
+    mimeType: "application/octet-stream",
+    buffer: fs.readFileSync(path.join(DATA, "jfr-demo.jfr")),
+  });
+  await expect(page.locator(".flame-status")).toHaveText(`${count(profiles[0].total, "samples")} in total`);
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker).toHaveValue("0");
+  await expect(picker.locator("option")).toHaveCount(profiles.length);
+  await expect(picker.locator("option").first()).toHaveText(`cpu: ${count(profiles[0].total, "samples")}`);
+  const locks = profiles.findIndex((p) => p.name === "lock_count");
+  await picker.selectOption(String(locks));
+  await expect(page.locator(".flame-status")).toHaveText(`${count(profiles[locks].total, "lock_samples")} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^JfrDemo\.holdMonitor$/ })).toHaveCount(1);
+  const waited = profiles.findIndex((p) => p.name === "lock_duration");
+  await picker.selectOption(String(waited));
+  const ns = profiles[waited].total;
+  await expect(page.locator(".flame-status")).toHaveText(`${ns >= 1e9 ? `${(ns / 1e9).toFixed(2)} s` : ms(ns)} in total`);
+  await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
+  expect(errors).toEqual([]);
+});

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 data=../tests/data/agents
-for target in folded pprof selector timespec render_query push speedscope; do
+for target in folded pprof selector timespec render_query push speedscope jfr; do
   mkdir -p "corpus/$target"
 done
 
@@ -53,4 +53,7 @@ cat > corpus/speedscope/bytes.json <<'JSON'
  "profiles": [{"type": "sampled", "name": "", "unit": "bytes", "startValue": 0, "endValue": 10,
    "samples": [[0, 1, 1], [0]], "weights": [4096, 16]}]}
 JSON
+# JFR: a real OpenJDK recording and the model's hostile recordings.
+cp ../../app/model/tests/data/formats/jfr-demo.jfr ../../app/model/tests/data/formats/hostile-jfr/*.jfr corpus/jfr/
+
 echo "seeded: $(for t in corpus/*; do printf '%s=%s ' "${t#corpus/}" "$(ls "$t" | wc -l)"; done)"

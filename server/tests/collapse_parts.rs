@@ -300,3 +300,42 @@ async fn a_ghc_json_profile_lists_time_and_allocation() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&answer.body).contains("ghcprof_json: "));
 }
+
+#[tokio::test]
+async fn a_flight_recording_lists_its_profiles_one_per_event_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let file = data("jfr-demo.jfr");
+    let set = model(&file);
+    // Gzipped or not: CPU samples first, every other profile listed, none merged.
+    for body in [file.clone(), gzip(&file)] {
+        let answer = post(&app, "/api/collapse", &body).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!((answer.part.as_deref(), answer.units.as_deref()), (Some("0"), Some("samples")));
+        assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+        let parts = answer.parts.unwrap();
+        let listed: Vec<(&str, u64)> = parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["total"].as_u64().unwrap()))
+            .collect();
+        let expected: Vec<(&str, u64)> = set.parts.iter().map(|p| (p.name.as_str(), p.tree.total())).collect();
+        assert_eq!(listed, expected);
+        assert_eq!(listed[0].0, "cpu");
+        assert!(listed.iter().any(|(name, _)| *name == "alloc_in_new_tlab_bytes"));
+        assert!(listed.iter().any(|(name, _)| *name == "lock_duration"));
+    }
+    let lock = set.parts.iter().position(|p| p.name == "lock_duration").unwrap();
+    let answer = post(&app, &format!("/api/collapse?part={lock}"), &file).await;
+    assert_eq!(answer.units.as_deref(), Some("lock_nanoseconds"));
+    let tree = codec::decode(&answer.body).unwrap();
+    assert_eq!(kiln_model::folded::print(&tree), kiln_model::folded::print(&set.parts[lock].tree.to_flat()));
+    let all = post(&app, "/api/collapse?part=all", &file).await;
+    assert_eq!(all.status, StatusCode::BAD_REQUEST);
+
+    // A recording cut short is an error naming the format, not a guess at another one.
+    let cut = post(&app, "/api/collapse", &file[..file.len() / 3]).await;
+    assert_eq!(cut.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&cut.body).contains("jfr: chunk 1"), "{}", String::from_utf8_lossy(&cut.body));
+}

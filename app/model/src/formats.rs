@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, stackprof, trace_event, v8log};
+use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event, v8log};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub enum Parser {
     V8Log,
     /// GHC's JSON profile, `+RTS -pj` ([`ghc_json`]).
     GhcJson,
+    /// Java Flight Recorder recordings ([`jfr`]).
+    Jfr,
 }
 
 impl Parser {
@@ -56,6 +58,7 @@ impl Parser {
             Parser::HeapProfile => heapprofile::looks_like(bytes),
             Parser::V8Log => v8log::looks_like(bytes),
             Parser::GhcJson => ghc_json::looks_like(bytes),
+            Parser::Jfr => jfr::looks_like(bytes),
         }
     }
 
@@ -70,6 +73,7 @@ impl Parser {
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
             Parser::GhcJson => ghc_json::parse_budgeted(bytes, max_depth, budget),
+            Parser::Jfr => jfr::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -130,9 +134,16 @@ impl Format {
 }
 
 /// Every format, in the order `auto` tries them: the formats whose start tells them apart
-/// (V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
+/// (JFR's magic bytes, V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
 /// text, then pprof, and last inferno's guess among the tools' outputs.
 pub const FORMATS: &[Format] = &[
+    Format {
+        name: jfr::NAME,
+        aliases: &["java_flight_recorder"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Jfr),
+        shown_as: Some("Java Flight Recorder (.jfr)"),
+    },
     Format {
         name: cpuprofile::NAME,
         aliases: &["v8", "chrome_cpuprofile"],
@@ -306,7 +317,21 @@ mod tests {
         let tried: Vec<&str> = FORMATS.iter().filter(|f| f.detection != Detection::Named).map(|f| f.name).collect();
         assert_eq!(
             tried,
-            ["cpuprofile", "chrome_trace", "callgrind", "stackprof", "gecko", "speedscope", "folded", "pprof", "guess"]
+            [
+                "jfr",
+                "cpuprofile",
+                "chrome_trace",
+                "callgrind",
+                "stackprof",
+                "gecko",
+                "heapprofile",
+                "v8_prof",
+                "ghcprof_json",
+                "speedscope",
+                "folded",
+                "pprof",
+                "guess"
+            ]
         );
         assert!(
             FORMATS.iter().all(|f| (f.detection == Detection::LooksLike) == matches!(f.decoder, Decoder::Parser(_)))
@@ -332,6 +357,7 @@ mod tests {
         assert_eq!(name(stackprof), Some("stackprof"));
         let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
         assert_eq!(name(gecko), Some("gecko"));
+        assert_eq!(name(b"FLR\0\0\x02\0\x01"), Some("jfr"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

@@ -18,6 +18,7 @@ pub mod formats;
 pub mod gecko;
 pub mod ghc_json;
 pub mod heapprofile;
+pub mod jfr;
 mod json_events;
 pub mod layout;
 pub mod navigate;

@@ -26,6 +26,14 @@ pub const KNOWN_PROFILE_TYPES: &[&str] = &[
     "exceptions",
     "lock_count",
     "lock_duration",
+    // Java Flight Recorder events, named as Pyroscope's JFR ingest names them.
+    "native",
+    "alloc_in_new_tlab_objects",
+    "alloc_in_new_tlab_bytes",
+    "alloc_outside_tlab_objects",
+    "alloc_outside_tlab_bytes",
+    "alloc_sample_objects",
+    "alloc_sample_bytes",
 ];
 
 /// How a label matcher compares.
@@ -256,6 +264,7 @@ fn unquote(quoted: &str) -> Option<(String, &str)> {
 /// | `process_cpu:cpu`, `process_cpu:samples`, `cpu:cpu`, `cpu:samples` | `cpu` |
 /// | `wall:wall` | `wall` |
 /// | `memory:alloc_objects`, `memory:alloc_space`, `memory:inuse_objects`, `memory:inuse_space` | the sample type |
+/// | `memory:alloc_in_new_tlab_objects` and the other JFR allocation types | the sample type |
 /// | `goroutine:goroutine`, `goroutines:goroutine`, `goroutines:goroutines` | `goroutines` |
 /// | `mutex:contentions` / `mutex:delay` | `mutex_count` / `mutex_duration` |
 /// | `block:contentions` / `block:delay` | `block_count` / `block_duration` |
@@ -290,6 +299,12 @@ pub fn profile_type_id(profile_type: &str) -> String {
         "alloc_space" => "memory:alloc_space:bytes:space:bytes",
         "inuse_objects" => "memory:inuse_objects:count:space:bytes",
         "inuse_space" => "memory:inuse_space:bytes:space:bytes",
+        "alloc_in_new_tlab_objects" => "memory:alloc_in_new_tlab_objects:count:space:bytes",
+        "alloc_in_new_tlab_bytes" => "memory:alloc_in_new_tlab_bytes:bytes:space:bytes",
+        "alloc_outside_tlab_objects" => "memory:alloc_outside_tlab_objects:count:space:bytes",
+        "alloc_outside_tlab_bytes" => "memory:alloc_outside_tlab_bytes:bytes:space:bytes",
+        "alloc_sample_objects" => "memory:alloc_sample_objects:count:space:bytes",
+        "alloc_sample_bytes" => "memory:alloc_sample_bytes:bytes:space:bytes",
         "goroutines" => "goroutines:goroutine:count:goroutine:count",
         "mutex_count" => "mutex:contentions:count:contentions:count",
         "mutex_duration" => "mutex:delay:nanoseconds:contentions:count",

@@ -328,3 +328,56 @@ fn ghc_json_profile() {
     check("ghc-fib.prof.folded", &printed);
     assert!(!ghc_json::looks_like(&data("node-fib.cpuprofile")) && !ghc_json::looks_like(&data("v8-work.prof.json")));
 }
+
+/// Lines of a `# name (units): total` / folded-stacks listing, each profile's stacks sorted.
+fn sorted_sections(listing: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in listing.lines().filter(|l| !l.is_empty()) {
+        match line.strip_prefix("# ") {
+            Some(title) => sections.push((title.to_string(), Vec::new())),
+            None => sections.last_mut().expect("a title first").1.push(line.to_string()),
+        }
+    }
+    for (_, stacks) in &mut sections {
+        stacks.sort();
+    }
+    sections
+}
+
+#[test]
+fn openjdk_flight_recording_matches_what_jfr_print_reports() {
+    // `jfr-demo.sh` recorded it and wrote what OpenJDK's own `jfr print --json` says of its
+    // events (jfr-expected.py): every profile's stacks and totals must be the same.
+    let bytes = data("jfr-demo.jfr");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "jfr");
+    assert_eq!(set.split, Split::EventTypes);
+    let expected = String::from_utf8(data("jfr-demo.jfr-print.folded")).unwrap();
+    if sorted_sections(&printed(&set)) != sorted_sections(&expected) {
+        let dump = std::env::temp_dir().join("jfr-demo.kiln.folded");
+        std::fs::write(&dump, printed(&set)).unwrap();
+        panic!("the profiles differ from what `jfr print` reports; Kiln's are in {}", dump.display());
+    }
+
+    // The counts `jfr summary` gives for the sampled events are the profiles' totals.
+    let summary = String::from_utf8(data("jfr-demo.summary.txt")).unwrap();
+    let count = |event: &str| -> u64 {
+        let line = summary.lines().find(|l| l.split_whitespace().next() == Some(event)).expect(event);
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let total = |name: &str| set.parts.iter().find(|p| p.name == name).map(|p| p.tree.total());
+    assert_eq!(total("cpu"), Some(count("jdk.ExecutionSample")));
+    assert_eq!(total("native"), Some(count("jdk.NativeMethodSample")));
+    assert_eq!(total("alloc_in_new_tlab_objects"), Some(count("jdk.ObjectAllocationInNewTLAB")));
+    assert_eq!(total("lock_count"), Some(count("jdk.JavaMonitorEnter")));
+    let printed = printed(&set);
+    for stack in ["JfrDemo.main;JfrDemo.burnFib;JfrDemo.fib;JfrDemo.fib", "JfrDemo.lambda$main$0;JfrDemo.holdMonitor"] {
+        assert!(printed.contains(stack), "{stack}");
+    }
+
+    // Two chunks (recordings concatenated, as JFR rotates them) read as one recording.
+    let twice = [bytes.clone(), bytes].concat();
+    let (_, doubled) = sniffed(&twice);
+    let totals = |set: &ProfileSet| set.parts.iter().map(|p| p.tree.total()).collect::<Vec<_>>();
+    assert_eq!(totals(&doubled), totals(&set).iter().map(|t| t * 2).collect::<Vec<_>>());
+}

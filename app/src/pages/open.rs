@@ -1,22 +1,23 @@
 //! Open a file: view a local profile without storing it, then optionally upload it.
 //!
-//! Folded text is parsed in the browser by the shared model; anything else (speedscope JSON,
-//! pprof, gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, …)
-//! goes through `/api/collapse`, which reads it with the server's decoders and inferno and
-//! stores nothing. The model's own parsers of those formats stay out of the browser's wasm:
-//! only their cheap content checks ([`kiln_model::formats::sniff`]) are linked here. (The
-//! speedscope parser left the wasm to make room for the time-order view within the download
-//! budget.)
+//! Folded text is parsed in the browser by the shared model; anything else (speedscope JSON, pprof,
+//! gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, Java Flight
+//! Recorder recordings, …) goes through `/api/collapse`, which reads it with the server's decoders
+//! and inferno and stores nothing. The model's own parsers of those formats stay out of the
+//! browser's wasm: only their cheap content checks ([`kiln_model::formats::sniff`]) are linked
+//! here. (The speedscope parser left the wasm to make room for the time-order view within the
+//! download budget.)
 //!
 //! A gzipped file is posted as it is: the server's body decoding gunzips it (announced or not),
 //! so the browser needs no decompression code at all (`DecompressionStream` would add its
 //! bindings to the wasm and a second copy of the file to memory) and the upload is the smaller
 //! file. Its time order is offered when the server's list of its profiles says they have times.
 //!
-//! A file of several profiles (a trace's threads, callgrind's event types, speedscope's
-//! profiles, a Firefox profile's threads) shows a "Profile" picker with each and, for threads,
-//! "all merged" (the default): `/api/collapse` lists them (`x-kiln-parts`) and answers the one
-//! asked for (`?part=`), reading the file again each time.
+//! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's CPU,
+//! allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows a
+//! "Profile" picker with each and, for threads, "all merged" (the default): `/api/collapse` lists
+//! them (`x-kiln-parts`) and answers the one asked for (`?part=`), reading the file again each
+//! time.
 //!
 //! Files with timestamps (V8 profiles and tick logs, Chrome traces, evented speedscope, Firefox
 //! profiles, stackprof wall mode, `perf script` with times) also open in time order: the page asks `/api/collapse/time-order` for the busiest

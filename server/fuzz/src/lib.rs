@@ -132,3 +132,21 @@ pub fn speedscope(data: &[u8]) {
     let meta = params.to_meta(&limits, NOW).expect("a fixed, valid name");
     let _ = kiln_server::ingest::speedscope::uploads(data, &params, &meta, &limits, &mut limits.budget());
 }
+
+/// A Java Flight Recorder recording, as the model reads it (`/api/collapse`, the Open page) and
+/// as `/ingest?format=jfr` stores it. Each profile's contexts merged keep their total.
+pub fn jfr(data: &[u8]) {
+    let mut budget = kiln_model::budget::DecodeBudget::unlimited();
+    if let Ok(recording) = kiln_model::jfr::read(data, 64, &mut budget) {
+        for profile in &recording.profiles {
+            let sum = profile.contexts.values().try_fold(0u64, |sum, tree| sum.checked_add(tree.total()));
+            if let Some(sum) = sum {
+                assert_eq!(profile.merged().total(), sum, "merging contexts changed the total");
+            }
+        }
+    }
+    let limits = small_limits();
+    let params = IngestParams { name: Some("fuzz".into()), ..IngestParams::default() };
+    let meta = params.to_meta(&limits, NOW).expect("a fixed, valid name");
+    let _ = kiln_server::ingest::jfr::uploads(data, None, &params, &meta, &limits, &mut limits.budget());
+}

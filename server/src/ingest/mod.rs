@@ -4,6 +4,8 @@
 //! `name` parameter and its samples from the body in the format `format` names. Each wire format
 //! has its own module; all of them end in a [`kiln_model::CallTree`]. A `multipart/form-data`
 //! body (the Go agent) carries a pprof in its `profile` part; `format` is then absent or `pprof`.
+//! The Java agent's multipart body (`format=jfr`) carries a JFR recording in its `jfr` part and
+//! its context labels in `labels` ([`jfr`]).
 //!
 //! `POST /push.v1.PusherService/Push` ([`push`]) is the Connect endpoint newer agents use.
 //!
@@ -19,6 +21,7 @@
 mod body;
 mod collapse;
 mod error;
+pub mod jfr;
 mod multipart;
 pub mod open;
 pub mod otlp;
@@ -32,7 +35,7 @@ pub mod speedscope;
 use axum::http::{HeaderMap, header};
 use kiln_model::budget::DecodeBudget;
 use kiln_model::folded::{self, LineFormat, ParseLimits};
-use kiln_model::formats::{self, Collapser, Decoder, Detection, Format};
+use kiln_model::formats::{self, Collapser, Decoder, Detection, Format, Parser};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
@@ -170,13 +173,29 @@ pub async fn ingest(
     let body = body::decode(body, headers, &mut budget)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {
-        if !matches!(params.format.as_deref(), None | Some("") | Some("auto") | Some("pprof")) {
+        let named_jfr =
+            params.format.as_deref().and_then(formats::find).is_some_and(|f| f.name == kiln_model::jfr::NAME);
+        if !named_jfr && !matches!(params.format.as_deref(), None | Some("") | Some("auto") | Some("pprof")) {
             return Err(IngestError::malformed_with(
-                "a multipart/form-data body carries pprof; drop `format` or set it to `pprof`",
+                "a multipart/form-data body carries pprof (or, with `format=jfr`, a JFR recording and its labels); \
+                 drop `format` or set it to `pprof` or `jfr`",
                 json!({ "parameter": "format" }),
             ));
         }
         let parts = multipart::parse(body.into(), &boundary).await?;
+        if named_jfr || parts.iter().any(|p| p.name == "jfr") {
+            // The Java agent: the recording in `jfr`, its context labels in `labels`.
+            let recording = parts
+                .iter()
+                .find(|p| p.name == "jfr")
+                .ok_or_else(|| IngestError::malformed("multipart body has no `jfr` part"))?;
+            let snapshot = match parts.iter().find(|p| p.name == "labels" && !p.data.is_empty()) {
+                Some(part) => Some(jfr::labels_snapshot(&part.data, &mut budget)?),
+                None => None,
+            };
+            let recording = jfr::part_bytes(&recording.data, &mut budget)?;
+            return store(jfr::uploads(&recording, snapshot.as_ref(), params, &meta, &limits, &mut budget)?).await;
+        }
         let profile = parts
             .iter()
             .find(|p| p.name == "profile")
@@ -209,6 +228,9 @@ pub async fn ingest(
             return store(uploads).await;
         }
         Decoder::Speedscope => return store(speedscope::uploads(&body, params, &meta, &limits, &mut budget)?).await,
+        Decoder::Parser(Parser::Jfr) => {
+            return store(jfr::uploads(&body, None, params, &meta, &limits, &mut budget)?).await;
+        }
         Decoder::Parser(parser) => {
             return store(profile_set::uploads(parser, &body, params, &meta, &limits, &mut budget)?).await;
         }
@@ -216,7 +238,7 @@ pub async fn ingest(
             let collapsed = collapse::collapse(collapser, found.name, &body, limits.max_decompressed_bytes)?;
             if collapsed.is_empty() && collapser == Collapser::Guess && !body.trim_ascii().is_empty() {
                 return Err(IngestError::malformed_with(
-                    "could not recognise the body's format (tried folded stacks, pprof, speedscope JSON, V8 \
+                    "could not recognise the body's format (tried folded stacks, pprof, speedscope JSON, JFR, V8 \
                      and Chrome profiles, Firefox (Gecko) profiles, stackprof, callgrind, perf script, DTrace, sample, VTune, vsprof and GHC .prof); \
                      name it with `format=`",
                     json!({ "parameter": "format", "supported": formats::spellings() }),
@@ -374,7 +396,7 @@ pub fn read_profile(
             }
         }
         return Err(IngestError::Unprocessable(
-            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, a V8 .cpuprofile, a Chrome trace, callgrind, or perf/DTrace/sample/VTune output"
+            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, a JFR recording, a V8 .cpuprofile, a Chrome trace, callgrind, or perf/DTrace/sample/VTune output"
                 .into(),
         ));
     }
