@@ -164,3 +164,48 @@ test("a stored series in time order: one column per upload, the spike the widest
   await expect(page.locator(".time-order-range")).not.toHaveText(/^Showing 0 samples/);
   expect(errors).toEqual([]);
 });
+
+test("a stored series: the function selected in time order is outlined in the flamegraph, and back", async ({ page, request }) => {
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(`page: ${e.message}`));
+  const app = `linked${Date.now() % 100000}`;
+  for (const [from, until, body] of [
+    ["now-30m", "now-29m", "main;a 3\nmain;b 2\n"],
+    ["now-29m", "now-28m", "main;hot 20\nidle 5\n"],
+    ["now-28m", "now-27m", "idle 4\n"],
+  ]) {
+    const response = await request.post(`/ingest?name=${app}.cpu&from=${from}&until=${until}`, { data: body });
+    expect(response.status(), await response.text()).toBe(200);
+  }
+
+  // Selecting `hot` in the time order (the spike's second row) keeps it in the URL.
+  await page.goto(`/explore?query=${app}.cpu&from=now-1h&until=now&view=time`);
+  await page.locator("body[data-hydrated]").waitFor({ state: "attached" });
+  await expect(page.locator(".time-order-status")).toHaveText("");
+  const chart = page.locator("canvas.time-order-canvas");
+  const box = (await chart.boundingBox())!;
+  await page.mouse.click(box.x + box.width * (20 / 34), box.y + 18 + 9);
+  await expect(page).toHaveURL(/sel=hot(&|$)/);
+  await expect(chart).not.toHaveAttribute("data-linked-frames", "0");
+
+  // The view switch carries it to the flamegraph, which outlines `hot`'s frame.
+  await page.getByRole("link", { name: "Icicle", exact: true }).click();
+  await expect(page).toHaveURL(/sel=hot(&|$)/);
+  await expect(page.locator(".flame-status")).toHaveText("");
+  const flame = page.locator("canvas.flame-canvas");
+  await expect(flame).toHaveAttribute("data-linked-frames", "1");
+
+  // And the other way: `idle` (the root's first child, 9 of 34 samples, names in order)
+  // selected in the flamegraph is outlined in the time order, in the uploads that have it.
+  const fbox = (await flame.boundingBox())!;
+  await page.mouse.click(fbox.x + fbox.width * 0.1, fbox.y + 18 + 9);
+  await expect(page).toHaveURL(/sel=idle(&|$)/);
+  await page.getByRole("link", { name: "Time order", exact: true }).click();
+  await expect(page).toHaveURL(/view=time&.*sel=idle(&|$)/);
+  await expect(page.locator(".time-order-status")).toHaveText("");
+  await expect(page.locator("canvas.time-order-canvas")).not.toHaveAttribute("data-linked-frames", "0");
+  expect(errors).toEqual([]);
+});

@@ -140,6 +140,22 @@ async fn health_and_pages() {
     assert!(explore.contains("&lt;b&gt;bold&lt;/b&gt;") && !explore.contains("<b>bold"), "names are escaped");
 }
 
+/// Each of the explorer's views renders whole. The page is rendered on the heavy lane and the
+/// end of its body (which drops the page's reactive owner) is sent from another thread, so a
+/// browser-only value made while rendering (a thread-local store) would panic there and cut the
+/// page short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_explorer_view_renders_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    post(&app, "/ingest?name=web.cpu", "main;serve 40\nmain;parse 2").await;
+    for view in ["flame", "flame&orient=flame", "time", "table", "sandwich&fn=serve"] {
+        let (status, page) = get(&app, &format!("/explore?query=web.cpu&view={view}")).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert!(page.contains("</body></html>") && page.trim_end().ends_with("</script>"), "{view}: {page}");
+    }
+}
+
 #[tokio::test]
 async fn pages_fetch_their_data_in_the_encoding_they_decode() {
     use kiln_model::page_data::{QuerySummary, decode};

@@ -317,7 +317,6 @@ pub fn TimeOrderChart(
     }));
 
     // One listener for every pointer and key event, attached once the canvas exists.
-    let listening = StoredValue::new_local(None::<Listener>);
     let state = chart.clone();
     Effect::new(move |_| {
         let Some(canvas) = canvas_ref.get() else { return };
@@ -334,10 +333,12 @@ pub fn TimeOrderChart(
         }
         let canvas: HtmlCanvasElement = canvas.clone().unchecked_into();
         state.borrow_mut().canvas = Some(canvas.clone());
-        listening.set_value(Some(Listener { canvas, callback }));
+        // Stored here, in the browser only: a thread-local value made while the server renders
+        // the page would be dropped with the page's owner on another thread, which panics.
+        let listening = StoredValue::new_local(Listener { canvas, callback });
         on_cleanup(move || {
             observer.with_value(|o| o.disconnect());
-            listening.with_value(|l| l.as_ref().map(Listener::remove));
+            listening.with_value(Listener::remove);
         });
     });
 

@@ -37,6 +37,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::fetch;
 use crate::flame::{FlameGraph, Loaded, TimeOrderChart};
 use crate::format::{encode_query_value, format_value};
+use crate::paint::after_paint;
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 
@@ -219,12 +220,30 @@ pub fn OpenPage() -> impl IntoView {
     };
     let linked_text = move || linked.get().map(|name| format!("Function selected: {name} (outlined in both views)"));
 
+    // The table's functions, counted once per tree (a walk over every node), not once per
+    // keystroke.
+    let functions = RwSignal::new(None);
+    Effect::new(move |_| functions.set(loaded.get().map(|d| (Arc::new(top_table(&d.tree)), d))));
+    // The table follows the search one paint later than the flamegraph, as the explorer's
+    // does: a keystroke repaints the canvas in the next frame, and the rows (up to 2,000 of
+    // them rebuilt) once that frame is on screen. Keystrokes typed in between make one update.
+    let filter = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        search.track();
+        after_paint(move || {
+            if let Some(latest) = search.try_get_untracked()
+                && filter.try_with_untracked(|f| *f != latest) == Some(true)
+            {
+                filter.set(latest);
+            }
+        });
+    });
     let table = move || {
-        let data = loaded.get()?;
+        let (functions, data) = functions.get()?;
         let units = data.units.clone();
-        let search = search.with(|s| NameSearch::parse(s));
+        let search = filter.with(|s| NameSearch::parse(s));
         let rows = search
-            .filter(&top_table(&data.tree), |r| &r.name)
+            .filter(&functions, |r| &r.name)
             .into_iter()
             .take(2000)
             .cloned()

@@ -126,12 +126,16 @@ pub fn ExplorePage() -> impl IntoView {
     let zoom = RwSignal::new(state.get_untracked().zoom);
     let colour = RwSignal::new(state.get_untracked().colour);
     let collapse = RwSignal::new(state.get_untracked().collapse);
+    // The function selected in the flamegraph or the time order, outlined in both (the view
+    // switch's links carry it from one to the other).
+    let linked = RwSignal::new(Some(state.get_untracked().selected).filter(|f| !f.is_empty()));
     let current = Signal::derive(move || {
         state.get().with(|s| {
             s.search = search.get();
             s.zoom = zoom.get();
             s.colour = colour.get();
             s.collapse = collapse.get();
+            s.selected = linked.get().unwrap_or_default();
         })
     });
     let rewrite_url = move || {
@@ -153,6 +157,13 @@ pub fn ExplorePage() -> impl IntoView {
         }
     });
     let after_typing = Callback::new(move |starts_edit: bool| if starts_edit { push_url() } else { rewrite_url() });
+    // A selection rewrites the current entry: Back does not walk through selections.
+    Effect::new(move |first_done: Option<()>| {
+        linked.track();
+        if first_done.is_some() {
+            rewrite_url();
+        }
+    });
     // Back and Forward bring back the entry's view: the range and the view follow the query;
     // these follow here.
     crate::location::on_history_move(move |params| {
@@ -161,6 +172,10 @@ pub fn ExplorePage() -> impl IntoView {
             if signal.get_untracked() != value {
                 signal.set(value);
             }
+        }
+        let selected = Some(s.selected).filter(|f| !f.is_empty());
+        if linked.get_untracked() != selected {
+            linked.set(selected);
         }
     });
     let on_colour = move |ev: leptos::ev::Event| {
@@ -239,7 +254,7 @@ pub fn ExplorePage() -> impl IntoView {
         match view.as_str() {
             "table" => ().into_any_sync(),
             "sandwich" => view! { <SandwichView loaded=shown function search colour=colour_mode /> }.into_any_sync(),
-            "time" => view! { <TimeOrderView range search /> }.into_any_sync(),
+            "time" => view! { <TimeOrderView range search linked /> }.into_any_sync(),
             _ => view! {
                 <FlameGraph
                     data=shown
@@ -250,6 +265,7 @@ pub fn ExplorePage() -> impl IntoView {
                     on_collapse
                     zoom
                     on_zoom
+                    linked
                 />
             }
             .into_any_sync(),
@@ -332,10 +348,13 @@ fn SandwichView(
 /// columns, each opened into its flamegraph), so that a spike in the timeline can be looked
 /// at upload by upload.
 #[component]
-fn TimeOrderView(range: Memo<(String, String, String)>, search: RwSignal<String>) -> impl IntoView {
+fn TimeOrderView(
+    range: Memo<(String, String, String)>,
+    search: RwSignal<String>,
+    linked: RwSignal<Option<String>>,
+) -> impl IntoView {
     let timed = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let status = RwSignal::new(String::new());
-    let linked = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         let (query, from, until) = range.get();
         status.set("Loading the time order…".into());

@@ -30,6 +30,9 @@ pub struct ExploreState {
     /// Functions whose direct recursion is collapsed, `;`-separated like a stack (frame names
     /// never hold a `;`).
     pub collapse: String,
+    /// The function selected in the flamegraph or the time order, outlined in both: kept in
+    /// the URL so that it stays selected across a switch between the two views.
+    pub selected: String,
 }
 
 /// The range the explorer opens with.
@@ -52,6 +55,7 @@ impl ExploreState {
             zoom: get("zoom", ""),
             colour: get("colour", ColourMode::Package.as_str()),
             collapse: get("collapse", ""),
+            selected: get("sel", ""),
         }
     }
 
@@ -71,6 +75,7 @@ impl ExploreState {
             ("zoom", &self.zoom, ""),
             ("colour", &self.colour, ColourMode::Package.as_str()),
             ("collapse", &self.collapse, ""),
+            ("sel", &self.selected, ""),
         ] {
             if value != default {
                 url.push_str(&format!("&{key}={}", encode_query_value(value)));
@@ -106,5 +111,10 @@ mod tests {
         assert_eq!(state.href(), "/explore?query=app.cpu&from=now-1h&until=now&colour=self&collapse=walk%3Bparse");
         assert_eq!(collapse_list(&state.collapse), ["walk", "parse"]);
         assert!(collapse_list("").is_empty());
+
+        let selected = plain.with(|s| s.selected = "a&b c".into());
+        assert_eq!(selected.href(), "/explore?query=app.cpu&from=now-1h&until=now&sel=a%26b%20c");
+        let params = QueryMap::parse(selected.href().split_once('?').unwrap().1);
+        assert_eq!(ExploreState::from_params(&params), selected);
     }
 }
