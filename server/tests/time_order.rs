@@ -98,11 +98,7 @@ fn timed_files_answer_their_time_order_and_others_say_why_not() {
     for (path, body, needle) in [
         ("/api/collapse/time-order", b"main;work 3\n".as_slice(), "not a format with timestamps"),
         ("/api/collapse/time-order", sampled.as_bytes(), "count samples"),
-        (
-            "/api/collapse/time-order?format=callgrind",
-            b"events: Ir\nfn=main\n1 2\n",
-            "no timestamps",
-        ),
+        ("/api/collapse/time-order?format=callgrind", b"events: Ir\nfn=main\n1 2\n", "no timestamps"),
     ] {
         let (status, error) = http(addr, "POST", path, body).unwrap();
         assert_eq!(status, 422, "{error}");
