@@ -51,7 +51,7 @@ where
         let outcome = AssertUnwindSafe(rendered).catch_unwind().await;
         stop_if_dropped.disarm();
         match outcome {
-            Ok(response) => after_head_marker(response, panics).await,
+            Ok(response) => after_head_marker(response).await,
             Err(_) => {
                 // Logged by the panic hook, with its location.
                 panics.fetch_add(1, Ordering::Relaxed);
@@ -66,27 +66,12 @@ where
 }
 
 /// The rendered page's body from just after the head marker on (its start was sent already).
-/// Leptos makes the body's last chunks as it is read (the page's reactive owner is dropped
-/// then), here rather than on the heavy lane: a panic there is counted and cuts the body too,
-/// instead of ending the connection's task.
-async fn after_head_marker(
-    response: Response<Body>,
-    panics: Arc<AtomicU64>,
-) -> BoxStream<'static, Result<Bytes, BoxError>> {
+async fn after_head_marker(response: Response<Body>) -> BoxStream<'static, Result<Bytes, BoxError>> {
     if response.status() != StatusCode::OK {
         // Nothing in a page sets its status today; if one does, it needs rendering whole.
         tracing::warn!(status = %response.status(), "a page rendered with a status sent as 200 already");
     }
-    let mut chunks =
-        AssertUnwindSafe(response.into_body().into_data_stream()).catch_unwind().map(move |read| match read {
-            Ok(chunk) => chunk.map_err(BoxError::from),
-            Err(_) => {
-                panics.fetch_add(1, Ordering::Relaxed);
-                let error: BoxError = "the page's body panicked".into();
-                tracing::error!(%error, "page cut short after its head");
-                Err(error)
-            }
-        });
+    let mut chunks = response.into_body().into_data_stream();
     let mut seen = Vec::new();
     while let Some(chunk) = chunks.next().await {
         match chunk {
@@ -95,7 +80,7 @@ async fn after_head_marker(
         }
         if let Some(at) = find(&seen, HEAD_MARKER.as_bytes()) {
             let after = Bytes::from(seen).slice(at + HEAD_MARKER.len()..);
-            return stream::once(async move { Ok(after) }).chain(chunks).boxed();
+            return stream::once(async move { Ok(after) }).chain(chunks.map(|c| c.map_err(BoxError::from))).boxed();
         }
     }
     failed("the rendered page has no head marker")
@@ -209,27 +194,6 @@ mod tests {
         let mut body = response.into_body().into_data_stream();
         let first = body.next().await.unwrap().unwrap();
         assert!(first.ends_with(HEAD_MARKER.as_bytes()));
-        assert!(tokio::time::timeout(HANG, body.next()).await.unwrap().unwrap().is_err());
-        assert_eq!(panics.load(Ordering::Relaxed), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panic_while_the_rest_of_the_page_is_read_cuts_it_and_is_counted() {
-        let render = |_request: Request<Body>| async move {
-            let chunks = stream::iter([0, 1]).map(|i| {
-                if i == 1 {
-                    panic!("dropping the page failed");
-                }
-                Ok::<_, BoxError>(Bytes::from("<head><!--HEAD--></head><body>page</body></html>"))
-            });
-            Response::new(Body::from_stream(chunks))
-        };
-        let panics = Arc::new(AtomicU64::new(0));
-        let response = head_first(get("/"), options(), render, panics.clone()).await;
-        let mut body = response.into_body().into_data_stream();
-        body.next().await.unwrap().unwrap();
-        let after_marker = tokio::time::timeout(HANG, body.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(after_marker, "</head><body>page</body></html>");
         assert!(tokio::time::timeout(HANG, body.next()).await.unwrap().unwrap().is_err());
         assert_eq!(panics.load(Ordering::Relaxed), 1);
     }
