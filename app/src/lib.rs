@@ -10,7 +10,7 @@
 #![recursion_limit = "256"]
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 
 pub mod data;
 pub mod fetch;
@@ -31,27 +31,6 @@ pub use kiln_model as model;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    view! {
-        <!DOCTYPE html>
-        <html lang="en">
-            <head>
-                <HeadStart options />
-                <MetaTags />
-            </head>
-            <body>
-                <App />
-            </body>
-        </html>
-    }
-}
-
-/// The head up to what the page's components add to it (leptos_meta's tags, after
-/// `<MetaTags />`): what the browser can start on before the page's data is read. The server
-/// sends this part first ([`document_start`]) and the rest of the page once rendered, so the
-/// wasm, the script, the stylesheet and the explorer's tree load while it reads the data.
-/// Nothing here depends on a page's data.
-#[component]
-fn HeadStart(options: LeptosOptions) -> impl IntoView {
     // Only the server renders the shell (the browser hydrates `App`), so this is no hydration
     // data and costs the wasm nothing.
     #[cfg(feature = "ssr")]
@@ -59,39 +38,27 @@ fn HeadStart(options: LeptosOptions) -> impl IntoView {
     #[cfg(not(feature = "ssr"))]
     let preload: Option<String> = None;
     view! {
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        // Linked on every page (the "not found" page too), so no browser asks for a
-        // missing icon; `/favicon.ico` is there for clients that ask without reading.
-        <link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml" />
-        <link rel="icon" href="/favicon.ico" sizes="32x32" />
-        // Before the stylesheet, which an inline script would otherwise wait for.
-        <script inner_html=theme::THEME_SCRIPT></script>
-        <AutoReload options=options.clone() />
-        {preload.map(|href| view! { <link rel="preload" href=href r#as="fetch" crossorigin="anonymous" /> })}
-        <HydrationScripts options />
-        <link id="kiln" rel="stylesheet" href="/pkg/kiln.css" />
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                // Linked on every page (the "not found" page too), so no browser asks for a
+                // missing icon; `/favicon.ico` is there for clients that ask without reading.
+                <link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml" />
+                <link rel="icon" href="/favicon.ico" sizes="32x32" />
+                <AutoReload options=options.clone() />
+                {preload.map(|href| view! { <link rel="preload" href=href r#as="fetch" crossorigin="anonymous" /> })}
+                <HydrationScripts options />
+                <MetaTags />
+                <script inner_html=theme::THEME_SCRIPT></script>
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
     }
 }
-
-/// The document's first bytes, up to and including leptos_meta's head marker, as [`shell`]
-/// renders them for the request with these parts (no page data is read): what the server
-/// sends before rendering the page. The server renders the whole [`shell`] after, and sends
-/// what follows the marker.
-#[cfg(feature = "ssr")]
-pub fn document_start(options: LeptosOptions, parts: http::request::Parts) -> String {
-    let owner = Owner::new();
-    owner.with(|| {
-        provide_context(parts);
-        leptos::nonce::provide_nonce();
-        let head = view! { <HeadStart options /> }.to_html();
-        format!("<!DOCTYPE html><html lang=\"en\"><head>{head}{HEAD_MARKER}")
-    })
-}
-
-/// Where leptos_meta puts the page's title and tags in the head (`<MetaTags />` renders it):
-/// the end of [`document_start`]'s part.
-pub const HEAD_MARKER: &str = "<!--HEAD-->";
 
 /// The paths with a page; the server renders these (anything else is a 404 with the
 /// "not found" page).
@@ -110,6 +77,7 @@ pub fn App() -> impl IntoView {
         _ => view! { <p class="empty">"Page not found."</p> }.into_any_sync(),
     };
     view! {
+        <Stylesheet id="kiln" href="/pkg/kiln.css" />
         <Title text="Kiln" />
         <header class="topbar">
             <a class="brand" href="/">"Kiln"</a>

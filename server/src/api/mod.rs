@@ -10,7 +10,6 @@ mod ingest;
 mod labels;
 mod lane;
 mod otlp;
-mod page;
 mod page_data;
 pub mod protect;
 mod push;
@@ -124,8 +123,8 @@ pub fn router(state: AppState) -> Router {
         provide_context(SharedSource(Arc::new(source)));
     };
     let shell_options = state.leptos.clone();
-    // A page renders whole (its data is read while rendering, so there is nothing to stream
-    // out of order), but its document's start is sent before that: `page::head_first`.
+    // Pages render whole before the first byte: their data is read while rendering, so the
+    // status and the head are known, and there is nothing to stream out of order.
     let page = leptos_axum::render_app_async_with_context(context.clone(), move || shell(shell_options.clone()));
     // Uploads are read, counted in the in-flight budget and decoded inline when small; queries
     // and pages run on the heavy lane. The rest (health, labels, assets) stays on the workers.
@@ -170,11 +169,8 @@ pub fn router(state: AppState) -> Router {
         .route("/pkg/{*name}", get(site::asset))
         .route("/favicon.ico", get(site::favicon));
     for path in PAGE_PATHS {
-        let (page, options, panics) = (page.clone(), state.leptos.clone(), state.panics.clone());
-        // Rendered on the heavy lane by `head_first`, after the document's start is sent.
-        let answer =
-            move |request: Request<Body>| page::head_first(request, options.clone(), page.clone(), panics.clone());
-        router = router.route(path, get(answer));
+        let page = page.clone();
+        router = router.route(path, get(move |request: Request<Body>| page(request)).layer(heavy()));
     }
     // Any other path is the "not found" page (the app renders it for paths it does not know).
     let not_found_options = state.leptos.clone();
