@@ -98,10 +98,23 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
-    // Said on the page once the controls are live: an input used before this (a file picked
-    // while the wasm still loads) has no handler yet, and browser tests wait for it.
-    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-        let _ = body.set_attribute("data-hydrated", "");
-    }
+    // An explorer's flamegraph is painted first, then the page hydrates: the graph is what
+    // its reader waits for, and hydration would delay it by as long as it takes.
+    wasm_bindgen_futures::spawn_local(async {
+        let mount = || {
+            leptos::mount::hydrate_body(App);
+            // Said on the page once the controls are live: an input used before this (a file
+            // picked while the wasm still loads) has no handler yet, and browser tests wait
+            // for it.
+            if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+                let _ = body.set_attribute("data-hydrated", "");
+            }
+        };
+        // Hydrating in the same task would keep the drawn graph off the screen until it ends.
+        if pages::explore::first_paint::paint_before_hydration().await {
+            paint::after_paint(mount);
+        } else {
+            mount();
+        }
+    });
 }

@@ -90,7 +90,7 @@ pub fn provide_theme() {
     let theme = RwSignal::new(Theme::Light);
     provide_context(ThemeContext(theme));
     Effect::new(move |_| {
-        theme.set(stored().or_else(system).unwrap_or_default());
+        theme.set(current());
         follow_system(theme);
     });
     Effect::new(move |_| {
@@ -99,6 +99,12 @@ pub fn provide_theme() {
             let _ = html.set_attribute("data-theme", name);
         }
     });
+}
+
+/// The theme the page is about to show (the user's pick, else the system's): for what is drawn
+/// before the page hydrates, when the theme signal does not exist yet.
+pub fn current() -> Theme {
+    stored().or_else(system).unwrap_or_default()
 }
 
 /// The current theme (light where no theme was provided).

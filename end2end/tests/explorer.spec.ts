@@ -1,4 +1,5 @@
 import { test, expect, Page, APIRequestContext } from "@playwright/test";
+import { graphReady } from "./graph";
 
 // One app, two label sets and two moments within the last hour:
 //   env=prod: main;early 5 (40 minutes ago)      env=dev: main;late 3 (10 minutes ago)
@@ -44,7 +45,7 @@ test("dragging across the timeline re-queries that range", async ({ page }) => {
   await page.mouse.up();
   await expect(page).toHaveURL(/from=\d+&until=\d+/);
   await expect(names(page)).toHaveText(["main", "late"]);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
 });
 
 test("time presets, views and the sandwich are links that reproduce the view", async ({ page }) => {
@@ -55,7 +56,7 @@ test("time presets, views and the sandwich are links that reproduce the view", a
 
   await page.getByRole("link", { name: "Flame", exact: true }).click();
   await expect(page).toHaveURL(/orient=flame/);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
 
   await page.getByRole("link", { name: "late", exact: true }).click();
   await expect(page).toHaveURL(/view=sandwich&.*fn=late/);
@@ -72,7 +73,7 @@ test("time presets, views and the sandwich are links that reproduce the view", a
 
 test("a frame's menu opens the sandwich view", async ({ page }) => {
   await page.goto(`/explore?query=${APP}.cpu`);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   const canvas = page.locator("canvas.flame-canvas");
   const box = (await canvas.boundingBox())!;
   // Row 2: early (5) then late (3) under main.
@@ -83,7 +84,7 @@ test("a frame's menu opens the sandwich view", async ({ page }) => {
 
 test("links within the explorer change the view without a reload; Back restores it; other pages load", async ({ page }) => {
   await page.goto(`/explore?query=${APP}.cpu`);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   // A reload or a new document would drop this.
   await page.evaluate(() => ((window as unknown as { samePage?: boolean }).samePage = true));
   const samePage = () => page.evaluate(() => (window as unknown as { samePage?: boolean }).samePage ?? false);
@@ -120,7 +121,7 @@ test("the table shows its rows a page at a time; the search pages what it keeps"
   await expect(page.locator("table.top-table tbody tr")).toHaveCount(100);
   await expect(pages).toContainText("Rows 1–100 of 251");
   await expect(names(page).nth(1)).toHaveText("fn249");
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   await expect(page.getByRole("button", { name: "← Previous" })).toBeDisabled();
 
   await page.getByRole("button", { name: "Next →" }).click();
@@ -141,4 +142,36 @@ test("the table shows its rows a page at a time; the search pages what it keeps"
   await page.getByLabel("Search functions").fill("fn");
   await expect(pages).toContainText("Rows 1–100 of 250");
   await expect(names(page).first()).toHaveText("fn249");
+});
+
+test("the graph is painted before the page hydrates, and the hydrated page takes it over", async ({ page }) => {
+  // Watched from the first frame: whether a frame showed the drawn graph, with the loading
+  // line gone, while the page was not hydrated yet.
+  await page.addInitScript(() => {
+    const seen = window as unknown as { paintedBeforeHydration?: boolean };
+    const look = () => {
+      if (document.body?.hasAttribute("data-hydrated")) return;
+      const canvas = document.querySelector<HTMLCanvasElement>("canvas.flame-canvas");
+      const status = document.querySelector(".flame-status");
+      // The canvas gets its height (and its 2D context) when it is first drawn.
+      if (canvas?.style.height && status?.textContent === "") {
+        const [r, g, b] = canvas.getContext("2d")!.getImageData(1, 2, 1, 1).data;
+        // The root frame fills the first row in a warm colour; the background (white in the
+        // light theme) and a canvas never drawn (black) are grey.
+        seen.paintedBeforeHydration = !(r === g && g === b);
+      }
+      requestAnimationFrame(look);
+    };
+    requestAnimationFrame(look);
+  });
+  await page.goto(`/explore?query=${APP}.cpu&zoom=main`);
+  await graphReady(page);
+  expect(await page.evaluate(() => (window as unknown as { paintedBeforeHydration?: boolean }).paintedBeforeHydration)).toBe(true);
+  // The hydrated graph is the one drawn, zoomed as the URL says, and answers input.
+  await expect(page.locator(".breadcrumb")).toContainText("main");
+  const canvas = page.locator("canvas.flame-canvas");
+  const box = (await canvas.boundingBox())!;
+  // Row 2: early (5) then late (3) under main.
+  await canvas.click({ position: { x: box.width * 0.3, y: 2 * 18 + 9 } });
+  await expect(page).toHaveURL(/zoom=main%3Bearly/);
 });

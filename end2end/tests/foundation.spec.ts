@@ -1,4 +1,5 @@
 import { test, expect, Page, APIRequestContext } from "@playwright/test";
+import { graphReady } from "./graph";
 
 // Two uploads of one series, merged by Kiln:
 //   main 135 = parse 50 (tokenize 50) + render 75 (draw 75) + idle 10
@@ -54,14 +55,14 @@ test("home lists the app and the explorer draws its merged flamegraph", async ({
     await expect(row(page, name).locator("td.total")).toHaveText(`${total} samples`);
   }
 
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   await expect.poll(() => canvasInkedPixels(page)).toBeGreaterThan(1000);
 });
 
 test("click zooms with a breadcrumb, hover shows a tooltip, reload keeps the data", async ({ page }) => {
   await page.goto(`/explore?query=${APP}`);
   const canvas = page.locator("canvas.flame-canvas");
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   await expect.poll(() => canvasInkedPixels(page)).toBeGreaterThan(1000);
   const box = (await canvas.boundingBox())!;
   const rowY = (depth: number) => depth * 18 + 9;
@@ -105,7 +106,7 @@ test("frame names are text, never markup", async ({ page, request }) => {
   await expect(page.locator("td.name", { hasText: evil })).toHaveText(evil);
   await expect(page.locator("h1.query")).toHaveText("xss.cpu");
   await expect(page.locator("table img")).toHaveCount(0);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   expect(dialogs).toBe(0);
 });
 
@@ -120,7 +121,7 @@ test("bad uploads get a clear 400 and change nothing", async ({ request }) => {
 
 test("search highlights matches, shows the matched share and filters the table; Escape zooms out", async ({ page }) => {
   await page.goto(`/explore?query=${APP}`);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   const before = await page.locator("canvas.flame-canvas").screenshot();
   await page.getByLabel("Search functions").fill("TOK");
   await expect(page.locator(".flame-matched")).toHaveText("Matched 50 samples of 135 samples (37.0%)");

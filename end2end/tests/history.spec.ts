@@ -1,4 +1,5 @@
 import { test, expect, Page, Locator, APIRequestContext } from "@playwright/test";
+import { graphReady } from "./graph";
 
 // Back and Forward within the explorer, and pages that log no errors.
 //   APP: main 100 = idle 10 + parse 30 (tokenize 30) + render 60 (draw 60), left to right
@@ -17,7 +18,7 @@ test.beforeAll(async ({ request }) => {
 async function open(page: Page): Promise<Locator> {
   await page.goto(`/explore?query=${APP}.cpu`);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   const canvas = page.locator("canvas.flame-canvas");
   await expect.poll(async () => (await canvas.boundingBox())?.height ?? 0).toBeGreaterThan(ROW);
   // A reload or another document would drop this.
@@ -92,7 +93,7 @@ test("Back and Forward undo and redo zooms and focus without leaving the explore
 
   // The entry's URL alone brings the zoom back, as a shared link or a reload does.
   await page.reload();
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   await expect(current).toHaveText("idle");
 });
 

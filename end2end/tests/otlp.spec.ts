@@ -1,4 +1,5 @@
 import { test, expect } from "@playwright/test";
+import { graphReady } from "./graph";
 
 // An OpenTelemetry profile sent as OTLP/JSON to POST /v1development/profiles, as the eBPF
 // profiler's on-CPU profile is shaped (samples/count with a 10 ms cpu/nanoseconds period, a
@@ -56,5 +57,5 @@ test("an OTLP profile shows in the explorer with its totals and frame kinds", as
   for (const frame of ["work", "libc.so.6+0x1234", "do_syscall_64_[k]"]) {
     await expect(names.filter({ hasText: frame })).toHaveCount(1);
   }
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
 });

@@ -1,5 +1,6 @@
 import { test, expect, APIRequestContext } from "@playwright/test";
 import * as path from "path";
+import { graphReady } from "./graph";
 
 const APP = `cmp${Date.now() % 100000}`;
 
@@ -16,7 +17,7 @@ test("the diff page shows what grew and what shrank", async ({ page, request }) 
   await expect(page.locator(".diff-table tr.grew td.name")).toHaveText(["render"]);
   await expect(page.locator(".diff-table tr.shrank td.name")).toHaveText(["parse"]);
   await expect(page.locator(".diff-table tr.grew td.change")).toHaveText("+60.00");
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   await expect(page.locator("canvas.flame-canvas")).toHaveCount(3);
   // Each side has its own timeline over its own range, holding that side's 100 samples.
   const timelines = page.locator(".side-by-side .timeline-plot");

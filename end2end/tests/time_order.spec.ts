@@ -1,5 +1,6 @@
 import { test, expect, Page } from "@playwright/test";
 import * as path from "path";
+import { graphReady } from "./graph";
 
 const DATA = path.join(__dirname, "..", "..", "app", "model", "tests", "data", "formats");
 
@@ -194,7 +195,7 @@ test("a stored series: the function selected in time order is outlined in the fl
   // The view switch carries it to the flamegraph, which outlines `hot`'s frame.
   await page.getByRole("link", { name: "Icicle", exact: true }).click();
   await expect(page).toHaveURL(/sel=hot(&|$)/);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   const flame = page.locator("canvas.flame-canvas");
   await expect(flame).toHaveAttribute("data-linked-frames", "1");
 

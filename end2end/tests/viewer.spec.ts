@@ -1,4 +1,5 @@
 import { test, expect, Page, Locator, APIRequestContext } from "@playwright/test";
+import { graphReady } from "./graph";
 
 // Two profiles, uploaded through the real ingest API:
 //   APP:       main 100 = idle 10 + parse 30 (tokenize 30) + render 60 (draw 60), left to right
@@ -19,7 +20,7 @@ test.beforeAll(async ({ request }) => {
 
 async function open(page: Page, query: string): Promise<Locator> {
   await page.goto(`/explore?${query}`);
-  await expect(page.locator(".flame-status")).toHaveText("");
+  await graphReady(page);
   const canvas = page.locator("canvas.flame-canvas");
   // The canvas is sized (and drawn) once the tree arrives.
   await expect.poll(async () => (await canvas.boundingBox())?.height ?? 0).toBeGreaterThan(ROW);

@@ -259,7 +259,7 @@ pub fn colour_of(
 ) -> (u16, u8, u8) {
     let name = data.tree.name[node as usize] as usize;
     let base = || match mode {
-        ColourMode::Package => data.colours[name],
+        ColourMode::Package => data.colour(name),
         ColourMode::SelfValue => heat_color(data.tree.self_value[node as usize], data.max_self),
     };
     let (hue, sat, light) = match matches.map(|m| m[name]) {

@@ -169,7 +169,7 @@ pub fn FlameGraph(
             data.with(|d| {
                 d.as_ref()
                     .filter(|_| s.is_on())
-                    .map(|d| s.flags(&d.tree.names, &d.lowercase_names))
+                    .map(|d| s.flags(&d.tree.names, d.lowercase_names()))
                     .filter(|m| m.contains(&true))
             })
         })
@@ -302,6 +302,21 @@ pub fn FlameGraph(
             </div>
         </div>
     }
+}
+
+/// Draws `data` on `canvas` as a [`FlameGraph`] with no selection, search or linked function
+/// first draws it, zoomed to the frame path `zoom` (the root when the tree has no such path):
+/// for a picture before the component exists (the page's first paint, before hydration).
+pub fn draw_unattached(
+    canvas: &web_sys::HtmlCanvasElement,
+    data: &Loaded,
+    zoom: &str,
+    bottom_up: bool,
+    colour: ColourMode,
+    theme: crate::theme::Theme,
+) {
+    let focus = find_path(data, zoom).unwrap_or(ROOT);
+    draw::draw(canvas, 0.0, data, focus, None, None, None, Look { bottom_up, colour, theme });
 }
 
 /// The node at a `;`-separated frame path from the root, if the tree has it.

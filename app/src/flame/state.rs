@@ -1,6 +1,6 @@
 //! What the flamegraph's parts share: the tree as loaded, and the signals of one graph's view.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kiln_model::layout::{Geometry, frame_color};
 use kiln_model::navigate::in_view;
@@ -22,13 +22,14 @@ pub struct Loaded {
     pub units: String,
     /// Per-side values when this is a comparison.
     pub diff: Option<DiffSides>,
-    /// Frame names lowercased once, for searching.
-    pub lowercase_names: Vec<String>,
+    /// Frame names lowercased once, at the first search: not on the way to the first paint.
+    lowercase_names: OnceLock<Vec<String>>,
     /// The largest self value of any frame: the top of the heat scale.
     pub max_self: u64,
-    /// Each name's colour, computed once: hashing a name's package on every redraw was a
-    /// visible part of a redraw's time.
-    pub colours: Vec<(u16, u8, u8)>,
+    /// Each name's colour, computed at its first draw and kept: hashing a name's package on
+    /// every redraw was a visible part of a redraw's time, and hashing every name before the
+    /// first one (most are never drawn at the root's zoom) a visible part of the first paint.
+    colours: Vec<OnceLock<(u16, u8, u8)>>,
     /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), how
     /// many samples it was laid out from, and which profile of the file it is.
     pub chart: Option<(FlameChart, usize, String)>,
@@ -50,10 +51,19 @@ impl Loaded {
     /// Computes the geometry of `tree`.
     pub fn new(tree: FlatTree, units: String) -> Self {
         let geometry = Geometry::new(&tree);
-        let lowercase_names = lowercase_names(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
-        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
-        Loaded { tree, geometry, units, diff: None, lowercase_names, max_self, colours, chart: None }
+        let colours = tree.names.iter().map(|_| OnceLock::new()).collect();
+        Loaded { tree, geometry, units, diff: None, lowercase_names: OnceLock::new(), max_self, colours, chart: None }
+    }
+
+    /// The frame names lowercased, for searching.
+    pub fn lowercase_names(&self) -> &[String] {
+        self.lowercase_names.get_or_init(|| lowercase_names(&self.tree))
+    }
+
+    /// The package colour of the name with id `name`.
+    pub fn colour(&self, name: usize) -> (u16, u8, u8) {
+        *self.colours[name].get_or_init(|| frame_color(&self.tree.names[name]))
     }
 
     /// A timed profile with its flame chart laid out.
@@ -75,11 +85,7 @@ impl Loaded {
             right: d.right_total,
         };
         let tree = FlatTree { names: d.names, name: d.name, parent: d.parent, total, self_value };
-        let geometry = Geometry::new(&tree);
-        let lowercase_names = lowercase_names(&tree);
-        let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
-        let colours = tree.names.iter().map(|n| frame_color(n)).collect();
-        Loaded { tree, geometry, units, diff: Some(sides), lowercase_names, max_self, colours, chart: None }
+        Loaded { diff: Some(sides), ..Loaded::new(tree, units) }
     }
 }
 

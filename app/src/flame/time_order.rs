@@ -350,7 +350,7 @@ pub fn TimeOrderChart(
         let matches = d
             .as_ref()
             .filter(|_| search.is_on())
-            .map(|d| search.flags(&d.tree.names, &d.lowercase_names))
+            .map(|d| search.flags(&d.tree.names, d.lowercase_names()))
             .filter(|m| m.contains(&true));
         let linked_name = linked
             .get()

@@ -2,6 +2,7 @@
 //! sandwich) and the top table. The URL holds the whole view, so a link reproduces it.
 
 mod controls;
+pub mod first_paint;
 mod state;
 mod table;
 pub mod timeline;
@@ -100,6 +101,11 @@ pub fn ExplorePage() -> impl IntoView {
     let status = RwSignal::new(String::from("Loading flamegraph…"));
     Effect::new(move |_| {
         let (query, from, until) = range.get();
+        if let Some(drawn) = first_paint::take(&fetch::tree_url(&query, &from, &until)) {
+            loaded.set(Some(drawn));
+            status.set(String::new());
+            return;
+        }
         status.set("Loading flamegraph…".into());
         leptos::task::spawn_local(async move {
             match fetch::tree(&query, &from, &until).await {
