@@ -250,45 +250,74 @@ impl CallTree {
     /// `u32::MAX` for a node dropped for holding nothing. Time orders
     /// ([`crate::time_order`]) name their stacks by node and follow them through this.
     pub fn to_flat_mapped(&self) -> (FlatTree, Vec<NodeId>) {
-        let count = self.nodes.len();
-        let (first_kid, mut kids) = children_column(count, |node| self.nodes[node].parent);
-        let children = |node: NodeId| first_kid[node as usize] as usize..first_kid[node as usize + 1] as usize;
-        for node in 0..count {
-            let list = &mut kids[children(node as NodeId)];
-            if list.len() > 1 {
-                list.sort_unstable_by(|a, b| {
-                    self.names[self.nodes[*a as usize].name as usize]
-                        .cmp(&self.names[self.nodes[*b as usize].name as usize])
-                });
-            }
-        }
-        // Only names that survive into the flat tree are kept, renumbered by first use.
-        let mut name_remap: Vec<u32> = vec![u32::MAX; self.names.len()];
-        let mut flat = FlatTree::default();
-        let mut flat_of: Vec<NodeId> = vec![u32::MAX; count];
-        let mut stack: Vec<(NodeId, NodeId)> = vec![(ROOT, ROOT)];
-        while let Some((node, flat_parent)) = stack.pop() {
-            let n = &self.nodes[node as usize];
-            if node != ROOT && n.total == 0 {
-                continue;
-            }
-            let remapped = &mut name_remap[n.name as usize];
-            if *remapped == u32::MAX {
-                *remapped = flat.names.len() as u32;
-                flat.names.push(self.names[n.name as usize].to_string());
-            }
-            let flat_index = flat.len() as NodeId;
-            flat_of[node as usize] = flat_index;
-            flat.name.push(*remapped);
-            flat.parent.push(flat_parent);
-            flat.total.push(n.total);
-            flat.self_value.push(n.self_value);
-            for &child in kids[children(node)].iter().rev() {
-                stack.push((child, flat_index));
-            }
-        }
-        (flat, flat_of)
+        let nodes = &self.nodes;
+        let laid = sorted_preorder(
+            nodes.len(),
+            |node| nodes[node].parent,
+            |node| nodes[node].name,
+            &self.names,
+            |node| (nodes[node].total, nodes[node].self_value),
+        );
+        (laid.flat, laid.flat_of)
     }
+}
+
+/// A tree laid out as [`FlatTree`] wants it, and what the layout found.
+struct SortedPreorder {
+    flat: FlatTree,
+    /// The flat index of every input node, `u32::MAX` for one dropped for holding nothing.
+    flat_of: Vec<NodeId>,
+    /// Whether two siblings had the same name (a tree built by name never has them).
+    same_named_siblings: bool,
+}
+
+/// Lays out the tree of `count` nodes (node 0 the root, `parent(n)` before `n`) in preorder
+/// with siblings sorted by name, without nodes whose total is 0, the names kept only if used
+/// and numbered by first use: one layout for every tree, so that the same samples always give
+/// the same bytes whatever order they arrived in.
+fn sorted_preorder<S: AsRef<str>>(
+    count: usize,
+    parent: impl Fn(usize) -> NodeId,
+    name: impl Fn(usize) -> u32,
+    names: &[S],
+    values: impl Fn(usize) -> (u64, u64),
+) -> SortedPreorder {
+    let name_of = |node: NodeId| names[name(node as usize) as usize].as_ref();
+    let (first_kid, mut kids) = children_column(count, &parent);
+    let children = |node: NodeId| first_kid[node as usize] as usize..first_kid[node as usize + 1] as usize;
+    let mut same_named_siblings = false;
+    for node in 0..count {
+        let list = &mut kids[children(node as NodeId)];
+        if list.len() > 1 {
+            list.sort_unstable_by(|a, b| name_of(*a).cmp(name_of(*b)));
+            same_named_siblings |= list.windows(2).any(|w| name_of(w[0]) == name_of(w[1]));
+        }
+    }
+    let mut name_remap: Vec<u32> = vec![u32::MAX; names.len()];
+    let mut flat = FlatTree::default();
+    let mut flat_of: Vec<NodeId> = vec![u32::MAX; count];
+    let mut stack: Vec<(NodeId, NodeId)> = vec![(ROOT, ROOT)];
+    while let Some((node, flat_parent)) = stack.pop() {
+        let (total, self_value) = values(node as usize);
+        if node != ROOT && total == 0 {
+            continue;
+        }
+        let remapped = &mut name_remap[name(node as usize) as usize];
+        if *remapped == u32::MAX {
+            *remapped = flat.names.len() as u32;
+            flat.names.push(name_of(node).to_string());
+        }
+        let flat_index = flat.len() as NodeId;
+        flat_of[node as usize] = flat_index;
+        flat.name.push(*remapped);
+        flat.parent.push(flat_parent);
+        flat.total.push(total);
+        flat.self_value.push(self_value);
+        for &child in kids[children(node)].iter().rev() {
+            stack.push((child, flat_index));
+        }
+    }
+    SortedPreorder { flat, flat_of, same_named_siblings }
 }
 
 /// The children of every node of a tree of `count` nodes (node 0 the root, `parent_of(n)` for
@@ -341,6 +370,36 @@ impl FlatTree {
     /// True for a tree with no nodes at all.
     pub fn is_empty(&self) -> bool {
         self.name.is_empty()
+    }
+
+    /// This tree as [`CallTree::to_flat`] lays out the same samples (siblings in name order, the
+    /// root named [`ROOT_NAME`], names kept if used and numbered by first use), without building
+    /// a `CallTree`, whose children map costs a hash probe per node. `None` when the tree has
+    /// what a `CallTree` would join (two siblings or two names with the same text), so that the
+    /// caller merges it instead. Expects a tree whose parents come before their children.
+    pub fn canonical(&self) -> Option<FlatTree> {
+        let n = self.len();
+        if n == 0 || self.parent.len() != n || self.total.len() != n || self.self_value.len() != n {
+            return None;
+        }
+        // The root's name goes last, as an id of its own.
+        let mut names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let root_name = names.len() as u32;
+        names.push(ROOT_NAME);
+        let name = |node: usize| if node == 0 { root_name } else { self.name[node] };
+        if (1..n).any(|node| self.parent[node] as usize >= node || self.name[node] >= root_name) {
+            return None;
+        }
+        let laid = sorted_preorder(
+            n,
+            |node| self.parent[node],
+            name,
+            &names,
+            |node| (self.total[node], self.self_value[node]),
+        );
+        let mut seen = std::collections::HashSet::with_capacity(laid.flat.names.len());
+        let distinct_names = laid.flat.names.iter().all(|name| seen.insert(name.as_str()));
+        (!laid.same_named_siblings && distinct_names).then_some(laid.flat)
     }
 
     /// Total samples (the root's total).
@@ -465,6 +524,79 @@ mod tests {
         let flat = tree_of(&[(vec!["f".into(), "f".into(), "f".into()], 3)]);
         assert_eq!(flat.len(), 4);
         assert_eq!(flat.path_to(3).len(), 3);
+    }
+
+    /// `stacks` as a flat tree in the order nodes first appear (parents first, siblings as they
+    /// came, as a stored chunk numbers them), with zero-total nodes left in. With `alias`, the
+    /// frame `a` is written through a second name entry of the same text wherever its parent
+    /// is `main`, as a merge would see two names that are one.
+    fn in_arrival_order(stacks: &[(Vec<String>, u64)], alias: bool) -> FlatTree {
+        let mut tree = FlatTree { names: vec!["root".into()], name: vec![0], parent: vec![0], ..FlatTree::default() };
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut nodes: HashMap<(NodeId, u32), NodeId> = HashMap::new();
+        let mut self_value = vec![0u64];
+        for (frames, value) in stacks {
+            let mut node = ROOT;
+            for frame in frames {
+                let parent_is_main = node != ROOT && tree.names[tree.name[node as usize] as usize] == "main";
+                let key = if alias && parent_is_main && frame == "a" { "a (alias)" } else { frame.as_str() };
+                let name = *ids.entry(key.to_string()).or_insert_with(|| {
+                    tree.names.push(frame.clone());
+                    tree.names.len() as u32 - 1
+                });
+                node = *nodes.entry((node, name)).or_insert_with(|| {
+                    tree.name.push(name);
+                    tree.parent.push(node);
+                    self_value.push(0);
+                    tree.name.len() as NodeId - 1
+                });
+            }
+            self_value[node as usize] += value;
+        }
+        // A node that holds nothing, as a chunk keeps for uploads outside the query.
+        tree.names.push("unused".into());
+        tree.name.push(tree.names.len() as u32 - 1);
+        tree.parent.push(ROOT);
+        self_value.push(0);
+        let mut total = self_value.clone();
+        for i in (1..tree.len()).rev() {
+            total[tree.parent[i] as usize] += total[i];
+        }
+        FlatTree { total, self_value, ..tree }
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_lays_out_what_a_merge_would(stacks in stacks_strategy(), alias: bool) {
+            let arrived = in_arrival_order(&stacks, alias);
+            let mut merged = CallTree::new();
+            merged.merge_flat(&arrived);
+            let merged = merged.to_flat();
+            match arrived.canonical() {
+                Some(canonical) => prop_assert_eq!(&canonical, &merged),
+                // Only a tree with two names of one text is left to the merge.
+                None => prop_assert!(alias),
+            }
+            if !alias {
+                prop_assert_eq!(merged, tree_of(&stacks));
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_refuses_what_a_merge_would_join() {
+        // Two siblings named `a` through two name entries.
+        let twins = FlatTree {
+            names: vec!["root".into(), "a".into(), "a".into()],
+            name: vec![0, 1, 2],
+            parent: vec![0, 0, 0],
+            total: vec![3, 1, 2],
+            self_value: vec![0, 1, 2],
+        };
+        assert_eq!(twins.canonical(), None);
+        let broken = FlatTree { parent: vec![0, 2, 0], ..twins.clone() };
+        assert_eq!(broken.canonical(), None);
+        assert_eq!(FlatTree::default().canonical(), None);
     }
 
     fn stacks_strategy() -> impl Strategy<Value = Vec<(Vec<String>, u64)>> {

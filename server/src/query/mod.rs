@@ -430,25 +430,44 @@ pub async fn merge_parts(store: &Store, query: &Query, cancel: &Cancel, parts: P
         Parts::TreeAndTimeline => chunks.iter().zip(&wanted).map(|(chunk, wanted)| Work { chunk, wanted }).collect(),
         Parts::Timeline => Vec::new(),
     };
-    let trees = parallel(work, Work::cost, |group| {
-        let mut tree = CallTree::new();
-        for item in group {
-            if cancel.is_cancelled() {
-                break;
+    let tree = match one_chunk_tree(&work, averaged) {
+        Some(tree) => tree,
+        None => {
+            let trees = parallel(work, Work::cost, |group| {
+                let mut tree = CallTree::new();
+                for item in group {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    item.merge_into(&mut tree, averaged);
+                }
+                tree
+            });
+            cancel.check()?;
+            let mut trees = trees.into_iter();
+            let mut tree = trees.next().unwrap_or_default();
+            for other in trees {
+                tree.merge_tree(&other);
             }
-            item.merge_into(&mut tree, averaged);
+            tree.to_flat()
         }
-        tree
-    });
-    cancel.check()?;
-    let mut trees = trees.into_iter();
-    let mut tree = trees.next().unwrap_or_default();
-    for other in trees {
-        tree.merge_tree(&other);
-    }
+    };
     let timeline = timeline(in_range.iter().map(|u| (u.from, u.until, u.total)), from, until);
     let (units, sample_rate, spy_name) = newest.unwrap_or_else(|| ("samples".into(), 100, String::new()));
-    Ok(Merged { tree: tree.to_flat(), profile_type, units, sample_rate, spy_name, timeline })
+    Ok(Merged { tree, profile_type, units, sample_rate, spy_name, timeline })
+}
+
+/// The merge of `work` when only one chunk has wanted uploads (a series read from the head,
+/// or from one block): that chunk's tree laid out directly, with no tree to merge it into
+/// (a hash probe per node: most of a large query's time). `None` for several chunks, or a
+/// chunk whose tree a merge would reshape (two names of one text).
+fn one_chunk_tree(work: &[Work], averaged: u64) -> Option<FlatTree> {
+    let mut wanted = work.iter().filter(|w| w.wanted.iter().any(|&w| w));
+    let only = wanted.next()?;
+    if wanted.next().is_some() {
+        return None;
+    }
+    chunk_tree(only.chunk, only.wanted, averaged).canonical()
 }
 
 /// The most uploads a stored series' time order shows, one column each: however wide the
