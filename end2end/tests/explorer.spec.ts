@@ -148,7 +148,14 @@ test("the graph is painted before the page hydrates, and the hydrated page takes
   // Watched from the first frame: whether a frame showed the drawn graph, with the loading
   // line gone, while the page was not hydrated yet.
   await page.addInitScript(() => {
-    const seen = window as unknown as { paintedBeforeHydration?: boolean };
+    const seen = window as unknown as { paintedBeforeHydration?: boolean; draws: number };
+    // Every picture of the graph is put on the canvas in one call.
+    seen.draws = 0;
+    const put = CanvasRenderingContext2D.prototype.putImageData;
+    CanvasRenderingContext2D.prototype.putImageData = function (...args: Parameters<typeof put>) {
+      seen.draws++;
+      return put.apply(this, args);
+    };
     const look = () => {
       if (document.body?.hasAttribute("data-hydrated")) return;
       const canvas = document.querySelector<HTMLCanvasElement>("canvas.flame-canvas");
@@ -166,12 +173,21 @@ test("the graph is painted before the page hydrates, and the hydrated page takes
   });
   await page.goto(`/explore?query=${APP}.cpu&zoom=main`);
   await graphReady(page);
-  expect(await page.evaluate(() => (window as unknown as { paintedBeforeHydration?: boolean }).paintedBeforeHydration)).toBe(true);
-  // The hydrated graph is the one drawn, zoomed as the URL says, and answers input.
+  const seen = () =>
+    page.evaluate(() => {
+      const { paintedBeforeHydration, draws } = window as unknown as { paintedBeforeHydration?: boolean; draws: number };
+      return { paintedBeforeHydration, draws };
+    });
+  expect((await seen()).paintedBeforeHydration).toBe(true);
+  // The hydrated graph is the one drawn, zoomed as the URL says, and answers input; the same
+  // picture is not drawn again (two frames later, the canvas's width has been reported).
   await expect(page.locator(".breadcrumb")).toContainText("main");
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+  expect((await seen()).draws).toBe(1);
   const canvas = page.locator("canvas.flame-canvas");
   const box = (await canvas.boundingBox())!;
   // Row 2: early (5) then late (3) under main.
   await canvas.click({ position: { x: box.width * 0.3, y: 2 * 18 + 9 } });
   await expect(page).toHaveURL(/zoom=main%3Bearly/);
+  expect((await seen()).draws).toBeGreaterThan(1);
 });

@@ -213,6 +213,23 @@ pub fn draw(
     };
     let width = surface.width;
     let rects = visible_frames(&data.tree, &data.geometry, focus, width);
+    // What the picture shows, kept on the canvas: the same picture is not drawn twice (the
+    // graph drawn before hydration, then by the hydrated component; a width first read from
+    // the element, then reported by the observer). Trees and match flags are told apart by
+    // address: a new one is made while the one drawn is still held, so never at its address.
+    let picture = format!(
+        "{:p} {focus} {selected:?} {linked:?} {:?} {look:?} {:?}",
+        std::ptr::from_ref(data),
+        matches.map(|m| (m.as_ptr(), m.len())),
+        surface.pixels
+    );
+    if canvas.get_attribute(DRAWN).is_some_and(|drawn| drawn == picture) {
+        let outlined = linked.map_or(0, |name| {
+            rects.iter().filter(|r| r.node.is_some_and(|n| data.tree.name[n as usize] == name)).count()
+        });
+        return (rects, outlined);
+    }
+    let _ = canvas.set_attribute(DRAWN, &picture);
     let focus_depth = data.geometry.depth[focus as usize];
     let y_of = |rect: &FrameRect| f64::from(if bottom_up { max_depth - rect.depth } else { rect.depth }) * ROW_HEIGHT;
     let colour_of_rect = |rect: &FrameRect| match rect.node {
@@ -232,6 +249,9 @@ pub fn draw(
     }
     (rects, outlined)
 }
+
+/// The canvas attribute naming the picture it shows (see [`draw`]).
+const DRAWN: &str = "data-picture";
 
 /// The canvas's 2D context, opaque: every redraw fills the background first, and an opaque
 /// canvas is composited without blending. Only the first `getContext` call's options count,
