@@ -339,3 +339,37 @@ async fn a_flight_recording_lists_its_profiles_one_per_event_kind() {
     assert_eq!(cut.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&cut.body).contains("jfr: chunk 1"), "{}", String::from_utf8_lossy(&cut.body));
 }
+
+#[tokio::test]
+async fn a_raw_node_prof_log_opens_in_time_order_and_stores_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let log = data("v8-work.isolate.log");
+    let set = model(&log);
+    let ticks = String::from_utf8_lossy(&log).lines().filter(|l| l.starts_with("tick,")).count();
+    // Plain or gzipped, one profile in nanoseconds, listed with its total, its ticks in time
+    // order.
+    let total = set.parts[0].tree.total();
+    for body in [log.clone(), gzip(&log)] {
+        let answer = post(&app, "/api/collapse", &body).await;
+        assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+        assert_eq!(codec::decode(&answer.body).unwrap().total(), total);
+        let parts = answer.parts.unwrap();
+        assert_eq!((parts[0]["name"].as_str(), parts[0]["total"].as_u64()), (Some("main"), Some(total)));
+        assert_eq!(parts.as_array().unwrap().len(), 1);
+    }
+    let answer = post(&app, "/api/collapse/time-order", &log).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().samples.len(), ticks);
+    // Stored by its content, without `format`; the stacks name the script's functions.
+    assert_eq!(post(&app, "/ingest?name=node-raw.cpu", &log).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=node-raw.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.contains(";main;hot ")), "{render}");
+    // A tick whose time is not a number: a 400 naming the format and the line.
+    let broken = b"v8-version,11,3,244,8,-node.38,0\ntick,0x10,soon,0,0x0,0\n";
+    let answer = post(&app, "/api/collapse", broken).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert!(text.contains("v8_log: line 2: the time `soon`"), "{text}");
+}

@@ -6,7 +6,7 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event, v8log};
+use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event, v8_isolate_log, v8log};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub enum Parser {
     HeapProfile,
     /// A V8 tick log as `node --prof-process --preprocess` writes it ([`v8log`]).
     V8Log,
+    /// V8's raw tick log, `isolate-….log` from `node --prof` ([`v8_isolate_log`]).
+    V8IsolateLog,
     /// GHC's JSON profile, `+RTS -pj` ([`ghc_json`]).
     GhcJson,
     /// Java Flight Recorder recordings ([`jfr`]).
@@ -57,6 +59,7 @@ impl Parser {
             Parser::Gecko => gecko::looks_like(bytes),
             Parser::HeapProfile => heapprofile::looks_like(bytes),
             Parser::V8Log => v8log::looks_like(bytes),
+            Parser::V8IsolateLog => v8_isolate_log::looks_like(bytes),
             Parser::GhcJson => ghc_json::looks_like(bytes),
             Parser::Jfr => jfr::looks_like(bytes),
         }
@@ -72,6 +75,7 @@ impl Parser {
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
+            Parser::V8IsolateLog => v8_isolate_log::parse_budgeted(bytes, max_depth, budget),
             Parser::GhcJson => ghc_json::parse_budgeted(bytes, max_depth, budget),
             Parser::Jfr => jfr::parse_budgeted(bytes, max_depth, budget),
         }
@@ -192,6 +196,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::V8Log),
         shown_as: Some("Node --prof, preprocessed (--prof-process --preprocess)"),
+    },
+    Format {
+        name: v8_isolate_log::NAME,
+        aliases: &["isolate_log", "node_prof_log"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::V8IsolateLog),
+        shown_as: Some("Node --prof log (isolate-*.log)"),
     },
     Format {
         name: ghc_json::NAME,
@@ -326,6 +337,7 @@ mod tests {
                 "gecko",
                 "heapprofile",
                 "v8_prof",
+                "v8_log",
                 "ghcprof_json",
                 "speedscope",
                 "folded",
@@ -358,6 +370,10 @@ mod tests {
         let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
         assert_eq!(name(gecko), Some("gecko"));
         assert_eq!(name(b"FLR\0\0\x02\0\x01"), Some("jfr"));
+        assert_eq!(
+            name(b"v8-version,11,3,244,8,-node.38,0\nshared-library,/usr/bin/node,0x400000,0xb71000,0\n"),
+            Some("v8_log")
+        );
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

@@ -41,6 +41,7 @@ pub mod trace_event;
 mod tree;
 pub mod truncate;
 pub mod units;
+pub mod v8_isolate_log;
 pub mod v8log;
 
 pub use tree::{CallTree, FlatTree, NodeId, ROOT, ROOT_NAME, SeededMap, SeededState, children_column};

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, gecko, ghc_json, heapprofile, stackprof, trace_event, v8log};
+use kiln_model::{
+    callgrind, cpuprofile, folded, gecko, ghc_json, heapprofile, stackprof, trace_event, v8_isolate_log, v8log,
+};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -298,6 +300,73 @@ fn node_prof_tick_log_preprocessed() {
         assert!(!v8log::looks_like(&data(other)), "{other} taken for a V8 tick log");
     }
     assert!(!heapprofile::looks_like(&bytes) && !cpuprofile::looks_like(&bytes));
+}
+
+/// Folded stacks without the frames `dropped` names (and addresses, `0x…`), equal stacks
+/// merged: what two readings of one run share when only one knows the C++ symbols.
+fn without_frames(set: &ProfileSet, dropped: &std::collections::HashSet<String>) -> Vec<(String, u64)> {
+    let mut stacks = std::collections::BTreeMap::new();
+    for line in printed(set).lines().filter(|l| !l.starts_with("# ")) {
+        let (stack, value) = line.rsplit_once(' ').unwrap();
+        let kept: Vec<&str> = stack.split(';').filter(|f| !dropped.contains(*f) && !f.starts_with("0x")).collect();
+        *stacks.entry(kept.join(";")).or_insert(0) += value.parse::<u64>().unwrap();
+    }
+    stacks.into_iter().collect()
+}
+
+#[test]
+fn node_prof_raw_isolate_log_reads_as_v8s_own_tick_processor_does() {
+    let bytes = data("v8-work.isolate.log");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "v8_log");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("main", "nanoseconds"));
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let ticks = text.lines().filter(|l| l.starts_with("tick,")).count();
+    let order = part.time_order.as_ref().unwrap();
+    assert_eq!(order.samples.len(), ticks);
+    assert_eq!(order.samples.iter().map(|s| s.weight).sum::<u64>(), part.tree.total());
+
+    // What `node --prof-process --preprocess` made of this same log (v8-work.isolate.prof.json):
+    // the same ticks at the same times, and tick by tick the same stacks, but for native code:
+    // C++ functions, which V8's tool names from the binary's symbols and Kiln (without them)
+    // by library, and the builtins and bytecode handlers embedded in node's binary, which
+    // V8's tool names by the binary (it looks in a library's pages before the code logged
+    // there) and Kiln by their `code-creation` names.
+    let preprocessed = data("v8-work.isolate.prof.json");
+    let reference = v8log::parse(&preprocessed, 1024).unwrap();
+    assert_eq!(part.tree.total(), reference.parts[0].tree.total());
+    let starts = |set: &ProfileSet| -> Vec<u64> {
+        set.parts[0].time_order.as_ref().unwrap().samples.iter().map(|s| s.start).collect()
+    };
+    assert_eq!(starts(&set), starts(&reference));
+    let json: serde_json::Value = serde_json::from_slice(&preprocessed).unwrap();
+    let mut native: std::collections::HashSet<String> = json["code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "CPP" || c["type"] == "SHARED_LIB")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    native.extend(text.lines().filter_map(|l| l.strip_prefix("shared-library,")?.split(',').next().map(String::from)));
+    let embedded: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("code-creation,Builtin,") || l.starts_with("code-creation,BytecodeHandler,"))
+        .map(|l| l.split(',').nth(6).unwrap().to_string())
+        .collect();
+    assert!(embedded.iter().any(|name| printed(&set).contains(&format!(";{name}"))), "builtins are named");
+    native.extend(embedded);
+    let (ours, theirs) = (without_frames(&set, &native), without_frames(&reference, &native));
+    assert!(ours.iter().any(|(stack, _)| stack.contains(";main;fib;fib;fib")), "{ours:?}");
+    assert_eq!(ours, theirs);
+
+    let printed = printed(&set);
+    assert!(printed.contains(";main;hot"), "{printed}");
+    check("v8-work.isolate.folded", &printed);
+    for other in ["v8-work.prof.json", "cg.callgrind", "node-fib.cpuprofile"] {
+        assert!(!v8_isolate_log::looks_like(&data(other)), "{other} taken for a raw V8 log");
+    }
 }
 
 #[test]
