@@ -373,3 +373,43 @@ async fn a_raw_node_prof_log_opens_in_time_order_and_stores_by_its_content() {
     let text = String::from_utf8_lossy(&answer.body);
     assert!(text.contains("v8_log: line 2: the time `soon`"), "{text}");
 }
+
+#[tokio::test]
+async fn a_processed_firefox_profile_gzipped_as_the_profiler_saves_it_lists_its_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Written by hand from the Firefox Profiler's documented types: no producer runs here.
+    let file = data("firefox-processed.json");
+    let set = model(&file);
+    assert_eq!(set.parts.len(), 3);
+    let answer = post(&app, "/api/collapse", &gzip(&file)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.part.as_deref(), Some("all"));
+    let listed: Vec<(String, u64)> = answer
+        .parts
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["total"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), expected.iter().map(|(_, t)| t).sum::<u64>());
+    // The content process's main thread alone, and in time order.
+    let content = post(&app, "/api/collapse?part=1", &gzip(&file)).await;
+    let tree = codec::decode(&content.body).unwrap();
+    assert_eq!(kiln_model::folded::print(&tree), kiln_model::folded::print(&set.parts[1].tree.to_flat()));
+    let answer = post(&app, "/api/collapse/time-order?part=1", &file).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, set.parts[1].name);
+    assert_eq!(post(&app, "/ingest?name=firefox-processed.cpu", &file).await.status, StatusCode::OK);
+    // A sample of a stack that is not there: a 400 naming the format and the thread.
+    let text = String::from_utf8(file).unwrap();
+    let broken = text.replacen("\"stack\": [1, 2, 2, 2, 1, null, 2]", "\"stack\": [1, 2, 2, 2, 1, null, 9]", 1);
+    assert_ne!(broken, text);
+    let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let message = String::from_utf8_lossy(&answer.body);
+    assert!(message.contains("firefox_processed: thread 0 (GeckoMain): sample 6 is of stack 9"), "{message}");
+}

@@ -6,7 +6,10 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event, v8_isolate_log, v8log};
+use crate::{
+    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event,
+    v8_isolate_log, v8log,
+};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub enum Parser {
     Stackprof,
     /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
     Gecko,
+    /// The Firefox Profiler's processed format ([`firefox_processed`]).
+    FirefoxProcessed,
     /// V8's sampling heap profile ([`heapprofile`]).
     HeapProfile,
     /// A V8 tick log as `node --prof-process --preprocess` writes it ([`v8log`]).
@@ -57,6 +62,7 @@ impl Parser {
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
             Parser::Gecko => gecko::looks_like(bytes),
+            Parser::FirefoxProcessed => firefox_processed::looks_like(bytes),
             Parser::HeapProfile => heapprofile::looks_like(bytes),
             Parser::V8Log => v8log::looks_like(bytes),
             Parser::V8IsolateLog => v8_isolate_log::looks_like(bytes),
@@ -73,6 +79,7 @@ impl Parser {
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
+            Parser::FirefoxProcessed => firefox_processed::parse_budgeted(bytes, max_depth, budget),
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
             Parser::V8IsolateLog => v8_isolate_log::parse_budgeted(bytes, max_depth, budget),
@@ -175,6 +182,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::Stackprof),
         shown_as: Some("Ruby stackprof JSON"),
+    },
+    Format {
+        name: firefox_processed::NAME,
+        aliases: &["firefox_profiler", "processed_profile"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::FirefoxProcessed),
+        shown_as: Some("Firefox Profiler (processed, as profiler.firefox.com saves it)"),
     },
     Format {
         name: gecko::NAME,
@@ -334,6 +348,7 @@ mod tests {
                 "chrome_trace",
                 "callgrind",
                 "stackprof",
+                "firefox_processed",
                 "gecko",
                 "heapprofile",
                 "v8_prof",
@@ -369,6 +384,9 @@ mod tests {
         assert_eq!(name(stackprof), Some("stackprof"));
         let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
         assert_eq!(name(gecko), Some("gecko"));
+        let processed =
+            br#"{"meta":{"interval":1,"preprocessedProfileVersion":53},"shared":{"stringArray":[]},"threads":[]}"#;
+        assert_eq!(name(processed), Some("firefox_processed"));
         assert_eq!(name(b"FLR\0\0\x02\0\x01"), Some("jfr"));
         assert_eq!(
             name(b"v8-version,11,3,244,8,-node.38,0\nshared-library,/usr/bin/node,0x400000,0xb71000,0\n"),

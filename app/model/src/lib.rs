@@ -12,6 +12,7 @@ pub mod callgrind;
 pub mod codec;
 pub mod cpuprofile;
 pub mod diff;
+pub mod firefox_processed;
 pub mod flamebearer;
 pub mod folded;
 pub mod formats;

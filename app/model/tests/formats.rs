@@ -9,7 +9,8 @@ use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
 use kiln_model::{
-    callgrind, cpuprofile, folded, gecko, ghc_json, heapprofile, stackprof, trace_event, v8_isolate_log, v8log,
+    callgrind, cpuprofile, firefox_processed, folded, gecko, ghc_json, heapprofile, stackprof, trace_event,
+    v8_isolate_log, v8log,
 };
 
 fn data(name: &str) -> Vec<u8> {
@@ -253,6 +254,58 @@ fn firefox_gecko_profile() {
         .collect();
     check("gecko-fib.folded", &page);
     assert!(!gecko::looks_like(&data("stackprof-fib.json")) && !gecko::looks_like(&data("chromium.trace.json")));
+}
+
+#[test]
+fn firefox_processed_profile_written_by_hand_from_its_documented_format() {
+    // No producer runs here: `firefox-processed.json` was written by hand from the Firefox
+    // Profiler's types (src/types/profile.ts, processed version 53): three threads of two
+    // processes, strings shared, one thread's samples weighted in traced milliseconds with
+    // time deltas, a function with frames at two lines.
+    let bytes = data("firefox-processed.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "firefox_processed");
+    assert_eq!(set.split, Split::Threads);
+    // Each thread's samples with a stack, each weighing its weight: samples times the
+    // interval, traced milliseconds as they are.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let interval_ms = json["meta"]["interval"].as_f64().unwrap();
+    let expected: Vec<(String, u64)> = json["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|thread| {
+            let samples = &thread["samples"];
+            let per_sample_ms = if samples["weightType"] == "tracing-ms" { 1.0 } else { interval_ms };
+            let total_ms: f64 = (0..samples["stack"].as_array().unwrap().len())
+                .filter(|&i| !samples["stack"][i].is_null())
+                .map(|i| samples["weight"].get(i).and_then(|w| w.as_f64()).unwrap_or(1.0) * per_sample_ms)
+                .sum();
+            let label = format!(
+                "{} {} (pid {}, tid {})",
+                thread["processName"].as_str().unwrap(),
+                thread["name"].as_str().unwrap(),
+                thread["pid"].as_str().unwrap(),
+                thread["tid"]
+            );
+            (label, (total_ms * 1e6).round() as u64)
+        })
+        .collect();
+    let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(got, expected);
+    for part in &set.parts {
+        check_time_order(part);
+    }
+    let printed = printed(&set);
+    assert!(
+        printed.contains("XRE_InitChildProcess;js::RunScript;busy (file:///tmp/ff/fib.html:5:14);fib (file:///tmp/ff/fib.html:4:13);fib (file:///tmp/ff/fib.html:4:13);fib (file:///tmp/ff/fib.html:4:13) 2000000"),
+        "frames at two lines of one function read as the function, named as the Gecko profile names it: {printed}"
+    );
+    check("firefox-processed.folded", &printed);
+    assert!(!firefox_processed::looks_like(&data("gecko-fib.json")), "a Gecko profile is not the processed format");
+    // Named `gecko`, the processed format is read all the same.
+    let named = gecko::parse(&bytes, 1024).unwrap();
+    assert_eq!(printed, self::printed(&named));
 }
 
 #[test]
