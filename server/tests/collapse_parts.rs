@@ -413,3 +413,43 @@ async fn a_processed_firefox_profile_gzipped_as_the_profiler_saves_it_lists_its_
     let message = String::from_utf8_lossy(&answer.body);
     assert!(message.contains("firefox_processed: thread 0 (GeckoMain): sample 6 is of stack 9"), "{message}");
 }
+
+#[tokio::test]
+async fn instruments_pmcstat_and_papyrus_text_open_and_store_by_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Each written by hand from its tool's layout (no producer runs here), CRLF and UTF-16
+    // as well as they are.
+    for (file, units, broken, says) in [
+        ("instruments-deep-copy.txt", "nanoseconds", "Weight\tSymbol Names\nsoon\tmain\n", "instruments: line 2"),
+        ("pmcstat-callgraph.txt", "samples", "@ e [3 samples]\n100.0%  [x]  f\n", "pmcstat: line 2"),
+        ("papyrus-stack.log", "nanoseconds", "5:PUSH:1:0:None:a..b\n3:POP:1:0:None:a..b\n", "papyrus: line 2"),
+    ] {
+        let bytes = data(file);
+        let set = model(&bytes);
+        let crlf = String::from_utf8(bytes.clone()).unwrap().replace('\n', "\r\n");
+        let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain(crlf.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        for body in [bytes.clone(), crlf.into_bytes(), utf16] {
+            let answer = post(&app, "/api/collapse", &body).await;
+            assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some(units)), "{file}");
+            assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total(), "{file}");
+        }
+        let name = format!("/ingest?name={}.cpu", file.split(['-', '.']).next().unwrap());
+        assert_eq!(post(&app, &name, &bytes).await.status, StatusCode::OK, "{file}");
+        let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{file}");
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(text.contains(says), "{file}: {text}");
+    }
+    // pmcstat's events are picked one at a time, never merged.
+    let graph = data("pmcstat-callgraph.txt");
+    let answer = post(&app, "/api/collapse", &graph).await;
+    let names: Vec<String> =
+        answer.parts.unwrap().as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["CPU_CLK_UNHALTED_CORE", "INSTR_RETIRED_ANY"]);
+    assert_eq!(post(&app, "/api/collapse?part=all", &graph).await.status, StatusCode::BAD_REQUEST);
+    // Papyrus' stacks open in time order.
+    let answer = post(&app, "/api/collapse/time-order", &data("papyrus-stack.log")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, "stack 4242");
+}

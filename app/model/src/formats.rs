@@ -7,8 +7,8 @@ use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
 use crate::{
-    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event,
-    v8_isolate_log, v8log,
+    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, instruments, jfr, papyrus, pmcstat,
+    stackprof, trace_event, v8_isolate_log, v8log,
 };
 
 /// How a format's bytes become a call tree.
@@ -51,6 +51,12 @@ pub enum Parser {
     GhcJson,
     /// Java Flight Recorder recordings ([`jfr`]).
     Jfr,
+    /// Instruments' deep copy of a call tree ([`instruments`]).
+    Instruments,
+    /// FreeBSD `pmcstat -G` call graphs ([`pmcstat`]).
+    Pmcstat,
+    /// Papyrus script profiling logs ([`papyrus`]).
+    Papyrus,
 }
 
 impl Parser {
@@ -68,6 +74,9 @@ impl Parser {
             Parser::V8IsolateLog => v8_isolate_log::looks_like(bytes),
             Parser::GhcJson => ghc_json::looks_like(bytes),
             Parser::Jfr => jfr::looks_like(bytes),
+            Parser::Instruments => instruments::looks_like(bytes),
+            Parser::Pmcstat => pmcstat::looks_like(bytes),
+            Parser::Papyrus => papyrus::looks_like(bytes),
         }
     }
 
@@ -85,6 +94,9 @@ impl Parser {
             Parser::V8IsolateLog => v8_isolate_log::parse_budgeted(bytes, max_depth, budget),
             Parser::GhcJson => ghc_json::parse_budgeted(bytes, max_depth, budget),
             Parser::Jfr => jfr::parse_budgeted(bytes, max_depth, budget),
+            Parser::Instruments => instruments::parse_budgeted(bytes, max_depth, budget),
+            Parser::Pmcstat => pmcstat::parse_budgeted(bytes, max_depth, budget),
+            Parser::Papyrus => papyrus::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -226,6 +238,27 @@ pub const FORMATS: &[Format] = &[
         shown_as: Some("GHC profile, JSON (+RTS -pj)"),
     },
     Format {
+        name: instruments::NAME,
+        aliases: &["instruments_deep_copy"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Instruments),
+        shown_as: Some("Instruments call tree (deep copy)"),
+    },
+    Format {
+        name: pmcstat::NAME,
+        aliases: &["pmcstat_callgraph"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Pmcstat),
+        shown_as: Some("FreeBSD pmcstat -G"),
+    },
+    Format {
+        name: papyrus::NAME,
+        aliases: &[],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Papyrus),
+        shown_as: Some("Papyrus profiling log"),
+    },
+    Format {
         name: "speedscope",
         aliases: &[],
         detection: Detection::LooksLikeJson,
@@ -354,6 +387,9 @@ mod tests {
                 "v8_prof",
                 "v8_log",
                 "ghcprof_json",
+                "instruments",
+                "pmcstat",
+                "papyrus",
                 "speedscope",
                 "folded",
                 "pprof",
@@ -392,6 +428,12 @@ mod tests {
             name(b"v8-version,11,3,244,8,-node.38,0\nshared-library,/usr/bin/node,0x400000,0xb71000,0\n"),
             Some("v8_log")
         );
+        assert_eq!(name(b"Weight\tSelf Weight\tSymbol Name\n4.93 s  100.0%\t0 s\tmain\n"), Some("instruments"));
+        assert_eq!(
+            name(b"@ inst_retired.any [35705 samples]\n\n20.86%  [7447]  f @ /boot/kernel/zfs.ko\n"),
+            Some("pmcstat")
+        );
+        assert_eq!(name(b"Stack_3185 log opened (PC)\n50002:START:3185\n"), Some("papyrus"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

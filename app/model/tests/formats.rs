@@ -9,8 +9,8 @@ use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
 use kiln_model::{
-    callgrind, cpuprofile, firefox_processed, folded, gecko, ghc_json, heapprofile, stackprof, trace_event,
-    v8_isolate_log, v8log,
+    callgrind, cpuprofile, firefox_processed, folded, gecko, ghc_json, heapprofile, instruments, papyrus, pmcstat,
+    stackprof, trace_event, v8_isolate_log, v8log,
 };
 
 fn data(name: &str) -> Vec<u8> {
@@ -502,4 +502,90 @@ fn openjdk_flight_recording_matches_what_jfr_print_reports() {
     let (_, doubled) = sniffed(&twice);
     let totals = |set: &ProfileSet| set.parts.iter().map(|p| p.tree.total()).collect::<Vec<_>>();
     assert_eq!(totals(&doubled), totals(&set).iter().map(|t| t * 2).collect::<Vec<_>>());
+}
+
+#[test]
+fn instruments_deep_copy_written_by_hand() {
+    // No Instruments here: written by hand in the layout its Edit ▸ Deep Copy of a Time
+    // Profiler call tree has (Instruments 16: `Weight`, `Self Weight`, `Symbol Names`, one
+    // space of indentation a level).
+    let bytes = data("instruments-deep-copy.txt");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "instruments");
+    assert_eq!((set.parts[0].name.as_str(), set.parts[0].units.as_str()), ("Weight", "nanoseconds"));
+    // The roots' totals (the rows least indented) as the copy shows them.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let rows: Vec<(usize, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').collect();
+            let (value, unit) = cells[0].split_once(' ').unwrap();
+            let ms = value.parse::<f64>().unwrap() * if unit.starts_with("ms") { 1.0 } else { 1000.0 };
+            (cells[2].len() - cells[2].trim_start().len(), ms)
+        })
+        .collect();
+    let root = rows.iter().map(|r| r.0).min().unwrap();
+    let roots_ms: f64 = rows.iter().filter(|r| r.0 == root).map(|r| r.1).sum();
+    assert_eq!(set.parts[0].tree.total(), (roots_ms * 1e6).round() as u64);
+    let printed = printed(&set);
+    assert!(
+        printed.contains("start;main;render(Scene const&);shade(Ray const&);noise3(float, float, float) 340000000")
+    );
+    check("instruments-deep-copy.folded", &printed);
+    assert!(!instruments::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn pmcstat_call_graph_written_by_hand() {
+    // No FreeBSD here: written by hand in the layout pmcstat(8) -G writes (`@ event [N
+    // samples]`, then each sampled function and its callers, one space more a level).
+    let bytes = data("pmcstat-callgraph.txt");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "pmcstat");
+    assert_eq!(set.split, Split::EventTypes);
+    // One profile per event, holding every sample its header counts.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let headers: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("@ "))
+        .map(|l| {
+            let (event, count) = l.split_once(" [").unwrap();
+            (event.to_string(), count.trim_end_matches(" samples]").parse().unwrap())
+        })
+        .collect();
+    let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(got, headers);
+    let printed = printed(&set);
+    // Stacks run from the outermost caller to where the samples landed; memcpy's 30 samples
+    // without a caller stop at it.
+    assert!(printed.contains("_start;main;compress_file;compress_block;memcpy 270\n"), "{printed}");
+    assert!(printed.contains("\nmemcpy 30\n"), "{printed}");
+    check("pmcstat-callgraph.folded", &printed);
+    assert!(!pmcstat::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn papyrus_stack_log_written_by_hand() {
+    // No Skyrim here: written by hand in the layout of Papyrus' stack profiling logs
+    // (`time:EVENT:stack:depth:form:Script..Function`).
+    let bytes = data("papyrus-stack.log");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "papyrus");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("stack 4242", "nanoseconds"));
+    // From the first call entered to its return, every millisecond in one call or another.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let time = |event: &str| -> u64 {
+        let line = text.lines().find(|l| l.contains(event)).unwrap();
+        line.split(':').next().unwrap().parse().unwrap()
+    };
+    let span_ms = time(":POP:4242:2:None:kiln_quest..Tick") - time(":PUSH:4242:2:None:kiln_quest..Tick");
+    assert_eq!(part.tree.total(), span_ms * 1_000_000);
+    check_time_order(part);
+    let printed = printed(&set);
+    assert!(printed.contains("kiln_quest..Tick;kiln_quest..UpdateMarkers;utility..Wait 500000000"), "{printed}");
+    check("papyrus-stack.folded", &printed);
+    assert!(!papyrus::looks_like(&data("cg.callgrind")));
 }
