@@ -453,3 +453,29 @@ async fn instruments_pmcstat_and_papyrus_text_open_and_store_by_their_content() 
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(time_order::decode(&answer.body).unwrap().name, "stack 4242");
 }
+
+#[tokio::test]
+async fn a_safari_timeline_recording_opens_in_time_order_and_stores_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Written by hand in the shape of Web Inspector's export: no Safari runs here.
+    let file = data("safari-recording.json");
+    let set = model(&file);
+    let answer = post(&app, "/api/collapse", &gzip(&file)).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    let answer = post(&app, "/api/collapse/time-order", &file).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, "Timeline Recording 1");
+    assert_eq!(post(&app, "/ingest?name=safari.cpu", &file).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=safari.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.starts_with("(program);busy;fib;fib ")), "{render}");
+    // Durations that do not match the samples: a 400 naming the format and what is wrong.
+    let text = String::from_utf8(file).unwrap();
+    let broken = text.replace("\"sampleDurations\":[0.001,", "\"sampleDurations\":[");
+    let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let message = String::from_utf8_lossy(&answer.body);
+    assert!(message.contains("safari: recording.sampleStackTraces has 8 samples but sampleDurations 7"), "{message}");
+}

@@ -7,7 +7,7 @@ use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
 use crate::{
-    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, instruments, jfr, papyrus, pmcstat,
+    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, instruments, jfr, papyrus, pmcstat, safari,
     stackprof, trace_event, v8_isolate_log, v8log,
 };
 
@@ -57,6 +57,8 @@ pub enum Parser {
     Pmcstat,
     /// Papyrus script profiling logs ([`papyrus`]).
     Papyrus,
+    /// Safari's timeline recordings ([`safari`]).
+    Safari,
 }
 
 impl Parser {
@@ -77,6 +79,7 @@ impl Parser {
             Parser::Instruments => instruments::looks_like(bytes),
             Parser::Pmcstat => pmcstat::looks_like(bytes),
             Parser::Papyrus => papyrus::looks_like(bytes),
+            Parser::Safari => safari::looks_like(bytes),
         }
     }
 
@@ -97,6 +100,7 @@ impl Parser {
             Parser::Instruments => instruments::parse_budgeted(bytes, max_depth, budget),
             Parser::Pmcstat => pmcstat::parse_budgeted(bytes, max_depth, budget),
             Parser::Papyrus => papyrus::parse_budgeted(bytes, max_depth, budget),
+            Parser::Safari => safari::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -236,6 +240,13 @@ pub const FORMATS: &[Format] = &[
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::GhcJson),
         shown_as: Some("GHC profile, JSON (+RTS -pj)"),
+    },
+    Format {
+        name: safari::NAME,
+        aliases: &["safari_timeline", "webkit_timeline"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Safari),
+        shown_as: Some("Safari timeline recording"),
     },
     Format {
         name: instruments::NAME,
@@ -387,6 +398,7 @@ mod tests {
                 "v8_prof",
                 "v8_log",
                 "ghcprof_json",
+                "safari",
                 "instruments",
                 "pmcstat",
                 "papyrus",
@@ -434,6 +446,8 @@ mod tests {
             Some("pmcstat")
         );
         assert_eq!(name(b"Stack_3185 log opened (PC)\n50002:START:3185\n"), Some("papyrus"));
+        let safari = br#"{"version":1,"recording":{"displayName":"Timeline Recording 1","startTime":4.1,"endTime":6.6,"discontinuities":[],"instrumentTypes":["timeline-record-type-script"]}}"#;
+        assert_eq!(name(safari), Some("safari"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

@@ -33,6 +33,7 @@ pub mod profile_set;
 pub mod query_string;
 pub mod raster;
 pub mod recursion;
+pub mod safari;
 pub mod sandwich;
 pub mod search;
 pub mod selector;

@@ -10,7 +10,7 @@ use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
 use kiln_model::{
     callgrind, cpuprofile, firefox_processed, folded, gecko, ghc_json, heapprofile, instruments, papyrus, pmcstat,
-    stackprof, trace_event, v8_isolate_log, v8log,
+    safari, stackprof, trace_event, v8_isolate_log, v8log,
 };
 
 fn data(name: &str) -> Vec<u8> {
@@ -588,4 +588,29 @@ fn papyrus_stack_log_written_by_hand() {
     assert!(printed.contains("kiln_quest..Tick;kiln_quest..UpdateMarkers;utility..Wait 500000000"), "{printed}");
     check("papyrus-stack.folded", &printed);
     assert!(!papyrus::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn safari_timeline_recording_written_by_hand() {
+    // No Safari here: written by hand in the shape Web Inspector's Timelines export has
+    // (`recording.sampleStackTraces` leaf first, `recording.sampleDurations` in seconds).
+    let bytes = data("safari-recording.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "safari");
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("Timeline Recording 1", "nanoseconds"));
+    // Every sample with a stack weighs its duration.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let recording = &json["recording"];
+    let seconds: f64 = (0..recording["sampleDurations"].as_array().unwrap().len())
+        .filter(|&i| !recording["sampleStackTraces"][i]["stackFrames"].as_array().unwrap().is_empty())
+        .map(|i| recording["sampleDurations"][i].as_f64().unwrap())
+        .sum();
+    assert_eq!(part.tree.total(), (seconds * 1e9).round() as u64);
+    check_time_order(part);
+    let printed = printed(&set);
+    assert!(printed.contains("(program);busy;fib;fib;fib 1000000\n"), "{printed}");
+    assert!(printed.contains("(anonymous) file:///tmp/safari/fib.html:9 500000\n"), "{printed}");
+    check("safari-recording.folded", &printed);
+    assert!(!safari::looks_like(&data("gecko-fib.json")) && !safari::looks_like(&data("firefox-processed.json")));
 }
