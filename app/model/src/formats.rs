@@ -161,8 +161,9 @@ impl Format {
 }
 
 /// Every format, in the order `auto` tries them: the formats whose start tells them apart
-/// (JFR's magic bytes, V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
-/// text, then pprof, and last inferno's guess among the tools' outputs.
+/// (JFR's magic bytes, V8 profiles and logs, Chrome traces, callgrind, Firefox and Safari
+/// recordings, Instruments, pmcstat and Papyrus text), then any other JSON as speedscope, then
+/// folded text, then pprof, and last inferno's guess among the tools' outputs.
 pub const FORMATS: &[Format] = &[
     Format {
         name: jfr::NAME,
