@@ -479,3 +479,59 @@ async fn a_safari_timeline_recording_opens_in_time_order_and_stores_by_its_conte
     let message = String::from_utf8_lossy(&answer.body);
     assert!(message.contains("safari: recording.sampleStackTraces has 8 samples but sampleDurations 7"), "{message}");
 }
+
+/// Folded stacks without the frames `dropped` names (nor addresses, `0x…`), equal stacks merged.
+fn without_frames(
+    folded: &str,
+    dropped: &std::collections::HashSet<String>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut stacks = std::collections::BTreeMap::new();
+    for line in folded.lines() {
+        let (stack, value) = line.rsplit_once(' ').unwrap();
+        let kept: Vec<&str> = stack.split(';').filter(|f| !dropped.contains(*f) && !f.starts_with("0x")).collect();
+        *stacks.entry(kept.join(";")).or_insert(0) += value.parse::<u64>().unwrap();
+    }
+    stacks
+}
+
+#[tokio::test]
+async fn a_raw_node_prof_log_whose_code_moved_reads_as_v8s_own_tick_processor_reads_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // A real run with thousands of code and function moves, gzipped as it is committed.
+    let gzipped = data("v8-moves.isolate.log.gz");
+    let mut log = String::new();
+    flate2::read::GzDecoder::new(&gzipped[..]).read_to_string(&mut log).unwrap();
+    assert!(log.lines().filter(|l| l.starts_with("code-move,")).count() > 1000);
+    let answer = post(&app, "/api/collapse", &gzipped).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    let tree = codec::decode(&answer.body).unwrap();
+
+    // What `node --prof-process --preprocess` made of the same log: tick by tick the same
+    // JavaScript stacks, every address resolved to the code at it when the tick was taken.
+    // Native frames differ by design (V8's tool names C++ from the binary's symbols, and
+    // builtins in the binary by the binary; Kiln by library and by their code-creation names).
+    let preprocessed = data("v8-moves.isolate.prof.json");
+    let reference = kiln_model::v8log::parse(&preprocessed, 1024).unwrap();
+    assert_eq!(tree.total(), reference.parts[0].tree.total());
+    let json: serde_json::Value = serde_json::from_slice(&preprocessed).unwrap();
+    let mut native: std::collections::HashSet<String> = json["code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "CPP" || c["type"] == "SHARED_LIB")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    native.extend(log.lines().filter_map(|l| l.strip_prefix("shared-library,")?.split(',').next().map(String::from)));
+    native.extend(
+        log.lines()
+            .filter(|l| l.starts_with("code-creation,Builtin,") || l.starts_with("code-creation,BytecodeHandler,"))
+            .map(|l| l.split(',').nth(6).unwrap().to_string()),
+    );
+    let ours = without_frames(&kiln_model::folded::print(&tree), &native);
+    let theirs = without_frames(&kiln_model::folded::print(&reference.parts[0].tree.to_flat()), &native);
+    assert!(ours.keys().any(|stack| stack.contains(";main;fib;fib;fib")), "{ours:?}");
+    assert!(ours.keys().any(|stack| stack.contains(";main;churn")), "{ours:?}");
+    assert_eq!(ours, theirs);
+}

@@ -4,15 +4,17 @@ A short run's log is mostly the source text of node's own scripts (`script-sourc
 position tables (`code-source-info`), heap bookkeeping (`new`, `delete`) and the creation of
 about 2,000 builtins and bytecode handlers that no tick lands in (1.4 MB). This keeps the
 header lines, the shared libraries, every tick, and the `code-creation` lines whose code some
-tick's address falls in; lines are otherwise as V8 wrote them, in their order. It refuses a log
-with code moves or deletions, where which entry an address falls in depends on when.
+tick's address falls in; lines are otherwise as V8 wrote them, in their order. In a log with
+code moves or deletions, where which entry an address falls in depends on when, every
+`code-creation`, `code-move`, `code-delete` and `sfi-move` line is kept: only the records that
+place no code go.
 Usage: python3 v8-isolate-trim.py isolate-….log > v8-work.isolate.log
 """
 import sys
 
 lines = open(sys.argv[1], encoding="latin-1").read().split("\n")
 kinds = {line.split(",", 1)[0] for line in lines}
-assert not kinds & {"code-move", "code-delete", "sfi-move"}, "a log with code moves: not trimmed"
+moves = bool(kinds & {"code-move", "code-delete", "sfi-move"})
 
 
 def addresses(fields):
@@ -40,5 +42,7 @@ def needed(fields):
 
 
 keep = ("v8-version", "v8-platform", "shared-library", "shared-library-end", "profiler", "tick")
+if moves:
+    keep += ("code-creation", "code-move", "code-delete", "sfi-move")
 out = [line for line in lines if line.split(",", 1)[0] in keep or (line.startswith("code-creation,") and needed(line.split(",")))]
 sys.stdout.write("\n".join(out) + "\n")
