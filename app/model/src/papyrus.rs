@@ -10,7 +10,7 @@
 //! been entered in the log (profiling started inside it) is not in the tree; a queued call's
 //! wait counts to its caller; calls still open at the log's end close at its last event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
@@ -53,6 +53,9 @@ struct Stack<'a> {
     tree: CallTree,
     /// The open calls, outermost first: their function and tree node.
     open: Vec<(&'a str, NodeId)>,
+    /// How many open calls each function has: a return of a call never entered is told
+    /// without a walk down the stack (which would make a log of them quadratic).
+    open_counts: HashMap<&'a str, usize>,
     /// The time of its last event.
     last: Option<u64>,
     order: TimeOrder,
@@ -101,12 +104,19 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
                 let parent = stack.open.last().map_or(ROOT, |&(_, node)| node);
                 let node = if stack.open.len() < max_depth { stack.tree.child(parent, name) } else { parent };
                 stack.open.push((name, node));
+                *stack.open_counts.entry(name).or_default() += 1;
             }
             "POP" => {
                 let name = function()?;
-                // Calls above it that never logged their return close with it.
-                if let Some(depth) = stack.open.iter().rposition(|&(open, _)| open == name) {
-                    stack.open.truncate(depth);
+                // Calls above it that never logged their return close with it: the walk is
+                // as long as the calls it closes.
+                if stack.open_counts.get(name).is_some_and(|&n| n > 0) {
+                    while let Some((open, _)) = stack.open.pop() {
+                        *stack.open_counts.get_mut(open).expect("counted when pushed") -= 1;
+                        if open == name {
+                            break;
+                        }
+                    }
                 }
             }
             _ => {}

@@ -223,6 +223,8 @@ fn resolve(bytes: &[u8]) -> Result<File, String> {
                         if !map.dynamic.contains_key(&function) {
                             map.add(function, 0, None);
                         }
+                        // New code of a function always replaces the entry at its address
+                        // (a zero-sized one, which `add` would keep, included), as V8's does.
                         map.dynamic.remove(&start);
                         file.code.push(Code { name, kind: "JS".into() });
                     }
