@@ -193,6 +193,11 @@ Log closed\r\n";
             assert_eq!(e.format, NAME);
             assert!(e.reason.contains(says), "{log:?}: {e}");
         }
+        // Calls 20,000 deep, then as many returns of a call never entered: each told at once.
+        let deep: String = (0..20_000).map(|i| format!("{i}:PUSH:1:0:None:f{}\n", i % 7)).collect();
+        let unmatched: String = (0..20_000).map(|i| format!("{}:POP:1:0:None:never\n", 20_000 + i)).collect();
+        let set = parse(format!("{deep}{unmatched}").as_bytes(), 64).unwrap();
+        assert_eq!(set.parts[0].tree.total(), 39_999 * 1_000_000);
         let many: String = (0..5000).map(|i| format!("{i}:PUSH:1:0:None:f\n")).collect();
         let e = parse_budgeted(many.as_bytes(), 64, &mut DecodeBudget::new(1, 1, 1)).unwrap_err();
         assert!(e.exhausted.is_some(), "{e}");
