@@ -211,3 +211,95 @@ test("a Java Flight Recorder file offers one profile per event kind, CPU samples
   await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
   expect(errors).toEqual([]);
 });
+
+// As the page writes durations: seconds from one second on.
+const dur = (ns: number) => (ns >= 1e9 ? `${(ns / 1e9).toFixed(2)} s` : ms(ns));
+
+test("a raw node --prof isolate log opens with its ticks in time order", async ({ page }) => {
+  const errors: string[] = [];
+  const [ticks] = goldenTotals("v8-work.isolate.folded");
+  const log = fs.readFileSync(path.join(DATA, "v8-work.isolate.log"), "utf8");
+  const count = log.split("\n").filter((l) => l.startsWith("tick,")).length;
+  await openPage(page, errors);
+  await expect(page.locator(".dropzone")).toContainText("Node --prof log (isolate-*.log)");
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "isolate-0x33f10e80-9034-v8.log",
+    mimeType: "text/plain",
+    buffer: Buffer.from(log),
+  });
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(ticks.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^hot$/ })).toHaveCount(1);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toHaveText(new RegExp(`\\(${count} samples, main\\)$`));
+  expect(errors).toEqual([]);
+});
+
+test("a gzipped processed Firefox profile offers its threads, plus all merged", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("firefox-processed.folded");
+  expect(threads.length).toBe(3);
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles({
+    name: "profile.json.gz",
+    mimeType: "application/gzip",
+    buffer: zlib.gzipSync(fs.readFileSync(path.join(DATA, "firefox-processed.json"))),
+  });
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(merged)} in total`);
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker.locator("option")).toHaveText([
+    `All merged (${threads.length} profiles)`,
+    ...threads.map((t) => `${t.name}: ${dur(t.total)}`),
+  ]);
+  const content = threads.findIndex((t) => t.name.startsWith("Isolated Web Content GeckoMain"));
+  await picker.selectOption(String(content));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(threads[content].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib \(file:\/\/\/tmp\/ff\/fib\.html:4:13\)$/ })).toHaveCount(1);
+  await expect(page.locator("table.top-table td.name", { hasText: /^PollWrapper$/ })).toHaveCount(0);
+  expect(errors).toEqual([]);
+});
+
+test("Instruments, pmcstat, Papyrus and Safari files open with the totals they hold", async ({ page }) => {
+  const errors: string[] = [];
+  const count = (n: number, unit: string) => `${n.toLocaleString("en-US")} ${unit}`;
+  await openPage(page, errors);
+  const dropzone = page.locator(".dropzone");
+  for (const shown of ["Instruments call tree (deep copy)", "FreeBSD pmcstat -G", "Papyrus profiling log", "Safari timeline recording"]) {
+    await expect(dropzone).toContainText(shown);
+  }
+  const picker = page.getByLabel("Profile", { exact: true });
+
+  // Instruments: one profile, no picker, no times.
+  const [instruments] = goldenTotals("instruments-deep-copy.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "instruments-deep-copy.txt"));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(instruments.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^shade\(Ray const&\)$/ })).toHaveCount(1);
+  await expect(page.getByRole("button", { name: "Time order" })).toBeHidden();
+
+  // pmcstat: its events one at a time, the first by default, never merged.
+  const events = goldenTotals("pmcstat-callgraph.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "pmcstat-callgraph.txt"));
+  await expect(page.locator(".flame-status")).toHaveText(`${count(events[0].total, "samples")} in total`);
+  await expect(picker).toHaveValue("0");
+  await expect(picker.locator("option")).toHaveText(events.map((e) => `${e.name}: ${count(e.total, "samples")}`));
+  await picker.selectOption("1");
+  await expect(page.locator(".flame-status")).toHaveText(`${count(events[1].total, "samples")} in total`);
+
+  // Papyrus: a stack, in time order.
+  const [stack] = goldenTotals("papyrus-stack.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "papyrus-stack.log"));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(stack.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^utility\.\.Wait$/ })).toHaveCount(1);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toContainText("stack 4242)");
+  await page.getByRole("button", { name: "Flamegraph" }).click();
+
+  // Safari: the recording's JavaScript samples, in time order.
+  const [recording] = goldenTotals("safari-recording.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "safari-recording.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${dur(recording.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^sortMany$/ })).toHaveCount(1);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toContainText("Timeline Recording 1)");
+  expect(errors).toEqual([]);
+});

@@ -339,3 +339,199 @@ async fn a_flight_recording_lists_its_profiles_one_per_event_kind() {
     assert_eq!(cut.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&cut.body).contains("jfr: chunk 1"), "{}", String::from_utf8_lossy(&cut.body));
 }
+
+#[tokio::test]
+async fn a_raw_node_prof_log_opens_in_time_order_and_stores_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let log = data("v8-work.isolate.log");
+    let set = model(&log);
+    let ticks = String::from_utf8_lossy(&log).lines().filter(|l| l.starts_with("tick,")).count();
+    // Plain or gzipped, one profile in nanoseconds, listed with its total, its ticks in time
+    // order.
+    let total = set.parts[0].tree.total();
+    for body in [log.clone(), gzip(&log)] {
+        let answer = post(&app, "/api/collapse", &body).await;
+        assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+        assert_eq!(codec::decode(&answer.body).unwrap().total(), total);
+        let parts = answer.parts.unwrap();
+        assert_eq!((parts[0]["name"].as_str(), parts[0]["total"].as_u64()), (Some("main"), Some(total)));
+        assert_eq!(parts.as_array().unwrap().len(), 1);
+    }
+    let answer = post(&app, "/api/collapse/time-order", &log).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().samples.len(), ticks);
+    // Stored by its content, without `format`; the stacks name the script's functions.
+    assert_eq!(post(&app, "/ingest?name=node-raw.cpu", &log).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=node-raw.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.contains(";main;hot ")), "{render}");
+    // A tick whose time is not a number: a 400 naming the format and the line.
+    let broken = b"v8-version,11,3,244,8,-node.38,0\ntick,0x10,soon,0,0x0,0\n";
+    let answer = post(&app, "/api/collapse", broken).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert!(text.contains("v8_log: line 2: the time `soon`"), "{text}");
+}
+
+#[tokio::test]
+async fn a_processed_firefox_profile_gzipped_as_the_profiler_saves_it_lists_its_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Written by hand from the Firefox Profiler's documented types: no producer runs here.
+    let file = data("firefox-processed.json");
+    let set = model(&file);
+    assert_eq!(set.parts.len(), 3);
+    let answer = post(&app, "/api/collapse", &gzip(&file)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.part.as_deref(), Some("all"));
+    let listed: Vec<(String, u64)> = answer
+        .parts
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["total"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), expected.iter().map(|(_, t)| t).sum::<u64>());
+    // The content process's main thread alone, and in time order.
+    let content = post(&app, "/api/collapse?part=1", &gzip(&file)).await;
+    let tree = codec::decode(&content.body).unwrap();
+    assert_eq!(kiln_model::folded::print(&tree), kiln_model::folded::print(&set.parts[1].tree.to_flat()));
+    let answer = post(&app, "/api/collapse/time-order?part=1", &file).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, set.parts[1].name);
+    assert_eq!(post(&app, "/ingest?name=firefox-processed.cpu", &file).await.status, StatusCode::OK);
+    // A sample of a stack that is not there: a 400 naming the format and the thread.
+    let text = String::from_utf8(file).unwrap();
+    let broken = text.replacen("\"stack\": [1, 2, 2, 2, 1, null, 2]", "\"stack\": [1, 2, 2, 2, 1, null, 9]", 1);
+    assert_ne!(broken, text);
+    let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let message = String::from_utf8_lossy(&answer.body);
+    assert!(message.contains("firefox_processed: thread 0 (GeckoMain): sample 6 is of stack 9"), "{message}");
+}
+
+#[tokio::test]
+async fn instruments_pmcstat_and_papyrus_text_open_and_store_by_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Each written by hand from its tool's layout (no producer runs here), CRLF and UTF-16
+    // as well as they are.
+    for (file, units, broken, says) in [
+        ("instruments-deep-copy.txt", "nanoseconds", "Weight\tSymbol Names\nsoon\tmain\n", "instruments: line 2"),
+        ("pmcstat-callgraph.txt", "samples", "@ e [3 samples]\n100.0%  [x]  f\n", "pmcstat: line 2"),
+        ("papyrus-stack.log", "nanoseconds", "5:PUSH:1:0:None:a..b\n3:POP:1:0:None:a..b\n", "papyrus: line 2"),
+    ] {
+        let bytes = data(file);
+        let set = model(&bytes);
+        let crlf = String::from_utf8(bytes.clone()).unwrap().replace('\n', "\r\n");
+        let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain(crlf.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        for body in [bytes.clone(), crlf.into_bytes(), utf16] {
+            let answer = post(&app, "/api/collapse", &body).await;
+            assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some(units)), "{file}");
+            assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total(), "{file}");
+        }
+        let name = format!("/ingest?name={}.cpu", file.split(['-', '.']).next().unwrap());
+        assert_eq!(post(&app, &name, &bytes).await.status, StatusCode::OK, "{file}");
+        let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{file}");
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(text.contains(says), "{file}: {text}");
+    }
+    // pmcstat's events are picked one at a time, never merged.
+    let graph = data("pmcstat-callgraph.txt");
+    let answer = post(&app, "/api/collapse", &graph).await;
+    let names: Vec<String> =
+        answer.parts.unwrap().as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["CPU_CLK_UNHALTED_CORE", "INSTR_RETIRED_ANY"]);
+    assert_eq!(post(&app, "/api/collapse?part=all", &graph).await.status, StatusCode::BAD_REQUEST);
+    // Papyrus' stacks open in time order.
+    let answer = post(&app, "/api/collapse/time-order", &data("papyrus-stack.log")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, "stack 4242");
+}
+
+#[tokio::test]
+async fn a_safari_timeline_recording_opens_in_time_order_and_stores_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // Written by hand in the shape of Web Inspector's export: no Safari runs here.
+    let file = data("safari-recording.json");
+    let set = model(&file);
+    let answer = post(&app, "/api/collapse", &gzip(&file)).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    assert_eq!(codec::decode(&answer.body).unwrap().total(), set.parts[0].tree.total());
+    let answer = post(&app, "/api/collapse/time-order", &file).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(time_order::decode(&answer.body).unwrap().name, "Timeline Recording 1");
+    assert_eq!(post(&app, "/ingest?name=safari.cpu", &file).await.status, StatusCode::OK);
+    let (status, render) = get(&app, "/render?query=safari.cpu&format=folded&from=now-1h").await;
+    assert_eq!(status, StatusCode::OK, "{render}");
+    assert!(render.lines().any(|l| l.starts_with("(program);busy;fib;fib ")), "{render}");
+    // Durations that do not match the samples: a 400 naming the format and what is wrong.
+    let text = String::from_utf8(file).unwrap();
+    let broken = text.replace("\"sampleDurations\":[0.001,", "\"sampleDurations\":[");
+    let answer = post(&app, "/api/collapse", broken.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let message = String::from_utf8_lossy(&answer.body);
+    assert!(message.contains("safari: recording.sampleStackTraces has 8 samples but sampleDurations 7"), "{message}");
+}
+
+/// Folded stacks without the frames `dropped` names (nor addresses, `0x…`), equal stacks merged.
+fn without_frames(
+    folded: &str,
+    dropped: &std::collections::HashSet<String>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut stacks = std::collections::BTreeMap::new();
+    for line in folded.lines() {
+        let (stack, value) = line.rsplit_once(' ').unwrap();
+        let kept: Vec<&str> = stack.split(';').filter(|f| !dropped.contains(*f) && !f.starts_with("0x")).collect();
+        *stacks.entry(kept.join(";")).or_insert(0) += value.parse::<u64>().unwrap();
+    }
+    stacks
+}
+
+#[tokio::test]
+async fn a_raw_node_prof_log_whose_code_moved_reads_as_v8s_own_tick_processor_reads_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // A real run with thousands of code and function moves, gzipped as it is committed.
+    let gzipped = data("v8-moves.isolate.log.gz");
+    let mut log = String::new();
+    flate2::read::GzDecoder::new(&gzipped[..]).read_to_string(&mut log).unwrap();
+    assert!(log.lines().filter(|l| l.starts_with("code-move,")).count() > 1000);
+    let answer = post(&app, "/api/collapse", &gzipped).await;
+    assert_eq!((answer.status, answer.units.as_deref()), (StatusCode::OK, Some("nanoseconds")));
+    let tree = codec::decode(&answer.body).unwrap();
+
+    // What `node --prof-process --preprocess` made of the same log: tick by tick the same
+    // JavaScript stacks, every address resolved to the code at it when the tick was taken.
+    // Native frames differ by design (V8's tool names C++ from the binary's symbols, and
+    // builtins in the binary by the binary; Kiln by library and by their code-creation names).
+    let preprocessed = data("v8-moves.isolate.prof.json");
+    let reference = kiln_model::v8log::parse(&preprocessed, 1024).unwrap();
+    assert_eq!(tree.total(), reference.parts[0].tree.total());
+    let json: serde_json::Value = serde_json::from_slice(&preprocessed).unwrap();
+    let mut native: std::collections::HashSet<String> = json["code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "CPP" || c["type"] == "SHARED_LIB")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    native.extend(log.lines().filter_map(|l| l.strip_prefix("shared-library,")?.split(',').next().map(String::from)));
+    native.extend(
+        log.lines()
+            .filter(|l| l.starts_with("code-creation,Builtin,") || l.starts_with("code-creation,BytecodeHandler,"))
+            .map(|l| l.split(',').nth(6).unwrap().to_string()),
+    );
+    let ours = without_frames(&kiln_model::folded::print(&tree), &native);
+    let theirs = without_frames(&kiln_model::folded::print(&reference.parts[0].tree.to_flat()), &native);
+    assert!(ours.keys().any(|stack| stack.contains(";main;fib;fib;fib")), "{ours:?}");
+    assert!(ours.keys().any(|stack| stack.contains(";main;churn")), "{ours:?}");
+    assert_eq!(ours, theirs);
+}

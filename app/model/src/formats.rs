@@ -6,7 +6,10 @@
 use crate::budget::DecodeBudget;
 use crate::folded::LineFormat;
 use crate::profile_set::{FormatError, ProfileSet};
-use crate::{callgrind, cpuprofile, gecko, ghc_json, heapprofile, jfr, stackprof, trace_event, v8log};
+use crate::{
+    callgrind, cpuprofile, firefox_processed, gecko, ghc_json, heapprofile, instruments, jfr, papyrus, pmcstat, safari,
+    stackprof, trace_event, v8_isolate_log, v8log,
+};
 
 /// How a format's bytes become a call tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +39,26 @@ pub enum Parser {
     Stackprof,
     /// The Firefox Profiler's Gecko profile JSON ([`gecko`]).
     Gecko,
+    /// The Firefox Profiler's processed format ([`firefox_processed`]).
+    FirefoxProcessed,
     /// V8's sampling heap profile ([`heapprofile`]).
     HeapProfile,
     /// A V8 tick log as `node --prof-process --preprocess` writes it ([`v8log`]).
     V8Log,
+    /// V8's raw tick log, `isolate-….log` from `node --prof` ([`v8_isolate_log`]).
+    V8IsolateLog,
     /// GHC's JSON profile, `+RTS -pj` ([`ghc_json`]).
     GhcJson,
     /// Java Flight Recorder recordings ([`jfr`]).
     Jfr,
+    /// Instruments' deep copy of a call tree ([`instruments`]).
+    Instruments,
+    /// FreeBSD `pmcstat -G` call graphs ([`pmcstat`]).
+    Pmcstat,
+    /// Papyrus script profiling logs ([`papyrus`]).
+    Papyrus,
+    /// Safari's timeline recordings ([`safari`]).
+    Safari,
 }
 
 impl Parser {
@@ -55,10 +70,16 @@ impl Parser {
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
             Parser::Gecko => gecko::looks_like(bytes),
+            Parser::FirefoxProcessed => firefox_processed::looks_like(bytes),
             Parser::HeapProfile => heapprofile::looks_like(bytes),
             Parser::V8Log => v8log::looks_like(bytes),
+            Parser::V8IsolateLog => v8_isolate_log::looks_like(bytes),
             Parser::GhcJson => ghc_json::looks_like(bytes),
             Parser::Jfr => jfr::looks_like(bytes),
+            Parser::Instruments => instruments::looks_like(bytes),
+            Parser::Pmcstat => pmcstat::looks_like(bytes),
+            Parser::Papyrus => papyrus::looks_like(bytes),
+            Parser::Safari => safari::looks_like(bytes),
         }
     }
 
@@ -70,10 +91,16 @@ impl Parser {
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
             Parser::Gecko => gecko::parse_budgeted(bytes, max_depth, budget),
+            Parser::FirefoxProcessed => firefox_processed::parse_budgeted(bytes, max_depth, budget),
             Parser::HeapProfile => heapprofile::parse_budgeted(bytes, max_depth, budget),
             Parser::V8Log => v8log::parse_budgeted(bytes, max_depth, budget),
+            Parser::V8IsolateLog => v8_isolate_log::parse_budgeted(bytes, max_depth, budget),
             Parser::GhcJson => ghc_json::parse_budgeted(bytes, max_depth, budget),
             Parser::Jfr => jfr::parse_budgeted(bytes, max_depth, budget),
+            Parser::Instruments => instruments::parse_budgeted(bytes, max_depth, budget),
+            Parser::Pmcstat => pmcstat::parse_budgeted(bytes, max_depth, budget),
+            Parser::Papyrus => papyrus::parse_budgeted(bytes, max_depth, budget),
+            Parser::Safari => safari::parse_budgeted(bytes, max_depth, budget),
         }
     }
 }
@@ -134,8 +161,9 @@ impl Format {
 }
 
 /// Every format, in the order `auto` tries them: the formats whose start tells them apart
-/// (JFR's magic bytes, V8 profiles, Chrome traces, callgrind), then any other JSON as speedscope, then folded
-/// text, then pprof, and last inferno's guess among the tools' outputs.
+/// (JFR's magic bytes, V8 profiles and logs, Chrome traces, callgrind, Firefox and Safari
+/// recordings, Instruments, pmcstat and Papyrus text), then any other JSON as speedscope, then
+/// folded text, then pprof, and last inferno's guess among the tools' outputs.
 pub const FORMATS: &[Format] = &[
     Format {
         name: jfr::NAME,
@@ -173,6 +201,13 @@ pub const FORMATS: &[Format] = &[
         shown_as: Some("Ruby stackprof JSON"),
     },
     Format {
+        name: firefox_processed::NAME,
+        aliases: &["firefox_profiler", "processed_profile"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::FirefoxProcessed),
+        shown_as: Some("Firefox Profiler (processed, as profiler.firefox.com saves it)"),
+    },
+    Format {
         name: gecko::NAME,
         aliases: &["firefox"],
         detection: Detection::LooksLike,
@@ -194,11 +229,46 @@ pub const FORMATS: &[Format] = &[
         shown_as: Some("Node --prof, preprocessed (--prof-process --preprocess)"),
     },
     Format {
+        name: v8_isolate_log::NAME,
+        aliases: &["isolate_log", "node_prof_log"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::V8IsolateLog),
+        shown_as: Some("Node --prof log (isolate-*.log)"),
+    },
+    Format {
         name: ghc_json::NAME,
         aliases: &["ghc_json"],
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::GhcJson),
         shown_as: Some("GHC profile, JSON (+RTS -pj)"),
+    },
+    Format {
+        name: safari::NAME,
+        aliases: &["safari_timeline", "webkit_timeline"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Safari),
+        shown_as: Some("Safari timeline recording"),
+    },
+    Format {
+        name: instruments::NAME,
+        aliases: &["instruments_deep_copy"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Instruments),
+        shown_as: Some("Instruments call tree (deep copy)"),
+    },
+    Format {
+        name: pmcstat::NAME,
+        aliases: &["pmcstat_callgraph"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Pmcstat),
+        shown_as: Some("FreeBSD pmcstat -G"),
+    },
+    Format {
+        name: papyrus::NAME,
+        aliases: &[],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::Papyrus),
+        shown_as: Some("Papyrus profiling log"),
     },
     Format {
         name: "speedscope",
@@ -323,10 +393,16 @@ mod tests {
                 "chrome_trace",
                 "callgrind",
                 "stackprof",
+                "firefox_processed",
                 "gecko",
                 "heapprofile",
                 "v8_prof",
+                "v8_log",
                 "ghcprof_json",
+                "safari",
+                "instruments",
+                "pmcstat",
+                "papyrus",
                 "speedscope",
                 "folded",
                 "pprof",
@@ -357,7 +433,22 @@ mod tests {
         assert_eq!(name(stackprof), Some("stackprof"));
         let gecko = br#"{"meta":{"version":27,"interval":1,"stackwalk":1},"threads":[]}"#;
         assert_eq!(name(gecko), Some("gecko"));
+        let processed =
+            br#"{"meta":{"interval":1,"preprocessedProfileVersion":53},"shared":{"stringArray":[]},"threads":[]}"#;
+        assert_eq!(name(processed), Some("firefox_processed"));
         assert_eq!(name(b"FLR\0\0\x02\0\x01"), Some("jfr"));
+        assert_eq!(
+            name(b"v8-version,11,3,244,8,-node.38,0\nshared-library,/usr/bin/node,0x400000,0xb71000,0\n"),
+            Some("v8_log")
+        );
+        assert_eq!(name(b"Weight\tSelf Weight\tSymbol Name\n4.93 s  100.0%\t0 s\tmain\n"), Some("instruments"));
+        assert_eq!(
+            name(b"@ inst_retired.any [35705 samples]\n\n20.86%  [7447]  f @ /boot/kernel/zfs.ko\n"),
+            Some("pmcstat")
+        );
+        assert_eq!(name(b"Stack_3185 log opened (PC)\n50002:START:3185\n"), Some("papyrus"));
+        let safari = br#"{"version":1,"recording":{"displayName":"Timeline Recording 1","startTime":4.1,"endTime":6.6,"discontinuities":[],"instrumentTypes":["timeline-record-type-script"]}}"#;
+        assert_eq!(name(safari), Some("safari"));
         assert_eq!(name(b"main;work 3\n"), None);
         assert_eq!(name(b"version: 1\nmain;work 3\n"), None);
     }

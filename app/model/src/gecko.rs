@@ -12,7 +12,7 @@
 //! in Gecko's tables, which rules out cycles; anything else (an index out of range, a
 //! schema without a column, an interval that is not a positive number of milliseconds) is an
 //! error naming the format and what is wrong. The processed format that the Firefox Profiler's
-//! site saves is told apart and refused with what to do.
+//! site saves is told apart and read by [`crate::firefox_processed`].
 
 use std::collections::HashMap;
 
@@ -103,6 +103,9 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> 
 
 /// [`parse`] within `budget` (which the caller has granted the file's size).
 pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
+    if crate::firefox_processed::looks_like(bytes) {
+        return crate::firefox_processed::parse_budgeted(bytes, max_depth, budget);
+    }
     let profile: Profile =
         serde_json::from_slice(bytes).map_err(|e| FormatError::new(NAME, format!("not a Gecko profile: {e}")))?;
     let mut parts = Vec::new();
@@ -110,10 +113,11 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
     let mut pending = vec![&profile];
     while let Some(profile) = pending.pop() {
         if profile.meta.preprocessed.is_some() {
+            // Past the start of the file (where the processed format's reader looks for it).
             return Err(FormatError::new(
                 NAME,
-                "this is the Firefox Profiler's processed format, which Kiln does not read; open the raw \
-                 Gecko profile (MOZ_PROFILER_SHUTDOWN, or about:profiling's raw download) instead",
+                "meta.preprocessedProfileVersion says this is the Firefox Profiler's processed format, \
+                 but its start does not: name it first in `meta`",
             ));
         }
         let interval = profile.meta.interval.unwrap_or(1.0);
@@ -336,16 +340,15 @@ mod tests {
             (profile("0", std::slice::from_ref(&ok), &[]), "meta.interval 0 is not a sampling interval"),
             (profile("1e300", std::slice::from_ref(&ok), &[]), "is not a sampling interval"),
             (format!(r#"{{"meta": {{"interval": 1, "processes": {deep}"#), "not a Gecko profile"),
-            (
-                r#"{"meta": {"interval": 1, "preprocessedProfileVersion": 48}, "threads": []}"#.to_string(),
-                "processed format",
-            ),
         ];
         for (text, needle) in cases {
             let err = parse(text.as_bytes(), 64).unwrap_err();
             assert!(err.to_string().starts_with("gecko: "), "{err}");
             assert!(err.reason.contains(needle), "{needle}: {err}");
         }
+        // The processed format, named `gecko`, is read as what it is.
+        let processed = r#"{"meta": {"interval": 1, "preprocessedProfileVersion": 48}, "threads": [{"samples": 1}]}"#;
+        assert!(parse(processed.as_bytes(), 64).unwrap_err().to_string().starts_with("firefox_processed: "));
         // Nested processes as deep as JSON allows are read without recursion.
         let mut nested = profile("1", std::slice::from_ref(&ok), &[]);
         for _ in 0..40 {

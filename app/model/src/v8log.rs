@@ -20,28 +20,32 @@ use crate::tree::{CallTree, ROOT};
 /// This format's name in the table of formats.
 pub const NAME: &str = "v8_prof";
 
-/// The part of the preprocessed log Kiln reads.
-#[derive(Deserialize)]
-struct File {
-    code: Vec<Code>,
-    ticks: Vec<Tick>,
+/// The part of the preprocessed log Kiln reads (the raw log's reader, [`crate::v8_isolate_log`],
+/// resolves its ticks into the same).
+#[derive(Deserialize, Default)]
+pub(crate) struct File {
+    pub(crate) code: Vec<Code>,
+    pub(crate) ticks: Vec<Tick>,
 }
 
+/// A code entry: its name as logged and its type (`JS`, `CODE`, `CPP`, `SHARED_LIB`).
 #[derive(Deserialize)]
-struct Code {
+pub(crate) struct Code {
     #[serde(default)]
-    name: String,
+    pub(crate) name: String,
     #[serde(rename = "type", default)]
-    kind: String,
+    pub(crate) kind: String,
 }
 
+/// A tick: its time in µs, the VM state, and its stack of (code index or -1, offset or
+/// address) pairs, leaf first.
 #[derive(Deserialize)]
-struct Tick {
-    tm: i64,
+pub(crate) struct Tick {
+    pub(crate) tm: i64,
     #[serde(default)]
-    vm: i64,
+    pub(crate) vm: i64,
     #[serde(default)]
-    s: Vec<i64>,
+    pub(crate) s: Vec<i64>,
 }
 
 /// True when `bytes` are a JSON object starting with V8's `code` entries (each with a logged
@@ -66,7 +70,17 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> 
 pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
     let file: File = serde_json::from_slice(bytes)
         .map_err(|e| FormatError::new(NAME, format!("not a preprocessed V8 tick log: {e}")))?;
-    let (tree, order) = read(&file, max_depth, budget).map_err(|e| e.named(NAME))?;
+    profile_set(&file, NAME, max_depth, budget)
+}
+
+/// The ticks of `file` as one profile, `main`; errors name `format`.
+pub(crate) fn profile_set(
+    file: &File,
+    format: &'static str,
+    max_depth: usize,
+    budget: &mut DecodeBudget,
+) -> Result<ProfileSet, FormatError> {
+    let (tree, order) = read(file, max_depth, budget).map_err(|e| e.named(format))?;
     let parts = if tree.is_empty() {
         Vec::new()
     } else {
@@ -108,7 +122,8 @@ fn code_name(code: &Code) -> String {
     if without_column.is_empty() { "(anonymous)".to_string() } else { format!("(anonymous) {without_column}") }
 }
 
-fn read(file: &File, max_depth: usize, budget: &mut DecodeBudget) -> Result<(CallTree, TimeOrder), Failure> {
+/// The ticks of `file` into a tree in nanoseconds, and their time order.
+pub(crate) fn read(file: &File, max_depth: usize, budget: &mut DecodeBudget) -> Result<(CallTree, TimeOrder), Failure> {
     let names: Vec<String> = file.code.iter().map(code_name).collect();
     let mut tree = CallTree::new();
     let mut mark = TreeSize::of(&tree);

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use kiln_model::budget::DecodeBudget;
 use kiln_model::formats::{self, Decoder, Parser};
 use kiln_model::profile_set::{ProfileSet, Split};
-use kiln_model::{callgrind, cpuprofile, folded, gecko, ghc_json, heapprofile, stackprof, trace_event, v8log};
+use kiln_model::{
+    callgrind, cpuprofile, firefox_processed, folded, gecko, ghc_json, heapprofile, instruments, papyrus, pmcstat,
+    safari, stackprof, trace_event, v8_isolate_log, v8log,
+};
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats").join(name);
@@ -254,6 +257,58 @@ fn firefox_gecko_profile() {
 }
 
 #[test]
+fn firefox_processed_profile_written_by_hand_from_its_documented_format() {
+    // No producer runs here: `firefox-processed.json` was written by hand from the Firefox
+    // Profiler's types (src/types/profile.ts, processed version 53): three threads of two
+    // processes, strings shared, one thread's samples weighted in traced milliseconds with
+    // time deltas, a function with frames at two lines.
+    let bytes = data("firefox-processed.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "firefox_processed");
+    assert_eq!(set.split, Split::Threads);
+    // Each thread's samples with a stack, each weighing its weight: samples times the
+    // interval, traced milliseconds as they are.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let interval_ms = json["meta"]["interval"].as_f64().unwrap();
+    let expected: Vec<(String, u64)> = json["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|thread| {
+            let samples = &thread["samples"];
+            let per_sample_ms = if samples["weightType"] == "tracing-ms" { 1.0 } else { interval_ms };
+            let total_ms: f64 = (0..samples["stack"].as_array().unwrap().len())
+                .filter(|&i| !samples["stack"][i].is_null())
+                .map(|i| samples["weight"].get(i).and_then(|w| w.as_f64()).unwrap_or(1.0) * per_sample_ms)
+                .sum();
+            let label = format!(
+                "{} {} (pid {}, tid {})",
+                thread["processName"].as_str().unwrap(),
+                thread["name"].as_str().unwrap(),
+                thread["pid"].as_str().unwrap(),
+                thread["tid"]
+            );
+            (label, (total_ms * 1e6).round() as u64)
+        })
+        .collect();
+    let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(got, expected);
+    for part in &set.parts {
+        check_time_order(part);
+    }
+    let printed = printed(&set);
+    assert!(
+        printed.contains("XRE_InitChildProcess;js::RunScript;busy (file:///tmp/ff/fib.html:5:14);fib (file:///tmp/ff/fib.html:4:13);fib (file:///tmp/ff/fib.html:4:13);fib (file:///tmp/ff/fib.html:4:13) 2000000"),
+        "frames at two lines of one function read as the function, named as the Gecko profile names it: {printed}"
+    );
+    check("firefox-processed.folded", &printed);
+    assert!(!firefox_processed::looks_like(&data("gecko-fib.json")), "a Gecko profile is not the processed format");
+    // Named `gecko`, the processed format is read all the same.
+    let named = gecko::parse(&bytes, 1024).unwrap();
+    assert_eq!(printed, self::printed(&named));
+}
+
+#[test]
 fn node_heap_profile() {
     let bytes = data("node-alloc.heapprofile");
     let (name, set) = sniffed(&bytes);
@@ -298,6 +353,73 @@ fn node_prof_tick_log_preprocessed() {
         assert!(!v8log::looks_like(&data(other)), "{other} taken for a V8 tick log");
     }
     assert!(!heapprofile::looks_like(&bytes) && !cpuprofile::looks_like(&bytes));
+}
+
+/// Folded stacks without the frames `dropped` names (and addresses, `0x…`), equal stacks
+/// merged: what two readings of one run share when only one knows the C++ symbols.
+fn without_frames(set: &ProfileSet, dropped: &std::collections::HashSet<String>) -> Vec<(String, u64)> {
+    let mut stacks = std::collections::BTreeMap::new();
+    for line in printed(set).lines().filter(|l| !l.starts_with("# ")) {
+        let (stack, value) = line.rsplit_once(' ').unwrap();
+        let kept: Vec<&str> = stack.split(';').filter(|f| !dropped.contains(*f) && !f.starts_with("0x")).collect();
+        *stacks.entry(kept.join(";")).or_insert(0) += value.parse::<u64>().unwrap();
+    }
+    stacks.into_iter().collect()
+}
+
+#[test]
+fn node_prof_raw_isolate_log_reads_as_v8s_own_tick_processor_does() {
+    let bytes = data("v8-work.isolate.log");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "v8_log");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("main", "nanoseconds"));
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let ticks = text.lines().filter(|l| l.starts_with("tick,")).count();
+    let order = part.time_order.as_ref().unwrap();
+    assert_eq!(order.samples.len(), ticks);
+    assert_eq!(order.samples.iter().map(|s| s.weight).sum::<u64>(), part.tree.total());
+
+    // What `node --prof-process --preprocess` made of this same log (v8-work.isolate.prof.json):
+    // the same ticks at the same times, and tick by tick the same stacks, but for native code:
+    // C++ functions, which V8's tool names from the binary's symbols and Kiln (without them)
+    // by library, and the builtins and bytecode handlers embedded in node's binary, which
+    // V8's tool names by the binary (it looks in a library's pages before the code logged
+    // there) and Kiln by their `code-creation` names.
+    let preprocessed = data("v8-work.isolate.prof.json");
+    let reference = v8log::parse(&preprocessed, 1024).unwrap();
+    assert_eq!(part.tree.total(), reference.parts[0].tree.total());
+    let starts = |set: &ProfileSet| -> Vec<u64> {
+        set.parts[0].time_order.as_ref().unwrap().samples.iter().map(|s| s.start).collect()
+    };
+    assert_eq!(starts(&set), starts(&reference));
+    let json: serde_json::Value = serde_json::from_slice(&preprocessed).unwrap();
+    let mut native: std::collections::HashSet<String> = json["code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "CPP" || c["type"] == "SHARED_LIB")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    native.extend(text.lines().filter_map(|l| l.strip_prefix("shared-library,")?.split(',').next().map(String::from)));
+    let embedded: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("code-creation,Builtin,") || l.starts_with("code-creation,BytecodeHandler,"))
+        .map(|l| l.split(',').nth(6).unwrap().to_string())
+        .collect();
+    assert!(embedded.iter().any(|name| printed(&set).contains(&format!(";{name}"))), "builtins are named");
+    native.extend(embedded);
+    let (ours, theirs) = (without_frames(&set, &native), without_frames(&reference, &native));
+    assert!(ours.iter().any(|(stack, _)| stack.contains(";main;fib;fib;fib")), "{ours:?}");
+    assert_eq!(ours, theirs);
+
+    let printed = printed(&set);
+    assert!(printed.contains(";main;hot"), "{printed}");
+    check("v8-work.isolate.folded", &printed);
+    for other in ["v8-work.prof.json", "cg.callgrind", "node-fib.cpuprofile"] {
+        assert!(!v8_isolate_log::looks_like(&data(other)), "{other} taken for a raw V8 log");
+    }
 }
 
 #[test]
@@ -380,4 +502,115 @@ fn openjdk_flight_recording_matches_what_jfr_print_reports() {
     let (_, doubled) = sniffed(&twice);
     let totals = |set: &ProfileSet| set.parts.iter().map(|p| p.tree.total()).collect::<Vec<_>>();
     assert_eq!(totals(&doubled), totals(&set).iter().map(|t| t * 2).collect::<Vec<_>>());
+}
+
+#[test]
+fn instruments_deep_copy_written_by_hand() {
+    // No Instruments here: written by hand in the layout its Edit ▸ Deep Copy of a Time
+    // Profiler call tree has (Instruments 16: `Weight`, `Self Weight`, `Symbol Names`, one
+    // space of indentation a level).
+    let bytes = data("instruments-deep-copy.txt");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "instruments");
+    assert_eq!((set.parts[0].name.as_str(), set.parts[0].units.as_str()), ("Weight", "nanoseconds"));
+    // The roots' totals (the rows least indented) as the copy shows them.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let rows: Vec<(usize, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').collect();
+            let (value, unit) = cells[0].split_once(' ').unwrap();
+            let ms = value.parse::<f64>().unwrap() * if unit.starts_with("ms") { 1.0 } else { 1000.0 };
+            (cells[2].len() - cells[2].trim_start().len(), ms)
+        })
+        .collect();
+    let root = rows.iter().map(|r| r.0).min().unwrap();
+    let roots_ms: f64 = rows.iter().filter(|r| r.0 == root).map(|r| r.1).sum();
+    assert_eq!(set.parts[0].tree.total(), (roots_ms * 1e6).round() as u64);
+    let printed = printed(&set);
+    assert!(
+        printed.contains("start;main;render(Scene const&);shade(Ray const&);noise3(float, float, float) 340000000")
+    );
+    check("instruments-deep-copy.folded", &printed);
+    assert!(!instruments::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn pmcstat_call_graph_written_by_hand() {
+    // No FreeBSD here: written by hand in the layout pmcstat(8) -G writes (`@ event [N
+    // samples]`, then each sampled function and its callers, one space more a level).
+    let bytes = data("pmcstat-callgraph.txt");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "pmcstat");
+    assert_eq!(set.split, Split::EventTypes);
+    // One profile per event, holding every sample its header counts.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let headers: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("@ "))
+        .map(|l| {
+            let (event, count) = l.split_once(" [").unwrap();
+            (event.to_string(), count.trim_end_matches(" samples]").parse().unwrap())
+        })
+        .collect();
+    let got: Vec<(String, u64)> = set.parts.iter().map(|p| (p.name.clone(), p.tree.total())).collect();
+    assert_eq!(got, headers);
+    let printed = printed(&set);
+    // Stacks run from the outermost caller to where the samples landed; memcpy's 30 samples
+    // without a caller stop at it.
+    assert!(printed.contains("_start;main;compress_file;compress_block;memcpy 270\n"), "{printed}");
+    assert!(printed.contains("\nmemcpy 30\n"), "{printed}");
+    check("pmcstat-callgraph.folded", &printed);
+    assert!(!pmcstat::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn papyrus_stack_log_written_by_hand() {
+    // No Skyrim here: written by hand in the layout of Papyrus' stack profiling logs
+    // (`time:EVENT:stack:depth:form:Script..Function`).
+    let bytes = data("papyrus-stack.log");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "papyrus");
+    assert_eq!(set.parts.len(), 1);
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("stack 4242", "nanoseconds"));
+    // From the first call entered to its return, every millisecond in one call or another.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let time = |event: &str| -> u64 {
+        let line = text.lines().find(|l| l.contains(event)).unwrap();
+        line.split(':').next().unwrap().parse().unwrap()
+    };
+    let span_ms = time(":POP:4242:2:None:kiln_quest..Tick") - time(":PUSH:4242:2:None:kiln_quest..Tick");
+    assert_eq!(part.tree.total(), span_ms * 1_000_000);
+    check_time_order(part);
+    let printed = printed(&set);
+    assert!(printed.contains("kiln_quest..Tick;kiln_quest..UpdateMarkers;utility..Wait 500000000"), "{printed}");
+    check("papyrus-stack.folded", &printed);
+    assert!(!papyrus::looks_like(&data("cg.callgrind")));
+}
+
+#[test]
+fn safari_timeline_recording_written_by_hand() {
+    // No Safari here: written by hand in the shape Web Inspector's Timelines export has
+    // (`recording.sampleStackTraces` leaf first, `recording.sampleDurations` in seconds).
+    let bytes = data("safari-recording.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "safari");
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("Timeline Recording 1", "nanoseconds"));
+    // Every sample with a stack weighs its duration.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let recording = &json["recording"];
+    let seconds: f64 = (0..recording["sampleDurations"].as_array().unwrap().len())
+        .filter(|&i| !recording["sampleStackTraces"][i]["stackFrames"].as_array().unwrap().is_empty())
+        .map(|i| recording["sampleDurations"][i].as_f64().unwrap())
+        .sum();
+    assert_eq!(part.tree.total(), (seconds * 1e9).round() as u64);
+    check_time_order(part);
+    let printed = printed(&set);
+    assert!(printed.contains("(program);busy;fib;fib;fib 1000000\n"), "{printed}");
+    assert!(printed.contains("(anonymous) file:///tmp/safari/fib.html:9 500000\n"), "{printed}");
+    check("safari-recording.folded", &printed);
+    assert!(!safari::looks_like(&data("gecko-fib.json")) && !safari::looks_like(&data("firefox-processed.json")));
 }

@@ -4,9 +4,11 @@
 //! gzipped files, `perf script`, DTrace, V8 `.cpuprofile`, Chrome traces, callgrind, Java Flight
 //! Recorder recordings, …) goes through `/api/collapse`, which reads it with the server's decoders
 //! and inferno and stores nothing. The model's own parsers of those formats stay out of the
-//! browser's wasm: only their cheap content checks ([`kiln_model::formats::sniff`]) are linked
-//! here. (The speedscope parser left the wasm to make room for the time-order view within the
-//! download budget.)
+//! browser's wasm, and so do their content checks but two: JSON's first byte, and callgrind's
+//! start, the one text format whose lines can read as folded stacks. Any other file that is not
+//! folded text fails to parse as it and goes to the server, which tells the formats apart
+//! (`format=auto`). (The speedscope parser left the wasm to make room for the time-order view
+//! within the download budget; the other formats' checks, to keep their growing list out of it.)
 //!
 //! A gzipped file is posted as it is: the server's body decoding gunzips it (announced or not),
 //! so the browser needs no decompression code at all (`DecompressionStream` would add its
@@ -27,7 +29,6 @@
 use std::sync::Arc;
 
 use kiln_model::folded::{self, LineFormat, ParseLimits};
-use kiln_model::formats::{Decoder, Parser};
 use kiln_model::speedscope;
 use kiln_model::top::top_table;
 use leptos::prelude::*;
@@ -47,14 +48,15 @@ async fn read_file(file: web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Whether the file has timestamps to show in time order: a V8 profile, a Chrome trace,
-/// speedscope JSON with an evented profile, or `perf script` output with times (the server
-/// says so for sure when asked).
+/// Whether the file has timestamps to show in time order that the server's list of its
+/// profiles does not say: speedscope JSON with an evented profile, or `perf script` output
+/// with times (which the server reads as one profile, unlisted). Every format the model's
+/// parsers read lists its profiles, each saying whether it has times.
 fn has_times(bytes: &[u8]) -> bool {
-    match kiln_model::formats::sniff(bytes).map(|f| f.decoder) {
-        Some(Decoder::Parser(parser)) => matches!(parser, Parser::CpuProfile | Parser::ChromeTrace),
-        _ if speedscope::looks_like_json(bytes) => bytes.windows(9).any(|w| w == b"\"evented\""),
-        _ => kiln_model::perf_script::looks_like_timed(bytes),
+    if speedscope::looks_like_json(bytes) {
+        bytes.windows(9).any(|w| w == b"\"evented\"")
+    } else {
+        kiln_model::perf_script::looks_like_timed(bytes)
     }
 }
 
@@ -62,8 +64,9 @@ fn has_times(bytes: &[u8]) -> bool {
 /// profiles when it holds several.
 async fn load(bytes: &[u8]) -> Result<fetch::Collapsed, String> {
     // JSON (speedscope, or a format told apart by its start, whose files may hold several
-    // profiles) is read by the server; so is anything that is not folded text.
-    let local = kiln_model::formats::sniff(bytes).is_none() && !speedscope::looks_like_json(bytes);
+    // profiles) and callgrind (whose cost lines `1 2` read as folded stacks) are read by the
+    // server; so is anything that is not folded text.
+    let local = !speedscope::looks_like_json(bytes) && !kiln_model::callgrind::looks_like(bytes);
     let folded = std::str::from_utf8(bytes)
         .ok()
         .filter(|_| local)
