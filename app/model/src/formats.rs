@@ -362,6 +362,12 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static Format> {
     })
 }
 
+/// The formats as people know them (`.cpuprofile`, `perf script`, …), for pages and error
+/// messages: every format with a shown name, in detection order.
+pub fn shown_names() -> Vec<&'static str> {
+    FORMATS.iter().filter_map(|f| f.shown_as).collect()
+}
+
 /// Every accepted spelling, names and aliases, for error messages.
 pub fn spellings() -> Vec<&'static str> {
     FORMATS.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).collect()

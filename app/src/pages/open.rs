@@ -354,7 +354,7 @@ pub fn OpenPage() -> impl IntoView {
 
 /// What the page reads, from the one table of formats the server decodes with.
 fn readable_formats() -> String {
-    let names: Vec<&str> = kiln_model::formats::FORMATS.iter().filter_map(|f| f.shown_as).collect();
+    let names = kiln_model::formats::shown_names();
     format!("Reads {}. Nothing is stored unless you upload it.", names.join(", "))
 }
 

@@ -227,8 +227,9 @@ fn read_time_order(
     };
     let no_times = |what: &str| {
         AppError::Unprocessable(format!(
-            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope, Firefox, \
-             stackprof (wall mode), preprocessed `node --prof` and `perf script` files with timestamps open in it"
+            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope, Firefox \
+             (Gecko or processed), Safari, stackprof (wall mode), `node --prof` logs (raw or preprocessed), \
+             Papyrus logs and `perf script` files with timestamps open in it"
         ))
     };
     let Some(found) = found else {

@@ -238,9 +238,11 @@ pub async fn ingest(
             let collapsed = collapse::collapse(collapser, found.name, &body, limits.max_decompressed_bytes)?;
             if collapsed.is_empty() && collapser == Collapser::Guess && !body.trim_ascii().is_empty() {
                 return Err(IngestError::malformed_with(
-                    "could not recognise the body's format (tried folded stacks, pprof, speedscope JSON, JFR, V8 \
-                     and Chrome profiles, Firefox (Gecko) profiles, stackprof, callgrind, perf script, DTrace, sample, VTune, vsprof and GHC .prof); \
-                     name it with `format=`",
+                    format!(
+                        "could not recognise the body's format (tried {}, vsprof and GHC .prof); name it with \
+                         `format=`",
+                        formats::shown_names().join(", ")
+                    ),
                     json!({ "parameter": "format", "supported": formats::spellings() }),
                 ));
             }
@@ -395,10 +397,10 @@ pub fn read_profile(
                 return Ok(found);
             }
         }
-        return Err(IngestError::Unprocessable(
-            "could not recognise the file: expected folded stacks, pprof, speedscope JSON, a JFR recording, a V8 .cpuprofile, a Chrome trace, callgrind, or perf/DTrace/sample/VTune output"
-                .into(),
-        ));
+        return Err(IngestError::Unprocessable(format!(
+            "could not recognise the file: expected one of {}",
+            formats::shown_names().join(", ")
+        )));
     }
     let Some(found) = formats::find(format) else {
         return Err(IngestError::malformed_with(
