@@ -228,7 +228,9 @@ fn storage_gauges(store: &Store) -> StorageGauges {
 
 async fn ready(State(state): State<AppState>) -> Response {
     // The store is open once the state exists; check its directory is still there.
-    if state.store.dir().is_dir() {
+    if let Some(reason) = state.store.unready() {
+        (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+    } else if state.store.dir().is_dir() {
         "ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "data directory is gone").into_response()

@@ -91,6 +91,9 @@ pub enum StorageError {
     /// Block bytes failed their checks.
     #[error("{0}")]
     Corrupt(#[from] CorruptBlock),
+    /// Cluster mode: the shared log is unreachable or refused: nothing was stored.
+    #[error("shared log: {0}")]
+    Log(super::cluster::LogError),
     /// The store could not be set up as configured.
     #[error("{0}")]
     Config(String),
