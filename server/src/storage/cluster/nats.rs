@@ -84,12 +84,26 @@ async fn bucket(
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
-    let config =
-        kv::Config { bucket: name.to_string(), history: 1, max_age, num_replicas: replicas, ..Default::default() };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        Err(e) => js.get_key_value(name).await.map_err(|_| failed("create bucket")(&e)),
+    // The bucket's stream as the client's `create_key_value` makes it, created directly:
+    // that function first reads account details in a shape nats-server 2.9 does not send.
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    if let Err(e) = js.create_stream(config).await {
+        // Another server may have created it meanwhile.
+        js.get_key_value(name).await.map_err(|_| failed("create bucket")(&e))?;
     }
+    js.get_key_value(name).await.map_err(|e| failed("bucket")(&e))
 }
 
 impl SharedLog for NatsLog {

@@ -1,0 +1,354 @@
+//! Cluster mode: several Kiln servers on one NATS JetStream (a real `nats-server -js`, started
+//! here on a free port) and one S3 bucket (`s3s-fs`), answering like one server.
+//!
+//! Needs `nats-server` (Debian's package; `make nats-server` installs it) and `s3s-fs` (`make
+//! s3s-fs`). Every check polls with a generous deadline: nothing here is timed.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_server::storage::cluster::nats::NatsLog;
+use kiln_server::storage::cluster::{LogConfig, SharedLog};
+use support::{Kiln, S3Server, folded_values, http, http_with, on_path};
+
+const QUERY: &str = "/render?query=clustered.cpu&format=folded";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `nats-server -js`, stopped (SIGKILL) when dropped; restartable on its port and
+/// store directory.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start(store: &Path) -> Nats {
+        let mut nats = Nats { child: None, port: free_port(), store: store.to_path_buf() };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let binary =
+            on_path("nats-server").or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()));
+        let binary =
+            binary.expect("`nats-server` is not installed: run `make nats-server` (Debian's package nats-server)");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.store.join("nats.log")).unwrap();
+        let child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// NATS, a bucket, and the flags that put a Kiln server on both.
+struct Cluster {
+    nats: Nats,
+    _s3: S3Server,
+    bucket_dir: PathBuf,
+    flags: Vec<String>,
+    _dirs: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(dirs: tempfile::TempDir) -> Cluster {
+        let s3s = on_path("s3s-fs").expect(
+            "`s3s-fs` is not on PATH: install it with `make s3s-fs` (cargo install s3s-fs@0.14.1 --features binary --locked)",
+        );
+        let root = dirs.path().join("s3");
+        std::fs::create_dir_all(root.join("kiln")).unwrap();
+        let s3_addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let s3 = S3Server::start(&s3s, s3_addr, &root);
+        std::fs::create_dir_all(dirs.path().join("nats")).unwrap();
+        let nats = Nats::start(&dirs.path().join("nats"));
+        let flags = [
+            "--storage",
+            "s3://kiln/c",
+            "--s3-endpoint",
+            &format!("http://{s3_addr}"),
+            "--s3-region",
+            "us-east-1",
+            "--s3-access-key",
+            "kilnkey",
+            "--s3-secret-key",
+            "kilnsecret",
+            "--block-duration",
+            "2s",
+            "--block-refresh",
+            "1s",
+            "--cluster",
+            &nats.url(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Cluster { nats, _s3: s3, bucket_dir: root.join("kiln/c"), flags, _dirs: dirs }
+    }
+
+    fn kiln(&self, name: &str) -> Kiln {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        Kiln::start(&self._dirs.path().join(name), &flags)
+    }
+
+    /// Level-0 block metas in the bucket: (stream sequence cut at, uploads).
+    fn blocks(&self) -> Vec<(u64, u64)> {
+        let Ok(entries) = std::fs::read_dir(self.bucket_dir.join("blocks/cluster")) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|meta| meta["level"] == 0)
+            .map(|meta| (meta["stream_seq"].as_u64().unwrap(), meta["uploads"].as_u64().unwrap()))
+            .collect()
+    }
+}
+
+fn upload(kiln: &Kiln, stack: &str) -> u16 {
+    match http(kiln.addr, "POST", "/ingest?name=clustered.cpu", format!("{stack} 1\n").as_bytes()) {
+        Ok((status, _)) => status,
+        Err(_) => 0,
+    }
+}
+
+/// Polls `kiln` until its answer holds every `acked` stack exactly once, each of `maybe` (sent
+/// but not acknowledged) at most once, and nothing else.
+fn wait_for_exactly(kiln: &Kiln, acked: &BTreeSet<String>, maybe: &BTreeSet<String>) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answer = http(kiln.addr, "GET", QUERY, b"").map(|(_, body)| body).unwrap_or_default();
+        let values: BTreeMap<String, u64> = folded_values(&answer);
+        let all_once = acked.iter().all(|s| values.get(s) == Some(&1));
+        let nothing_else = values.iter().all(|(s, &v)| (acked.contains(s) || maybe.contains(s)) && v == 1);
+        if all_once && nothing_else {
+            return;
+        }
+        let missing: Vec<&String> = acked.iter().filter(|s| values.get(*s) != Some(&1)).collect();
+        let extra: Vec<(&String, &u64)> =
+            values.iter().filter(|(s, v)| !(acked.contains(*s) || maybe.contains(*s)) || **v != 1).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered with every acknowledged upload exactly once; missing or miscounted {missing:?}, unexpected {extra:?}",
+            kiln.addr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn servers_on_one_stream_answer_like_one() {
+    let mut cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let servers = vec![cluster.kiln("a"), cluster.kiln("b"), cluster.kiln("c")];
+    let mut acked = BTreeSet::new();
+    let mut maybe = BTreeSet::new();
+    // Round-robin, as behind a load balancer.
+    for i in 0..30 {
+        let stack = format!("main;upload_{i}");
+        assert_eq!(upload(&servers[i % 3], &stack), 200, "upload {i}");
+        acked.insert(stack);
+    }
+    // A keyed retry that lands on another server is counted once.
+    for kiln in &servers[..2] {
+        let (status, body) = http_with(
+            kiln.addr,
+            "POST",
+            "/ingest?name=clustered.cpu",
+            &[("Idempotency-Key", "retry-1")],
+            b"main;keyed 1\n",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    acked.insert("main;keyed".to_string());
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+    }
+
+    // One server killed, never restarted: nothing it acknowledged is lost, and the others cut
+    // every block from then on (whichever of them holds the lease).
+    let mut servers = servers;
+    servers.pop().unwrap().kill();
+    for i in 30..45 {
+        let stack = format!("main;upload_{i}");
+        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
+        acked.insert(stack);
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let in_blocks: u64 = cluster.blocks().iter().map(|(_, uploads)| uploads).sum();
+        if in_blocks == acked.len() as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "blocks hold {in_blocks} uploads, not all {} acknowledged", acked.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A server started now resumes from the newest cut and sees everything.
+    servers.push(cluster.kiln("d"));
+    wait_for_exactly(&servers[2], &acked, &maybe);
+
+    // NATS stopped: uploads are refused with 503 (nothing is acknowledged that is not in the
+    // log), /readyz says why; NATS back: uploads are accepted again, with no operator action.
+    cluster.nats.stop();
+    let mut attempt = 0;
+    let mut refused = false;
+    let deadline = Instant::now() + DEADLINE;
+    while !refused {
+        let stack = format!("main;during_outage_{attempt}");
+        match upload(&servers[attempt % 3], &stack) {
+            200 => {
+                acked.insert(stack);
+            }
+            503 => {
+                maybe.insert(stack);
+                refused = true;
+            }
+            other => panic!("an upload while NATS is down answered {other}"),
+        }
+        attempt += 1;
+        assert!(Instant::now() < deadline, "uploads were never refused while NATS was down");
+    }
+    let (status, why) = http(servers[0].addr, "GET", "/readyz", b"").unwrap();
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("NATS"), "/readyz should say NATS is unreachable: {why}");
+    cluster.nats.restart();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let stack = format!("main;after_outage_{attempt}");
+        let status = upload(&servers[attempt % 3], &stack);
+        attempt += 1;
+        if status == 200 {
+            acked.insert(stack);
+            break;
+        }
+        assert!(matches!(status, 503 | 0), "an upload while NATS restarts answered {status}");
+        maybe.insert(stack);
+        assert!(Instant::now() < deadline, "uploads were not accepted again after NATS restarted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in 0..6 {
+        let stack = format!("main;recovered_{i}");
+        assert_eq!(upload(&servers[i % 3], &stack), 200, "upload {i} after NATS restarted");
+        acked.insert(stack);
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+        let (status, body) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn records_that_are_not_kiln_s_are_skipped_and_counted() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let kiln = cluster.kiln("a");
+    let mut acked = BTreeSet::from(["main;before".to_string()]);
+    assert_eq!(upload(&kiln, "main;before"), 200);
+    // Anyone with access to NATS can publish on Kiln's subjects: garbage on an upload
+    // subject, a damaged record and a marker that is no marker.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let log = NatsLog::connect(&log_config(&cluster.nats)).await.unwrap();
+        for (subject, payload) in [
+            ("kiln.uploads.3", b"not a record".to_vec()),
+            ("kiln.uploads.0", vec![0xff; 64]),
+            ("kiln.uploads.7", Vec::new()),
+            ("kiln.cuts", b"{\"marker\":\"explode\"}".to_vec()),
+        ] {
+            log.publish(subject.to_string(), payload, None).await.unwrap();
+        }
+    });
+    assert_eq!(upload(&kiln, "main;after"), 200);
+    acked.insert("main;after".to_string());
+    wait_for_exactly(&kiln, &acked, &BTreeSet::new());
+    let (status, body) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = without_colours(&std::fs::read_to_string(cluster._dirs.path().join("a/kiln.log")).unwrap());
+    assert_eq!(log.matches("skipping an unreadable record of the shared log").count(), 4, "{log}");
+    assert!(log.contains("skipped=4"), "the skips are counted: {log}");
+}
+
+/// The log's text without its terminal colour codes.
+fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find('\u{1b}') {
+        plain.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    plain.push_str(rest);
+    plain
+}
+
+fn log_config(nats: &Nats) -> LogConfig {
+    LogConfig {
+        urls: nats.url(),
+        dedupe_window: Duration::from_secs(3600),
+        replicas: 1,
+        lease_ttl: Duration::from_secs(10),
+    }
+}
+
+/// The interface's leases and documents, on NATS itself.
+#[test]
+fn a_lease_has_one_holder_at_a_time() {
+    let dirs = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dirs.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let a = NatsLog::connect(&log_config(&nats)).await.unwrap();
+        let b = NatsLog::connect(&log_config(&nats)).await.unwrap();
+        let held = a.lease("cutter", "a", None).await.unwrap().expect("a free lease is taken");
+        assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None, "a held lease is not taken");
+        let renewed = a.lease("cutter", "a", Some(held)).await.unwrap().expect("the holder renews");
+        assert_eq!(a.lease("cutter", "a", Some(held)).await.unwrap(), None, "a stale revision is a lost lease");
+        assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None);
+        a.release("cutter", renewed).await.unwrap();
+        assert!(b.lease("cutter", "b", None).await.unwrap().is_some(), "a released lease is taken");
+        // A key published twice within the window is stored once.
+        let first = a.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
+        let second = b.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
+        assert!(!first.duplicate && second.duplicate && second.seq == first.seq, "{first:?} {second:?}");
+        assert_eq!(a.get("settings").await.unwrap(), None);
+        a.put("settings", b"{}".to_vec()).await.unwrap();
+        assert_eq!(b.get("settings").await.unwrap().as_deref(), Some(&b"{}"[..]));
+    });
+}
