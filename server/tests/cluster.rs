@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use kiln_server::storage::cluster::nats::NatsLog;
 use kiln_server::storage::cluster::{LogConfig, SharedLog};
 use support::{Kiln, S3Server, folded_values, http, http_with, on_path};
@@ -126,6 +127,11 @@ impl Cluster {
         Kiln::start(&self._dirs.path().join(name), &flags)
     }
 
+    /// A server's log so far, without its colour codes.
+    fn log_of(&self, name: &str) -> String {
+        without_colours(&std::fs::read_to_string(self._dirs.path().join(name).join("kiln.log")).unwrap_or_default())
+    }
+
     /// Level-0 block metas in the bucket: (stream sequence cut at, uploads).
     fn blocks(&self) -> Vec<(u64, u64)> {
         let Ok(entries) = std::fs::read_dir(self.bucket_dir.join("blocks/cluster")) else { return Vec::new() };
@@ -148,12 +154,15 @@ fn upload(kiln: &Kiln, stack: &str) -> u16 {
 }
 
 /// Polls `kiln` until its answer holds every `acked` stack exactly once, each of `maybe` (sent
-/// but not acknowledged) at most once, and nothing else.
+/// but not acknowledged) at most once, and nothing else. No answer meanwhile may count an
+/// upload twice (a head and the block cut from it must never both answer).
 fn wait_for_exactly(kiln: &Kiln, acked: &BTreeSet<String>, maybe: &BTreeSet<String>) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let answer = http(kiln.addr, "GET", QUERY, b"").map(|(_, body)| body).unwrap_or_default();
         let values: BTreeMap<String, u64> = folded_values(&answer);
+        let twice: Vec<(&String, &u64)> = values.iter().filter(|(_, v)| **v > 1).collect();
+        assert!(twice.is_empty(), "{} counted uploads more than once: {twice:?}", kiln.addr);
         let all_once = acked.iter().all(|s| values.get(s) == Some(&1));
         let nothing_else = values.iter().all(|(s, &v)| (acked.contains(s) || maybe.contains(s)) && v == 1);
         if all_once && nothing_else {
@@ -200,10 +209,14 @@ fn servers_on_one_stream_answer_like_one() {
         wait_for_exactly(kiln, &acked, &maybe);
     }
 
-    // One server killed, never restarted: nothing it acknowledged is lost, and the others cut
-    // every block from then on (whichever of them holds the lease).
+    // The server that cuts blocks killed, never restarted: nothing it acknowledged is lost,
+    // and another takes its lease and cuts every block from then on.
     let mut servers = servers;
-    servers.pop().unwrap().kill();
+    let cutter = ["a", "b", "c"]
+        .iter()
+        .position(|name| cluster.log_of(name).contains("this server now cuts the cluster's blocks"))
+        .expect("one server holds the cutter lease");
+    servers.remove(cutter).kill();
     for i in 30..45 {
         let stack = format!("main;upload_{i}");
         assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
@@ -301,7 +314,7 @@ fn records_that_are_not_kiln_s_are_skipped_and_counted() {
     wait_for_exactly(&kiln, &acked, &BTreeSet::new());
     let (status, body) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
     assert_eq!(status, 200, "{body}");
-    let log = without_colours(&std::fs::read_to_string(cluster._dirs.path().join("a/kiln.log")).unwrap());
+    let log = cluster.log_of("a");
     assert_eq!(log.matches("skipping an unreadable record of the shared log").count(), 4, "{log}");
     assert!(log.contains("skipped=4"), "the skips are counted: {log}");
 }
@@ -350,5 +363,14 @@ fn a_lease_has_one_holder_at_a_time() {
         assert_eq!(a.get("settings").await.unwrap(), None);
         a.put("settings", b"{}".to_vec()).await.unwrap();
         assert_eq!(b.get("settings").await.unwrap().as_deref(), Some(&b"{}"[..]));
+        // Trimming deletes exactly the records below the sequence given.
+        let mut last = first.seq;
+        for i in 0..3 {
+            last = a.publish(format!("kiln.uploads.{i}"), vec![i], None).await.unwrap().seq;
+        }
+        a.trim_below(last - 1).await.unwrap();
+        let mut entries = b.consume(1).await.unwrap();
+        let seqs = [entries.next().await.unwrap().unwrap(), entries.next().await.unwrap().unwrap()].map(|e| e.seq);
+        assert_eq!(seqs, [last - 1, last]);
     });
 }

@@ -306,3 +306,41 @@ pub(super) async fn published(cluster: &Cluster, through: u64, meta: &str) {
         tracing::warn!(error = %e, "cannot trim the shared log; retrying at the next cut");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::upload;
+    use super::*;
+
+    #[test]
+    fn a_record_over_the_limit_is_split_into_records_within_it() {
+        let uploads: Vec<Upload> = (0..20).map(|i| upload("a", &[(&["main", &format!("f{i}")], 1)], 100 + i)).collect();
+        let record = wal::Record { keys: vec![("t/k".into(), 7)], uploads: uploads.clone() };
+        let whole = wal::encode_record(&record).len();
+        let limit = whole / 3;
+        let parts = split(record, limit).unwrap();
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        let mut read = Vec::new();
+        for part in &parts {
+            assert!(part.len() <= limit, "{} > {limit}", part.len());
+            let record = wal::decode_record(part).expect("each part is a whole record");
+            assert_eq!(record.keys, vec![("t/k".to_string(), 7)]);
+            read.extend(record.uploads);
+        }
+        assert_eq!(read, uploads, "every upload once, in order");
+        let one = wal::Record { keys: Vec::new(), uploads: vec![uploads[0].clone()] };
+        assert!(split(one, 10).is_err(), "an upload alone over the limit is refused");
+    }
+
+    #[test]
+    fn markers_read_back() {
+        let published = Marker::Published { through: 42, meta: "blocks/cluster/x.meta.json".into() };
+        let bytes = serde_json::to_vec(&published).unwrap();
+        assert!(matches!(
+            serde_json::from_slice::<Marker>(&bytes).unwrap(),
+            Marker::Published { through: 42, meta } if meta == "blocks/cluster/x.meta.json"
+        ));
+        assert!(matches!(serde_json::from_slice::<Marker>(br#"{"marker":"freeze"}"#).unwrap(), Marker::Freeze));
+        assert!(serde_json::from_slice::<Marker>(br#"{"marker":"explode"}"#).is_err());
+    }
+}

@@ -503,6 +503,14 @@ impl Store {
             std::fs::rename(&legacy, wal::segment_path(&wal_dir, 0)).map_err(WalError::Io)?;
         }
         let (pending, last) = wal::pending_segments(&wal_dir, covered)?;
+        if config.cluster.is_some() && pending.iter().any(|&(_, bytes)| bytes > 0) {
+            // Its own log's uploads would be published as the cluster's, at sequences that
+            // mean nothing in the shared log.
+            return Err(StorageError::Config(format!(
+                "{} holds uploads of a single server not yet in a block: start it once without --cluster to publish them, or use another --data-dir",
+                dir.display()
+            )));
+        }
         let clock = config.clock.clone();
         replay_frozen(&wal_dir, &pending, config.head_max_bytes, &mut state.write().expect("state lock"), clock())?;
         state.write().expect("state lock").active_first_segment = last + 1;
