@@ -223,6 +223,7 @@ fn storage_gauges(store: &Store) -> StorageGauges {
         blocks: stats.blocks,
         flush_failures: Some(stats.flush_failures),
         compaction_failures: Some(stats.compaction_failures),
+        log_records_skipped: store.is_clustered().then(|| store.log_records_skipped()),
     }
 }
 

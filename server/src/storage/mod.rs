@@ -681,6 +681,11 @@ impl Store {
         self.inner.cluster.as_ref().and_then(|c| c.unready())
     }
 
+    /// Whether this store is in cluster mode (on a shared log).
+    pub fn is_clustered(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
     /// Records of the shared log skipped as unreadable (cluster mode; zero otherwise).
     pub fn log_records_skipped(&self) -> u64 {
         self.inner.cluster.as_ref().map_or(0, |c| c.skipped.load(Ordering::Relaxed))

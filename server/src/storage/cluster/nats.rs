@@ -168,7 +168,7 @@ impl SharedLog for NatsLog {
 
     fn max_record_bytes(&self) -> usize {
         // Headers (the message id) count against the limit too.
-        usize::try_from(self.client.server_info().max_payload).unwrap_or(1 << 20).saturating_sub(1024).max(1024)
+        self.client.server_info().max_payload.saturating_sub(1024).max(1024)
     }
 
     fn lease(&self, name: &str, holder: &str, revision: Option<u64>) -> BoxFuture<'_, Result<Option<u64>, LogError>> {
