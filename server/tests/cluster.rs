@@ -309,6 +309,11 @@ fn records_that_are_not_kiln_s_are_skipped_and_counted() {
             log.publish(subject.to_string(), payload, None).await.unwrap();
         }
     });
+    // A profile larger than a NATS message (1 MiB here) is refused as too large, not half-stored.
+    let big: String = (0..20_000).map(|i| format!("main;frame_{i}_{:0>80} 1\n", i)).collect();
+    let (status, body) = http(kiln.addr, "POST", "/ingest?name=clustered.cpu", big.as_bytes()).unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_payload"), "{body}");
     assert_eq!(upload(&kiln, "main;after"), 200);
     acked.insert("main;after".to_string());
     wait_for_exactly(&kiln, &acked, &BTreeSet::new());

@@ -81,6 +81,7 @@ impl From<crate::storage::StorageError> for AppError {
             log @ crate::storage::StorageError::Log(_) => {
                 AppError::Unavailable { message: log.to_string(), retry_after: 5 }
             }
+            crate::storage::StorageError::TooLarge(message) => AppError::TooLarge(message),
             e => AppError::Internal(e.to_string()),
         }
     }

@@ -129,8 +129,8 @@ fn split(record: wal::Record, limit: usize) -> Result<Vec<Vec<u8>>, StorageError
     for upload in record.uploads {
         let alone = wal::encode_record(&wal::Record { keys: record.keys.clone(), uploads: vec![upload.clone()] }).len();
         if alone > limit {
-            return Err(StorageError::Config(format!(
-                "one upload is {alone} bytes stored, more than the shared log's record limit of {limit} bytes"
+            return Err(StorageError::TooLarge(format!(
+                "one profile is {alone} bytes as stored, more than the shared log's message limit of {limit} bytes (NATS max_payload)"
             )));
         }
         if pending_bytes + alone > limit && !pending.uploads.is_empty() {

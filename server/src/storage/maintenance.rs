@@ -180,7 +180,10 @@ pub(super) async fn flush(inner: &Inner) -> Result<usize, StorageError> {
             follow::request_cut(cluster).await?;
             let pending = cluster.freeze_pending.load(Ordering::Relaxed);
             let mut applied = cluster.applied.subscribe();
-            let _ = applied.wait_for(|&seq| seq >= pending).await;
+            let read_back = applied.wait_for(|&seq| seq >= pending);
+            if tokio::time::timeout(Duration::from_secs(10), read_back).await.is_err() {
+                return Err(StorageError::Log(cluster::LogError("the freeze marker was not read back in time".into())));
+            }
         }
         let _one_at_a_time = inner.maintenance.lock().await;
         return publish_frozen(inner).await;

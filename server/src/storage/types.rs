@@ -94,6 +94,9 @@ pub enum StorageError {
     /// Cluster mode: the shared log is unreachable or refused: nothing was stored.
     #[error("shared log: {0}")]
     Log(super::cluster::LogError),
+    /// Cluster mode: one upload is larger than a record of the shared log may be.
+    #[error("{0}")]
+    TooLarge(String),
     /// The store could not be set up as configured.
     #[error("{0}")]
     Config(String),
