@@ -340,6 +340,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ..EdgeConfig::default()
     };
     edge::serve(listener, router(state.clone()), state.metrics.clone(), edge_config, edge::shutdown_signal()).await;
+    state.store.leave().await;
     tracing::info!("stopped");
     Ok(())
 }

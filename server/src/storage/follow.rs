@@ -59,6 +59,8 @@ pub(super) struct Cluster {
     pub skipped: AtomicU64,
     /// Why following the log stopped, while it is stopped.
     follow_error: RwLock<Option<String>>,
+    /// Shutting down: the lease is not taken again.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -72,12 +74,26 @@ impl Cluster {
             cuts: std::sync::Mutex::new((resume_after, resume_after)),
             skipped: AtomicU64::new(0),
             follow_error: RwLock::new(None),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Whether this server holds the cutter lease.
     pub fn is_cutter(&self) -> bool {
         self.lease.lock().expect("lease lock").is_some()
+    }
+
+    /// Gives up the cutter lease, if held (the lease task must not take it again: the store
+    /// is being shut down).
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        let held = self.lease.lock().expect("lease lock").take();
+        if let Some(revision) = held {
+            match self.log.release(CUTTER_LEASE, revision).await {
+                Ok(()) => tracing::info!(server = %self.server, "gave up the cutter lease"),
+                Err(e) => tracing::warn!(error = %e, "cannot give up the cutter lease; it expires by itself"),
+            }
+        }
     }
 
     /// Why this server cannot take uploads or answer with every acknowledged one.
@@ -252,7 +268,7 @@ async fn swap_in(inner: &Inner, through: u64, meta: &str) {
 /// Keeps (or takes) the cutter lease, renewing it well within its time to live.
 pub(super) async fn hold_lease(inner: Arc<Inner>, ttl: Duration) {
     let Some(cluster) = &inner.cluster else { return };
-    loop {
+    while !cluster.leaving.load(Ordering::Relaxed) {
         let held = *cluster.lease.lock().expect("lease lock");
         let next = match cluster.log.lease(CUTTER_LEASE, &cluster.server, held).await {
             Ok(next) => next,
@@ -268,6 +284,13 @@ pub(super) async fn hold_lease(inner: Arc<Inner>, ttl: Duration) {
             } else {
                 tracing::info!(server = %cluster.server, "this server no longer cuts the cluster's blocks");
             }
+        }
+        if cluster.leaving.load(Ordering::Relaxed) {
+            // Taken while the lease was being given up: give this one up too.
+            if let Some(revision) = next {
+                let _ = cluster.log.release(CUTTER_LEASE, revision).await;
+            }
+            return;
         }
         *cluster.lease.lock().expect("lease lock") = next;
         if next.is_some() {
