@@ -386,6 +386,40 @@ fn without_colours(log: &str) -> String {
     plain
 }
 
+#[test]
+fn a_stream_that_ends_before_the_blocks_is_refused() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let kiln = cluster.kiln("a");
+    assert_eq!(upload(&kiln, "main;in_a_block"), 200);
+    let deadline = Instant::now() + DEADLINE;
+    while cluster.blocks().iter().map(|(_, uploads)| uploads).sum::<u64>() < 1 {
+        assert!(Instant::now() < deadline, "the upload never reached a block");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kiln.kill();
+    // The stream deleted (as if NATS lost its storage); Kiln makes a new, empty one on start,
+    // whose sequences start again below the newest cut in the bucket.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+        async_nats::jetstream::new(client).delete_stream("KILN").await.unwrap();
+    });
+    let flags: Vec<&str> = cluster.flags.iter().map(String::as_str).collect();
+    let kiln = Kiln::start_answering(&cluster._dirs.path().join("a"), &flags, "/healthz");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, why) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+        if status == 503 && why.contains("shared log ends at sequence 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said the log is behind the blocks: {status} {why}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(upload(&kiln, "main;would_be_skipped"), 503, "an upload every server would skip is refused");
+    // Queries still answer from the blocks.
+    wait_for_exactly(&kiln, &BTreeSet::from(["main;in_a_block".to_string()]), &BTreeSet::new());
+}
+
 fn log_config(nats: &Nats) -> LogConfig {
     LogConfig {
         urls: nats.url(),

@@ -59,6 +59,8 @@ pub(super) struct Cluster {
     pub skipped: AtomicU64,
     /// Why following the log stopped, while it is stopped.
     follow_error: RwLock<Option<String>>,
+    /// Why uploads are refused: the log ends before the newest cut in the bucket.
+    behind: RwLock<Option<String>>,
     /// Shutting down: the lease is not taken again.
     leaving: std::sync::atomic::AtomicBool,
 }
@@ -74,6 +76,7 @@ impl Cluster {
             cuts: std::sync::Mutex::new((resume_after, resume_after)),
             skipped: AtomicU64::new(0),
             follow_error: RwLock::new(None),
+            behind: RwLock::new(None),
             leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -98,7 +101,10 @@ impl Cluster {
 
     /// Why this server cannot take uploads or answer with every acknowledged one.
     pub fn unready(&self) -> Option<String> {
-        self.log.unavailable().or_else(|| self.follow_error.read().expect("follow lock").clone())
+        self.log
+            .unavailable()
+            .or_else(|| self.behind.read().expect("behind lock").clone())
+            .or_else(|| self.follow_error.read().expect("follow lock").clone())
     }
 }
 
@@ -111,6 +117,10 @@ pub(super) fn resume_point(state: &State) -> u64 {
 /// larger than one record is split, each part keyed `key#part`, so a retry splits the same
 /// way and is recognised part by part.
 pub(super) async fn append(cluster: &Cluster, groups: Vec<KeyedUploads>, now: i64) -> Result<usize, StorageError> {
+    if let Some(why) = cluster.behind.read().expect("behind lock").clone() {
+        // Uploads published now would get sequences every server skips.
+        return Err(StorageError::Log(super::cluster::LogError(why)));
+    }
     let limit = cluster.log.max_record_bytes();
     let mut duplicates = 0;
     let mut newest = 0;
@@ -169,6 +179,23 @@ pub(super) async fn follow(inner: Arc<Inner>) {
     let Some(cluster) = &inner.cluster else { return };
     loop {
         let from = *cluster.applied.borrow() + 1;
+        // Sequences only grow: a log that ends before what this server has applied (the
+        // newest cut in the bucket, at start) is a new stream, whose records up to there
+        // every server would skip. Refuse uploads until an operator sorts it out.
+        match cluster.log.last_seq().await {
+            Ok(last) if last < from - 1 => {
+                let why = format!(
+                    "the shared log ends at sequence {last}, before sequence {} where the bucket's blocks end: was the stream deleted? Uploads are refused (see the operations guide)",
+                    from - 1
+                );
+                tracing::error!("{why}");
+                *cluster.behind.write().expect("behind lock") = Some(why);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            Ok(_) => *cluster.behind.write().expect("behind lock") = None,
+            Err(e) => tracing::debug!(error = %e, "cannot read where the shared log ends"),
+        }
         match cluster.log.consume(from).await {
             Ok(mut entries) => {
                 *cluster.follow_error.write().expect("follow lock") = None;

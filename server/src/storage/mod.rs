@@ -61,10 +61,15 @@
 //! Damage is skipped, never fatal: a torn log tail fails its checksum and is cut off; a
 //! block whose meta, footer, index or chunk fails its checks is logged and left out.
 //!
+//! - cluster mode (`--cluster`): the log is a shared, replicated stream instead of local
+//!   segments; every server follows it into the same head, and one server at a time cuts
+//!   blocks (see `follow`, and [`cluster`] for the interface to the log).
+//!
 //! Files: `types` (series, uploads, errors and what reads answer), `maintenance` (cutting the
 //! head, publishing, loading and deleting blocks), `compaction` (compaction, cleanup of
 //! unpublished objects, retention), `block` (the block format), `wal`, `backend`, `counts`,
-//! `disk`, `documents` (small per-tenant documents beside the blocks); the store itself, its
+//! `disk`, `documents` (small per-tenant documents beside the blocks), `follow` (cluster mode),
+//! `cluster` (the shared log's interface and its NATS implementation); the store itself, its
 //! head and its dedupe claims stay here.
 
 mod backend;
@@ -143,7 +148,7 @@ pub struct StoreConfig {
     pub dedupe_window: Duration,
     /// Uploads are refused while the data directory's file system has less free space.
     pub min_free_disk: DiskFloor,
-    /// Cluster mode: the shared log instead of the local write-ahead log (see [`follow`]).
+    /// Cluster mode: the shared log instead of the local write-ahead log.
     pub cluster: Option<cluster::LogConfig>,
 }
 

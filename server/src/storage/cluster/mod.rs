@@ -89,6 +89,9 @@ pub trait SharedLog: Send + Sync {
     /// Every record from sequence `from` on, in order, as long as the log is reachable.
     fn consume(&self, from: u64) -> BoxFuture<'_, Result<Entries, LogError>>;
 
+    /// The sequence of the newest record (0 for an empty log that never held one).
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, LogError>>;
+
     /// Deletes every record below sequence `below` (they are safely in blocks).
     fn trim_below(&self, below: u64) -> BoxFuture<'_, Result<(), LogError>>;
 

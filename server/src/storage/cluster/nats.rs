@@ -158,6 +158,13 @@ impl SharedLog for NatsLog {
         })
     }
 
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(async move {
+            let mut stream = self.js.get_stream(STREAM).await.map_err(|e| failed("stream")(&e))?;
+            Ok(stream.info().await.map_err(|e| failed("stream info")(&e))?.state.last_sequence)
+        })
+    }
+
     fn trim_below(&self, below: u64) -> BoxFuture<'_, Result<(), LogError>> {
         Box::pin(async move {
             let stream = self.js.get_stream(STREAM).await.map_err(|e| failed("stream")(&e))?;
