@@ -339,6 +339,46 @@ fn is_cutter(log: &str) -> bool {
 }
 
 #[test]
+fn compacted_cluster_blocks_count_every_upload_once() {
+    let mut cluster = Cluster::start(tempfile::tempdir().unwrap());
+    cluster.flags.extend(["--compaction-window", "8s"].map(String::from));
+    let servers = [cluster.kiln("a"), cluster.kiln("b")];
+    let mut acked = BTreeSet::new();
+    // Spread over several compaction windows, so that several blocks fall in each.
+    for i in 0..16 {
+        let stack = format!("main;spread_{i}");
+        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
+        acked.insert(stack);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let compacted = || {
+        std::fs::read_dir(cluster.bucket_dir.join("blocks/cluster"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                    .filter(|meta| meta["level"] == 1)
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while compacted() == 0 {
+        assert!(Instant::now() < deadline, "no block was compacted");
+        for kiln in &servers {
+            // Meanwhile no answer counts an upload twice.
+            wait_for_exactly(kiln, &acked, &BTreeSet::new());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &BTreeSet::new());
+    }
+}
+
+#[test]
 fn records_that_are_not_kiln_s_are_skipped_and_counted() {
     let cluster = Cluster::start(tempfile::tempdir().unwrap());
     let kiln = cluster.kiln("a");

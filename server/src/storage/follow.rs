@@ -113,6 +113,16 @@ pub(super) fn resume_point(state: &State) -> u64 {
     state.blocks.values().filter_map(|b| b.meta.stream_seq).max().unwrap_or(0)
 }
 
+/// The cuts whose heads a cluster block holds: its own (a level-0 block is named by its cut),
+/// or its inputs' (a compacted block).
+pub(super) fn cuts_covered(meta: &BlockMeta) -> Vec<u64> {
+    if meta.level == 0 {
+        meta.stream_seq.into_iter().collect()
+    } else {
+        meta.compacted_from.iter().filter_map(|id| id.parse().ok()).collect()
+    }
+}
+
 /// Publishes each group as log records; returns how many groups were duplicates. A group
 /// larger than one record is split, each part keyed `key#part`, so a retry splits the same
 /// way and is recognised part by part.
@@ -258,7 +268,7 @@ fn freeze(inner: &Inner, seq: u64) {
         let head = std::mem::take(&mut state.active);
         let first = std::mem::replace(&mut state.active_first_segment, seq + 1);
         // An empty head has no block coming (the cutter publishes none for it).
-        if head.is_empty() || state.blocks.values().any(|b| b.meta.stream_seq == Some(seq)) {
+        if head.is_empty() || state.blocks.values().any(|b| cuts_covered(&b.meta).contains(&seq)) {
             Some(head)
         } else {
             state.frozen.push_back(Arc::new(Frozen {

@@ -345,7 +345,7 @@ pub(super) async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLoc
         // uploads twice (they are in its head); it is taken once the marker is read. One cut
         // at a marker already read replaces the head frozen there.
         loaded.retain(|(_, block)| block.meta.stream_seq.is_none_or(|seq| seq <= applied));
-        let cuts: HashSet<u64> = loaded.iter().filter_map(|(_, b)| b.meta.stream_seq).collect();
+        let cuts: HashSet<u64> = loaded.iter().flat_map(|(_, b)| follow::cuts_covered(&b.meta)).collect();
         state.frozen.retain(|f| !cuts.contains(&f.sealed));
     }
     for (_, block) in &loaded {
