@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,9 +34,15 @@ struct Nats {
 
 impl Nats {
     fn start(store: &Path) -> Nats {
-        let mut nats = Nats { child: None, port: free_port(), store: store.to_path_buf() };
-        nats.restart();
-        nats
+        // A free port can be taken by another test between choosing and binding it: then
+        // nats-server exits, and another port is tried.
+        for _ in 0..5 {
+            let mut nats = Nats { child: None, port: free_port(), store: store.to_path_buf() };
+            if nats.try_start() {
+                return nats;
+            }
+        }
+        panic!("nats-server did not start; see {}", store.join("nats.log").display());
     }
 
     fn url(&self) -> String {
@@ -44,12 +50,19 @@ impl Nats {
     }
 
     fn restart(&mut self) {
+        assert!(self.try_start(), "nats-server did not start again on port {}", self.port);
+    }
+
+    /// Starts nats-server on this port and store; false if it exited (its port was taken).
+    fn try_start(&mut self) -> bool {
         let binary =
             on_path("nats-server").or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()));
         let binary =
             binary.expect("`nats-server` is not installed: run `make nats-server` (Debian's package nats-server)");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.store.join("nats.log")).unwrap();
-        let child = Command::new(binary)
+        let log_path = self.store.join("nats.log");
+        let ready_before = std::fs::read_to_string(&log_path).unwrap_or_default().matches("Server is ready").count();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let mut child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.store)
             .stdin(Stdio::null())
@@ -57,10 +70,17 @@ impl Nats {
             .stderr(log)
             .spawn()
             .expect("nats-server starts");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {}", self.port);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            let ready = std::fs::read_to_string(&log_path).unwrap_or_default().matches("Server is ready").count();
+            if ready > ready_before {
+                self.child = Some(child);
+                return true;
+            }
+            assert!(Instant::now() < deadline, "nats-server did not get ready on {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
         }
     }

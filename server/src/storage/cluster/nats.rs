@@ -33,9 +33,25 @@ fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> LogError + '_ {
 
 impl NatsLog {
     /// Connects and makes sure the stream and buckets exist with `config`'s settings.
-    /// Fails if NATS does not answer within a few seconds; once connected, the client
+    /// Fails if NATS does not answer within about 20 s; once connected, the client
     /// reconnects by itself for as long as it takes.
     pub async fn connect(config: &LogConfig) -> Result<NatsLog, LogError> {
+        // NATS and Kiln are often started together: give NATS a few seconds to come up.
+        let mut attempt = 0;
+        loop {
+            match NatsLog::connect_once(config).await {
+                Ok(log) => return Ok(log),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, "cannot set up the shared log yet; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_once(config: &LogConfig) -> Result<NatsLog, LogError> {
         let client = async_nats::ConnectOptions::new()
             .name("kiln")
             .connection_timeout(REQUEST_TIMEOUT)
