@@ -15,7 +15,7 @@ SITE_INPUTS := $(shell find app/src app/model/src style -type f) app/Cargo.toml 
 	Cargo.toml Cargo.lock end2end/package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test tools s3s-fs npm chromium site lint unit e2e fuzz clean
+.PHONY: run build test tools s3s-fs nats-server npm chromium site lint unit e2e fuzz clean
 
 ## make run: release build, then Kiln on 127.0.0.1:4040 with data in ./data
 run: build
@@ -28,7 +28,7 @@ build: site
 
 ## make test: the wasm site (which the server embeds), fmt, clippy, unit and integration
 ## tests, Playwright
-test: tools s3s-fs npm chromium site lint unit e2e
+test: tools s3s-fs nats-server npm chromium site lint unit e2e
 
 tools:
 	rustup target add wasm32-unknown-unknown
@@ -40,6 +40,10 @@ tools:
 ## A real S3-compatible server for the storage tests (server/tests/s3.rs).
 s3s-fs:
 	@command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
+
+## NATS JetStream for the cluster-mode tests (server/tests/cluster.rs): Debian's 2.9.
+nats-server:
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server; }
 
 npm: end2end/node_modules/.package-lock.json
 

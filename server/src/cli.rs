@@ -15,6 +15,7 @@ use crate::edge::{self, EdgeConfig};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::query::QueryLimits;
+use crate::storage::cluster::LogConfig;
 use crate::storage::{Backend, DiskFloor, S3Options, Store, StoreConfig};
 use crate::timespec::{IngestWindow, parse_duration};
 use crate::upload::UploadArgs;
@@ -179,6 +180,15 @@ pub struct ServeArgs {
     /// not yet in a block, so this is what bounds an outage.
     #[arg(long, env = "KILN_MIN_FREE_DISK", default_value = "1GiB", value_parser = DiskFloor::parse)]
     pub min_free_disk: DiskFloor,
+    /// Cluster mode: NATS JetStream servers (`nats://n1:4222,nats://n2:4222`) whose stream
+    /// is the shared write-ahead log of every Kiln server given the same list (and one
+    /// `--storage` bucket). Unset: this server keeps its own log in `--data-dir`.
+    #[arg(long, env = "KILN_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Cluster mode: copies NATS keeps of the stream and buckets (3 in production, where
+    /// NATS runs as a cluster; 1 for a single NATS server).
+    #[arg(long, env = "KILN_CLUSTER_REPLICAS", default_value_t = 1)]
+    pub cluster_replicas: usize,
 }
 
 impl ServeArgs {
@@ -199,6 +209,12 @@ impl ServeArgs {
             compaction_window: self.compaction_window,
             dedupe_window: self.dedupe_window,
             min_free_disk: self.min_free_disk,
+            cluster: self.cluster.as_ref().map(|urls| LogConfig {
+                urls: urls.clone(),
+                dedupe_window: self.dedupe_window,
+                replicas: self.cluster_replicas,
+                lease_ttl: Duration::from_secs(10),
+            }),
             ..StoreConfig::new(&self.data_dir)
         }
     }
@@ -324,6 +340,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ..EdgeConfig::default()
     };
     edge::serve(listener, router(state.clone()), state.metrics.clone(), edge_config, edge::shutdown_signal()).await;
+    state.store.leave().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -101,6 +101,9 @@ pub struct StorageGauges {
     pub flush_failures: Option<u64>,
     /// Failed compaction runs since start; `None` as for `flush_failures`.
     pub compaction_failures: Option<u64>,
+    /// Cluster mode: records of the shared log skipped as unreadable since start; `None`
+    /// outside cluster mode.
+    pub log_records_skipped: Option<u64>,
 }
 
 type StorageSource = Box<dyn Fn() -> StorageGauges + Send + Sync>;
@@ -154,6 +157,14 @@ impl Collector for StorageCollector {
         }
         if let Some(failures) = gauges.compaction_failures {
             encode_counter(e, "compaction_failures", "Failed compaction runs.", failures)?;
+        }
+        if let Some(skipped) = gauges.log_records_skipped {
+            encode_counter(
+                e,
+                "log_records_skipped",
+                "Shared-log records skipped as unreadable (cluster mode).",
+                skipped,
+            )?;
         }
         Ok(())
     }

@@ -76,6 +76,12 @@ impl From<crate::storage::StorageError> for AppError {
             low @ crate::storage::StorageError::LowDisk { .. } => {
                 AppError::Unavailable { message: low.to_string(), retry_after: 60 }
             }
+            // Cluster mode: the shared log did not take the upload, so nothing was stored;
+            // the log's client reconnects by itself.
+            log @ crate::storage::StorageError::Log(_) => {
+                AppError::Unavailable { message: log.to_string(), retry_after: 5 }
+            }
+            crate::storage::StorageError::TooLarge(message) => AppError::TooLarge(message),
             e => AppError::Internal(e.to_string()),
         }
     }

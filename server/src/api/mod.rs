@@ -223,12 +223,15 @@ fn storage_gauges(store: &Store) -> StorageGauges {
         blocks: stats.blocks,
         flush_failures: Some(stats.flush_failures),
         compaction_failures: Some(stats.compaction_failures),
+        log_records_skipped: store.is_clustered().then(|| store.log_records_skipped()),
     }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
     // The store is open once the state exists; check its directory is still there.
-    if state.store.dir().is_dir() {
+    if let Some(reason) = state.store.unready() {
+        (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+    } else if state.store.dir().is_dir() {
         "ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "data directory is gone").into_response()

@@ -67,7 +67,8 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
             .cloned()
             .collect();
         let series = series.into_iter().map(|(key, builder)| (key, builder.snapshot())).collect();
-        let (key, block) = publish(inner, BlockContents::Series(series), 1, wal_segment, ids, keys).await?;
+        let stream_seq = inputs.iter().filter_map(|(_, b)| b.meta.stream_seq).max();
+        let (key, block) = publish(inner, BlockContents::Series(series), 1, wal_segment, ids, keys, stream_seq).await?;
         inner.state.write().expect("state lock").blocks.insert(key, block);
         written += 1;
         for (path, block) in &inputs {

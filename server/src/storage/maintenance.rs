@@ -22,7 +22,12 @@ pub(super) async fn cut_when_due(inner: Arc<Inner>) {
             !state.active.is_empty()
                 && (state.active.bytes >= config.head_max_bytes || age >= config.block_duration.as_secs() as i64)
         };
-        if due {
+        if due && let Some(cluster) = &inner.cluster {
+            // Every server freezes its head where the cutter's marker lands in the log.
+            if let Err(e) = follow::request_cut(cluster).await {
+                tracing::warn!(error = %e, "cannot ask the cluster to cut its heads; retrying");
+            }
+        } else if due {
             match inner.wal.rotate().await {
                 Ok(_) => inner.frozen_ready.notify_one(),
                 Err(e) => tracing::error!(error = %e, "cutting the head failed; retrying"),
@@ -47,7 +52,10 @@ pub(super) async fn maintain(inner: Arc<Inner>) {
         }
         let now = (config.clock)();
         let pending = !inner.state.read().expect("state lock").frozen.is_empty();
-        if pending && Instant::now() >= retry_at {
+        // In cluster mode only the cutter writes blocks (and compacts and expires them); the
+        // others swap their frozen heads for its blocks.
+        let cutter = inner.cluster.as_ref().is_none_or(|c| c.is_cutter());
+        if pending && cutter && Instant::now() >= retry_at {
             let published = {
                 let _one_at_a_time = inner.maintenance.lock().await;
                 publish_frozen(&inner).await
@@ -74,6 +82,9 @@ pub(super) async fn maintain(inner: Arc<Inner>) {
             inner.state.write().expect("state lock").seen.retain(|_, seen_at| *seen_at > dedupe_from);
             if let Err(e) = refresh_blocks(&inner.objects, &inner.state).await {
                 tracing::warn!(error = %e, "listing blocks failed");
+            }
+            if !cutter {
+                continue;
             }
             if let Err(e) = compact(&inner, now).await {
                 inner.counters.compaction_failures.fetch_add(1, Ordering::Relaxed);
@@ -125,11 +136,17 @@ pub(super) async fn publish(
     wal_segment: u64,
     compacted_from: Vec<String>,
     idempotency_keys: Vec<(String, i64)>,
+    stream_seq: Option<u64>,
 ) -> Result<(String, Arc<LoadedBlock>), StorageError> {
     let (bytes, index, footer) = tokio::task::spawn_blocking(move || contents.encode())
         .await
         .map_err(|e| StorageError::Config(format!("block encoder panicked: {e}")))?;
-    let id = new_block_id();
+    // A cluster block is named by its cut, so that a second cutter (after a lease change)
+    // writes the same object instead of a second copy.
+    let id = match stream_seq {
+        Some(seq) if level == 0 => format!("{seq:020}"),
+        _ => new_block_id(),
+    };
     let meta = BlockMeta {
         version: block::VERSION,
         id: id.clone(),
@@ -143,6 +160,7 @@ pub(super) async fn publish(
         wal_segment,
         compacted_from,
         idempotency_keys,
+        stream_seq,
     };
     let (data, meta_path) = block_paths(&inner.writer, &id);
     inner.objects.put(&data, PutPayload::from(bytes)).await?;
@@ -153,6 +171,23 @@ pub(super) async fn publish(
 }
 
 pub(super) async fn flush(inner: &Inner) -> Result<usize, StorageError> {
+    if let Some(cluster) = &inner.cluster {
+        // Only the cutter cuts, through a marker every server reads.
+        if !cluster.is_cutter() {
+            return Ok(0);
+        }
+        if !inner.state.read().expect("state lock").active.is_empty() {
+            follow::request_cut(cluster).await?;
+            let pending = cluster.freeze_pending.load(Ordering::Relaxed);
+            let mut applied = cluster.applied.subscribe();
+            let read_back = applied.wait_for(|&seq| seq >= pending);
+            if tokio::time::timeout(Duration::from_secs(10), read_back).await.is_err() {
+                return Err(StorageError::Log(cluster::LogError("the freeze marker was not read back in time".into())));
+            }
+        }
+        let _one_at_a_time = inner.maintenance.lock().await;
+        return publish_frozen(inner).await;
+    }
     let _one_at_a_time = inner.maintenance.lock().await;
     if !inner.state.read().expect("state lock").active.is_empty() {
         inner.wal.rotate().await?;
@@ -182,8 +217,11 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
         let published = if contents.is_empty() {
             None
         } else {
-            Some(publish(inner, contents, 0, frozen.sealed, Vec::new(), keys).await?)
+            let stream_seq = inner.cluster.as_ref().map(|_| frozen.sealed);
+            let wal_segment = if inner.cluster.is_some() { 0 } else { frozen.sealed };
+            Some(publish(inner, contents, 0, wal_segment, Vec::new(), keys, stream_seq).await?)
         };
+        let meta_path = published.as_ref().map(|(key, _)| key.clone());
         {
             // One step for readers: the block appears and its head goes.
             let mut state = inner.state.write().expect("state lock");
@@ -193,7 +231,14 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
             }
             state.frozen.pop_front();
         }
-        wal::delete_through(&inner.wal_dir, frozen.sealed)?;
+        match &inner.cluster {
+            Some(cluster) => {
+                if let Some(meta) = meta_path {
+                    follow::published(cluster, frozen.sealed, &meta).await;
+                }
+            }
+            None => wal::delete_through(&inner.wal_dir, frozen.sealed)?,
+        }
     }
 }
 
@@ -295,6 +340,14 @@ pub(super) async fn refresh_blocks(objects: &Arc<dyn ObjectStore>, state: &RwLoc
     }
     let mut state = state.write().expect("state lock");
     state.blocks.retain(|path, block| present.contains(path) || block.known_since >= started);
+    if let Some(applied) = state.cluster_applied {
+        // Cluster mode: a block cut at a marker this server has not read yet would count its
+        // uploads twice (they are in its head); it is taken once the marker is read. One cut
+        // at a marker already read replaces the head frozen there.
+        loaded.retain(|(_, block)| block.meta.stream_seq.is_none_or(|seq| seq <= applied));
+        let cuts: HashSet<u64> = loaded.iter().flat_map(|(_, b)| follow::cuts_covered(&b.meta)).collect();
+        state.frozen.retain(|f| !cuts.contains(&f.sealed));
+    }
     for (_, block) in &loaded {
         for (key, seen_at) in &block.meta.idempotency_keys {
             state.remember(key.clone(), *seen_at);

@@ -61,20 +61,27 @@
 //! Damage is skipped, never fatal: a torn log tail fails its checksum and is cut off; a
 //! block whose meta, footer, index or chunk fails its checks is logged and left out.
 //!
+//! - cluster mode (`--cluster`): the log is a shared, replicated stream instead of local
+//!   segments; every server follows it into the same head, and one server at a time cuts
+//!   blocks (see `follow`, and [`cluster`] for the interface to the log).
+//!
 //! Files: `types` (series, uploads, errors and what reads answer), `maintenance` (cutting the
 //! head, publishing, loading and deleting blocks), `compaction` (compaction, cleanup of
 //! unpublished objects, retention), `block` (the block format), `wal`, `backend`, `counts`,
-//! `disk`, `documents` (small per-tenant documents beside the blocks); the store itself, its
+//! `disk`, `documents` (small per-tenant documents beside the blocks), `follow` (cluster mode),
+//! `cluster` (the shared log's interface and its NATS implementation); the store itself, its
 //! head and its dedupe claims stay here.
 
 mod backend;
 pub mod block;
+pub mod cluster;
 mod compaction;
 mod counts;
 pub mod disk;
 mod documents;
 #[cfg(test)]
 mod engine_tests;
+mod follow;
 mod maintenance;
 #[cfg(test)]
 mod tests;
@@ -141,6 +148,8 @@ pub struct StoreConfig {
     pub dedupe_window: Duration,
     /// Uploads are refused while the data directory's file system has less free space.
     pub min_free_disk: DiskFloor,
+    /// Cluster mode: the shared log instead of the local write-ahead log.
+    pub cluster: Option<cluster::LogConfig>,
 }
 
 impl StoreConfig {
@@ -159,6 +168,7 @@ impl StoreConfig {
             background: true,
             dedupe_window: Duration::from_secs(3600),
             min_free_disk: DiskFloor::default(),
+            cluster: None,
         }
     }
 }
@@ -300,6 +310,8 @@ struct State {
     /// Keys whose upload is being written right now. A concurrent retry waits for the
     /// outcome (the sender is dropped when the writer finishes) instead of racing it.
     claims: HashMap<String, tokio::sync::watch::Receiver<()>>,
+    /// Cluster mode: the last shared-log record applied to the head (`None` otherwise).
+    cluster_applied: Option<u64>,
 }
 
 impl State {
@@ -399,6 +411,8 @@ struct Inner {
     /// A head was frozen: publish it.
     frozen_ready: Notify,
     counters: Counters,
+    /// Cluster mode: the shared log and this server's place in it.
+    cluster: Option<follow::Cluster>,
 }
 
 /// Failures and refusals since start, for `/metrics`.
@@ -477,7 +491,10 @@ impl Store {
         let dir = config.data_dir.clone();
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(WalError::Io)?;
-        let writer = writer_id(&dir)?;
+        let server_id = writer_id(&dir)?;
+        // In cluster mode every server holds the same head and one cutter at a time writes
+        // it, so the blocks have one writer: the cluster.
+        let writer = if config.cluster.is_some() { follow::CLUSTER_WRITER.to_string() } else { server_id.clone() };
         let objects = config.backend.open(&dir, &config.s3).map_err(StorageError::Config)?;
         let state = Arc::new(RwLock::new(State::default()));
         refresh_blocks(&objects, &state).await?;
@@ -491,9 +508,28 @@ impl Store {
             std::fs::rename(&legacy, wal::segment_path(&wal_dir, 0)).map_err(WalError::Io)?;
         }
         let (pending, last) = wal::pending_segments(&wal_dir, covered)?;
+        if config.cluster.is_some() && pending.iter().any(|&(_, bytes)| bytes > 0) {
+            // Its own log's uploads would be published as the cluster's, at sequences that
+            // mean nothing in the shared log.
+            return Err(StorageError::Config(format!(
+                "{} holds uploads of a single server not yet in a block: start it once without --cluster to publish them, or use another --data-dir",
+                dir.display()
+            )));
+        }
         let clock = config.clock.clone();
         replay_frozen(&wal_dir, &pending, config.head_max_bytes, &mut state.write().expect("state lock"), clock())?;
         state.write().expect("state lock").active_first_segment = last + 1;
+        let cluster = match &config.cluster {
+            Some(log_config) => {
+                let log = cluster::nats::NatsLog::connect(log_config).await.map_err(StorageError::Log)?;
+                let mut state = state.write().expect("state lock");
+                let resume_after = follow::resume_point(&state);
+                state.cluster_applied = Some(resume_after);
+                tracing::info!(resume_after, server = %server_id, "following the shared log");
+                Some(follow::Cluster::new(Arc::new(log), server_id, resume_after))
+            }
+            None => None,
+        };
         let head_full = Arc::new(Notify::new());
         let (sink, notify, max_bytes, sink_clock) =
             (state.clone(), head_full.clone(), config.head_max_bytes, clock.clone());
@@ -530,8 +566,9 @@ impl Store {
             head_full,
             frozen_ready: Notify::new(),
             counters: Counters::default(),
+            cluster,
         });
-        let background = if inner.config.background {
+        let mut background = if inner.config.background {
             vec![
                 tokio::spawn(cut_when_due(inner.clone())).abort_handle(),
                 tokio::spawn(maintain(inner.clone())).abort_handle(),
@@ -539,6 +576,12 @@ impl Store {
         } else {
             Vec::new()
         };
+        if let Some(log_config) = &inner.config.cluster {
+            // Following the log is what makes uploads visible: it runs even without the
+            // other background work.
+            background.push(tokio::spawn(follow::follow(inner.clone())).abort_handle());
+            background.push(tokio::spawn(follow::hold_lease(inner.clone(), log_config.lease_ttl)).abort_handle());
+        }
         Ok(Store { inner, background })
     }
 
@@ -607,6 +650,16 @@ impl Store {
             if groups.is_empty() {
                 return Ok(appended);
             }
+            if let Some(cluster) = &self.inner.cluster {
+                // The shared log deduplicates keys across servers; the claims above only
+                // spare it a concurrent retry on this server.
+                let stored = groups.len();
+                let duplicates = follow::append(cluster, groups, now).await?;
+                drop(claims);
+                appended.stored += stored - duplicates;
+                appended.duplicates += duplicates;
+                return Ok(appended);
+            }
             // Checked only now: a retry of an upload already stored still answers.
             self.check_free_disk()?;
             let keys = claims.keys.iter().map(|k| (k.clone(), now)).collect();
@@ -625,6 +678,30 @@ impl Store {
             appended.stored += stored;
             return Ok(appended);
         }
+    }
+
+    /// Why this server cannot take uploads now (cluster mode: the shared log is unreachable
+    /// or cannot be read), for `/readyz`.
+    pub fn unready(&self) -> Option<String> {
+        self.inner.cluster.as_ref().and_then(|c| c.unready())
+    }
+
+    /// At shutdown, in cluster mode: gives up the cutter lease if this server holds it, so
+    /// that another server takes it at once instead of when it expires.
+    pub async fn leave(&self) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.leave().await;
+        }
+    }
+
+    /// Whether this store is in cluster mode (on a shared log).
+    pub fn is_clustered(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
+    /// Records of the shared log skipped as unreadable (cluster mode; zero otherwise).
+    pub fn log_records_skipped(&self) -> u64 {
+        self.inner.cluster.as_ref().map_or(0, |c| c.skipped.load(Ordering::Relaxed))
     }
 
     /// Refuses when the log's file system has less free space than `--min-free-disk`.

@@ -91,6 +91,12 @@ pub enum StorageError {
     /// Block bytes failed their checks.
     #[error("{0}")]
     Corrupt(#[from] CorruptBlock),
+    /// Cluster mode: the shared log is unreachable or refused: nothing was stored.
+    #[error("shared log: {0}")]
+    Log(super::cluster::LogError),
+    /// Cluster mode: one upload is larger than a record of the shared log may be.
+    #[error("{0}")]
+    TooLarge(String),
     /// The store could not be set up as configured.
     #[error("{0}")]
     Config(String),

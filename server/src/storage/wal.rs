@@ -62,7 +62,7 @@ const HEADER: usize = 8;
 /// A record's bytes: payload length, CRC of the payload, payload. Built by the appending
 /// request, not by the writer thread, so that encoding runs on every core and the writer only
 /// writes and syncs.
-fn encode_record(record: &Record) -> Vec<u8> {
+pub(super) fn encode_record(record: &Record) -> Vec<u8> {
     // Written in place: a length placeholder before each part, patched once the part is out.
     fn length_prefixed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
         let at = out.len();
@@ -153,6 +153,13 @@ fn decode_records(bytes: &[u8]) -> (Record, usize, usize) {
         records += 1;
     }
     (decoded, offset, records)
+}
+
+/// One whole record (as [`encode_record`] makes it, from the shared log in cluster mode), or
+/// `None` if the bytes are anything else.
+pub(super) fn decode_record(bytes: &[u8]) -> Option<Record> {
+    let (record, good, records) = decode_records(bytes);
+    (records == 1 && good == bytes.len()).then_some(record)
 }
 
 /// Reads every good record of the log at `path` and cuts off a damaged tail.

@@ -30,6 +30,16 @@ impl Kiln {
     /// [`Kiln::start`] with another copy of the binary, run in `cwd` (a relative `data_dir` is
     /// under it).
     pub fn start_binary(binary: &Path, cwd: &Path, data_dir: &Path, flags: &[&str]) -> Kiln {
+        Kiln::start_until(binary, cwd, data_dir, flags, "/readyz")
+    }
+
+    /// [`Kiln::start`], waiting only until `path` answers 200 (`/healthz` for a server that
+    /// is expected not to be ready).
+    pub fn start_answering(data_dir: &Path, flags: &[&str], path: &str) -> Kiln {
+        Kiln::start_until(Path::new(env!("CARGO_BIN_EXE_kiln")), Path::new("."), data_dir, flags, path)
+    }
+
+    fn start_until(binary: &Path, cwd: &Path, data_dir: &Path, flags: &[&str], ready_path: &str) -> Kiln {
         let data_dir = &cwd.join(data_dir);
         std::fs::create_dir_all(data_dir).unwrap();
         let addr = free_port();
@@ -49,7 +59,7 @@ impl Kiln {
         let mut kiln = Kiln { addr, child: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http(addr, "GET", "/readyz", b"") {
+            if let Ok((200, _)) = http(addr, "GET", ready_path, b"") {
                 return kiln;
             }
             if let Some(status) = kiln.child.as_mut().unwrap().try_wait().unwrap() {

@@ -193,6 +193,10 @@ pub struct BlockMeta {
     /// of an upload that is already in a block is still recognised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub idempotency_keys: Vec<(String, i64)>,
+    /// Cluster mode: the shared log's sequence this block covers up to (the freeze marker
+    /// its head was cut at); a compacted block has its newest input's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<u64>,
 }
 
 /// Encodes uploads (any order, any series) into a data object; returns it with its index.

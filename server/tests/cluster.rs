@@ -1,0 +1,528 @@
+//! Cluster mode: several Kiln servers on one NATS JetStream (a real `nats-server -js`, started
+//! here on a free port) and one S3 bucket (`s3s-fs`), answering like one server.
+//!
+//! Needs `nats-server` (Debian's package; `make nats-server` installs it) and `s3s-fs` (`make
+//! s3s-fs`). Every check polls with a generous deadline: nothing here is timed.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use kiln_server::storage::cluster::nats::NatsLog;
+use kiln_server::storage::cluster::{LogConfig, SharedLog};
+use support::{Kiln, S3Server, folded_values, http, http_with, on_path};
+
+const QUERY: &str = "/render?query=clustered.cpu&format=folded";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `nats-server -js`, stopped (SIGKILL) when dropped; restartable on its port and
+/// store directory.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start(store: &Path) -> Nats {
+        // A free port can be taken by another test between choosing and binding it: then
+        // nats-server exits, and another port is tried.
+        for _ in 0..5 {
+            let mut nats = Nats { child: None, port: free_port(), store: store.to_path_buf() };
+            if nats.try_start() {
+                return nats;
+            }
+        }
+        panic!("nats-server did not start; see {}", store.join("nats.log").display());
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        assert!(self.try_start(), "nats-server did not start again on port {}", self.port);
+    }
+
+    /// Starts nats-server on this port and store; false if it exited (its port was taken).
+    fn try_start(&mut self) -> bool {
+        let binary =
+            on_path("nats-server").or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()));
+        let binary =
+            binary.expect("`nats-server` is not installed: run `make nats-server` (Debian's package nats-server)");
+        let log_path = self.store.join("nats.log");
+        let ready_before = std::fs::read_to_string(&log_path).unwrap_or_default().matches("Server is ready").count();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let mut child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            let ready = std::fs::read_to_string(&log_path).unwrap_or_default().matches("Server is ready").count();
+            if ready > ready_before {
+                self.child = Some(child);
+                return true;
+            }
+            assert!(Instant::now() < deadline, "nats-server did not get ready on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// NATS, a bucket, and the flags that put a Kiln server on both.
+struct Cluster {
+    nats: Nats,
+    _s3: S3Server,
+    bucket_dir: PathBuf,
+    flags: Vec<String>,
+    _dirs: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(dirs: tempfile::TempDir) -> Cluster {
+        let s3s = on_path("s3s-fs").expect(
+            "`s3s-fs` is not on PATH: install it with `make s3s-fs` (cargo install s3s-fs@0.14.1 --features binary --locked)",
+        );
+        let root = dirs.path().join("s3");
+        std::fs::create_dir_all(root.join("kiln")).unwrap();
+        let s3_addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let s3 = S3Server::start(&s3s, s3_addr, &root);
+        std::fs::create_dir_all(dirs.path().join("nats")).unwrap();
+        let nats = Nats::start(&dirs.path().join("nats"));
+        let flags = [
+            "--storage",
+            "s3://kiln/c",
+            "--s3-endpoint",
+            &format!("http://{s3_addr}"),
+            "--s3-region",
+            "us-east-1",
+            "--s3-access-key",
+            "kilnkey",
+            "--s3-secret-key",
+            "kilnsecret",
+            "--block-duration",
+            "2s",
+            "--block-refresh",
+            "1s",
+            "--cluster",
+            &nats.url(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Cluster { nats, _s3: s3, bucket_dir: root.join("kiln/c"), flags, _dirs: dirs }
+    }
+
+    fn kiln(&self, name: &str) -> Kiln {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        Kiln::start(&self._dirs.path().join(name), &flags)
+    }
+
+    /// A server's log so far, without its colour codes.
+    fn log_of(&self, name: &str) -> String {
+        without_colours(&std::fs::read_to_string(self._dirs.path().join(name).join("kiln.log")).unwrap_or_default())
+    }
+
+    /// Level-0 block metas in the bucket: (stream sequence cut at, uploads).
+    fn blocks(&self) -> Vec<(u64, u64)> {
+        let Ok(entries) = std::fs::read_dir(self.bucket_dir.join("blocks/cluster")) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|meta| meta["level"] == 0)
+            .map(|meta| (meta["stream_seq"].as_u64().unwrap(), meta["uploads"].as_u64().unwrap()))
+            .collect()
+    }
+}
+
+fn upload(kiln: &Kiln, stack: &str) -> u16 {
+    match http(kiln.addr, "POST", "/ingest?name=clustered.cpu", format!("{stack} 1\n").as_bytes()) {
+        Ok((status, _)) => status,
+        Err(_) => 0,
+    }
+}
+
+/// Polls `kiln` until its answer holds every `acked` stack exactly once, each of `maybe` (sent
+/// but not acknowledged) at most once, and nothing else. No answer meanwhile may count an
+/// upload twice (a head and the block cut from it must never both answer).
+fn wait_for_exactly(kiln: &Kiln, acked: &BTreeSet<String>, maybe: &BTreeSet<String>) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answer = http(kiln.addr, "GET", QUERY, b"").map(|(_, body)| body).unwrap_or_default();
+        let values: BTreeMap<String, u64> = folded_values(&answer);
+        let twice: Vec<(&String, &u64)> = values.iter().filter(|(_, v)| **v > 1).collect();
+        assert!(twice.is_empty(), "{} counted uploads more than once: {twice:?}", kiln.addr);
+        let all_once = acked.iter().all(|s| values.get(s) == Some(&1));
+        let nothing_else = values.iter().all(|(s, &v)| (acked.contains(s) || maybe.contains(s)) && v == 1);
+        if all_once && nothing_else {
+            return;
+        }
+        let missing: Vec<&String> = acked.iter().filter(|s| values.get(*s) != Some(&1)).collect();
+        let extra: Vec<(&String, &u64)> =
+            values.iter().filter(|(s, v)| !(acked.contains(*s) || maybe.contains(*s)) || **v != 1).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered with every acknowledged upload exactly once; missing or miscounted {missing:?}, unexpected {extra:?}",
+            kiln.addr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn servers_on_one_stream_answer_like_one() {
+    let mut cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let servers = vec![cluster.kiln("a"), cluster.kiln("b"), cluster.kiln("c")];
+    let mut acked = BTreeSet::new();
+    let mut maybe = BTreeSet::new();
+    // Round-robin, as behind a load balancer.
+    for i in 0..30 {
+        let stack = format!("main;upload_{i}");
+        assert_eq!(upload(&servers[i % 3], &stack), 200, "upload {i}");
+        acked.insert(stack);
+    }
+    // A keyed retry that lands on another server is counted once.
+    for kiln in &servers[..2] {
+        let (status, body) = http_with(
+            kiln.addr,
+            "POST",
+            "/ingest?name=clustered.cpu",
+            &[("Idempotency-Key", "retry-1")],
+            b"main;keyed 1\n",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    acked.insert("main;keyed".to_string());
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+    }
+
+    // The server that cuts blocks killed, never restarted: nothing it acknowledged is lost,
+    // and another takes its lease and cuts every block from then on.
+    let mut servers = servers;
+    let mut names = vec!["a", "b", "c"];
+    let cutter =
+        names.iter().position(|name| is_cutter(&cluster.log_of(name))).expect("one server holds the cutter lease");
+    servers.remove(cutter).kill();
+    names.remove(cutter);
+    for i in 30..45 {
+        let stack = format!("main;upload_{i}");
+        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
+        acked.insert(stack);
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let in_blocks: u64 = cluster.blocks().iter().map(|(_, uploads)| uploads).sum();
+        if in_blocks == acked.len() as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "blocks hold {in_blocks} uploads, not all {} acknowledged", acked.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A server started now resumes from the newest cut and sees everything.
+    servers.push(cluster.kiln("d"));
+    names.push("d");
+    wait_for_exactly(&servers[2], &acked, &maybe);
+
+    // NATS stopped: uploads are refused with 503 (nothing is acknowledged that is not in the
+    // log), /readyz says why; NATS back: uploads are accepted again, with no operator action.
+    cluster.nats.stop();
+    let mut attempt = 0;
+    let mut refused = false;
+    let deadline = Instant::now() + DEADLINE;
+    while !refused {
+        let stack = format!("main;during_outage_{attempt}");
+        match upload(&servers[attempt % 3], &stack) {
+            200 => {
+                acked.insert(stack);
+            }
+            503 => {
+                maybe.insert(stack);
+                refused = true;
+            }
+            other => panic!("an upload while NATS is down answered {other}"),
+        }
+        attempt += 1;
+        assert!(Instant::now() < deadline, "uploads were never refused while NATS was down");
+    }
+    let (status, why) = http(servers[0].addr, "GET", "/readyz", b"").unwrap();
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("NATS"), "/readyz should say NATS is unreachable: {why}");
+    cluster.nats.restart();
+    // Each server's client reconnects on its own schedule: wait for each to take uploads.
+    for kiln in &servers {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let stack = format!("main;after_outage_{attempt}");
+            attempt += 1;
+            let status = upload(kiln, &stack);
+            if status == 200 {
+                acked.insert(stack);
+                break;
+            }
+            assert!(matches!(status, 503 | 0), "an upload while NATS restarts answered {status}");
+            maybe.insert(stack);
+            assert!(Instant::now() < deadline, "uploads were not accepted again after NATS restarted");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for i in 0..6 {
+        let stack = format!("main;recovered_{i}");
+        assert_eq!(upload(&servers[i % 3], &stack), 200, "upload {i} after NATS restarted");
+        acked.insert(stack);
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+        let (status, body) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The cutter stopped gracefully gives its lease up; another server cuts what follows.
+    let deadline = Instant::now() + DEADLINE;
+    let cutter = loop {
+        if let Some(at) = names.iter().position(|name| is_cutter(&cluster.log_of(name))) {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "no server took the cutter lease after NATS came back");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stopping = servers.remove(cutter);
+    let stopped = names.remove(cutter);
+    let term = Command::new("kill").args(["-TERM", &stopping.pid().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(stopping.wait().success());
+    assert!(cluster.log_of(stopped).contains("gave up the cutter lease"), "{}", cluster.log_of(stopped));
+    for i in 0..4 {
+        let stack = format!("main;after_stop_{i}");
+        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i} after the cutter stopped");
+        acked.insert(stack);
+    }
+    let in_blocks_expected = acked.len() as u64;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let in_blocks: u64 = cluster.blocks().iter().map(|(_, uploads)| uploads).sum();
+        // Uploads refused during the outage may have been stored: at least every one acknowledged.
+        if in_blocks >= in_blocks_expected && in_blocks <= in_blocks_expected + maybe.len() as u64 {
+            let answered =
+                http(servers[0].addr, "GET", QUERY, b"").map(|(_, body)| folded_values(&body)).unwrap_or_default();
+            if answered.values().sum::<u64>() == in_blocks {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "blocks hold {in_blocks} uploads, not the {in_blocks_expected} acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &maybe);
+    }
+}
+
+/// Whether a server's log says it holds the cutter lease now.
+fn is_cutter(log: &str) -> bool {
+    log.rfind("this server now cuts the cluster's blocks")
+        > log.rfind("this server no longer cuts the cluster's blocks")
+}
+
+#[test]
+fn compacted_cluster_blocks_count_every_upload_once() {
+    let mut cluster = Cluster::start(tempfile::tempdir().unwrap());
+    cluster.flags.extend(["--compaction-window", "8s"].map(String::from));
+    let servers = [cluster.kiln("a"), cluster.kiln("b")];
+    let mut acked = BTreeSet::new();
+    // Spread over several compaction windows, so that several blocks fall in each.
+    for i in 0..16 {
+        let stack = format!("main;spread_{i}");
+        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
+        acked.insert(stack);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let compacted = || {
+        std::fs::read_dir(cluster.bucket_dir.join("blocks/cluster"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                    .filter(|meta| meta["level"] == 1)
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while compacted() == 0 {
+        assert!(Instant::now() < deadline, "no block was compacted");
+        for kiln in &servers {
+            // Meanwhile no answer counts an upload twice.
+            wait_for_exactly(kiln, &acked, &BTreeSet::new());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &BTreeSet::new());
+    }
+}
+
+#[test]
+fn records_that_are_not_kiln_s_are_skipped_and_counted() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let kiln = cluster.kiln("a");
+    let mut acked = BTreeSet::from(["main;before".to_string()]);
+    assert_eq!(upload(&kiln, "main;before"), 200);
+    // Anyone with access to NATS can publish on Kiln's subjects: garbage on an upload
+    // subject, a damaged record and a marker that is no marker.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let log = NatsLog::connect(&log_config(&cluster.nats)).await.unwrap();
+        for (subject, payload) in [
+            ("kiln.uploads.3", b"not a record".to_vec()),
+            ("kiln.uploads.0", vec![0xff; 64]),
+            ("kiln.uploads.7", Vec::new()),
+            ("kiln.cuts", b"{\"marker\":\"explode\"}".to_vec()),
+        ] {
+            log.publish(subject.to_string(), payload, None).await.unwrap();
+        }
+    });
+    // A profile larger than a NATS message (1 MiB here) is refused as too large, not half-stored.
+    let big: String = (0..20_000).map(|i| format!("main;frame_{i}_{:0>80} 1\n", i)).collect();
+    let (status, body) = http(kiln.addr, "POST", "/ingest?name=clustered.cpu", big.as_bytes()).unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_payload"), "{body}");
+    assert_eq!(upload(&kiln, "main;after"), 200);
+    acked.insert("main;after".to_string());
+    wait_for_exactly(&kiln, &acked, &BTreeSet::new());
+    let (status, body) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = cluster.log_of("a");
+    assert_eq!(log.matches("skipping an unreadable record of the shared log").count(), 4, "{log}");
+    let (_, metrics) = http(kiln.addr, "GET", "/metrics", b"").unwrap();
+    assert!(metrics.lines().any(|l| l == "kiln_log_records_skipped_total 4"), "the skips are counted: {metrics}");
+}
+
+/// The log's text without its terminal colour codes.
+fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find('\u{1b}') {
+        plain.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    plain.push_str(rest);
+    plain
+}
+
+#[test]
+fn a_stream_that_ends_before_the_blocks_is_refused() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let kiln = cluster.kiln("a");
+    assert_eq!(upload(&kiln, "main;in_a_block"), 200);
+    let deadline = Instant::now() + DEADLINE;
+    while cluster.blocks().iter().map(|(_, uploads)| uploads).sum::<u64>() < 1 {
+        assert!(Instant::now() < deadline, "the upload never reached a block");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kiln.kill();
+    // The stream deleted (as if NATS lost its storage); Kiln makes a new, empty one on start,
+    // whose sequences start again below the newest cut in the bucket.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+        async_nats::jetstream::new(client).delete_stream("KILN").await.unwrap();
+    });
+    let flags: Vec<&str> = cluster.flags.iter().map(String::as_str).collect();
+    let kiln = Kiln::start_answering(&cluster._dirs.path().join("a"), &flags, "/healthz");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, why) = http(kiln.addr, "GET", "/readyz", b"").unwrap();
+        if status == 503 && why.contains("shared log ends at sequence 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said the log is behind the blocks: {status} {why}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(upload(&kiln, "main;would_be_skipped"), 503, "an upload every server would skip is refused");
+    // Queries still answer from the blocks.
+    wait_for_exactly(&kiln, &BTreeSet::from(["main;in_a_block".to_string()]), &BTreeSet::new());
+}
+
+fn log_config(nats: &Nats) -> LogConfig {
+    LogConfig {
+        urls: nats.url(),
+        dedupe_window: Duration::from_secs(3600),
+        replicas: 1,
+        lease_ttl: Duration::from_secs(10),
+    }
+}
+
+/// The interface's leases and documents, on NATS itself.
+#[test]
+fn a_lease_has_one_holder_at_a_time() {
+    let dirs = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dirs.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let a = NatsLog::connect(&log_config(&nats)).await.unwrap();
+        let b = NatsLog::connect(&log_config(&nats)).await.unwrap();
+        let held = a.lease("cutter", "a", None).await.unwrap().expect("a free lease is taken");
+        assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None, "a held lease is not taken");
+        let renewed = a.lease("cutter", "a", Some(held)).await.unwrap().expect("the holder renews");
+        assert_eq!(a.lease("cutter", "a", Some(held)).await.unwrap(), None, "a stale revision is a lost lease");
+        assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None);
+        a.release("cutter", renewed).await.unwrap();
+        assert!(b.lease("cutter", "b", None).await.unwrap().is_some(), "a released lease is taken");
+        // A key published twice within the window is stored once.
+        let first = a.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
+        let second = b.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
+        assert!(!first.duplicate && second.duplicate && second.seq == first.seq, "{first:?} {second:?}");
+        assert_eq!(a.get("settings").await.unwrap(), None);
+        a.put("settings", b"{}".to_vec()).await.unwrap();
+        assert_eq!(b.get("settings").await.unwrap().as_deref(), Some(&b"{}"[..]));
+        // Trimming deletes exactly the records below the sequence given.
+        let mut last = first.seq;
+        for i in 0..3 {
+            last = a.publish(format!("kiln.uploads.{i}"), vec![i], None).await.unwrap().seq;
+        }
+        a.trim_below(last - 1).await.unwrap();
+        let mut entries = b.consume(1).await.unwrap();
+        let seqs = [entries.next().await.unwrap().unwrap(), entries.next().await.unwrap().unwrap()].map(|e| e.seq);
+        assert_eq!(seqs, [last - 1, last]);
+    });
+}
