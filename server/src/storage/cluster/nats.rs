@@ -240,6 +240,11 @@ impl SharedLog for NatsLog {
         Box::pin(async move { self.settings.put(&key, value.into()).await.map(drop).map_err(|e| failed("put")(&e)) })
     }
 
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), LogError>> {
+        let key = key.to_string();
+        Box::pin(async move { self.settings.delete(&key).await.map_err(|e| failed("delete")(&e)) })
+    }
+
     fn unavailable(&self) -> Option<String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => None,
