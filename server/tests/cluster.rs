@@ -135,7 +135,8 @@ impl Cluster {
             "--block-refresh",
             "1s",
             "--cluster",
-            &nats.url(),
+            // A list, as in production (one server named twice: both answer).
+            &format!("{}, {}", nats.url(), nats.url()),
         ]
         .map(String::from)
         .to_vec();

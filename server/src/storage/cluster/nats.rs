@@ -57,7 +57,8 @@ impl NatsLog {
             .connection_timeout(REQUEST_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .max_reconnects(None)
-            .connect(config.urls.as_str())
+            // The client parses one URL from a string; a list is a list of strings.
+            .connect(config.urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect::<Vec<&str>>())
             .await
             .map_err(|e| failed("connect")(&e))?;
         let mut js = jetstream::new(client.clone());
