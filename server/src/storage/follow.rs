@@ -35,6 +35,8 @@ pub(super) const CLUSTER_WRITER: &str = "cluster";
 /// How long an acknowledged upload may wait to be read back before it is answered anyway
 /// (it is stored in the log either way).
 const READ_BACK_WAIT: Duration = Duration::from_secs(5);
+/// How long the reader of the log may read nothing before it checks whether it stalled.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 /// Where records too large for the log wait in the bucket while the log carries a reference.
 const REFERENCED: &str = "uploads/cluster";
 /// How a reference record starts (then the object's path). No record of the write-ahead log's
@@ -273,13 +275,29 @@ pub(super) async fn follow(inner: Arc<Inner>) {
         match cluster.log.consume(from).await {
             Ok(mut entries) => {
                 *cluster.follow_error.write().expect("follow lock") = None;
-                while let Some(entry) = entries.next().await {
-                    match entry {
-                        Ok(entry) => apply(&inner, cluster, entry).await,
-                        Err(e) => {
+                loop {
+                    match tokio::time::timeout(STALL_CHECK, entries.next()).await {
+                        Ok(Some(Ok(entry))) => apply(&inner, cluster, entry).await,
+                        Ok(Some(Err(e))) => {
                             tracing::warn!(error = %e, "reading the shared log failed; resuming");
                             break;
                         }
+                        Ok(None) => break,
+                        // Nothing read for a while: the log is idle, or the reader stalled
+                        // without an error (seen when the NATS node serving it died: tens of
+                        // seconds before the client noticed). Records beyond the last one
+                        // read mean the latter: read again from there.
+                        Err(_) => match cluster.log.last_seq().await {
+                            Ok(last) if last > *cluster.applied.borrow() => {
+                                tracing::info!(
+                                    last,
+                                    applied = *cluster.applied.borrow(),
+                                    "reading the shared log stalled; reading again"
+                                );
+                                break;
+                            }
+                            _ => {}
+                        },
                     }
                 }
             }
