@@ -135,7 +135,8 @@ impl Cluster {
             "--block-refresh",
             "1s",
             "--cluster",
-            &nats.url(),
+            // A list, as in production (one server named twice: both answer).
+            &format!("{}, {}", nats.url(), nats.url()),
         ]
         .map(String::from)
         .to_vec();
@@ -421,11 +422,6 @@ fn records_that_are_not_kiln_s_are_skipped_and_counted() {
             log.publish(subject.to_string(), payload, None).await.unwrap();
         }
     });
-    // A profile larger than a NATS message (1 MiB here) is refused as too large, not half-stored.
-    let big: String = (0..20_000).map(|i| format!("main;frame_{i}_{:0>80} 1\n", i)).collect();
-    let (status, body) = http(kiln.addr, "POST", "/ingest?name=clustered.cpu", big.as_bytes()).unwrap();
-    assert_eq!(status, 413, "{body}");
-    assert!(body.contains("max_payload"), "{body}");
     assert_eq!(upload(&kiln, "main;after"), 200);
     acked.insert("main;after".to_string());
     wait_for_exactly(&kiln, &acked, &BTreeSet::new());
@@ -525,4 +521,85 @@ fn a_lease_has_one_holder_at_a_time() {
         let seqs = [entries.next().await.unwrap().unwrap(), entries.next().await.unwrap().unwrap()].map(|e| e.seq);
         assert_eq!(seqs, [last - 1, last]);
     });
+}
+
+/// `POST /settings.v1.SettingsService/<method>` in JSON, as `tenant`; answers the JSON.
+fn settings_call(kiln: &Kiln, tenant: &str, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let path = format!("/settings.v1.SettingsService/{method}");
+    let headers = [("Content-Type", "application/json"), ("X-Scope-OrgID", tenant)];
+    let (status, answer) = http_with(kiln.addr, "POST", &path, &headers, body.to_string().as_bytes()).unwrap();
+    assert_eq!(status, 200, "{method}: {answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+#[test]
+fn settings_set_on_one_server_are_read_on_another() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let (a, b) = (cluster.kiln("a"), cluster.kiln("b"));
+    // A tenant id with characters a key of the key-value bucket cannot hold as they are.
+    let tenant = "org.(prod)*";
+    let setting = serde_json::json!({"name": "drilldown", "value": "{\"collapsed\":true}", "modifiedAt": "7"});
+    settings_call(&a, tenant, "Set", serde_json::json!({ "setting": setting }));
+    assert_eq!(
+        settings_call(&b, tenant, "Get", serde_json::json!({})),
+        serde_json::json!({ "settings": [setting] }),
+        "another server reads the setting at once"
+    );
+    assert_eq!(settings_call(&b, "other", "Get", serde_json::json!({})), serde_json::json!({}), "per tenant");
+    assert!(
+        !cluster.bucket_dir.join("documents").exists(),
+        "in cluster mode settings are kept in NATS's key-value bucket, not in the object store"
+    );
+    settings_call(&b, tenant, "Delete", serde_json::json!({"name": "drilldown"}));
+    assert_eq!(settings_call(&a, tenant, "Get", serde_json::json!({})), serde_json::json!({}), "deleted everywhere");
+}
+
+/// The objects of uploads too large for one NATS message, waiting in the bucket.
+fn referenced_objects(cluster: &Cluster) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(cluster.bucket_dir.join("uploads/cluster")) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".rec"))
+        .collect()
+}
+
+#[test]
+fn an_upload_larger_than_a_message_goes_through_the_bucket() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let servers = [cluster.kiln("a"), cluster.kiln("b"), cluster.kiln("c")];
+    // Over 1 MiB as stored: more than a NATS message may be (its default max_payload).
+    let stacks: BTreeSet<String> = (0..20_000).map(|i| format!("main;frame_{i}_{:0>80}", i)).collect();
+    let big: String = stacks.iter().map(|s| format!("{s} 1\n")).collect();
+    let keyed = [("Idempotency-Key", "big-1")];
+    let (status, body) =
+        http_with(servers[0].addr, "POST", "/ingest?name=clustered.cpu", &keyed, big.as_bytes()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    // No other upload yet, so no later cut: the log still holds the reference.
+    assert_eq!(referenced_objects(&cluster).len(), 1, "the upload waits in the bucket");
+    // A retry on another server is recognised by its key; its own object is deleted at once.
+    let (status, body) =
+        http_with(servers[1].addr, "POST", "/ingest?name=clustered.cpu", &keyed, big.as_bytes()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(referenced_objects(&cluster).len(), 1, "the retry's object is not kept");
+    let mut acked = stacks;
+    for kiln in &servers {
+        wait_for_exactly(kiln, &acked, &BTreeSet::new());
+    }
+    // The object goes once the log is trimmed below its reference: after the cut of the
+    // block holding the upload, and the next cut (of later uploads).
+    let deadline = Instant::now() + DEADLINE;
+    let mut i = 0;
+    while !referenced_objects(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "the upload's object was never deleted: {:?}", cluster.blocks());
+        let stack = format!("main;later_{i}");
+        assert_eq!(upload(&servers[i % 3], &stack), 200);
+        acked.insert(stack);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Counted once everywhere, now from blocks; a server started now too.
+    for kiln in servers.iter().chain([&cluster.kiln("d")]) {
+        wait_for_exactly(kiln, &acked, &BTreeSet::new());
+    }
 }

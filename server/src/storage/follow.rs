@@ -15,6 +15,11 @@
 //!   A server that lists the block before reading the marker does the same swap then. The
 //!   log is trimmed one cut behind (a lagging reader still finds what it has not read).
 //! - A server starting resumes from the newest cut recorded in the blocks' metas.
+//! - **Uploads larger than a record** of the log are written to the bucket first (under
+//!   `uploads/cluster/`), and the log carries a *reference* to that object in their place;
+//!   every server reads the object when it reads the reference. The object is deleted once
+//!   the log is trimmed below its reference (nobody reads that record again), by the
+//!   server that trims.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -30,6 +35,17 @@ pub(super) const CLUSTER_WRITER: &str = "cluster";
 /// How long an acknowledged upload may wait to be read back before it is answered anyway
 /// (it is stored in the log either way).
 const READ_BACK_WAIT: Duration = Duration::from_secs(5);
+/// How long the reader of the log may read nothing before it checks whether it stalled.
+const STALL_CHECK: Duration = Duration::from_secs(2);
+/// Where records too large for the log wait in the bucket while the log carries a reference.
+const REFERENCED: &str = "uploads/cluster";
+/// How a reference record starts (then the object's path). No record of the write-ahead log's
+/// encoding starts so: it would announce a payload of over a GiB.
+const REFERENCE: &[u8] = b"kiln-ref:";
+/// An object under `uploads/cluster/` that no reference this server read names is deleted
+/// once it is this much older than the newest cut's trim could need (its publish failed, or
+/// it was read by a cutter before this one).
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// What goes on the cuts subject.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +79,14 @@ pub(super) struct Cluster {
     behind: RwLock<Option<String>>,
     /// Shutting down: the lease is not taken again.
     leaving: std::sync::atomic::AtomicBool,
+    /// Objects of the references read from the log and not yet trimmed, by the reference's
+    /// sequence.
+    referenced: std::sync::Mutex<BTreeMap<u64, String>>,
+    /// The cut of the last published marker read (references below the one before it are
+    /// trimmed: a server that does not trim forgets them then).
+    last_published: AtomicU64,
+    /// Names the objects of this server's references.
+    next_reference: AtomicU64,
 }
 
 impl Cluster {
@@ -78,6 +102,9 @@ impl Cluster {
             follow_error: RwLock::new(None),
             behind: RwLock::new(None),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            referenced: std::sync::Mutex::new(BTreeMap::new()),
+            last_published: AtomicU64::new(resume_after),
+            next_reference: AtomicU64::new(0),
         }
     }
 
@@ -123,10 +150,16 @@ pub(super) fn cuts_covered(meta: &BlockMeta) -> Vec<u64> {
     }
 }
 
-/// Publishes each group as log records; returns how many groups were duplicates. A group
-/// larger than one record is split, each part keyed `key#part`, so a retry splits the same
-/// way and is recognised part by part.
-pub(super) async fn append(cluster: &Cluster, groups: Vec<KeyedUploads>, now: i64) -> Result<usize, StorageError> {
+/// Publishes each group as one log record; returns how many groups were duplicates. A group
+/// larger than a record goes to the bucket first, and the record is a reference to it: one
+/// record either way, so a group is stored whole or not at all, and a retry is recognised by
+/// its one key.
+pub(super) async fn append(
+    inner: &Inner,
+    cluster: &Cluster,
+    groups: Vec<KeyedUploads>,
+    now: i64,
+) -> Result<usize, StorageError> {
     if let Some(why) = cluster.behind.read().expect("behind lock").clone() {
         // Uploads published now would get sequences every server skips.
         return Err(StorageError::Log(super::cluster::LogError(why)));
@@ -137,19 +170,32 @@ pub(super) async fn append(cluster: &Cluster, groups: Vec<KeyedUploads>, now: i6
     for group in groups {
         let subject = upload_subject(group.uploads.first().map_or(0, |u| block::series_id(&u.meta.series)));
         let keys: Vec<(String, i64)> = group.key.iter().map(|k| (k.clone(), now)).collect();
-        let whole = wal::Record { keys: keys.clone(), uploads: group.uploads };
-        let encoded = wal::encode_record(&whole);
-        let parts = if encoded.len() <= limit { vec![encoded] } else { split(whole, limit)? };
-        let mut all_duplicates = true;
-        for (i, payload) in parts.into_iter().enumerate() {
-            let key = group.key.as_ref().map(|k| if i == 0 { k.clone() } else { format!("{k}#{i}") });
-            let published = cluster.log.publish(subject.clone(), payload, key).await.map_err(StorageError::Log)?;
-            all_duplicates &= published.duplicate;
-            newest = newest.max(published.seq);
+        let encoded = wal::encode_record(&wal::Record { keys, uploads: group.uploads });
+        let (payload, object) = if encoded.len() <= limit {
+            (encoded, None)
+        } else {
+            let path = reference_path(cluster);
+            // Like the log being unreachable: nothing stored, retry later (503).
+            inner.objects.put(&ObjectPath::from(path.as_str()), PutPayload::from(encoded)).await.map_err(|e| {
+                StorageError::Log(super::cluster::LogError(format!(
+                    "an upload larger than a message goes to the bucket first, which failed: {e}"
+                )))
+            })?;
+            ([REFERENCE, path.as_bytes()].concat(), Some(path))
+        };
+        // A failed publish keeps the object: the log may have stored the reference all the
+        // same (an acknowledgement lost); an unreferenced object goes after `ORPHAN_AGE`.
+        let published = cluster.log.publish(subject, payload, group.key.clone()).await.map_err(StorageError::Log)?;
+        if published.duplicate {
+            // The first publish's reference names its own object; this one is nobody's.
+            if let Some(path) = object {
+                delete_object(inner, &path).await;
+            }
+            if group.key.is_some() {
+                duplicates += 1;
+            }
         }
-        if all_duplicates && group.key.is_some() {
-            duplicates += 1;
-        }
+        newest = newest.max(published.seq);
     }
     // Read back before answering, so that this server's own queries see the upload.
     let mut applied = cluster.applied.subscribe();
@@ -157,30 +203,50 @@ pub(super) async fn append(cluster: &Cluster, groups: Vec<KeyedUploads>, now: i6
     Ok(duplicates)
 }
 
-/// A record too large for the log, as several records each within `limit` bytes.
-fn split(record: wal::Record, limit: usize) -> Result<Vec<Vec<u8>>, StorageError> {
-    let mut parts = Vec::new();
-    let mut pending = wal::Record { keys: record.keys.clone(), uploads: Vec::new() };
-    let mut pending_bytes = 0;
-    for upload in record.uploads {
-        let alone = wal::encode_record(&wal::Record { keys: record.keys.clone(), uploads: vec![upload.clone()] }).len();
-        if alone > limit {
-            return Err(StorageError::TooLarge(format!(
-                "one profile is {alone} bytes as stored, more than the shared log's message limit of {limit} bytes (NATS max_payload)"
-            )));
+/// A new object name for a record too large for the log: this server's id, the time and a
+/// counter make it unique across servers and restarts.
+fn reference_path(cluster: &Cluster) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let n = cluster.next_reference.fetch_add(1, Ordering::Relaxed);
+    format!("{REFERENCED}/{}-{nanos}-{n}.rec", cluster.server)
+}
+
+async fn delete_object(inner: &Inner, path: &str) {
+    match inner.objects.delete(&ObjectPath::from(path)).await {
+        Err(e) if !is_not_found(&e) => {
+            tracing::warn!(error = %e, object = path, "cannot delete an upload's object; a later trim retries")
         }
-        if pending_bytes + alone > limit && !pending.uploads.is_empty() {
-            parts.push(wal::encode_record(&pending));
-            pending.uploads.clear();
-            pending_bytes = 0;
+        _ => {}
+    }
+}
+
+/// The record a reference names, read from the bucket; `None` if the reference is not one
+/// of Kiln's or its object is gone. While the bucket is unreachable this waits (retrying):
+/// skipping would lose the uploads on this server.
+async fn read_referenced(inner: &Inner, path: &[u8]) -> Option<wal::Record> {
+    let path = std::str::from_utf8(path).ok()?;
+    // Anyone who may publish on the log could name any object: only ours are read (and
+    // later deleted).
+    let name = path.strip_prefix(REFERENCED)?.strip_prefix('/')?;
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let read = match inner.objects.get(&ObjectPath::from(path)).await {
+            Ok(found) => found.bytes().await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(bytes) => return wal::decode_record(&bytes),
+            Err(e) if is_not_found(&e) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, object = path, "cannot read an upload the shared log refers to; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
         }
-        pending_bytes += alone;
-        pending.uploads.push(upload);
     }
-    if !pending.uploads.is_empty() {
-        parts.push(wal::encode_record(&pending));
-    }
-    Ok(parts)
 }
 
 /// Reads the log into the head, forever: from the resume point, and after a failure from
@@ -209,13 +275,29 @@ pub(super) async fn follow(inner: Arc<Inner>) {
         match cluster.log.consume(from).await {
             Ok(mut entries) => {
                 *cluster.follow_error.write().expect("follow lock") = None;
-                while let Some(entry) = entries.next().await {
-                    match entry {
-                        Ok(entry) => apply(&inner, cluster, entry).await,
-                        Err(e) => {
+                loop {
+                    match tokio::time::timeout(STALL_CHECK, entries.next()).await {
+                        Ok(Some(Ok(entry))) => apply(&inner, cluster, entry).await,
+                        Ok(Some(Err(e))) => {
                             tracing::warn!(error = %e, "reading the shared log failed; resuming");
                             break;
                         }
+                        Ok(None) => break,
+                        // Nothing read for a while: the log is idle, or the reader stalled
+                        // without an error (seen when the NATS node serving it died: tens of
+                        // seconds before the client noticed). Records beyond the last one
+                        // read mean the latter: read again from there.
+                        Err(_) => match cluster.log.last_seq().await {
+                            Ok(last) if last > *cluster.applied.borrow() => {
+                                tracing::info!(
+                                    last,
+                                    applied = *cluster.applied.borrow(),
+                                    "reading the shared log stalled; reading again"
+                                );
+                                break;
+                            }
+                            _ => {}
+                        },
                     }
                 }
             }
@@ -236,11 +318,30 @@ async fn apply(inner: &Inner, cluster: &Cluster, entry: Entry) {
     if entry.subject == CUTS {
         match serde_json::from_slice::<Marker>(&entry.payload) {
             Ok(Marker::Freeze) => freeze(inner, entry.seq),
-            Ok(Marker::Published { through, meta }) => swap_in(inner, through, &meta).await,
+            Ok(Marker::Published { through, meta }) => {
+                let before = cluster.last_published.swap(through, Ordering::Relaxed);
+                if !cluster.is_cutter() {
+                    // The cutter trims the log below `before`, and deletes those references'
+                    // objects.
+                    cluster.referenced.lock().expect("references lock").retain(|&seq, _| seq > before);
+                }
+                swap_in(inner, through, &meta).await
+            }
             Err(e) => skip(cluster, &entry, &e.to_string()),
         }
     } else {
-        match wal::decode_record(&entry.payload) {
+        let record = match entry.payload.strip_prefix(REFERENCE) {
+            None => wal::decode_record(&entry.payload),
+            Some(path) => {
+                let record = read_referenced(inner, path).await;
+                if record.is_some() {
+                    let path = String::from_utf8_lossy(path).into_owned();
+                    cluster.referenced.lock().expect("references lock").insert(entry.seq, path);
+                }
+                record
+            }
+        };
+        match record {
             Some(record) => {
                 let mut state = inner.state.write().expect("state lock");
                 state.apply(record, now);
@@ -248,7 +349,7 @@ async fn apply(inner: &Inner, cluster: &Cluster, entry: Entry) {
                     inner.head_full.notify_one();
                 }
             }
-            None => skip(cluster, &entry, "not a Kiln record, or damaged"),
+            None => skip(cluster, &entry, "not a Kiln record, or damaged (or the object it refers to is gone)"),
         }
     }
     inner.state.write().expect("state lock").cluster_applied = Some(entry.seq);
@@ -349,8 +450,8 @@ pub(super) async fn request_cut(cluster: &Cluster) -> Result<(), StorageError> {
 }
 
 /// After the block of the head frozen at `through` is in the bucket: tell every server, and
-/// trim the log below the cut before it.
-pub(super) async fn published(cluster: &Cluster, through: u64, meta: &str) {
+/// trim the log below the cut before it (and delete the objects of references trimmed).
+pub(super) async fn published(inner: &Inner, cluster: &Cluster, through: u64, meta: &str) {
     let marker = serde_json::to_vec(&Marker::Published { through, meta: meta.to_string() }).expect("marker serializes");
     if let Err(e) = cluster.log.publish(CUTS.to_string(), marker, None).await {
         tracing::warn!(error = %e, "cannot announce a published block; other servers find it in their next listing");
@@ -360,37 +461,53 @@ pub(super) async fn published(cluster: &Cluster, through: u64, meta: &str) {
         *cuts = (through, cuts.0);
         cuts.1
     };
-    if trim > 0
-        && let Err(e) = cluster.log.trim_below(trim + 1).await
-    {
+    if trim == 0 {
+        return;
+    }
+    if let Err(e) = cluster.log.trim_below(trim + 1).await {
         tracing::warn!(error = %e, "cannot trim the shared log; retrying at the next cut");
+        return;
+    }
+    let trimmed: Vec<String> = {
+        let mut referenced = cluster.referenced.lock().expect("references lock");
+        let kept = referenced.split_off(&(trim + 1));
+        std::mem::replace(&mut *referenced, kept).into_values().collect()
+    };
+    for path in &trimmed {
+        delete_object(inner, path).await;
+    }
+    delete_orphans(inner, cluster).await;
+}
+
+/// Deletes objects under `uploads/cluster/` that no reference read by this server names and
+/// that are older than any untrimmed record could be (two block durations) plus `ORPHAN_AGE`.
+async fn delete_orphans(inner: &Inner, cluster: &Cluster) {
+    let known: HashSet<String> = cluster.referenced.lock().expect("references lock").values().cloned().collect();
+    let oldest_kept = crate::timespec::now_unix()
+        - i64::try_from((inner.config.block_duration * 2 + ORPHAN_AGE).as_secs()).unwrap_or(i64::MAX / 2);
+    let prefix = ObjectPath::from(REFERENCED);
+    let mut listing = inner.objects.list(Some(&prefix));
+    let mut orphans = Vec::new();
+    while let Some(item) = listing.next().await {
+        match item {
+            Ok(item) if item.last_modified.timestamp() < oldest_kept && !known.contains(item.location.as_ref()) => {
+                orphans.push(item.location.to_string())
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list uploads' objects; retrying at the next cut");
+                return;
+            }
+        }
+    }
+    for path in &orphans {
+        delete_object(inner, path).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::upload;
     use super::*;
-
-    #[test]
-    fn a_record_over_the_limit_is_split_into_records_within_it() {
-        let uploads: Vec<Upload> = (0..20).map(|i| upload("a", &[(&["main", &format!("f{i}")], 1)], 100 + i)).collect();
-        let record = wal::Record { keys: vec![("t/k".into(), 7)], uploads: uploads.clone() };
-        let whole = wal::encode_record(&record).len();
-        let limit = whole / 3;
-        let parts = split(record, limit).unwrap();
-        assert!(parts.len() >= 3, "{} parts", parts.len());
-        let mut read = Vec::new();
-        for part in &parts {
-            assert!(part.len() <= limit, "{} > {limit}", part.len());
-            let record = wal::decode_record(part).expect("each part is a whole record");
-            assert_eq!(record.keys, vec![("t/k".to_string(), 7)]);
-            read.extend(record.uploads);
-        }
-        assert_eq!(read, uploads, "every upload once, in order");
-        let one = wal::Record { keys: Vec::new(), uploads: vec![uploads[0].clone()] };
-        assert!(split(one, 10).is_err(), "an upload alone over the limit is refused");
-    }
 
     #[test]
     fn markers_read_back() {

@@ -234,7 +234,7 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
         match &inner.cluster {
             Some(cluster) => {
                 if let Some(meta) = meta_path {
-                    follow::published(cluster, frozen.sealed, &meta).await;
+                    follow::published(inner, cluster, frozen.sealed, &meta).await;
                 }
             }
             None => wal::delete_through(&inner.wal_dir, frozen.sealed)?,

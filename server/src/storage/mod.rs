@@ -654,7 +654,7 @@ impl Store {
                 // The shared log deduplicates keys across servers; the claims above only
                 // spare it a concurrent retry on this server.
                 let stored = groups.len();
-                let duplicates = follow::append(cluster, groups, now).await?;
+                let duplicates = follow::append(&self.inner, cluster, groups, now).await?;
                 drop(claims);
                 appended.stored += stored - duplicates;
                 appended.duplicates += duplicates;

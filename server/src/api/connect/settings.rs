@@ -1,8 +1,8 @@
 //! `settings.v1.SettingsService`: named string values per tenant (the Drilldown app keeps its
 //! plugin settings there), one document per tenant in the store's object store
 //! ([`Store::read_document`]): under the data directory, or in the bucket with S3 storage so
-//! that every server sharing it sees the same settings. Each change rewrites the tenant's
-//! document whole.
+//! that every server sharing it sees the same settings; in cluster mode in the shared log's
+//! key-value bucket (NATS's `kiln-settings`). Each change rewrites the tenant's document whole.
 
 use std::collections::BTreeMap;
 

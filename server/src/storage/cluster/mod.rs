@@ -112,6 +112,9 @@ pub trait SharedLog: Send + Sync {
     /// Stores a small document under a key.
     fn put(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<(), LogError>>;
 
+    /// Removes the document under a key (none is not an error).
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), LogError>>;
+
     /// Why the log cannot be used right now, if it cannot.
     fn unavailable(&self) -> Option<String>;
 }

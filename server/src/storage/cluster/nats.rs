@@ -57,7 +57,8 @@ impl NatsLog {
             .connection_timeout(REQUEST_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .max_reconnects(None)
-            .connect(config.urls.as_str())
+            // The client parses one URL from a string; a list is a list of strings.
+            .connect(config.urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect::<Vec<&str>>())
             .await
             .map_err(|e| failed("connect")(&e))?;
         let mut js = jetstream::new(client.clone());
@@ -238,6 +239,11 @@ impl SharedLog for NatsLog {
     fn put(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<(), LogError>> {
         let key = key.to_string();
         Box::pin(async move { self.settings.put(&key, value.into()).await.map(drop).map_err(|e| failed("put")(&e)) })
+    }
+
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), LogError>> {
+        let key = key.to_string();
+        Box::pin(async move { self.settings.delete(&key).await.map_err(|e| failed("delete")(&e)) })
     }
 
     fn unavailable(&self) -> Option<String> {
