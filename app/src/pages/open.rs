@@ -16,7 +16,8 @@
 //! file. Its time order is offered when the server's list of its profiles says they have times.
 //!
 //! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's CPU,
-//! allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows a
+//! allocation and lock profiles, speedscope's profiles, a Firefox profile's or a `perf script`
+//! capture's threads) shows a
 //! "Profile" picker with each and, for threads, "all merged" (the default): `/api/collapse` lists
 //! them (`x-kiln-parts`) and answers the one asked for (`?part=`), reading the file again each
 //! time.
@@ -48,16 +49,11 @@ async fn read_file(file: web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Whether the file has timestamps to show in time order that the server's list of its
-/// profiles does not say: speedscope JSON with an evented profile, or `perf script` output
-/// with times (which the server reads as one profile, unlisted). Every format the model's
-/// parsers read lists its profiles, each saying whether it has times.
+/// Whether the file's content alone says it has timestamps to show in time order: speedscope
+/// JSON with an evented profile. The server's list of a file's profiles says it of each one
+/// (`perf script`'s threads too, with times or not).
 fn has_times(bytes: &[u8]) -> bool {
-    if speedscope::looks_like_json(bytes) {
-        bytes.windows(9).any(|w| w == b"\"evented\"")
-    } else {
-        kiln_model::perf_script::looks_like_timed(bytes)
-    }
+    speedscope::looks_like_json(bytes) && bytes.windows(9).any(|w| w == b"\"evented\"")
 }
 
 /// Turns a file's bytes into a tree, locally when they are folded text, with the list of its
