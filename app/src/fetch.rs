@@ -25,14 +25,34 @@ pub fn tree_url(query: &str, from: &str, until: &str) -> String {
     )
 }
 
-/// Posts `body` (bytes) to `url`.
-async fn post_bytes(url: &str, body: &[u8]) -> Result<web_sys::Response, String> {
+/// Posts `body` (a `Blob`, e.g. a picked file, which the browser sends from disk without
+/// reading it into the page) to `url`.
+async fn post_blob(url: &str, body: &web_sys::Blob) -> Result<web_sys::Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
-    let bytes = js_sys::Uint8Array::from(body);
-    init.set_body(&bytes);
+    init.set_body(body);
     JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(js_error)?.dyn_into().map_err(js_error)
+}
+
+// The browser's `CompressionStream` (web-sys has it only behind `web_sys_unstable_apis`): its
+// constructor is all that is needed, as the stream is itself the readable/writable pair that
+// `pipeThrough` takes.
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = CompressionStream)]
+    type CompressionStream;
+    #[wasm_bindgen(constructor, js_class = "CompressionStream", catch)]
+    fn new(format: &str) -> Result<CompressionStream, wasm_bindgen::JsValue>;
+}
+
+/// `body` gzipped by the browser (`CompressionStream`), streamed: never whole in the page, only
+/// the compressed result.
+pub async fn gzipped(body: &web_sys::Blob) -> Result<web_sys::Blob, String> {
+    let gzip = CompressionStream::new("gzip").map_err(js_error)?;
+    let stream = body.stream().pipe_through(gzip.unchecked_ref());
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(&stream)).map_err(js_error)?;
+    JsFuture::from(response.blob().map_err(js_error)?).await.map_err(js_error)?.dyn_into().map_err(js_error)
 }
 
 /// One profile of a file of several, as `/api/collapse` lists them in `x-kiln-parts`.
@@ -61,8 +81,8 @@ pub struct Collapsed {
 
 /// Posts `body` to `url` (the `/api/collapse` endpoint) and decodes the tree it answers with
 /// the list of the file's profiles (read with the browser's own JSON parser).
-pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<Collapsed, String> {
-    let response = post_bytes(url, body).await?;
+pub async fn post_for_tree(url: &str, body: &web_sys::Blob) -> Result<Collapsed, String> {
+    let response = post_blob(url, body).await?;
     let header = |name: &str| response.headers().get(name).ok().flatten();
     let part = header("x-kiln-part").unwrap_or_default();
     let listed = header("x-kiln-parts").and_then(|text| js_sys::JSON::parse(&text).ok());
@@ -82,8 +102,8 @@ pub async fn post_for_tree(url: &str, body: &[u8]) -> Result<Collapsed, String> 
 
 /// Posts a file to `url` and decodes the time order it answers (the
 /// `/api/collapse/time-order` endpoint).
-pub async fn post_for_time_order(url: &str, body: &[u8]) -> Result<TimedProfile, String> {
-    read_time_order(post_bytes(url, body).await?).await
+pub async fn post_for_time_order(url: &str, body: &web_sys::Blob) -> Result<TimedProfile, String> {
+    read_time_order(post_blob(url, body).await?).await
 }
 
 /// A stored query's uploads in time order, one column each (`/render/time-order`).
@@ -121,17 +141,11 @@ pub async fn get_text(url: &str) -> Result<String, String> {
     text.as_string().ok_or_else(|| "the answer is not text".into())
 }
 
-/// Posts `body` (text) to `url`; `Ok` for a 2xx, else the server's message.
-pub async fn post_text(url: &str, body: &str) -> Result<(), String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&wasm_bindgen::JsValue::from_str(body));
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(js_error)?
-        .dyn_into()
-        .map_err(js_error)?;
+/// Posts `body` (text) to `url` gzipped ([`gzipped`]; Kiln's body decoding inflates it);
+/// `Ok` for a 2xx, else the server's message.
+pub async fn post_text_gzipped(url: &str, body: &str) -> Result<(), String> {
+    let text = web_sys::Blob::new_with_str_sequence(&js_sys::Array::of1(&body.into())).map_err(js_error)?;
+    let response = post_blob(url, &gzipped(&text).await?).await?;
     if response.ok() { Ok(()) } else { Err(error_text(&response).await) }
 }
 

@@ -303,3 +303,58 @@ test("Instruments, pmcstat, Papyrus and Safari files open with the totals they h
   await expect(page.locator(".time-order-range")).toContainText("Timeline Recording 1)");
   expect(errors).toEqual([]);
 });
+
+/** `perf script` samples per thread, counted from the file: a header line (`comm [pid/]tid …`)
+ * and its indented stack; a sample without frames is not drawn. Named as perf prints the
+ * thread, the command as inferno writes it (spaces as `_`). */
+function perfThreads(text: string): { name: string; total: number }[] {
+  const counts = new Map<string, number>();
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; ) {
+    const line = lines[i];
+    if (line.startsWith("#") || line.trim() === "" || /^\s/.test(line)) {
+      i++;
+      continue;
+    }
+    const words = line.trim().split(/\s+/);
+    const k = words.findIndex((w, j) => j > 0 && /^(\d+\/)?\d+$/.test(w));
+    const name = `${words.slice(0, k).join("_")} ${words[k]}`;
+    let j = i + 1;
+    while (j < lines.length && lines[j].trim() !== "" && /^\s/.test(lines[j])) j++;
+    if (j > i + 1) counts.set(name, (counts.get(name) ?? 0) + 1);
+    i = j;
+  }
+  return [...counts.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, total]) => ({ name, total }));
+}
+
+test("a perf script capture offers a picker of its threads, in samples that add up to the whole", async ({ page }) => {
+  const errors: string[] = [];
+  const file = path.join(__dirname, "data", "perf-java-stacks-01.txt");
+  const threads = perfThreads(fs.readFileSync(file, "utf8"));
+  expect(threads.length).toBeGreaterThan(1);
+  const samples = (n: number) => `${n.toLocaleString("en-US")} samples`;
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  await openPage(page, errors);
+  await page.getByLabel("Profile file").setInputFiles(file);
+  await expect(page.locator(".flame-status")).toHaveText(`${samples(merged)} in total`);
+
+  const picker = page.getByLabel("Profile", { exact: true });
+  await expect(picker).toHaveValue("all");
+  await expect(picker.locator("option")).toHaveText([
+    `All merged (${threads.length} profiles)`,
+    ...threads.map((t) => `${t.name}: ${samples(t.total)}`),
+  ]);
+
+  // The busiest thread: its samples, its command at the root, and its own time order.
+  const busiest = threads.reduce((best, t, i) => (t.total > threads[best].total ? i : best), 0);
+  const command = threads[busiest].name.split(" ")[0];
+  await picker.selectOption(String(busiest));
+  await expect(page.locator(".flame-status")).toHaveText(`${samples(threads[busiest].total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: new RegExp(`^${command}$`) })).toHaveCount(1);
+  await page.getByRole("button", { name: "Time order" }).click();
+  await expect(page.locator(".time-order-range")).toContainText(`samples, ${threads[busiest].name})`);
+
+  await picker.selectOption("all");
+  await expect(page.locator(".flame-status")).toHaveText(`${samples(merged)} in total`);
+  expect(errors).toEqual([]);
+});

@@ -535,3 +535,63 @@ async fn a_raw_node_prof_log_whose_code_moved_reads_as_v8s_own_tick_processor_re
     assert!(ours.keys().any(|stack| stack.contains(";main;churn")), "{ours:?}");
     assert_eq!(ours, theirs);
 }
+
+#[tokio::test]
+async fn a_perf_script_capture_lists_its_threads_in_inferno_s_samples_adding_up_to_inferno_s_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let real = |name: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/model/tests/data").join(name);
+    let gz = std::fs::read(real("example-perf-stacks.txt.gz")).unwrap();
+    let mut script = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut script).unwrap();
+    // inferno's own collapse of the capture (its test data), which the merged tree must stay.
+    let mut golden: Vec<String> =
+        std::fs::read_to_string(real("example-perf-stacks-collapsed.txt")).unwrap().lines().map(String::from).collect();
+    golden.sort();
+    let golden_total: u64 = golden.iter().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
+
+    // Recognised by content, gzipped or not, and named.
+    let mut listings = Vec::new();
+    for (uri, body) in
+        [("/api/collapse", &script), ("/api/collapse", &gz), ("/api/collapse?format=perf_script", &script)]
+    {
+        let answer = post(&app, uri, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(answer.part.as_deref(), Some("all"));
+        assert_eq!(answer.units.as_deref(), Some("samples"));
+        let merged = codec::decode(&answer.body).unwrap();
+        let mut lines: Vec<String> = kiln_model::folded::print(&merged).lines().map(String::from).collect();
+        lines.sort();
+        assert_eq!(lines, golden, "{uri}: the merged tree is inferno's collapse");
+        listings.push(answer.parts.expect("a list of threads"));
+    }
+    assert!(listings.iter().all(|l| *l == listings[0]));
+    let parts = listings[0].as_array().unwrap();
+    let listed: Vec<(String, u64)> =
+        parts.iter().map(|p| (p["name"].as_str().unwrap().to_string(), p["total"].as_u64().unwrap())).collect();
+    assert!(listed.len() > 10 && listed.len() < 256, "{} threads", listed.len());
+    // Threads as perf prints them (`comm pid/tid`), in name order, each with times (the capture
+    // has them) and in samples; together they are the whole.
+    assert!(listed.iter().any(|(name, _)| name == "java 339/363"), "{listed:?}");
+    assert!(listed.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(parts.iter().all(|p| p["units"] == "samples" && p["timed"] == true));
+    assert_eq!(listed.iter().map(|(_, total)| total).sum::<u64>(), golden_total);
+
+    // `?part=` answers one thread: its total as listed, its root the command alone, and its
+    // time order is the same thread's.
+    let busiest = (0..listed.len()).max_by_key(|&i| listed[i].1).unwrap();
+    for i in [0, busiest, listed.len() - 1] {
+        let answer = post(&app, &format!("/api/collapse?part={i}"), &script).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.part, Some(i.to_string()));
+        let tree = codec::decode(&answer.body).unwrap();
+        assert_eq!(tree.total(), listed[i].1, "{}", listed[i].0);
+        let command = listed[i].0.rsplit_once(' ').unwrap().0;
+        assert_eq!(tree.names[tree.name[1] as usize], command);
+        let timed = post(&app, &format!("/api/collapse/time-order?part={i}"), &script).await;
+        assert_eq!(timed.status, StatusCode::OK, "{}", String::from_utf8_lossy(&timed.body));
+        assert_eq!(time_order::decode(&timed.body).unwrap().name, listed[i].0);
+    }
+    let past = post(&app, &format!("/api/collapse?part={}", listed.len()), &script).await;
+    assert_eq!(past.status, StatusCode::BAD_REQUEST);
+}

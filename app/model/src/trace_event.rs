@@ -28,14 +28,21 @@ use crate::tree::{CallTree, NodeId, ROOT};
 /// This format's name in the table of formats.
 pub const NAME: &str = "chrome_trace";
 
+/// A trace as an object: its events are `traceEvents`. (Told apart from an array by the first
+/// byte rather than by an untagged enum, which would buffer the whole file as a generic tree
+/// before trying each shape: several times the file's size and most of the time of a big one.)
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum File {
-    Array(Vec<Event>),
-    Object {
-        #[serde(rename = "traceEvents")]
-        trace_events: Vec<Event>,
-    },
+struct Traced {
+    #[serde(rename = "traceEvents")]
+    trace_events: Vec<Event>,
+}
+
+/// The events of a trace, an array of events or an object with `traceEvents`.
+fn events(bytes: &[u8]) -> serde_json::Result<Vec<Event>> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice::<Traced>(bytes).map(|t| t.trace_events),
+        _ => serde_json::from_slice(bytes),
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,14 +97,11 @@ fn closed(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// [`parse`] within `budget` (which the caller has granted the file's size).
 pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
-    let file: File = match serde_json::from_slice(bytes) {
-        Ok(file) => file,
-        Err(first) => closed(bytes).and_then(|fixed| serde_json::from_slice(&fixed).ok()).ok_or_else(|| {
+    let events = match events(bytes) {
+        Ok(events) => events,
+        Err(first) => closed(bytes).and_then(|fixed| events(&fixed).ok()).ok_or_else(|| {
             FormatError::new(NAME, format!("not a trace (an array of events, or `traceEvents`): {first}"))
         })?,
-    };
-    let events = match file {
-        File::Array(events) | File::Object { trace_events: events } => events,
     };
     read(&events, max_depth, budget)
 }

@@ -10,13 +10,18 @@
 //! (`format=auto`). (The speedscope parser left the wasm to make room for the time-order view
 //! within the download budget; the other formats' checks, to keep their growing list out of it.)
 //!
-//! A gzipped file is posted as it is: the server's body decoding gunzips it (announced or not),
-//! so the browser needs no decompression code at all (`DecompressionStream` would add its
-//! bindings to the wasm and a second copy of the file to memory) and the upload is the smaller
-//! file. Its time order is offered when the server's list of its profiles says they have times.
+//! Only a file's first 64 KiB are read into the page to tell where it goes; a file for the
+//! server is posted as the browser holds it (a `Blob`, which it sends from disk), never copied
+//! into the page, so a 100 MB trace costs the page no more than a small one. One bigger than
+//! 32 MiB is gzipped on the way (`CompressionStream`, streamed), which keeps it under Kiln's
+//! default body limit. A gzipped file is posted as it is: the server's body decoding gunzips it
+//! (announced or not), so the browser needs no decompression code at all. Its time order is
+//! offered when the server's list of its profiles says they have times. Storing an opened
+//! profile uploads it gzipped too.
 //!
 //! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's CPU,
-//! allocation and lock profiles, speedscope's profiles, a Firefox profile's threads) shows a
+//! allocation and lock profiles, speedscope's profiles, a Firefox profile's or a `perf script`
+//! capture's threads) shows a
 //! "Profile" picker with each and, for threads, "all merged" (the default): `/api/collapse` lists
 //! them (`x-kiln-parts`) and answers the one asked for (`?part=`), reading the file again each
 //! time.
@@ -26,6 +31,7 @@
 //! profile's samples once the flamegraph shows, and a toggle switches between the two views. A
 //! function selected in either is outlined in both.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use kiln_model::folded::{self, LineFormat, ParseLimits};
@@ -42,42 +48,80 @@ use crate::paint::after_paint;
 use crate::search::NameSearch;
 use crate::sync_hydrate::IntoAnySync;
 
-/// The bytes of `file`.
-async fn read_file(file: web_sys::File) -> Result<Vec<u8>, String> {
-    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
+/// How much of a file the page reads itself to tell where it goes: enough for every format's
+/// start and many lines of folded text.
+const HEAD_BYTES: i32 = 64 << 10;
+
+/// Files bigger than this go to the server gzipped by the browser (`CompressionStream`,
+/// streamed): under Kiln's default body limit (64 MiB) whatever their size, and far fewer bytes
+/// on the wire.
+const GZIP_ABOVE_BYTES: f64 = 32.0 * 1024.0 * 1024.0;
+
+/// The bytes of `blob`.
+async fn read_bytes(blob: &web_sys::Blob) -> Result<Vec<u8>, String> {
+    let buffer = JsFuture::from(blob.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Whether the file has timestamps to show in time order that the server's list of its
-/// profiles does not say: speedscope JSON with an evented profile, or `perf script` output
-/// with times (which the server reads as one profile, unlisted). Every format the model's
-/// parsers read lists its profiles, each saying whether it has times.
-fn has_times(bytes: &[u8]) -> bool {
-    if speedscope::looks_like_json(bytes) {
-        bytes.windows(9).any(|w| w == b"\"evented\"")
-    } else {
-        kiln_model::perf_script::looks_like_timed(bytes)
-    }
+/// Whether the file's content alone says it has timestamps to show in time order: speedscope
+/// JSON with an evented profile (within its first bytes). The server's list of a file's
+/// profiles says it of each one (`perf script`'s threads too, with times or not).
+fn has_times(head: &[u8]) -> bool {
+    speedscope::looks_like_json(head) && head.windows(9).any(|w| w == b"\"evented\"")
 }
 
-/// Turns a file's bytes into a tree, locally when they are folded text, with the list of its
-/// profiles when it holds several.
-async fn load(bytes: &[u8]) -> Result<fetch::Collapsed, String> {
-    // JSON (speedscope, or a format told apart by its start, whose files may hold several
-    // profiles) and callgrind (whose cost lines `1 2` read as folded stacks) are read by the
-    // server; so is anything that is not folded text.
-    let local = !speedscope::looks_like_json(bytes) && !kiln_model::callgrind::looks_like(bytes);
-    let folded = std::str::from_utf8(bytes)
-        .ok()
-        .filter(|_| local)
-        .and_then(|text| folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok())
-        .filter(|tree| !tree.is_empty());
-    match folded {
-        Some(tree) => {
-            Ok(fetch::Collapsed { tree: (tree.to_flat(), "samples".into()), parts: Vec::new(), part: String::new() })
-        }
-        None => fetch::post_for_tree("/api/collapse?format=auto", bytes).await,
+/// Folded text, parsed, when `bytes` are (and are not a format whose lines read as folded).
+fn folded_tree(bytes: &[u8]) -> Option<kiln_model::CallTree> {
+    if speedscope::looks_like_json(bytes) || kiln_model::callgrind::looks_like(bytes) {
+        return None;
     }
+    let text = std::str::from_utf8(bytes).ok()?;
+    folded::parse(text.as_bytes(), LineFormat::Counted, ParseLimits::default()).ok().filter(|tree| !tree.is_empty())
+}
+
+thread_local! {
+    /// What was posted for the opened file (the file, or its gzipped copy), posted again when
+    /// another of its profiles is picked. Set in the browser only (one page, one thread): a
+    /// `Blob` is not `Send`, so it cannot live in the page's signals.
+    static POSTED: RefCell<Option<web_sys::Blob>> = const { RefCell::new(None) };
+}
+
+/// A file opened: its tree (with the list of its profiles when it holds several), what is
+/// posted again for another of them (the file, or its gzipped copy), and its first bytes.
+struct Opened {
+    collapsed: fetch::Collapsed,
+    body: web_sys::Blob,
+    head: Vec<u8>,
+}
+
+/// Reads a file into a tree: folded text in the page, anything else by the server. Only the
+/// file's head is read into the page to tell which; a file for the server is posted as the
+/// browser holds it (sent from disk, never read into the page), gzipped first when big.
+async fn load(file: web_sys::File) -> Result<Opened, String> {
+    let size = file.size();
+    let head = if size <= f64::from(HEAD_BYTES) {
+        read_bytes(&file).await?
+    } else {
+        read_bytes(&file.slice_with_i32_and_i32(0, HEAD_BYTES).map_err(|e| format!("{e:?}"))?).await?
+    };
+    let body: web_sys::Blob = file.into();
+    // The head's whole lines: folded text, then read whole (it is all lines of names).
+    let whole_lines = match head.iter().rposition(|&b| b == b'\n') {
+        Some(end) if size > f64::from(HEAD_BYTES) => &head[..=end],
+        _ => &head[..],
+    };
+    if folded_tree(whole_lines).is_some() {
+        let bytes = if size <= f64::from(HEAD_BYTES) { head.clone() } else { read_bytes(&body).await? };
+        if let Some(tree) = folded_tree(&bytes) {
+            let collapsed =
+                fetch::Collapsed { tree: (tree.to_flat(), "samples".into()), parts: Vec::new(), part: String::new() };
+            return Ok(Opened { collapsed, body, head });
+        }
+    }
+    let gzipped = head.starts_with(&[0x1f, 0x8b]);
+    let body = if size > GZIP_ABOVE_BYTES && !gzipped { fetch::gzipped(&body).await? } else { body };
+    let collapsed = fetch::post_for_tree("/api/collapse?format=auto", &body).await?;
+    Ok(Opened { collapsed, body, head })
 }
 
 /// `/open`.
@@ -102,10 +146,8 @@ pub fn OpenPage() -> impl IntoView {
     let timed_status = RwSignal::new(String::new());
     // The function selected in either view, outlined in both.
     let linked = RwSignal::new(None::<String>);
-    // The file's bytes, posted again when another of its profiles is picked; its profiles
-    // (empty for a file of one), which one shows (`all` or an index), and whether threads
-    // merge into "all".
-    let bytes = StoredValue::new(Arc::new(Vec::<u8>::new()));
+    // The file's profiles (empty for a file of one), which one shows (`all` or an index), and
+    // whether threads merge into "all".
     let parts = RwSignal::new(Vec::<fetch::PartInfo>::new());
     let chosen = RwSignal::new(String::new());
     let mergeable = RwSignal::new(false);
@@ -116,7 +158,7 @@ pub fn OpenPage() -> impl IntoView {
     // Asked for once the flamegraph shows, whether or not the view is chosen: one request less
     // to wait for when it is (and less code than asking on the toggle). A part's own, or the
     // busiest thread's for "all".
-    let fetch_time_order = move |read: Arc<Vec<u8>>, part: Option<usize>| async move {
+    let fetch_time_order = move |read: web_sys::Blob, part: Option<usize>| async move {
         let part = part.map(|i| format!("&part={i}")).unwrap_or_default();
         match fetch::post_for_time_order(&format!("/api/collapse/time-order?format=auto{part}"), &read).await {
             Ok(profile) => {
@@ -135,20 +177,12 @@ pub fn OpenPage() -> impl IntoView {
         timed_status.set("Reading the time order…".into());
         linked.set(None);
         leptos::task::spawn_local(async move {
-            let read = match read_file(file).await {
-                Ok(read) => read,
-                Err(e) => {
-                    loaded.set(None);
-                    status.set(format!("Could not read the file: {e}"));
-                    return;
-                }
-            };
-            let read = Arc::new(read);
-            bytes.set_value(read.clone());
-            match load(&read).await {
-                Ok(collapsed) => {
+            match load(file).await {
+                Ok(Opened { collapsed, body, head }) => {
+                    POSTED.set(Some(body.clone()));
+                    let read = body;
                     // A gzipped file's times are known from the server's list of its profiles.
-                    let timed_file = has_times(&read) || collapsed.parts.iter().any(|p| p.timed);
+                    let timed_file = has_times(&head) || collapsed.parts.iter().any(|p| p.timed);
                     no_time_order.set(!timed_file);
                     mergeable.set(collapsed.part == "all");
                     chosen.set(collapsed.part);
@@ -167,7 +201,7 @@ pub fn OpenPage() -> impl IntoView {
     };
     // Another profile of the file: read again by the server, which keeps nothing between asks.
     let pick = move |part: String| {
-        let read = bytes.get_value();
+        let Some(read) = POSTED.with_borrow(Clone::clone) else { return };
         chosen.set(part.clone());
         status.set("Reading the profile…".into());
         timed.set(None);
@@ -378,7 +412,7 @@ fn UploadForm(loaded: RwSignal<Option<Arc<Loaded>>>, file_name: RwSignal<String>
         leptos::task::spawn_local(async move {
             let url =
                 format!("/ingest?name={}&units={}&format=folded", encode_query_value(&app), encode_query_value(&units));
-            let outcome = fetch::post_text(&url, &body).await.map(|()| {
+            let outcome = fetch::post_text_gzipped(&url, &body).await.map(|()| {
                 // The uploaded series without its labels, written back as a selector (so a
                 // quoted application name stays quoted).
                 let query = kiln_model::selector::Selector::parse(&app)

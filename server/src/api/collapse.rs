@@ -150,7 +150,7 @@ fn read_collapsed(
                 "name": p.name.chars().take(MAX_LISTED_NAME_CHARS).collect::<String>(),
                 "units": p.units,
                 "total": p.tree.total(),
-                "timed": p.time_order.as_ref().is_some_and(|o| !o.samples.is_empty()),
+                "timed": profiles.timed_apart || p.time_order.as_ref().is_some_and(|o| !o.samples.is_empty()),
             })
         })
         .collect();
@@ -225,13 +225,6 @@ fn read_time_order(
     } else {
         formats::find(format)
     };
-    let no_times = |what: &str| {
-        AppError::Unprocessable(format!(
-            "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope, Firefox \
-             (Gecko or processed), Safari, stackprof (wall mode), `node --prof` logs (raw or preprocessed), \
-             Papyrus logs and `perf script` files with timestamps open in it"
-        ))
-    };
     let Some(found) = found else {
         return Err(match format {
             "auto" => no_times("this file is not a format with timestamps"),
@@ -241,9 +234,7 @@ fn read_time_order(
             },
         });
     };
-    // (name, tree, time order, unit) of every profile, in file order; `None` for a profile
-    // without times.
-    type Timed = (String, CallTree, Option<TimeOrder>, String);
+    // Every profile, in file order.
     let profiles: Vec<Timed> = match found.decoder {
         // Every parser's profiles carry their time order when the file has one.
         Decoder::Parser(_) | Decoder::Speedscope => ingest::open::read(body, found.name, limits, &mut budget)?
@@ -254,7 +245,7 @@ fn read_time_order(
             .collect(),
         Decoder::Collapse(Collapser::Perf) => {
             // The flamegraph of `perf script` is inferno's; its times are read by the model.
-            perf_script::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode)
+            let timed: Vec<Timed> = perf_script::parse_budgeted(body, limits.max_stack_depth, &mut budget.decode)
                 .map_err(|e| match e.exhausted {
                     Some(_) => AppError::Unprocessable(e.to_string()),
                     None => AppError::BadRequest { message: e.to_string(), detail: None },
@@ -262,36 +253,68 @@ fn read_time_order(
                 .parts
                 .into_iter()
                 .map(|p| (p.name, p.tree, p.time_order, p.units))
-                .collect()
+                .collect();
+            match part {
+                // `part` counts the threads `/api/collapse` lists, inferno's: the same thread
+                // here is the one of the same name (both readers name threads alike).
+                Some(i) => {
+                    let listed = ingest::open::read(body, found.name, limits, &mut budget)?;
+                    let name = listed.and_then(|p| p.parts.into_iter().nth(i)).map(|p| p.name);
+                    let found = name.and_then(|name| timed.iter().position(|t| t.0 == name));
+                    return read_part(timed, found.unwrap_or(usize::MAX), i);
+                }
+                None => timed,
+            }
         }
         _ => return Err(no_times(&format!("{} files have no timestamps", found.name))),
     };
-    let chosen = match part {
-        Some(i) => {
-            let count = profiles.len();
-            let (name, tree, order, units) = profiles.into_iter().nth(i).ok_or_else(|| AppError::BadRequest {
-                message: format!("the file holds {count} profiles; there is no profile {i}"),
-                detail: None,
-            })?;
-            match order {
-                Some(order) if !order.samples.is_empty() => (name, tree, order, units),
-                _ => return Err(no_times(&format!("{name} has no timestamps (it counts samples) or is empty"))),
-            }
-        }
+    match part {
+        Some(i) => read_part(profiles, i, i),
         // The busiest profile: the one a trace's user most likely opened it for.
-        None => profiles
-            .into_iter()
-            .filter_map(|(name, tree, order, units)| Some((name, tree, order?, units)))
-            .filter(|(_, _, order, _)| !order.samples.is_empty() || order.overflowed)
-            .max_by_key(|(_, tree, _, _)| tree.total())
-            .ok_or_else(|| no_times("this file's profiles have no timestamps (they count samples) or are empty"))?,
-    };
-    let (name, tree, order, units) = chosen;
+        None => {
+            let (name, tree, order, units) = profiles
+                .into_iter()
+                .filter_map(|(name, tree, order, units)| Some((name, tree, order?, units)))
+                .filter(|(_, _, order, _)| !order.samples.is_empty() || order.overflowed)
+                .max_by_key(|(_, tree, _, _)| tree.total())
+                .ok_or_else(|| no_times("this file's profiles have no timestamps (they count samples) or are empty"))?;
+            timed_profile(name, &tree, &order, &units)
+        }
+    }
+}
+
+/// (name, tree, time order, unit) of a profile, its time order `None` when it has no times.
+type Timed = (String, CallTree, Option<TimeOrder>, String);
+
+/// The message of a profile without times to show.
+fn no_times(what: &str) -> AppError {
+    AppError::Unprocessable(format!(
+        "{what}: nothing to show in time order; .cpuprofile, Chrome trace, evented speedscope, Firefox \
+         (Gecko or processed), Safari, stackprof (wall mode), `node --prof` logs (raw or preprocessed), \
+         Papyrus logs and `perf script` files with timestamps open in it"
+    ))
+}
+
+/// Profile `index` of `profiles` in time order, asked for as `part` (its index in the listing).
+fn read_part(profiles: Vec<Timed>, index: usize, part: usize) -> Result<TimedProfile, AppError> {
+    let count = profiles.len();
+    let (name, tree, order, units) = profiles.into_iter().nth(index).ok_or_else(|| AppError::BadRequest {
+        message: format!("the file holds {count} profiles; there is no profile {part}"),
+        detail: None,
+    })?;
+    match order {
+        Some(order) if !order.samples.is_empty() => timed_profile(name, &tree, &order, &units),
+        _ => Err(no_times(&format!("{name} has no timestamps (it counts samples) or is empty"))),
+    }
+}
+
+/// The answer of `/api/collapse/time-order`, unless there are too many samples to show.
+fn timed_profile(name: String, tree: &CallTree, order: &TimeOrder, units: &str) -> Result<TimedProfile, AppError> {
     if order.overflowed {
         return Err(AppError::TooLarge(format!(
             "{name} has more than {} samples, too many to show in time order; its flamegraph still opens",
             time_order::MAX_SAMPLES
         )));
     }
-    Ok(TimedProfile { name, ..TimedProfile::new(&tree, &order, &units) })
+    Ok(TimedProfile { name, ..TimedProfile::new(tree, order, units) })
 }

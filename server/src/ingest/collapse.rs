@@ -37,16 +37,34 @@ impl Write for Bounded {
 /// Collapses `input` (the raw output of the tool the format `format` names, read by
 /// `collapser`) to folded text of at most `max_output` bytes.
 pub fn collapse(collapser: Collapser, format: &str, input: &[u8], max_output: usize) -> Result<Vec<u8>, IngestError> {
+    bounded(format, max_output, |out| match collapser {
+        Collapser::Perf => inferno::collapse::perf::Folder::default().collapse(input, out),
+        Collapser::Dtrace => inferno::collapse::dtrace::Folder::default().collapse(input, out),
+        Collapser::Sample => inferno::collapse::sample::Folder::default().collapse(input, out),
+        Collapser::Vtune => inferno::collapse::vtune::Folder::default().collapse(input, out),
+        Collapser::Vsprof => inferno::collapse::vsprof::Folder::default().collapse(input, out),
+        Collapser::Ghcprof => inferno::collapse::ghcprof::Folder::default().collapse(input, out),
+        Collapser::Guess => inferno::collapse::guess::Folder::default().collapse(input, out),
+    })
+}
+
+/// `perf script` output collapsed with its thread in each stack's root frame (`comm-pid/tid`,
+/// the command as the default collapse names it): what the Open page's thread picker splits
+/// ([`kiln_model::perf_script::threads_of_collapsed`]).
+pub fn collapse_perf_by_thread(format: &str, input: &[u8], max_output: usize) -> Result<Vec<u8>, IngestError> {
+    let mut options = inferno::collapse::perf::Options::default();
+    options.include_tid = true;
+    bounded(format, max_output, |out| inferno::collapse::perf::Folder::from(options).collapse(input, out))
+}
+
+/// Runs `collapse` into at most `max_output` bytes.
+fn bounded(
+    format: &str,
+    max_output: usize,
+    collapse: impl FnOnce(&mut Bounded) -> io::Result<()>,
+) -> Result<Vec<u8>, IngestError> {
     let mut out = Bounded { out: Vec::new(), max: max_output, overflowed: false };
-    let result = match collapser {
-        Collapser::Perf => inferno::collapse::perf::Folder::default().collapse(input, &mut out),
-        Collapser::Dtrace => inferno::collapse::dtrace::Folder::default().collapse(input, &mut out),
-        Collapser::Sample => inferno::collapse::sample::Folder::default().collapse(input, &mut out),
-        Collapser::Vtune => inferno::collapse::vtune::Folder::default().collapse(input, &mut out),
-        Collapser::Vsprof => inferno::collapse::vsprof::Folder::default().collapse(input, &mut out),
-        Collapser::Ghcprof => inferno::collapse::ghcprof::Folder::default().collapse(input, &mut out),
-        Collapser::Guess => inferno::collapse::guess::Folder::default().collapse(input, &mut out),
-    };
+    let result = collapse(&mut out);
     if out.overflowed {
         return Err(IngestError::OutputTooLarge { limit: max_output });
     }

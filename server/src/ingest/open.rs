@@ -1,15 +1,18 @@
 //! Files opened in the viewer (`/api/collapse`): the profiles of a file that holds several
 //! (a trace's threads, callgrind's event types, speedscope's profiles), so that the Open page
-//! can offer a picker, as speedscope does. Formats of one profile are read by
+//! can offer a picker, as speedscope does (`perf script`'s threads too, inferno's collapse split
+//! by thread). Formats of one profile are read by
 //! [`super::read_profile`].
 
 use axum::http::HeaderMap;
 use kiln_model::CallTree;
-use kiln_model::formats::{self, Decoder};
+use kiln_model::folded::{LineFormat, ParseLimits};
+use kiln_model::formats::{self, Collapser, Decoder};
+use kiln_model::perf_script;
 use kiln_model::profile_set::{Part, Split};
 use kiln_model::time_order::TimeOrder;
 
-use super::{IngestError, IngestLimits, RequestBudget, body, profile_set, speedscope};
+use super::{IngestError, IngestLimits, RequestBudget, body, collapse, parse_folded, profile_set, speedscope};
 
 /// The profiles of one file, in file order, none empty.
 #[derive(Debug)]
@@ -18,6 +21,10 @@ pub struct Profiles {
     pub split: Split,
     /// The profiles.
     pub parts: Vec<Part>,
+    /// Whether every part has times that another reader reads: `perf script` with times, whose
+    /// threads' flamegraphs are inferno's (in samples) and their time order the model's (in
+    /// nanoseconds, [`kiln_model::perf_script::parse_budgeted`]).
+    pub timed_apart: bool,
 }
 
 impl Profiles {
@@ -53,6 +60,7 @@ pub fn read(
     let found = if format == "auto" {
         formats::sniff(body)
             .or_else(|| kiln_model::speedscope::looks_like_json(body).then(|| formats::find("speedscope")).flatten())
+            .or_else(|| perf_script::looks_like(body).then(|| formats::find(perf_script::NAME)).flatten())
     } else {
         formats::find(format)
     };
@@ -60,7 +68,7 @@ pub fn read(
     let profiles = match found.decoder {
         Decoder::Parser(parser) => {
             let set = profile_set::read(parser, body, limits, budget)?;
-            Profiles { split: set.split, parts: set.parts }
+            Profiles { split: set.split, parts: set.parts, timed_apart: false }
         }
         Decoder::Speedscope => {
             let file = speedscope::read(body, limits, budget)?;
@@ -76,7 +84,16 @@ pub fn read(
                     time_order: p.time_order,
                 })
                 .collect();
-            Profiles { split: Split::Threads, parts }
+            Profiles { split: Split::Threads, parts, timed_apart: false }
+        }
+        // One part per thread, in inferno's values and frame names: together they are the
+        // flamegraph `perf_script` always had.
+        Decoder::Collapse(Collapser::Perf) => {
+            let collapsed = collapse::collapse_perf_by_thread(found.name, body, limits.max_decompressed_bytes)?;
+            let parse_limits = ParseLimits { max_depth: limits.max_stack_depth, max_line_len: limits.max_line_bytes };
+            let tree = parse_folded(&collapsed, LineFormat::Counted, parse_limits)?;
+            let set = perf_script::threads_of_collapsed(&tree.to_flat(), "samples");
+            Profiles { split: set.split, parts: set.parts, timed_apart: perf_script::looks_like_timed(body) }
         }
         _ => return Ok(None),
     };
