@@ -483,6 +483,58 @@ impl FlatTree {
         Ok(())
     }
 
+    /// The part of this tree that a flame graph up to `width_px` pixels wide draws at the root's
+    /// zoom: [`visible_frames`](crate::layout::visible_frames) descends only into frames at
+    /// least a pixel wide, so the children of narrower frames never show, and a million-node
+    /// tree's first picture needs a few thousand nodes. The picture is the same as the whole
+    /// tree's, frame for frame, at the root's zoom and package colours, for any width up to
+    /// `width_px` (property-tested); the rows are too, as the deepest node is kept with its
+    /// ancestors. A frame whose children are left out counts their samples as its own, so the
+    /// part is a valid tree with the same totals. Zooming in or searching needs the whole tree.
+    pub fn visible_part(&self, width_px: u64) -> FlatTree {
+        let n = self.len();
+        let root_total = u128::from(self.total());
+        if n == 0 || root_total == 0 {
+            return self.clone();
+        }
+        // Children of a frame at least half a pixel wide at `width_px` are kept: the layout's
+        // floating-point widths may put a frame of exactly one pixel either side of it.
+        let descends = |node: usize| u128::from(self.total[node]) * u128::from(width_px) * 2 >= root_total;
+        let mut keep = vec![false; n];
+        keep[0] = true;
+        for node in 1..n {
+            let parent = self.parent[node] as usize;
+            keep[node] = keep[parent] && descends(parent);
+        }
+        let depths = self.depths();
+        let deepest = (0..n).max_by_key(|&node| (depths[node], std::cmp::Reverse(node))).unwrap_or(0);
+        let mut cursor = deepest;
+        while !keep[cursor] {
+            keep[cursor] = true;
+            cursor = self.parent[cursor] as usize;
+        }
+        let mut new_id = vec![u32::MAX; n];
+        let mut name_id = vec![u32::MAX; self.names.len()];
+        let mut part = FlatTree::default();
+        for node in (0..n).filter(|&node| keep[node]) {
+            new_id[node] = part.len() as NodeId;
+            let name = self.name[node] as usize;
+            if name_id[name] == u32::MAX {
+                name_id[name] = part.names.len() as u32;
+                part.names.push(self.names[name].clone());
+            }
+            part.name.push(name_id[name]);
+            part.parent.push(new_id[self.parent[node] as usize]);
+            part.total.push(self.total[node]);
+            part.self_value.push(self.total[node]);
+        }
+        for node in (1..part.len()).rev() {
+            let parent = part.parent[node] as usize;
+            part.self_value[parent] = part.self_value[parent].saturating_sub(part.total[node]);
+        }
+        part
+    }
+
     /// Builds the tree back into a mutable [`CallTree`].
     pub fn to_call_tree(&self) -> CallTree {
         let mut tree = CallTree::new();
@@ -633,6 +685,30 @@ mod tests {
             let mut merged = build(right);
             merged.merge_tree(&build(left));
             prop_assert_eq!(merged.to_flat(), tree_of(&stacks));
+        }
+
+        #[test]
+        fn the_visible_part_draws_what_the_whole_tree_draws(
+            stacks in stacks_strategy(),
+            part_width in 1u64..200,
+            narrower_by in 0u64..200,
+        ) {
+            use crate::layout::{Geometry, visible_frames};
+            let whole = tree_of(&stacks);
+            let part = whole.visible_part(part_width);
+            prop_assert_eq!(part.validate(), Ok(()));
+            prop_assert_eq!(part.total(), whole.total());
+            prop_assert!(part.len() <= whole.len());
+            let picture = |tree: &FlatTree, width: f64| {
+                let geometry = Geometry::new(tree);
+                let frames = visible_frames(tree, &geometry, ROOT, width)
+                    .into_iter()
+                    .map(|r| (r.node.map(|n| tree.name_of(n).to_owned()), r.x, r.width, r.depth))
+                    .collect::<Vec<_>>();
+                (frames, geometry.max_depth)
+            };
+            let width = part_width.saturating_sub(narrower_by).max(1) as f64;
+            prop_assert_eq!(picture(&part, width), picture(&whole, width));
         }
 
         #[test]
