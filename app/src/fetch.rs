@@ -164,14 +164,34 @@ async fn error_text(response: &web_sys::Response) -> String {
         .unwrap_or(body)
 }
 
+/// Response header saying whether a tree is whole or only the frames a width shows.
+const PART_HEADER: &str = "x-kiln-tree-part";
+
+/// A tree as the server sent it.
+pub struct FetchedTree {
+    /// The tree, or its visible part.
+    pub tree: FlatTree,
+    /// The sample unit.
+    pub units: String,
+    /// False for only the frames visible at the root's zoom (`visibleWidth`).
+    pub whole: bool,
+}
+
 async fn read_tree(response: web_sys::Response) -> Result<(FlatTree, String), String> {
+    read_tree_answer(response).await.map(|fetched| (fetched.tree, fetched.units))
+}
+
+/// Reads and decodes a tree answer.
+pub async fn read_tree_answer(response: web_sys::Response) -> Result<FetchedTree, String> {
     if !response.ok() {
         return Err(error_text(&response).await);
     }
-    let units = response.headers().get(UNITS_HEADER).ok().flatten().unwrap_or_else(|| "samples".into());
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    let units = header(UNITS_HEADER).unwrap_or_else(|| "samples".into());
+    let whole = header(PART_HEADER).as_deref() != Some("visible");
     let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?).await.map_err(js_error)?;
     let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-    Ok((codec::decode(&bytes).map_err(|e| e.to_string())?, units))
+    Ok(FetchedTree { tree: codec::decode(&bytes).map_err(|e| e.to_string())?, units, whole })
 }
 
 /// Fetches and decodes the merged tree of `query` over `[from, until)`, with its unit.

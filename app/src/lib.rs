@@ -36,7 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     let preload = pages::explore::tree_preload();
     #[cfg(not(feature = "ssr"))]
-    let preload: Option<String> = None;
+    let preload: Option<pages::explore::TreePreload> = None;
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -48,7 +48,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/pkg/favicon.svg" type="image/svg+xml" />
                 <link rel="icon" href="/favicon.ico" sizes="32x32" />
                 <AutoReload options=options.clone() />
-                {preload.map(|href| view! { <link rel="preload" href=href r#as="fetch" crossorigin="anonymous" /> })}
+                {preload.map(|preload| match preload {
+                    pages::explore::TreePreload::Link(href) => {
+                        view! { <link rel="preload" href=href r#as="fetch" crossorigin="anonymous" /> }.into_any_sync()
+                    }
+                    pages::explore::TreePreload::Script(script) => {
+                        view! { <script inner_html=script></script> }.into_any_sync()
+                    }
+                })}
                 <HydrationScripts options />
                 <MetaTags />
                 <script inner_html=theme::THEME_SCRIPT></script>

@@ -191,3 +191,27 @@ test("the graph is painted before the page hydrates, and the hydrated page takes
   await expect(page).toHaveURL(/zoom=main%3Bearly/);
   expect((await seen()).draws).toBeGreaterThan(1);
 });
+
+test("a large graph is first painted from the frames it shows, then the whole tree takes over", async ({ page, request }) => {
+  // One heavy call chain and 20,000 light calls under main, each with callees: at the root's
+  // zoom every light call is far under a pixel, so nothing below them can show.
+  const app = `${APP}large`;
+  let folded = "main;work;deep;deeper;deepest 1000000\n";
+  for (let i = 0; i < 20000; i++) folded += `main;leaf${i};below${i};bottom${i} 1\n`;
+  await upload(request, `${app}.cpu`, folded, "now-5m", "now-4m");
+  const trees: { url: string; part?: string }[] = [];
+  page.on("response", (response) => {
+    if (response.url().includes("format=tree")) trees.push({ url: response.url(), part: response.headers()["x-kiln-tree-part"] });
+  });
+  await page.goto(`/explore?query=${app}.cpu`);
+  await graphReady(page);
+  // The first fetch asked for what the window's width shows, and got the part.
+  await expect.poll(() => trees.length).toBe(2);
+  expect(trees[0].url).toMatch(/visibleWidth=\d+/);
+  expect(trees[0].part).toBe("visible");
+  // Then the whole tree replaced it: a search finds a function only the whole tree holds.
+  expect(trees[1].url).not.toContain("visibleWidth");
+  expect(trees[1].part).toBe("whole");
+  await page.getByLabel("Search functions").fill("bottom17");
+  await expect(page.locator(".flame-matched")).toHaveText(/^Matched 1,111 samples of 1,020,000 samples/);
+});

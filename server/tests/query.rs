@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, Response, StatusCode, header};
 use kiln_server::api::{AppState, router};
 use kiln_server::proto::Profile;
 use kiln_server::storage::Store;
@@ -395,4 +395,40 @@ async fn render_diff_is_pyroscopes_double_format() {
     assert_eq!(status, StatusCode::OK);
     assert_well_formed(&String::from_utf8(body).unwrap());
     assert_error(&app, &format!("{DIFF}&maxNodes=-1"), "maxNodes").await;
+}
+
+#[tokio::test]
+async fn visible_width_sends_the_frames_a_graph_that_wide_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    // One heavy call chain and 20,000 light leaves under `main`: at 100 pixels, the leaves
+    // are each far under a pixel, so only they and nothing below them can show.
+    let mut folded = String::from("main;work;deep;deeper;deepest 1000000\n");
+    for i in 0..20_000 {
+        folded.push_str(&format!("main;leaf{i};below{i};bottom{i} 1\n"));
+    }
+    post(&app, "/ingest?name=wide.cpu", folded).await;
+    let tree_of = |response: Response<Body>| async move {
+        let part = response.headers().get("x-kiln-tree-part").map(|v| v.to_str().unwrap().to_owned());
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (kiln_model::codec::decode(&body).unwrap(), part)
+    };
+    let fetch = |uri: &str| app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
+    let (whole, part) = tree_of(fetch("/render?query=wide.cpu&format=tree").await.unwrap()).await;
+    assert_eq!(part.as_deref(), Some("whole"));
+    let (visible, part) = tree_of(fetch("/render?query=wide.cpu&format=tree&visibleWidth=100").await.unwrap()).await;
+    assert_eq!(part.as_deref(), Some("visible"));
+    assert_eq!(visible.total(), whole.total());
+    assert!(visible.len() * 2 <= whole.len(), "{} of {} nodes", visible.len(), whole.len());
+    assert!(!visible.names.iter().any(|n| n.starts_with("below")), "nothing under a sub-pixel frame");
+    assert!(visible.names.iter().any(|n| n == "deeper"));
+
+    // A small tree is sent whole: fetching it twice would cost more than it saves.
+    post(&app, "/ingest?name=small.cpu", "a;b 1\na;c 1000\n").await;
+    let (_, part) = tree_of(fetch("/render?query=small.cpu&format=tree&visibleWidth=1").await.unwrap()).await;
+    assert_eq!(part.as_deref(), Some("whole"));
+
+    for bad in ["0", "-5", "lots", "65537", "18446744073709551616"] {
+        assert_error(&app, &format!("/render?query=wide.cpu&format=tree&visibleWidth={bad}"), "visibleWidth").await;
+    }
 }

@@ -20,6 +20,9 @@ use crate::work::Cancel;
 
 /// The tree format carries numbers only; its unit travels in this header.
 const UNITS_HEADER: HeaderName = HeaderName::from_static("x-kiln-units");
+/// Response header of a tree cut to the frames a width shows (`visibleWidth`): `visible` when
+/// frames were left out, so that the viewer fetches the whole tree before a zoom needs it.
+const PART_HEADER: HeaderName = HeaderName::from_static("x-kiln-tree-part");
 
 /// Query string of `/render`.
 #[derive(Debug, Deserialize)]
@@ -31,6 +34,10 @@ pub struct RenderParams {
     format: Option<String>,
     #[serde(rename = "maxNodes", alias = "max-nodes")]
     max_nodes: Option<String>,
+    /// Only the frames a graph this many pixels wide shows at the root's zoom (the viewer's
+    /// first paint; see `FlatTree::visible_part`).
+    #[serde(rename = "visibleWidth", alias = "visible-width")]
+    visible_width: Option<String>,
     /// Functions whose direct recursion is collapsed, `;`-separated (as the viewer's URL has it).
     collapse: Option<String>,
     #[serde(flatten)]
@@ -126,6 +133,24 @@ fn parse_max_nodes(value: Option<&str>) -> Result<Option<usize>, AppError> {
     }
 }
 
+/// Trees of fewer nodes are sent whole even when `visibleWidth` asks for a part.
+const SMALLEST_CUT_TREE: usize = 10_000;
+
+/// Widths up to this are accepted: eight 8K screens side by side; the cut costs one pass over
+/// the tree whatever the width.
+const MAX_VISIBLE_WIDTH: u64 = 65_536;
+
+fn parse_visible_width(value: Option<&str>) -> Result<Option<u64>, AppError> {
+    match value.filter(|n| !n.is_empty()) {
+        None => Ok(None),
+        Some(n) => n.parse::<u64>().ok().filter(|n| (1..=MAX_VISIBLE_WIDTH).contains(n)).map(Some).ok_or_else(|| {
+            AppError::bad_request(format!(
+                "`visibleWidth` must be a whole number of pixels from 1 to {MAX_VISIBLE_WIDTH}, not `{n}`"
+            ))
+        }),
+    }
+}
+
 fn text_response(content_type: &'static str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
@@ -173,7 +198,7 @@ pub async fn render(
     params: Result<QueryString<RenderParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let QueryString(params) = params.map_err(bad_query_string)?;
-    let RenderRequest { text, query, from, until, max_nodes, svg_options } =
+    let RenderRequest { text, query, from, until, max_nodes, visible_width, svg_options } =
         RenderRequest::parse(&params, state.query_limits, &tenant)?;
     let format = params.format.as_deref().unwrap_or("json");
     // Shared with the page's own merge: the explorer's render merged this query a moment ago.
@@ -182,6 +207,16 @@ pub async fn render(
     let collapse = collapse_list(params.collapse.as_deref().unwrap_or(""));
     if !collapse.is_empty() {
         tree = Cow::Owned(collapse_recursion(&tree, |name| collapse.contains(&name)));
+    }
+    // The viewer fetches the whole tree after a cut one: worth it only for a large tree that
+    // the cut makes much smaller.
+    let mut part = "whole";
+    if let Some(width) = visible_width.filter(|_| tree.len() >= SMALLEST_CUT_TREE) {
+        let visible = tree.visible_part(width);
+        if visible.len() * 2 <= tree.len() {
+            tree = Cow::Owned(visible);
+            part = "visible";
+        }
     }
     if let Some(limit) = max_nodes {
         tree = Cow::Owned(truncate::max_nodes(&tree, limit));
@@ -192,7 +227,11 @@ pub async fn render(
     match format {
         "json" => Ok(Json(flamebearer_profile(&text, tree, &merged)).into_response()),
         "tree" => Ok((
-            [(header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()), (UNITS_HEADER, merged.units.clone())],
+            [
+                (header::CONTENT_TYPE, codec::CONTENT_TYPE.to_string()),
+                (UNITS_HEADER, merged.units.clone()),
+                (PART_HEADER, part.to_string()),
+            ],
             codec::encode(tree),
         )
             .into_response()),
@@ -231,6 +270,7 @@ struct RenderRequest {
     from: Option<i64>,
     until: Option<i64>,
     max_nodes: Option<usize>,
+    visible_width: Option<u64>,
     svg_options: SvgOptions,
 }
 
@@ -252,8 +292,9 @@ impl RenderRequest {
                 ("json" | "speedscope", asked) => Some(limits.json_nodes(asked)?),
                 (_, asked) => asked,
             };
+        let visible_width = parse_visible_width(params.visible_width.as_deref())?;
         let svg_options = params.svg.options()?;
-        Ok(RenderRequest { text, query, from, until, max_nodes, svg_options })
+        Ok(RenderRequest { text, query, from, until, max_nodes, visible_width, svg_options })
     }
 }
 

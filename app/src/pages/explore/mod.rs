@@ -69,17 +69,29 @@ impl DataRequest for SummaryRequest {
     }
 }
 
-/// The tree the explorer at the request's address fetches first, for the page's head to
-/// preload: the browser then starts that fetch as soon as it reads the head, while the wasm
-/// loads, instead of after hydration. The server merged the query while rendering this page,
-/// and answers the fetch from its merge cache; the explorer's own fetch takes the preloaded
-/// answer (same URL, mode and credentials).
+/// How the page's head starts fetching the tree the explorer at the request's address shows
+/// first, so that the fetch starts as soon as the browser reads the head, while the wasm loads,
+/// instead of after hydration. The server merged the query while rendering this page, and
+/// answers the fetch from its merge cache.
+pub enum TreePreload {
+    /// A view painted before hydration: the inline script that starts its fetch
+    /// ([`first_paint::head_script`]).
+    Script(String),
+    /// Any other view: a preload link, whose answer the explorer's own fetch takes (same URL,
+    /// mode and credentials).
+    Link(String),
+}
+
+/// See [`TreePreload`]; `None` on other pages.
 #[cfg(feature = "ssr")]
-pub fn tree_preload() -> Option<String> {
+pub fn tree_preload() -> Option<TreePreload> {
     let parts = use_context::<http::request::Parts>()?;
     (parts.uri.path() == "/explore").then(|| {
         let state = ExploreState::from_params(&QueryMap::parse(parts.uri.query().unwrap_or("")));
-        fetch::tree_url(&state.query, &state.from, &state.until)
+        first_paint::head_script(&state).map_or_else(
+            || TreePreload::Link(fetch::tree_url(&state.query, &state.from, &state.until)),
+            TreePreload::Script,
+        )
     })
 }
 
@@ -96,19 +108,30 @@ pub fn ExplorePage() -> impl IntoView {
     let search = RwSignal::new(state.get_untracked().search);
 
     // The flamegraph's data comes as the compact binary tree, fetched by the browser (the
-    // page's head preloads the first one: [`tree_preload`]).
+    // page's head starts the first fetch: [`tree_preload`]).
     let loaded = RwSignal::<Option<Arc<Loaded>>>::new(None);
     let status = RwSignal::new(String::from("Loading flamegraph…"));
     Effect::new(move |_| {
         let (query, from, until) = range.get();
-        if let Some(drawn) = first_paint::take(&fetch::tree_url(&query, &from, &until)) {
-            loaded.set(Some(drawn));
-            status.set(String::new());
-            return;
+        match first_paint::take(&fetch::tree_url(&query, &from, &until)) {
+            Some(drawn) => {
+                loaded.set(Some(drawn.tree));
+                status.set(String::new());
+                if drawn.whole {
+                    return;
+                }
+                // Only the frames of the first picture were sent: the whole tree replaces
+                // them (the same picture at this zoom) before a zoom or a search needs it.
+            }
+            None => status.set("Loading flamegraph…".into()),
         }
-        status.set("Loading flamegraph…".into());
         leptos::task::spawn_local(async move {
-            match fetch::tree(&query, &from, &until).await {
+            let answer = fetch::tree(&query, &from, &until).await;
+            // A range changed meanwhile has its own fetch.
+            if range.with_untracked(|current| *current != (query, from, until)) {
+                return;
+            }
+            match answer {
                 Ok((tree, _)) if tree.total() == 0 => {
                     loaded.set(None);
                     status.set("No samples for this query and time range.".into());
