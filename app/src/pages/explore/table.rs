@@ -115,7 +115,11 @@ pub fn TopTableView(
             </tr>
         }
     };
+    // In a box of its own: below the graph, out of the window's first screen, the browser
+    // then skips laying the rows out before the first paint (`content-visibility` in the
+    // stylesheet; a table cannot take it itself).
     view! {
+        <div class="functions">
         <table class="top-table">
             <caption>"Functions (click a column to sort, a name for its sandwich view)"</caption>
             <thead>
@@ -160,5 +164,6 @@ pub fn TopTableView(
                 })
         }}
         {note.map(|n| view! { <p class="note">{n}</p> })}
+        </div>
     }
 }
