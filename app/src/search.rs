@@ -162,23 +162,39 @@ impl NameSearch {
 
 #[cfg(target_arch = "wasm32")]
 mod regex_backend {
-    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::{JsCast, JsValue};
 
-    #[wasm_bindgen(inline_js = r#"
-export function regex_error(pattern) {
-  try { new RegExp(pattern, "i"); return undefined; } catch (e) { return String(e.message); }
-}
-export function regex_flags(joined, pattern) {
-  const re = new RegExp(pattern, "i");
-  const names = joined.split("\n");
-  const out = new Uint8Array(names.length);
-  for (let i = 0; i < names.length; i++) out[i] = re.test(names[i]) ? 1 : 0;
-  return out;
-}
-"#)]
-    extern "C" {
-        fn regex_error(pattern: &str) -> Option<String>;
-        fn regex_flags(joined: &str, pattern: &str) -> Vec<u8>;
+    // Built from source text at the first regular-expression search rather than bound as a
+    // wasm-bindgen `inline_js` snippet: a snippet is a module of its own, which the browser
+    // fetches only when it imports the app's script, one more round trip before every page's
+    // first paint.
+    thread_local! {
+        static ERROR: js_sys::Function = js_sys::Function::new_with_args(
+            "pattern",
+            "try { new RegExp(pattern, 'i'); return undefined; } catch (e) { return String(e.message); }",
+        );
+        static FLAGS: js_sys::Function = js_sys::Function::new_with_args(
+            "joined, pattern",
+            "const re = new RegExp(pattern, 'i'); const names = joined.split('\\n'); \
+             const out = new Uint8Array(names.length); \
+             for (let i = 0; i < names.length; i++) out[i] = re.test(names[i]) ? 1 : 0; return out;",
+        );
+    }
+
+    fn regex_error(pattern: &str) -> Option<String> {
+        match ERROR.with(|f| f.call1(&JsValue::NULL, &pattern.into())) {
+            Ok(message) => message.as_string(),
+            Err(thrown) => Some(thrown.as_string().unwrap_or_else(|| "not a regular expression".into())),
+        }
+    }
+
+    fn regex_flags(joined: &str, pattern: &str) -> Vec<u8> {
+        FLAGS
+            .with(|f| f.call2(&JsValue::NULL, &joined.into(), &pattern.into()))
+            .ok()
+            .and_then(|out| out.dyn_into::<js_sys::Uint8Array>().ok())
+            .map(|out| out.to_vec())
+            .unwrap_or_default()
     }
 
     pub fn check(pattern: &str) -> Result<(), String> {
