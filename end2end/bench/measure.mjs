@@ -79,6 +79,8 @@ const PAGE_PROBES = () => {
     w.__bench.fetches.push(rec);
     return origFetch.call(this, input, init).then((r) => {
       rec.headers = performance.now();
+      // A tree answer says whether it is whole or only the frames the first paint shows.
+      rec.part = r.headers.get("x-kiln-tree-part");
       const ab = r.arrayBuffer.bind(r);
       r.arrayBuffer = () =>
         ab().then((b) => {
@@ -171,6 +173,15 @@ async function kiln(p) {
       };
     });
     r.breakdown = nav;
+    // The first paint may come from only the frames the window shows; the explorer then
+    // fetches the whole tree, which zooms and searches are timed on.
+    const whole = await page.waitForFunction(
+      // (A server from before the header sends every tree whole.)
+      () => window.__bench.fetches.find((f) => f.url.includes("format=tree") && f.part !== "visible" && f.body)?.body,
+      null,
+      { timeout: CAP_MS },
+    );
+    r.wholeTreeLoaded = await whole.jsonValue();
     r.heapAfterPaint = await heap(page, cdp);
 
     const canvas = page.locator("canvas.flame-canvas");
