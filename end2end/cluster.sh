@@ -17,8 +17,8 @@
 # an Idempotency-Key; a failed attempt is retried through the proxy with the same key, up to
 # 10 times, as `kiln upload` retries. An upload is acknowledged when one attempt answered 200.
 #
-# Timeline (fractions of DURATION): 1/4 NATS node 2 killed, 1/2 Kiln server 3 killed,
-# 3/4 NATS node 2 started again.
+# Timeline (fractions of DURATION): 1/4 NATS node 2 killed, 1/2 the Kiln server holding the
+# cutter lease killed (KILL=N to kill server N instead), 3/4 NATS node 2 started again.
 #
 # Prints, per mode: uploads acknowledged, attempts that failed (and their statuses), ingest
 # latency p50/p99 (every attempt), query latency p50/p99 (a merge of everything uploaded,
@@ -34,6 +34,7 @@
 #   MODE      cluster, single or both (default both)
 #   PROFILE   debug or release (default debug); KILN to use a built binary instead
 #   BASE      first loopback port used (default 24000; the run takes BASE … BASE+400)
+#   KILL      the Kiln server killed: cutter (the one holding the cutter lease; default) or 1, 2, 3
 #   KEEP=1    keep the work directory (logs, latencies) instead of deleting it
 set -euo pipefail
 export LC_ALL=C
@@ -164,29 +165,42 @@ if [ "$MODE" = cluster ] || [ "$MODE" = both ]; then
   kill -9 "${nats_pid[2]}"
   wait "${nats_pid[2]}" 2>/dev/null || true
   sleep $(( duration / 4 ))
-  log "killing Kiln server 3"
-  kiln_killed_ticks=$(cpu_ticks "${kiln_pid[3]}")
-  grep -v "${servers[2]}" "$work/alive" >"$work/alive.new"; mv "$work/alive.new" "$work/alive"
-  kill -9 "${kiln_pid[3]}"
-  wait "${kiln_pid[3]}" 2>/dev/null || true
+  victim=${KILL:-cutter}
+  if [ "$victim" = cutter ]; then
+    victim=3
+    for i in 1 2 3; do
+      if grep -E 'now cuts|no longer cuts' "$work/c$i.log" | tail -n 1 | grep -q 'now cuts'; then victim=$i; fi
+    done
+  fi
+  log "killing Kiln server $victim"
+  kiln_killed_ticks=$(cpu_ticks "${kiln_pid[$victim]}")
+  grep -v "${servers[$((victim - 1))]}" "$work/alive" >"$work/alive.new"; mv "$work/alive.new" "$work/alive"
+  kill -9 "${kiln_pid[$victim]}"
+  wait "${kiln_pid[$victim]}" 2>/dev/null || true
+  survivors=()
+  for i in 1 2 3; do [ "$i" = "$victim" ] || survivors+=("$i"); done
   sleep $(( duration / 4 ))
   log "starting NATS node 2 again"
   start_nats 2
   load_avg=$(cut -d' ' -f1-3 /proc/loadavg)
   log "waiting for the agents (they stop by themselves at the end of DURATION)"
   wait "$load_pid" || true
-  kiln_ticks=$(( kiln_killed_ticks + $(cpu_ticks "${kiln_pid[1]}") + $(cpu_ticks "${kiln_pid[2]}") ))
+  kiln_ticks=$(( kiln_killed_ticks + $(cpu_ticks "${kiln_pid[${survivors[0]}]}") + $(cpu_ticks "${kiln_pid[${survivors[1]}]}") ))
   nats_ticks=$(( nats_killed_ticks + $(cpu_ticks "${nats_pid[1]}") + $(cpu_ticks "${nats_pid[2]}") + $(cpu_ticks "${nats_pid[3]}") ))
   acked=$(wc -l <"$work/cluster/acked")
-  echo "== cluster mode: 3 Kiln servers, 3 NATS nodes (R=3), NATS node 2 and Kiln server 3 killed"
+  echo "== cluster mode: 3 Kiln servers, 3 NATS nodes (R=3), NATS node 2 and Kiln server $victim killed"
   python3 end2end/cluster_load.py report --out "$work/cluster"
   awk -v k="$kiln_ticks" -v n2="$nats_ticks" -v hz="$hz" -v a="$acked" 'BEGIN {
     if (a) printf "CPU per acknowledged upload: Kiln %.2f ms (3 servers together), NATS %.2f ms (3 nodes together)\n", k * 1000 / hz / a, n2 * 1000 / hz / a }'
   echo "load average at 3/4 of the run: $load_avg"
-  verify cluster "${servers[0]}" "${servers[1]}"
+  verify cluster "${servers[$((survivors[0] - 1))]}" "${servers[$((survivors[1] - 1))]}"
   echo "blocks in the bucket: $(find "$work/s3/kiln/c/blocks" -name '*.meta.json' | wc -l)"
+  for i in "${survivors[@]}"; do
+    took=$(grep 'now cuts' "$work/c$i.log" | cut -c12-19 | tr '\n' ' ' || true)
+    if [ -n "$took" ]; then echo "Kiln server $i took the cutter lease at (UTC): $took"; fi
+  done
   # Stop the cluster before the single-server run, so that it does not share the machine.
-  kill "$proxy_pid" "${kiln_pid[1]}" "${kiln_pid[2]}" "${nats_pid[1]}" "${nats_pid[2]}" "${nats_pid[3]}" 2>/dev/null || true
+  kill "$proxy_pid" "${kiln_pid[${survivors[0]}]}" "${kiln_pid[${survivors[1]}]}" "${nats_pid[1]}" "${nats_pid[2]}" "${nats_pid[3]}" 2>/dev/null || true
   sleep 2
 fi
 
