@@ -27,7 +27,6 @@ import asyncio
 import gzip
 import itertools
 import os
-import random
 import sys
 import time
 import urllib.parse
@@ -255,7 +254,6 @@ def main():
     v.add_argument("--out", required=True)
     v.add_argument("--deadline", type=float, default=120)
     args = parser.parse_args()
-    random.seed(1)
     if args.command == "run":
         asyncio.run(run(args))
     elif args.command == "report":
