@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use kiln_server::storage::cluster::nats::NatsLog;
-use kiln_server::storage::cluster::{LogConfig, SharedLog};
+use kiln_server::storage::cluster::{Document, LogConfig, SharedLog};
 use support::{Kiln, S3Server, folded_values, http, http_with, on_path};
 
 const QUERY: &str = "/render?query=clustered.cpu&format=folded";
@@ -508,9 +508,24 @@ fn a_lease_has_one_holder_at_a_time() {
         let first = a.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
         let second = b.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
         assert!(!first.duplicate && second.duplicate && second.seq == first.seq, "{first:?} {second:?}");
-        assert_eq!(a.get("settings").await.unwrap(), None);
-        a.put("settings", b"{}".to_vec()).await.unwrap();
-        assert_eq!(b.get("settings").await.unwrap().as_deref(), Some(&b"{}"[..]));
+        // Documents are compare-and-set: a write at a revision that is gone stores nothing.
+        let none = a.get("settings").await.unwrap();
+        assert_eq!(none, Document { value: None, revision: 0 });
+        assert!(a.put("settings", Some(b"{}".to_vec()), 0).await.unwrap(), "created");
+        assert!(!b.put("settings", Some(b"{\"b\":1}".to_vec()), 0).await.unwrap(), "a second create is refused");
+        let read = b.get("settings").await.unwrap();
+        assert_eq!(read.value.as_deref(), Some(&b"{}"[..]));
+        assert!(
+            b.put("settings", Some(b"{\"b\":1}".to_vec()), read.revision).await.unwrap(),
+            "written at its revision"
+        );
+        assert!(!a.put("settings", Some(b"{\"a\":1}".to_vec()), read.revision).await.unwrap(), "a stale revision");
+        let read = a.get("settings").await.unwrap();
+        assert_eq!(read.value.as_deref(), Some(&b"{\"b\":1}"[..]), "the refused write stored nothing");
+        assert!(a.put("settings", None, read.revision).await.unwrap(), "removed at its revision");
+        let removed = b.get("settings").await.unwrap();
+        assert_eq!(removed.value, None);
+        assert!(b.put("settings", Some(b"{}".to_vec()), removed.revision).await.unwrap(), "written again");
         // Trimming deletes exactly the records below the sequence given.
         let mut last = first.seq;
         for i in 0..3 {
@@ -552,6 +567,53 @@ fn settings_set_on_one_server_are_read_on_another() {
     );
     settings_call(&b, tenant, "Delete", serde_json::json!({"name": "drilldown"}));
     assert_eq!(settings_call(&a, tenant, "Get", serde_json::json!({})), serde_json::json!({}), "deleted everywhere");
+}
+
+/// Settings changed on two servers at the same time, each change of a tenant's settings a
+/// read-modify-write of one document: every change is kept (a write made on a version another
+/// server replaced meanwhile is redone on the new one), on both servers.
+#[test]
+fn settings_changed_on_two_servers_at_once_are_all_kept() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let (a, b) = (cluster.kiln("a"), cluster.kiln("b"));
+    let tenant = "busy";
+    const PER_CLIENT: usize = 12;
+    // Four clients, two on each server, each setting its own names one after another.
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let kiln = if client % 2 == 0 { &a } else { &b };
+            scope.spawn(move || {
+                for i in 0..PER_CLIENT {
+                    let setting =
+                        serde_json::json!({"name": format!("c{client}-{i}"), "value": "v", "modifiedAt": "1"});
+                    settings_call(kiln, tenant, "Set", serde_json::json!({ "setting": setting }));
+                }
+            });
+        }
+    });
+    let names = |kiln: &Kiln| -> BTreeSet<String> {
+        let answer = settings_call(kiln, tenant, "Get", serde_json::json!({}));
+        answer["settings"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    };
+    let wanted: BTreeSet<String> = (0..4).flat_map(|c| (0..PER_CLIENT).map(move |i| format!("c{c}-{i}"))).collect();
+    assert_eq!(names(&a), wanted, "every change is kept");
+    assert_eq!(names(&b), wanted);
+    // Deletions at the same time on both servers: each removes its own names.
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let kiln = if client % 2 == 0 { &a } else { &b };
+            scope.spawn(move || {
+                for i in 0..PER_CLIENT {
+                    settings_call(kiln, tenant, "Delete", serde_json::json!({"name": format!("c{client}-{i}")}));
+                }
+            });
+        }
+    });
+    assert_eq!(
+        settings_call(&b, tenant, "Get", serde_json::json!({})),
+        serde_json::json!({}),
+        "every deletion is kept"
+    );
 }
 
 /// The objects of uploads too large for one NATS message, waiting in the bucket.

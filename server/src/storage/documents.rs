@@ -9,7 +9,9 @@
 //! server at once. A document kept in the object store before the cluster was started is
 //! still read until the first change writes it to the bucket.
 //!
-//! Two servers changing one tenant's document at the same moment: the last put wins.
+//! Two servers changing one tenant's document at the same moment: in cluster mode the second
+//! write is refused (it was made on a version that is gone) and its change is redone on the
+//! first's; without a cluster, the last put wins.
 
 use object_store::path::{Path as ObjectPath, PathPart};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -39,44 +41,79 @@ fn log_key(kind: &str, tenant: &str) -> String {
     key
 }
 
+/// The version of a document as read: write it back with it, and the write is refused if
+/// another server changed the document since ([`Store::write_document`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentVersion(u64);
+
 impl Store {
-    /// The tenant's document of this kind, `None` when there is none.
-    pub async fn read_document(&self, kind: &str, tenant: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        if let Some(cluster) = &self.inner.cluster
-            && let Some(bytes) = cluster.log.get(&log_key(kind, tenant)).await.map_err(StorageError::Log)?
-        {
-            return Ok(Some(bytes.to_vec()));
+    /// The tenant's document of this kind (`None` when there is none), and its version.
+    pub async fn read_document(
+        &self,
+        kind: &str,
+        tenant: &str,
+    ) -> Result<(Option<Vec<u8>>, DocumentVersion), StorageError> {
+        let mut version = DocumentVersion(0);
+        if let Some(cluster) = &self.inner.cluster {
+            let document = cluster.log.get(&log_key(kind, tenant)).await.map_err(StorageError::Log)?;
+            if let Some(bytes) = document.value {
+                return Ok((Some(bytes.to_vec()), DocumentVersion(document.revision)));
+            }
+            version = DocumentVersion(document.revision);
         }
         match self.inner.objects.get(&path(kind, tenant)).await {
-            Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
-            Err(e) if is_not_found(&e) => Ok(None),
+            Ok(found) => Ok((Some(found.bytes().await?.to_vec()), version)),
+            Err(e) if is_not_found(&e) => Ok((None, version)),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Replaces the tenant's document of this kind.
-    pub async fn write_document(&self, kind: &str, tenant: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+    /// Replaces the tenant's document of this kind (`None` removes it; none is not an error),
+    /// if it is still at `read`, the version [`Store::read_document`] answered. Returns
+    /// `false`, changing nothing, when it is not: read it again and redo the change.
+    ///
+    /// In cluster mode that is a compare-and-set on the key-value bucket, so changes made on
+    /// several servers at once are never lost. Without a cluster it always writes: the caller
+    /// serialises changes within the server, and servers sharing a bucket without a cluster
+    /// overwrite each other's changes (the last write wins).
+    pub async fn write_document(
+        &self,
+        kind: &str,
+        tenant: &str,
+        bytes: Option<Vec<u8>>,
+        read: DocumentVersion,
+    ) -> Result<bool, StorageError> {
         if let Some(cluster) = &self.inner.cluster {
             let limit = cluster.log.max_record_bytes();
-            if bytes.len() > limit {
+            if let Some(bytes) = &bytes
+                && bytes.len() > limit
+            {
                 return Err(StorageError::TooLarge(format!(
                     "the {kind} of tenant `{tenant}` would be {} bytes, more than the shared log's message limit of {limit} bytes (NATS max_payload)",
                     bytes.len()
                 )));
             }
-            return cluster.log.put(&log_key(kind, tenant), bytes).await.map_err(StorageError::Log);
+            let removed = bytes.is_none();
+            if !cluster.log.put(&log_key(kind, tenant), bytes, read.0).await.map_err(StorageError::Log)? {
+                return Ok(false);
+            }
+            if removed {
+                // The object store's copy goes too (if one is left from before the cluster),
+                // or reading would fall back to it.
+                self.delete_stored_document(kind, tenant).await?;
+            }
+            return Ok(true);
         }
-        self.inner.objects.put(&path(kind, tenant), PutPayload::from(bytes)).await?;
-        Ok(())
+        match bytes {
+            Some(bytes) => {
+                self.inner.objects.put(&path(kind, tenant), PutPayload::from(bytes)).await?;
+            }
+            None => self.delete_stored_document(kind, tenant).await?,
+        }
+        Ok(true)
     }
 
-    /// Removes the tenant's document of this kind (none is not an error).
-    pub async fn delete_document(&self, kind: &str, tenant: &str) -> Result<(), StorageError> {
-        if let Some(cluster) = &self.inner.cluster {
-            // The object store's copy goes too (if one is left from before the cluster), or
-            // reading would fall back to it.
-            cluster.log.delete(&log_key(kind, tenant)).await.map_err(StorageError::Log)?;
-        }
+    async fn delete_stored_document(&self, kind: &str, tenant: &str) -> Result<(), StorageError> {
         match self.inner.objects.delete(&path(kind, tenant)).await {
             Err(e) if !is_not_found(&e) => Err(e.into()),
             _ => Ok(()),

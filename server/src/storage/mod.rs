@@ -104,6 +104,7 @@ pub use backend::{Backend, S3Options};
 use block::{BlockIndex, BlockMeta, Chunk, CorruptBlock, SeriesEntry};
 pub use counts::ReadPlan;
 pub use disk::DiskFloor;
+pub use documents::DocumentVersion;
 pub use types::{
     Aggregation, AppInfo, Appended, HeadChunk, KeyedUploads, ProfileMeta, RawChunk, Selected, SeriesKey, StorageError,
     StorageStats, Upload,

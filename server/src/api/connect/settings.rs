@@ -2,14 +2,15 @@
 //! plugin settings there), one document per tenant in the store's object store
 //! ([`Store::read_document`]): under the data directory, or in the bucket with S3 storage so
 //! that every server sharing it sees the same settings; in cluster mode in the shared log's
-//! key-value bucket (NATS's `kiln-settings`). Each change rewrites the tenant's document whole.
+//! key-value bucket (NATS's `kiln-settings`). Each change rewrites the tenant's document whole,
+//! compare-and-set in cluster mode (a change another server made meanwhile is kept).
 
 use std::collections::BTreeMap;
 
 use super::messages::{DeleteSettingsRequest, Empty, GetSettingsResponse, Setting, SettingMessage};
 use super::{Code, ConnectError};
 use crate::api::AppError;
-use crate::storage::Store;
+use crate::storage::{DocumentVersion, Store};
 
 /// The document kind settings are kept under.
 const KIND: &str = "settings";
@@ -20,32 +21,59 @@ const MAX_VALUE_BYTES: usize = 64 << 10;
 /// Settings one tenant may keep.
 const MAX_SETTINGS_PER_TENANT: usize = 256;
 
-/// Changes are read-modify-write of one document: one at a time in this server (between
-/// servers on one bucket, the last write wins).
+/// Changes are read-modify-write of one document: one at a time in this server; between
+/// servers, the write is compare-and-set (cluster mode), retried this often.
 static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Attempts of one change while other servers keep changing the same tenant's settings.
+const WRITE_ATTEMPTS: u32 = 20;
 
 type Settings = BTreeMap<String, Setting>;
 
-async fn load(store: &Store, tenant: &str) -> Result<Settings, ConnectError> {
-    match store.read_document(KIND, tenant).await.map_err(AppError::from)? {
-        None => Ok(Settings::new()),
+async fn load(store: &Store, tenant: &str) -> Result<(Settings, DocumentVersion), ConnectError> {
+    let (bytes, version) = store.read_document(KIND, tenant).await.map_err(AppError::from)?;
+    let settings = match bytes {
+        None => Settings::new(),
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             ConnectError::from(AppError::Internal(format!("the settings of tenant `{tenant}` do not parse: {e}")))
-        }),
-    }
+        })?,
+    };
+    Ok((settings, version))
 }
 
-async fn save(store: &Store, tenant: &str, settings: &Settings) -> Result<(), ConnectError> {
-    if settings.is_empty() {
-        return Ok(store.delete_document(KIND, tenant).await.map_err(AppError::from)?);
+/// Applies `change` to the tenant's settings and saves them, if it changed them. When another
+/// server saved the tenant's settings since they were read, they are read again and `change`
+/// applied again: every change made at the same time on several servers is kept.
+async fn update(
+    store: &Store,
+    tenant: &str,
+    mut change: impl FnMut(&mut Settings) -> Result<bool, ConnectError>,
+) -> Result<(), ConnectError> {
+    let _guard = WRITE_LOCK.lock().await;
+    for attempt in 0..WRITE_ATTEMPTS {
+        let (mut settings, version) = load(store, tenant).await?;
+        if !change(&mut settings)? {
+            return Ok(());
+        }
+        let bytes = if settings.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_vec_pretty(&settings).map_err(|e| AppError::Internal(format!("settings: {e}")))?)
+        };
+        if store.write_document(KIND, tenant, bytes, version).await.map_err(AppError::from)? {
+            return Ok(());
+        }
+        // Lost a race with another server: let it finish before reading again.
+        tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt + 1))).await;
     }
-    let bytes = serde_json::to_vec_pretty(settings).map_err(|e| AppError::Internal(format!("settings: {e}")))?;
-    Ok(store.write_document(KIND, tenant, bytes).await.map_err(AppError::from)?)
+    Err(ConnectError::new(
+        Code::Unavailable,
+        format!("the settings of tenant `{tenant}` kept changing on other servers during this change; try again"),
+    ))
 }
 
 /// `Get`: every setting of the tenant, by name (`{}` when none: the client's defaults).
 pub async fn get(store: &Store, tenant: &str, _request: Empty) -> Result<GetSettingsResponse, ConnectError> {
-    Ok(GetSettingsResponse { settings: load(store, tenant).await?.into_values().collect() })
+    Ok(GetSettingsResponse { settings: load(store, tenant).await?.0.into_values().collect() })
 }
 
 /// `Set`: stores the setting (stamped now when it carries no time) and answers it.
@@ -63,16 +91,17 @@ pub async fn set(store: &Store, tenant: &str, request: SettingMessage) -> Result
     if setting.modified_at <= 0 {
         setting.modified_at = crate::timespec::now_unix().saturating_mul(1000);
     }
-    let _guard = WRITE_LOCK.lock().await;
-    let mut settings = load(store, tenant).await?;
-    if !settings.contains_key(&setting.name) && settings.len() >= MAX_SETTINGS_PER_TENANT {
-        return Err(ConnectError::new(
-            Code::ResourceExhausted,
-            format!("at most {MAX_SETTINGS_PER_TENANT} settings per tenant"),
-        ));
-    }
-    settings.insert(setting.name.clone(), setting.clone());
-    save(store, tenant, &settings).await?;
+    update(store, tenant, |settings| {
+        if !settings.contains_key(&setting.name) && settings.len() >= MAX_SETTINGS_PER_TENANT {
+            return Err(ConnectError::new(
+                Code::ResourceExhausted,
+                format!("at most {MAX_SETTINGS_PER_TENANT} settings per tenant"),
+            ));
+        }
+        settings.insert(setting.name.clone(), setting.clone());
+        Ok(true)
+    })
+    .await?;
     Ok(SettingMessage { setting: Some(setting) })
 }
 
@@ -81,10 +110,6 @@ pub async fn delete(store: &Store, tenant: &str, request: DeleteSettingsRequest)
     if request.name.is_empty() {
         return Err(ConnectError::invalid("`name` is required"));
     }
-    let _guard = WRITE_LOCK.lock().await;
-    let mut settings = load(store, tenant).await?;
-    if settings.remove(&request.name).is_some() {
-        save(store, tenant, &settings).await?;
-    }
+    update(store, tenant, |settings| Ok(settings.remove(&request.name).is_some())).await?;
     Ok(Empty {})
 }

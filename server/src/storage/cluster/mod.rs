@@ -5,8 +5,8 @@
 //! once the log has stored it, and every server reads the log in order into the same head.
 //! The store needs only what [`SharedLog`] offers: publish a record (deduplicated by an
 //! idempotency key), read from a sequence number on, trim what is safely in blocks, leases
-//! (create-if-absent and update-at-revision on a key-value bucket) and plain key-value
-//! documents. [`nats`] implements it on NATS JetStream; nothing outside that file knows
+//! (create-if-absent and update-at-revision on a key-value bucket) and key-value documents
+//! (written compare-and-set, at the revision read). [`nats`] implements it on NATS JetStream; nothing outside that file knows
 //! about NATS, so another log (Kafka-compatible) could be added beside it.
 //!
 //! Subjects: uploads go to `kiln.uploads.<partition>` (a fixed number of partitions, by a
@@ -58,6 +58,15 @@ pub struct Entry {
     pub payload: bytes::Bytes,
 }
 
+/// A small document as read, with the revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Its bytes; `None` when there is none (never written, or removed).
+    pub value: Option<bytes::Bytes>,
+    /// What [`SharedLog::put`] expects to write it back: 0 when the key was never written.
+    pub revision: u64,
+}
+
 /// Records in log order.
 pub type Entries = BoxStream<'static, Result<Entry, LogError>>;
 
@@ -106,14 +115,13 @@ pub trait SharedLog: Send + Sync {
     /// Gives the lease up (if still held at `revision`).
     fn release(&self, name: &str, revision: u64) -> BoxFuture<'_, Result<(), LogError>>;
 
-    /// A small document by key.
-    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<bytes::Bytes>, LogError>>;
+    /// A small document by key, and its revision (to write it back only if unchanged).
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Document, LogError>>;
 
-    /// Stores a small document under a key.
-    fn put(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<(), LogError>>;
-
-    /// Removes the document under a key (none is not an error).
-    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), LogError>>;
+    /// Stores a small document under a key (`None` removes it) if the key is still at
+    /// revision `expected` (0: never written). Returns `false`, storing nothing, when
+    /// someone else wrote the key since: the caller reads it again and retries.
+    fn put(&self, key: &str, value: Option<Vec<u8>>, expected: u64) -> BoxFuture<'_, Result<bool, LogError>>;
 
     /// Why the log cannot be used right now, if it cannot.
     fn unavailable(&self) -> Option<String>;

@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
-use super::{CUTS, Entries, Entry, LogConfig, LogError, Published, SharedLog, UPLOADS};
+use super::{CUTS, Document, Entries, Entry, LogConfig, LogError, Published, SharedLog, UPLOADS};
 
 /// The stream's name.
 const STREAM: &str = "KILN";
@@ -231,19 +231,41 @@ impl SharedLog for NatsLog {
         })
     }
 
-    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<bytes::Bytes>, LogError>> {
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Document, LogError>> {
         let key = key.to_string();
-        Box::pin(async move { self.settings.get(&key).await.map_err(|e| failed("get")(&e)) })
+        Box::pin(async move {
+            Ok(match self.settings.entry(&key).await.map_err(|e| failed("get")(&e))? {
+                None => Document { value: None, revision: 0 },
+                // A removed document is an empty value (see `put`); one removed by `kv::Store::
+                // delete` (Kiln before compare-and-set) is a delete marker.
+                Some(entry) => Document {
+                    value: (entry.operation == kv::Operation::Put && !entry.value.is_empty()).then_some(entry.value),
+                    revision: entry.revision,
+                },
+            })
+        })
     }
 
-    fn put(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<(), LogError>> {
+    fn put(&self, key: &str, value: Option<Vec<u8>>, expected: u64) -> BoxFuture<'_, Result<bool, LogError>> {
         let key = key.to_string();
-        Box::pin(async move { self.settings.put(&key, value.into()).await.map(drop).map_err(|e| failed("put")(&e)) })
-    }
-
-    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), LogError>> {
-        let key = key.to_string();
-        Box::pin(async move { self.settings.delete(&key).await.map_err(|e| failed("delete")(&e)) })
+        Box::pin(async move {
+            // A removal is an empty value written at the expected revision, not a delete
+            // marker: a delete at an expected revision that lost the race fails like any
+            // other failure in the client, and could not be retried.
+            let value: bytes::Bytes = value.unwrap_or_default().into();
+            if expected == 0 {
+                return match self.settings.create(&key, value).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(failed("put")(&e)),
+                };
+            }
+            match self.settings.update(&key, value, expected).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(failed("put")(&e)),
+            }
+        })
     }
 
     fn unavailable(&self) -> Option<String> {
