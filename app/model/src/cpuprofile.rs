@@ -107,6 +107,133 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
     Ok(ProfileSet { split: Split::Threads, parts })
 }
 
+/// The older form's name in the table of formats: the `.cpuprofile` of Chrome DevTools before
+/// 2016 and of the `v8-profiler` modules for Node, V8's C++ API written out as it is.
+pub const TREE_NAME: &str = "cpuprofile_tree";
+
+/// The older form of a CPU profile: the nodes as one nested tree under `head` (each node its own
+/// frame's fields and its `children` as nodes), `startTime`/`endTime` in seconds, and each
+/// sample's absolute time in `timestamps` (microseconds).
+#[derive(Deserialize)]
+struct TreeFile<'a> {
+    #[serde(borrow)]
+    head: &'a serde_json::value::RawValue,
+    #[serde(rename = "startTime")]
+    start_time: Option<f64>,
+    #[serde(rename = "endTime")]
+    end_time: Option<f64>,
+    samples: Option<Vec<u64>>,
+    timestamps: Option<Vec<f64>>,
+}
+
+/// One node of the older form: its children are read one level at a time (kept as raw JSON
+/// here), so a deep tree never recurses.
+#[derive(Deserialize)]
+struct TreeNode<'a> {
+    id: u64,
+    #[serde(rename = "functionName", default)]
+    function_name: String,
+    #[serde(default)]
+    url: String,
+    /// Counted from 1 in this form (V8's C++ API), from 0 in `callFrame`s.
+    #[serde(rename = "lineNumber", default)]
+    line_number: i64,
+    #[serde(rename = "hitCount", default)]
+    hit_count: u64,
+    #[serde(default, borrow)]
+    children: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// True when `bytes` are a JSON object with a `head` node of the older form: `"head": {` and
+/// a node's `functionName` and `children` within the first 4 KiB, and no `callFrame` (the
+/// newer forms', also of heap profiles, which nest a tree under `head` too).
+pub fn looks_like_tree(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    let opens_head = memchr::memmem::find_iter(head, b"\"head\"").any(|at| {
+        let mut rest = head[at + 6..].iter().skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    });
+    crate::speedscope::looks_like_json(bytes)
+        && opens_head
+        && memchr::memmem::find(head, b"\"functionName\"").is_some()
+        && memchr::memmem::find(head, b"\"children\"").is_some()
+        && memchr::memmem::find(head, b"\"callFrame\"").is_none()
+}
+
+/// Reads a `.cpuprofile` of the older form ([`TREE_NAME`]). Stacks deeper than `max_depth`
+/// lose their leaf end.
+pub fn parse_tree(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> {
+    parse_tree_budgeted(bytes, max_depth, &mut DecodeBudget::unlimited())
+}
+
+/// [`parse_tree`] within `budget` (which the caller has granted the file's size).
+pub fn parse_tree_budgeted(
+    bytes: &[u8],
+    max_depth: usize,
+    budget: &mut DecodeBudget,
+) -> Result<ProfileSet, FormatError> {
+    let malformed = |reason: String| FormatError::new(TREE_NAME, reason);
+    let file: TreeFile = serde_json::from_slice(bytes)
+        .map_err(|e| malformed(format!("not a V8 CPU profile with a `head` node: {e}")))?;
+    // The tree, flattened into nodes that name their parent.
+    let mut nodes = Vec::new();
+    let mut pending = vec![(file.head, None)];
+    while let Some((raw, parent)) = pending.pop() {
+        let node: TreeNode =
+            serde_json::from_str(raw.get()).map_err(|e| malformed(format!("node {} of the tree: {e}", nodes.len())))?;
+        pending.extend(node.children.iter().rev().map(|&child| (child, Some(node.id))));
+        nodes.push(Node {
+            id: node.id,
+            call_frame: CallFrame {
+                function_name: node.function_name,
+                url: node.url,
+                line_number: node.line_number.saturating_sub(1),
+            },
+            hit_count: node.hit_count,
+            children: Vec::new(),
+            parent,
+        });
+    }
+    let micros = |seconds: f64, what: &str| -> Result<i64, FormatError> {
+        let us = (seconds * 1e6).round();
+        if !us.is_finite() || us.abs() >= 9.2e18 {
+            return Err(malformed(format!("`{what}` ({seconds} s) is beyond 64 bits of microseconds")));
+        }
+        Ok(us as i64)
+    };
+    let start_time = file.start_time.map(|s| micros(s, "startTime")).transpose()?;
+    let end_time = file.end_time.map(|s| micros(s, "endTime")).transpose()?;
+    // Absolute sample times into the newer form's deltas, the first from `startTime`.
+    let time_deltas = match (&file.samples, &file.timestamps) {
+        (Some(_), None) => return Err(malformed("`samples` without `timestamps`".into())),
+        (_, Some(timestamps)) => {
+            let mut deltas = Vec::with_capacity(timestamps.len());
+            let mut previous = start_time.unwrap_or_else(|| timestamps.first().map_or(0.0, |t| t.round()) as i64);
+            for (i, &timestamp) in timestamps.iter().enumerate() {
+                let at = timestamp.round();
+                if !at.is_finite() || at.abs() >= 9.2e18 {
+                    return Err(malformed(format!("timestamp {i} ({timestamp} µs) is beyond 64 bits")));
+                }
+                let at = at as i64;
+                deltas.push(at.checked_sub(previous).ok_or_else(|| {
+                    malformed(format!("timestamp {i} ({timestamp} µs) is too far from the one before"))
+                })?);
+                previous = at;
+            }
+            Some(deltas)
+        }
+        (None, None) => None,
+    };
+    let flat = File { nodes, start_time, end_time, samples: file.samples, time_deltas };
+    let (tree, units, time_order) = read(&flat, max_depth, budget).map_err(|e| e.named(TREE_NAME))?;
+    let parts = if tree.is_empty() {
+        Vec::new()
+    } else {
+        vec![Part { name: "main".into(), units: units.into(), tree, time_order }]
+    };
+    Ok(ProfileSet { split: Split::Threads, parts })
+}
+
 /// Why a profile could not be read, before the format is named.
 pub(crate) enum Failure {
     Malformed(String),
