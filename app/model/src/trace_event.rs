@@ -638,6 +638,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_profile_event_is_a_whole_profile() {
+        // Chrome's older performance-panel export: the profile in one `CpuProfile` event.
+        let trace = r#"[{"ph": "M", "name": "thread_name", "pid": 3, "tid": 4, "args": {"name": "Main"}},
+            {"ph": "I", "name": "CpuProfile", "pid": 3, "tid": 4, "ts": 9, "args": {"data": {"cpuProfile": {
+                "nodes": [{"id": 1, "callFrame": {"functionName": "(root)"}, "children": [2]},
+                          {"id": 2, "callFrame": {"functionName": "main"}, "children": [3]},
+                          {"id": 3, "callFrame": {"functionName": "work"}}],
+                "startTime": 100, "endTime": 130, "samples": [2, 3, 3], "timeDeltas": [0, 10, 5]}}}}]"#;
+        let set = parse(trace.as_bytes(), 64).unwrap();
+        // main 100-110, work 110-115 and 115-130.
+        assert_eq!(
+            folded_of(&set),
+            [("CPU profile, pid 3 Main (tid 4)".to_string(), "main 10000\nmain;work 20000\n".to_string())]
+        );
+    }
+
+    #[test]
     fn broken_traces_name_the_format_and_what_is_wrong() {
         let cases = [
             (r#"[{"ph": "X", "name": "a", "pid": 1, "tid": 1, "ts": 0, "dur": -1}]"#, "negative or invalid `dur`"),
@@ -653,6 +670,11 @@ mod tests {
             (
                 r#"[{"ph": "P", "name": "ProfileChunk", "id": 1, "args": {"data": {"cpuProfile": {"nodes": [], "samples": [4]}, "timeDeltas": [1]}}}]"#,
                 "CPU profile 1: sample 0 is of node 4",
+            ),
+            (r#"[{"ph": "I", "name": "CpuProfile", "args": {"data": {"cpuProfile": {"nodes": 5}}}}]"#, "`cpuProfile`"),
+            (
+                r#"[{"ph": "I", "name": "CpuProfile", "args": {"data": {"cpuProfile": {"nodes": [], "samples": [4], "timeDeltas": [1]}}}}]"#,
+                "CPU profile #1: sample 0 is of node 4",
             ),
         ];
         for (trace, needle) in cases {
