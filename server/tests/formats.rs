@@ -57,6 +57,22 @@ fn every_parsed_format_is_stored_without_format_and_rendered() {
     expected.sort();
     assert_eq!(threads, expected);
 
+    // The older forms, told apart by content too: Chrome's performance-panel export (a
+    // `CpuProfile` event) and the head-tree `.cpuprofile`.
+    for (file, name) in
+        [("chrome-timeline-cpuprofile.json", "oldchrome.cpu"), ("v8-profiler-head.cpuprofile", "oldv8.cpu")]
+    {
+        let bytes = data(file);
+        assert_eq!(
+            http(addr, "POST", &format!("/ingest?name={name}"), &bytes).unwrap(),
+            (200, String::new()),
+            "{file}"
+        );
+        let (merged, _) = model(&bytes).merged().unwrap();
+        let (_, render) = http(addr, "GET", &format!("/render?query={name}&format=folded&from=now-1h"), b"").unwrap();
+        assert_eq!(folded_values(&render), folded_values(&folded(&merged)), "{file}");
+    }
+
     // callgrind: one series per event type, typed and measured by the event (queried by its
     // profile type ID, as any type beyond Pyroscope's own).
     let callgrind = data("cg.callgrind");

@@ -699,6 +699,18 @@ mod tests {
         assert!(err.exhausted.is_some(), "{err}");
     }
 
+    #[test]
+    fn deep_args_and_ids_neither_recurse_nor_cost_a_tree() {
+        // `args` are skipped unread, however deep; an id nested past JSON readers' limit is
+        // refused, naming the format, never a stack overflow.
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let trace = format!(r#"[{{"ph": "X", "name": "a", "pid": 1, "tid": 1, "ts": 0, "dur": 1, "args": {deep}}}]"#);
+        assert_eq!(parse(trace.as_bytes(), 64).unwrap().parts[0].tree.total(), 1000);
+        let trace = format!(r#"[{{"ph": "X", "name": "a", "pid": {deep}, "tid": 1, "ts": 0, "dur": 1}}]"#);
+        let err = parse(trace.as_bytes(), 64).unwrap_err();
+        assert!(err.to_string().starts_with("chrome_trace: not a trace"), "{err}");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
