@@ -82,7 +82,23 @@ pub struct Collapsed {
 /// Posts `body` to `url` (the `/api/collapse` endpoint) and decodes the tree it answers with
 /// the list of the file's profiles (read with the browser's own JSON parser).
 pub async fn post_for_tree(url: &str, body: &web_sys::Blob) -> Result<Collapsed, String> {
-    let response = post_blob(url, body).await?;
+    collapsed_of(post_blob(url, body).await?).await
+}
+
+/// [`post_for_tree`], unless the server does not take `body` as it is: `None` when it answers
+/// 413 (over its body limit), or when the request fails before any answer (a server may refuse
+/// a body by its announced size and close the connection while the browser still sends it), so
+/// that the caller may send it smaller.
+pub async fn post_for_tree_if_taken(url: &str, body: &web_sys::Blob) -> Result<Option<Collapsed>, String> {
+    let Ok(response) = post_blob(url, body).await else { return Ok(None) };
+    if response.status() == 413 {
+        return Ok(None);
+    }
+    collapsed_of(response).await.map(Some)
+}
+
+/// The tree `/api/collapse` answered, with the list of the file's profiles.
+async fn collapsed_of(response: web_sys::Response) -> Result<Collapsed, String> {
     let header = |name: &str| response.headers().get(name).ok().flatten();
     let part = header("x-kiln-part").unwrap_or_default();
     let listed = header("x-kiln-parts").and_then(|text| js_sys::JSON::parse(&text).ok());

@@ -358,3 +358,50 @@ test("a perf script capture offers a picker of its threads, in samples that add 
   await expect(page.locator(".flame-status")).toHaveText(`${samples(merged)} in total`);
   expect(errors).toEqual([]);
 });
+
+test("a file is posted raw; one the server refuses as too large (413) is gzipped and posted again", async ({ page }) => {
+  const errors: string[] = [];
+  const threads = goldenTotals("chromium.trace.folded");
+  const merged = threads.reduce((sum, t) => sum + t.total, 0);
+  const raw = fs.readFileSync(path.join(DATA, "chromium.trace.json"));
+  await openPage(page, errors);
+  // The first post is answered 413, as a server with a lower --max-collapse-body-bytes would.
+  const posted: Buffer[] = [];
+  await page.route("**/api/collapse?format=auto", async (route) => {
+    const body = route.request().postDataBuffer() ?? Buffer.alloc(0);
+    posted.push(body);
+    if (posted.length === 1) {
+      await route.fulfill({ status: 413, contentType: "application/json", body: '{"error": "too large"}' });
+    } else {
+      await route.continue();
+    }
+  });
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "chromium.trace.json"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(merged)} in total`);
+  expect(posted.length).toBe(2);
+  expect(posted[0].equals(raw)).toBe(true);
+  expect([...posted[1].subarray(0, 2)]).toEqual([0x1f, 0x8b]);
+  expect(zlib.gunzipSync(posted[1]).equals(raw)).toBe(true);
+  // The picker asks again with the gzipped copy, which the server took.
+  await page.getByLabel("Profile", { exact: true }).selectOption("0");
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(threads[0].total)} in total`);
+  expect(errors).toEqual([]);
+});
+
+test("Chrome's older performance-panel export and the older head-tree .cpuprofile open with their totals", async ({ page }) => {
+  const errors: string[] = [];
+  await openPage(page, errors);
+  const timeline = goldenTotals("chrome-timeline-cpuprofile.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "chrome-timeline-cpuprofile.json"));
+  const merged = timeline.reduce((sum, t) => sum + t.total, 0);
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(merged)} in total`);
+  await expect(page.getByLabel("Profile", { exact: true }).locator("option")).toHaveText([
+    `All merged (${timeline.length} profiles)`,
+    ...timeline.map((t) => `${t.name}: ${ms(t.total)}`),
+  ]);
+  const [tree] = goldenTotals("v8-profiler-head.folded");
+  await page.getByLabel("Profile file").setInputFiles(path.join(DATA, "v8-profiler-head.cpuprofile"));
+  await expect(page.locator(".flame-status")).toHaveText(`${ms(tree.total)} in total`);
+  await expect(page.locator("table.top-table td.name", { hasText: /^fib$/ })).toHaveCount(1);
+  expect(errors).toEqual([]);
+});

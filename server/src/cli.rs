@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// Largest accepted request body, as sent, in bytes.
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = IngestLimits::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Largest file `/api/collapse` (the Open page) accepts, as sent, in bytes: it parses and
+    /// stores nothing, so a big file may come raw instead of gzipped by the browser. It is read
+    /// within the in-flight budget and parsed on the heavy lane, like any upload. Never less
+    /// than --max-body-bytes.
+    #[arg(long, env = "KILN_MAX_COLLAPSE_BODY_BYTES", default_value_t = IngestLimits::default().max_collapse_body_bytes)]
+    pub max_collapse_body_bytes: usize,
     /// Largest accepted body after decompression, in bytes.
     #[arg(long, env = "KILN_MAX_DECOMPRESSED_BYTES", default_value_t = IngestLimits::default().max_decompressed_bytes)]
     pub max_decompressed_bytes: usize,
@@ -289,6 +295,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         metrics: Arc::new(Metrics::default()),
         limits: IngestLimits {
             max_body_bytes: args.max_body_bytes,
+            max_collapse_body_bytes: args.max_collapse_body_bytes,
             max_decompressed_bytes: args.max_decompressed_bytes,
             max_stack_depth: args.max_stack_depth,
             window: IngestWindow {
@@ -384,6 +391,7 @@ mod tests {
         assert_eq!(args.body_read_timeout, EdgeConfig::default().body_read_timeout);
         assert_eq!(args.request_timeout, EdgeConfig::default().request_timeout);
         assert_eq!(args.max_inflight_bytes, 1 << 30);
+        assert_eq!(args.max_collapse_body_bytes, 256 << 20);
         let store = args.store_config();
         let defaults = StoreConfig::new(&args.data_dir);
         assert_eq!(store.backend, Backend::Local);

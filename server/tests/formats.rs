@@ -57,6 +57,22 @@ fn every_parsed_format_is_stored_without_format_and_rendered() {
     expected.sort();
     assert_eq!(threads, expected);
 
+    // The older forms, told apart by content too: Chrome's performance-panel export (a
+    // `CpuProfile` event) and the head-tree `.cpuprofile`.
+    for (file, name) in
+        [("chrome-timeline-cpuprofile.json", "oldchrome.cpu"), ("v8-profiler-head.cpuprofile", "oldv8.cpu")]
+    {
+        let bytes = data(file);
+        assert_eq!(
+            http(addr, "POST", &format!("/ingest?name={name}"), &bytes).unwrap(),
+            (200, String::new()),
+            "{file}"
+        );
+        let (merged, _) = model(&bytes).merged().unwrap();
+        let (_, render) = http(addr, "GET", &format!("/render?query={name}&format=folded&from=now-1h"), b"").unwrap();
+        assert_eq!(folded_values(&render), folded_values(&folded(&merged)), "{file}");
+    }
+
     // callgrind: one series per event type, typed and measured by the event (queried by its
     // profile type ID, as any type beyond Pyroscope's own).
     let callgrind = data("cg.callgrind");
@@ -90,4 +106,33 @@ fn every_parsed_format_is_stored_without_format_and_rendered() {
     let (status, error) = http(addr, "POST", "/api/collapse", b"events: Ir\nfn=main\n1 x\n").unwrap();
     assert_eq!(status, 400, "{error}");
     assert!(error.contains("callgrind: line 3: cost `x`"), "{error}");
+}
+
+#[test]
+fn an_opened_file_may_be_larger_than_an_upload() {
+    // The Open page posts a big file raw: `/api/collapse` has its own body limit, larger than
+    // an upload's, and answers 413 naming it beyond; `/ingest` keeps `--max-body-bytes`.
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &["--max-body-bytes", "1048576", "--max-collapse-body-bytes", "3145728"]);
+    let addr = kiln.addr;
+    let trace = data("chromium.trace.json");
+    // The real trace, padded with spaces past the upload limit (JSON ignores them).
+    let mut padded = trace.clone();
+    padded.resize(2 << 20, b' ');
+    let (status, message) = http(addr, "POST", "/ingest?name=big.trace", &padded).unwrap();
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("--max-body-bytes"), "{message}");
+    let (status, body) = http(addr, "POST", "/api/collapse?format=auto", &padded).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(addr, "POST", "/api/collapse/time-order?format=auto", &padded).unwrap();
+    assert_eq!(status, 200, "{body}");
+    padded.resize(4 << 20, b' ');
+    let (status, message) = http(addr, "POST", "/api/collapse?format=auto", &padded).unwrap();
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("--max-collapse-body-bytes"), "{message}");
+    // Raising the upload limit above it raises the Open page's too.
+    drop(kiln);
+    let kiln = Kiln::start(dir.path(), &["--max-body-bytes", "8388608", "--max-collapse-body-bytes", "1048576"]);
+    let (status, body) = http(kiln.addr, "POST", "/api/collapse?format=auto", &padded).unwrap();
+    assert_eq!(status, 200, "{body}");
 }

@@ -107,6 +107,251 @@ pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget)
     Ok(ProfileSet { split: Split::Threads, parts })
 }
 
+/// The older form's name in the table of formats: the `.cpuprofile` of Chrome DevTools before
+/// 2016 and of the `v8-profiler` modules for Node, V8's C++ API written out as it is.
+pub const TREE_NAME: &str = "cpuprofile_tree";
+
+/// The older form of a CPU profile as read: its nodes in document order (a parent before its
+/// children), each with its parent's index, and the document's times.
+#[derive(Default)]
+struct TreeFile {
+    nodes: Vec<TreeNode>,
+    /// Seconds.
+    start_time: Option<f64>,
+    /// Seconds.
+    end_time: Option<f64>,
+    samples: Option<Vec<u64>>,
+    /// Microseconds, absolute.
+    timestamps: Option<Vec<f64>>,
+}
+
+#[derive(Default)]
+struct TreeNode {
+    parent: Option<usize>,
+    id: Option<u64>,
+    function_name: String,
+    url: String,
+    /// Counted from 1 in this form (V8's C++ API), from 0 in `callFrame`s.
+    line_number: i64,
+    hit_count: u64,
+}
+
+/// What each open container of the older form's document is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TreeContext {
+    Document,
+    /// A node's object (`head`, or an element of a node's `children`).
+    Node(usize),
+    /// A node's `children`.
+    Children(usize),
+    Samples,
+    Timestamps,
+    /// Anything else, read past.
+    Other,
+}
+
+/// A JSON number as a whole number within 64 bits (`1e3` is accepted), or why not.
+fn whole(text: &str, what: &str) -> Result<i64, String> {
+    if let Ok(n) = text.parse::<i64>() {
+        return Ok(n);
+    }
+    match text.parse::<f64>() {
+        Ok(n) if n.fract() == 0.0 && n.abs() < 9.0e18 => Ok(n as i64),
+        _ => Err(format!("{what} is not a whole number within 64 bits: {text}")),
+    }
+}
+
+/// The older form's document, read without recursion ([`crate::json_events`]): its tree nests
+/// as deep as the profiled stacks, past what a recursive reader takes.
+fn read_tree_file(bytes: &[u8], budget: &mut DecodeBudget) -> Result<TreeFile, Failure> {
+    use crate::json_events::{Event, Reader};
+    let mut reader = Reader::new(bytes);
+    let mut file = TreeFile::default();
+    let mut open: Vec<TreeContext> = Vec::new();
+    let mut key: Option<String> = None;
+    let mut seen_head = false;
+    let number = |event: &Event, what: &str| match event {
+        Event::Number(n) => n.parse::<f64>().map_err(|_| format!("{what} is not a number: {n}")),
+        _ => Err(format!("{what} is not a number")),
+    };
+    while let Some(event) = reader.next_event().map_err(|e| format!("not a V8 CPU profile with a `head` node: {e}"))? {
+        let within = open.last().copied();
+        let key_here = key.take();
+        match event {
+            Event::Key(name) => key = Some(name.into_owned()),
+            Event::ObjectStart | Event::ArrayStart => {
+                let is_object = event == Event::ObjectStart;
+                let context = match (within, key_here.as_deref(), is_object) {
+                    (None, _, true) => TreeContext::Document,
+                    (None, _, false) => return Err("a CPU profile is a JSON object, not an array".to_string().into()),
+                    (Some(TreeContext::Document), Some("head"), true) if !seen_head => {
+                        seen_head = true;
+                        budget.spend_frames(1)?;
+                        file.nodes.push(TreeNode::default());
+                        TreeContext::Node(file.nodes.len() - 1)
+                    }
+                    (Some(TreeContext::Document), Some("samples"), false) => {
+                        file.samples = Some(Vec::new());
+                        TreeContext::Samples
+                    }
+                    (Some(TreeContext::Document), Some("timestamps"), false) => {
+                        file.timestamps = Some(Vec::new());
+                        TreeContext::Timestamps
+                    }
+                    (Some(TreeContext::Children(parent)), None, true) => {
+                        budget.spend_frames(1)?;
+                        file.nodes.push(TreeNode { parent: Some(parent), ..TreeNode::default() });
+                        TreeContext::Node(file.nodes.len() - 1)
+                    }
+                    (Some(TreeContext::Node(node)), Some("children"), false) => TreeContext::Children(node),
+                    (Some(TreeContext::Children(_) | TreeContext::Samples | TreeContext::Timestamps), None, _) => {
+                        return Err("a node's `children`, `samples` or `timestamps` holds a nested value"
+                            .to_string()
+                            .into());
+                    }
+                    _ => TreeContext::Other,
+                };
+                open.push(context);
+            }
+            Event::ObjectEnd | Event::ArrayEnd => {
+                open.pop();
+            }
+            scalar => match (within, key_here.as_deref()) {
+                (Some(TreeContext::Node(node)), Some(field)) => {
+                    let node = &mut file.nodes[node];
+                    match (field, scalar) {
+                        ("functionName", Event::String(text)) => node.function_name = text.into_owned(),
+                        ("url", Event::String(text)) => node.url = text.into_owned(),
+                        ("lineNumber", Event::Number(n)) => node.line_number = whole(n, "a `lineNumber`")?,
+                        ("id", Event::Number(n)) => {
+                            node.id = Some(n.parse().map_err(|_| format!("a node's `id` is not a whole number: {n}"))?);
+                        }
+                        ("hitCount", Event::Number(n)) => {
+                            node.hit_count =
+                                n.parse().map_err(|_| format!("a node's `hitCount` is not a whole number: {n}"))?;
+                        }
+                        ("id" | "hitCount", _) => return Err(format!("a node's `{field}` is not a number").into()),
+                        _ => {}
+                    }
+                }
+                (Some(TreeContext::Document), Some(field @ ("startTime" | "endTime"))) => {
+                    let seconds = number(&scalar, &format!("`{field}`"))?;
+                    if field == "startTime" { file.start_time = Some(seconds) } else { file.end_time = Some(seconds) }
+                }
+                (Some(TreeContext::Samples), None) => {
+                    let Event::Number(n) = scalar else { return Err("a sample is not a node's id".to_string().into()) };
+                    let id = n.parse().map_err(|_| format!("a sample is not a node's id: {n}"))?;
+                    file.samples.get_or_insert_default().push(id);
+                }
+                (Some(TreeContext::Timestamps), None) => {
+                    let at = number(&scalar, "a timestamp")?;
+                    file.timestamps.get_or_insert_default().push(at);
+                }
+                (Some(TreeContext::Children(_)), None) => {
+                    return Err("a node's `children` holds a value that is not a node".to_string().into());
+                }
+                _ => {}
+            },
+        }
+    }
+    if !seen_head {
+        return Err("there is no `head` node".to_string().into());
+    }
+    Ok(file)
+}
+
+/// True when `bytes` are a JSON object with a `head` node of the older form: `"head": {` and
+/// a node's `functionName` and `children` within the first 4 KiB, and no `callFrame` (the
+/// newer forms', also of heap profiles, which nest a tree under `head` too).
+pub fn looks_like_tree(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    let opens_head = memchr::memmem::find_iter(head, b"\"head\"").any(|at| {
+        let mut rest = head[at + 6..].iter().skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    });
+    crate::speedscope::looks_like_json(bytes)
+        && opens_head
+        && memchr::memmem::find(head, b"\"functionName\"").is_some()
+        && memchr::memmem::find(head, b"\"children\"").is_some()
+        && memchr::memmem::find(head, b"\"callFrame\"").is_none()
+}
+
+/// Reads a `.cpuprofile` of the older form ([`TREE_NAME`]). Stacks deeper than `max_depth`
+/// lose their leaf end.
+pub fn parse_tree(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> {
+    parse_tree_budgeted(bytes, max_depth, &mut DecodeBudget::unlimited())
+}
+
+/// [`parse_tree`] within `budget` (which the caller has granted the file's size).
+pub fn parse_tree_budgeted(
+    bytes: &[u8],
+    max_depth: usize,
+    budget: &mut DecodeBudget,
+) -> Result<ProfileSet, FormatError> {
+    let malformed = |reason: String| FormatError::new(TREE_NAME, reason);
+    let file = read_tree_file(bytes, budget).map_err(|e| e.named(TREE_NAME))?;
+    // The tree, flattened into nodes that name their parent.
+    let ids: Vec<u64> = file
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node.id.ok_or_else(|| malformed(format!("node {i} of the tree has no `id`"))))
+        .collect::<Result<_, _>>()?;
+    let nodes = file
+        .nodes
+        .into_iter()
+        .map(|node| Node {
+            id: node.id.unwrap_or_default(),
+            call_frame: CallFrame {
+                function_name: node.function_name,
+                url: node.url,
+                line_number: node.line_number.saturating_sub(1),
+            },
+            hit_count: node.hit_count,
+            children: Vec::new(),
+            parent: node.parent.map(|p| ids[p]),
+        })
+        .collect();
+    let micros = |seconds: f64, what: &str| -> Result<i64, FormatError> {
+        let us = (seconds * 1e6).round();
+        if !us.is_finite() || us.abs() >= 9.2e18 {
+            return Err(malformed(format!("`{what}` ({seconds} s) is beyond 64 bits of microseconds")));
+        }
+        Ok(us as i64)
+    };
+    let start_time = file.start_time.map(|s| micros(s, "startTime")).transpose()?;
+    let end_time = file.end_time.map(|s| micros(s, "endTime")).transpose()?;
+    // Absolute sample times into the newer form's deltas, the first from `startTime`.
+    let time_deltas = match (&file.samples, &file.timestamps) {
+        (Some(_), None) => return Err(malformed("`samples` without `timestamps`".into())),
+        (_, Some(timestamps)) => {
+            let mut deltas = Vec::with_capacity(timestamps.len());
+            let mut previous = start_time.unwrap_or_else(|| timestamps.first().map_or(0.0, |t| t.round()) as i64);
+            for (i, &timestamp) in timestamps.iter().enumerate() {
+                let at = timestamp.round();
+                if !at.is_finite() || at.abs() >= 9.2e18 {
+                    return Err(malformed(format!("timestamp {i} ({timestamp} µs) is beyond 64 bits")));
+                }
+                let at = at as i64;
+                deltas.push(at.checked_sub(previous).ok_or_else(|| {
+                    malformed(format!("timestamp {i} ({timestamp} µs) is too far from the one before"))
+                })?);
+                previous = at;
+            }
+            Some(deltas)
+        }
+        (None, None) => None,
+    };
+    let flat = File { nodes, start_time, end_time, samples: file.samples, time_deltas };
+    let (tree, units, time_order) = read(&flat, max_depth, budget).map_err(|e| e.named(TREE_NAME))?;
+    let parts = if tree.is_empty() {
+        Vec::new()
+    } else {
+        vec![Part { name: "main".into(), units: units.into(), tree, time_order }]
+    };
+    Ok(ProfileSet { split: Split::Threads, parts })
+}
+
 /// Why a profile could not be read, before the format is named.
 pub(crate) enum Failure {
     Malformed(String),
@@ -395,10 +640,118 @@ mod tests {
         assert!(err.reason.contains("add up beyond 2^64"), "{err}");
     }
 
+    /// A `head` tree of the older form: `(root)` with `main` (holding an anonymous function at
+    /// line 10, counted from 1) and `(idle)`.
+    fn tree_file(times: &str) -> String {
+        format!(
+            r#"{{"head": {{"functionName": "(root)", "id": 1, "hitCount": 0, "children": [
+                {{"functionName": "main", "url": "/a.js", "lineNumber": 1, "id": 2, "hitCount": 1, "children": [
+                    {{"functionName": "", "url": "/a.js", "lineNumber": 10, "id": 3, "hitCount": 2, "children": []}}]}},
+                {{"functionName": "(idle)", "id": 4, "hitCount": 1, "children": []}}]}}{times}}}"#
+        )
+    }
+
+    #[test]
+    fn the_older_head_tree_reads_as_the_newer_form() {
+        // Samples at 5, 15, 45 and 35 µs after startTime (10 s), the end at 55 µs: as in
+        // `samples_weigh_the_time_to_the_next_sample_in_time_order`, with absolute times.
+        let file = tree_file(
+            r#", "startTime": 10, "endTime": 10.000055, "samples": [2, 4, 3, 3],
+               "timestamps": [10000005, 10000015, 10000045, 10000035]"#,
+        );
+        assert!(looks_like_tree(file.as_bytes()) && !looks_like(file.as_bytes()));
+        let set = parse_tree(file.as_bytes(), 64).unwrap();
+        assert_eq!(set.parts[0].units, "nanoseconds");
+        assert_eq!(folded_of(&set), "(idle) 20000\nmain 10000\nmain;(anonymous) /a.js:10 20000\n");
+        // Without samples, the hit counts.
+        let set = parse_tree(tree_file("").as_bytes(), 64).unwrap();
+        assert_eq!(
+            (folded_of(&set).as_str(), set.parts[0].units.as_str()),
+            ("(idle) 1\nmain 1\nmain;(anonymous) /a.js:10 2\n", "samples")
+        );
+    }
+
+    #[test]
+    fn broken_head_trees_name_the_format_and_what_is_wrong() {
+        let cases = [
+            (r#"{"head": 5}"#.to_string(), "there is no `head` node"),
+            (r#"[{"head": {}}]"#.to_string(), "a JSON object, not an array"),
+            (r#"{"head": {"functionName": "a", "children": []}}"#.to_string(), "node 0 of the tree has no `id`"),
+            (
+                r#"{"head": {"functionName": "a", "id": 1, "children": [{"functionName": "b"}]}}"#.to_string(),
+                "node 1 of the tree has no `id`",
+            ),
+            (r#"{"head": {"id": "one", "children": []}}"#.to_string(), "`id` is not a number"),
+            (r#"{"head": {"id": 1, "children": [5]}}"#.to_string(), "not a node"),
+            (tree_file(r#", "samples": [[2]]"#), "nested value"),
+            (tree_file(r#", "samples": [2]"#), "`samples` without `timestamps`"),
+            (tree_file(r#", "startTime": 0, "samples": [9], "timestamps": [1]"#), "sample 0 is of node 9"),
+            (tree_file(r#", "startTime": 0, "samples": [2, 3], "timestamps": [1]"#), "2 samples but 1"),
+            (tree_file(r#", "startTime": 1e300, "samples": [2], "timestamps": [1]"#), "beyond 64 bits"),
+            (tree_file(r#", "samples": [2, 3], "timestamps": [-9e18, 9e18]"#), "too far from the one before"),
+            (
+                r#"{"head": {"functionName": "a", "id": 1, "children": [{"functionName": "b", "id": 1, "children": []}]}}"#.to_string(),
+                "two nodes share an id",
+            ),
+            (r#"{"head": {"functionName": "a", "id": 1, "children": []"#.to_string(), "not a V8 CPU profile with a `head`"),
+        ];
+        for (file, needle) in cases {
+            let err = parse_tree(file.as_bytes(), 64).unwrap_err();
+            assert!(err.to_string().starts_with("cpuprofile_tree: "), "{err}");
+            assert!(err.reason.contains(needle), "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_deep_head_tree_neither_recurses_nor_hits_the_json_nesting_limit() {
+        // 20 000 nested nodes (40 000 levels of JSON): read one level at a time, depth cut at 64.
+        let n = 20_000;
+        let mut file = String::from(r#"{"head": "#);
+        for i in 0..n {
+            file.push_str(&format!(r#"{{"functionName": "f{i}", "id": {i}, "hitCount": 1, "children": ["#));
+        }
+        file.push_str(&"]}".repeat(n));
+        file.push('}');
+        let set = parse_tree(file.as_bytes(), 64).unwrap();
+        assert_eq!(set.parts[0].tree.total(), n as u64);
+        assert_eq!(set.parts[0].tree.node_count(), 65);
+        let err = parse_tree_budgeted(file.as_bytes(), 64, &mut DecodeBudget::new(1, 1, 1)).unwrap_err();
+        assert!(err.exhausted.is_some(), "{err}");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse(&bytes, 16);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_as_a_head_tree(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_tree(&bytes, 16);
+        }
+
+        #[test]
+        fn arbitrary_head_trees_never_panic(
+            ids in proptest::collection::vec(0u64..6, 1..8),
+            samples in proptest::collection::vec((0u64..7, -1e7f64..1e7), 0..10),
+        ) {
+            // A chain of nodes with the given (possibly repeated) ids.
+            let mut file = String::from(r#"{"head": "#);
+            for id in &ids {
+                file.push_str(&format!(r#"{{"functionName": "f{id}", "id": {id}, "hitCount": 1, "children": ["#));
+            }
+            file.push_str(&"]}".repeat(ids.len()));
+            let sampled: Vec<String> = samples.iter().map(|s| s.0.to_string()).collect();
+            let times: Vec<String> = samples.iter().map(|s| s.1.to_string()).collect();
+            file.push_str(&format!(
+                r#", "startTime": 0, "endTime": 20, "samples": [{}], "timestamps": [{}]}}"#,
+                sampled.join(","), times.join(",")
+            ));
+            if let Ok(set) = parse_tree(file.as_bytes(), 4) {
+                for part in &set.parts {
+                    part.tree.to_flat().validate().unwrap();
+                }
+            }
         }
 
         #[test]

@@ -31,6 +31,8 @@ pub enum Decoder {
 pub enum Parser {
     /// V8's `.cpuprofile` ([`cpuprofile`]).
     CpuProfile,
+    /// The older `.cpuprofile` of a nested `head` node ([`cpuprofile::parse_tree`]).
+    CpuProfileTree,
     /// Chrome's Trace Event format ([`trace_event`]).
     ChromeTrace,
     /// callgrind's format ([`callgrind`]).
@@ -66,6 +68,7 @@ impl Parser {
     pub fn looks_like(self, bytes: &[u8]) -> bool {
         match self {
             Parser::CpuProfile => cpuprofile::looks_like(bytes),
+            Parser::CpuProfileTree => cpuprofile::looks_like_tree(bytes),
             Parser::ChromeTrace => trace_event::looks_like(bytes),
             Parser::Callgrind => callgrind::looks_like(bytes),
             Parser::Stackprof => stackprof::looks_like(bytes),
@@ -87,6 +90,7 @@ impl Parser {
     pub fn parse(self, bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
         match self {
             Parser::CpuProfile => cpuprofile::parse_budgeted(bytes, max_depth, budget),
+            Parser::CpuProfileTree => cpuprofile::parse_tree_budgeted(bytes, max_depth, budget),
             Parser::ChromeTrace => trace_event::parse_budgeted(bytes, max_depth, budget),
             Parser::Callgrind => callgrind::parse_budgeted(bytes, max_depth, budget),
             Parser::Stackprof => stackprof::parse_budgeted(bytes, max_depth, budget),
@@ -180,11 +184,18 @@ pub const FORMATS: &[Format] = &[
         shown_as: Some("Chrome / Node .cpuprofile"),
     },
     Format {
+        name: cpuprofile::TREE_NAME,
+        aliases: &["cpuprofile_head", "v8_profiler"],
+        detection: Detection::LooksLike,
+        decoder: Decoder::Parser(Parser::CpuProfileTree),
+        shown_as: Some("Chrome / Node .cpuprofile, older form (a head tree, v8-profiler)"),
+    },
+    Format {
         name: trace_event::NAME,
         aliases: &["trace_event", "chrome_tracing"],
         detection: Detection::LooksLike,
         decoder: Decoder::Parser(Parser::ChromeTrace),
-        shown_as: Some("Chrome trace events"),
+        shown_as: Some("Chrome trace events (also the older performance-panel export)"),
     },
     Format {
         name: callgrind::NAME,
@@ -396,6 +407,7 @@ mod tests {
             [
                 "jfr",
                 "cpuprofile",
+                "cpuprofile_tree",
                 "chrome_trace",
                 "callgrind",
                 "stackprof",

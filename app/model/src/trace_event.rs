@@ -9,15 +9,24 @@
 //!   span that outlives its parent is cut at the parent's end.
 //! - `Profile` and `ProfileChunk` events carry V8 CPU-profile samples (nodes, samples,
 //!   `timeDeltas`), read as a `.cpuprofile` ([`crate::cpuprofile`]) is, one profile per id.
+//! - A `CpuProfile` event (Chrome DevTools' older performance-panel export) carries a whole V8
+//!   profile in `args.data.cpuProfile`, one profile per event.
 //!
 //! Thread and process names come from `thread_name`/`process_name` metadata events. A file cut
 //! short (Chrome writes the array incrementally: no closing `]`, a trailing comma) is read up
 //! to its last whole event.
+//!
+//! The file is read in one pass, each event handed to the reader as it is parsed (a 100 MB
+//! trace peaks at 150 MB with the file, against 1.2 GB as a list of events): names borrowed
+//! from the file, `args` kept as raw JSON and read only for the events above that need them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::cpuprofile::{self, Node};
@@ -28,39 +37,131 @@ use crate::tree::{CallTree, NodeId, ROOT};
 /// This format's name in the table of formats.
 pub const NAME: &str = "chrome_trace";
 
-/// A trace as an object: its events are `traceEvents`. (Told apart from an array by the first
-/// byte rather than by an untagged enum, which would buffer the whole file as a generic tree
-/// before trying each shape: several times the file's size and most of the time of a big one.)
+/// One event as read, its strings borrowed from the file where they have no escapes. `args`
+/// stays raw JSON, read only for the few events that need it (metadata names, CPU profiles):
+/// a span's arguments cost nothing but skipping them.
 #[derive(Deserialize)]
-struct Traced {
-    #[serde(rename = "traceEvents")]
-    trace_events: Vec<Event>,
+struct Event<'a> {
+    #[serde(default, borrow)]
+    ph: Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pid: Key<'a>,
+    #[serde(default, borrow)]
+    tid: Key<'a>,
+    ts: Option<f64>,
+    dur: Option<f64>,
+    #[serde(default, borrow)]
+    id: Key<'a>,
+    #[serde(default, borrow)]
+    args: Option<&'a RawValue>,
 }
 
-/// The events of a trace, an array of events or an object with `traceEvents`.
-fn events(bytes: &[u8]) -> serde_json::Result<Vec<Event>> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice::<Traced>(bytes).map(|t| t.trace_events),
-        _ => serde_json::from_slice(bytes),
+/// A `pid`, `tid` or `id` as text, whatever JSON it is written as (numbers and strings alike:
+/// `1` and `"1"` are the same thread), a string borrowed from the file.
+#[derive(Default, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeyVisitor)
     }
 }
 
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an id")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // As a JSON number prints (`1.5`, `2.0`).
+        Ok(Key(Cow::Owned(serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()))))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(if v { "true" } else { "false" })))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Key::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Key::default())
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let value = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(Key(Cow::Owned(value.to_string())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Key(Cow::Owned(value.to_string())))
+    }
+}
+
+/// The arguments Kiln reads: a metadata event's `name`, a CPU profile's `data`.
 #[derive(Deserialize)]
-struct Event {
-    #[serde(default)]
-    ph: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    pid: Value,
-    #[serde(default)]
-    tid: Value,
-    ts: Option<f64>,
-    dur: Option<f64>,
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    args: Value,
+struct Args<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// `args.data` of `Profile`, `ProfileChunk` and `CpuProfile` events.
+#[derive(Deserialize)]
+struct ProfileData<'a> {
+    #[serde(rename = "startTime", default, borrow)]
+    start_time: Option<&'a RawValue>,
+    #[serde(rename = "cpuProfile", default, borrow)]
+    cpu_profile: Option<&'a RawValue>,
+    #[serde(rename = "timeDeltas", default, borrow)]
+    time_deltas: Option<&'a RawValue>,
+}
+
+/// `args.data.cpuProfile` of a `ProfileChunk`: its nodes and samples, added to the profile's.
+#[derive(Deserialize)]
+struct ChunkProfile<'a> {
+    #[serde(default, borrow)]
+    nodes: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    samples: Option<&'a RawValue>,
+}
+
+/// `raw` as a `T`, or `None` when it is not one (arguments of another shape are not Kiln's).
+fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
 /// True when `bytes` look like a trace: an array of objects with a `ph`, or an object with
@@ -81,6 +182,7 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<ProfileSet, FormatError> 
 }
 
 /// A file cut short, closed: trailing whitespace and commas dropped and the array closed.
+/// (Only such a file needs it: an array that does not end in `]` never parses as it is.)
 fn closed(bytes: &[u8]) -> Option<Vec<u8>> {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
     if bytes[start] != b'[' {
@@ -96,24 +198,94 @@ fn closed(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// [`parse`] within `budget` (which the caller has granted the file's size).
+///
+/// One pass over the file: each event is read into the threads' spans (or a CPU profile) as
+/// soon as it is parsed, never into a list of the whole file's events, and told apart as an
+/// array or an object by the first byte (an untagged enum would buffer the whole file as a
+/// generic tree before trying each shape).
 pub fn parse_budgeted(bytes: &[u8], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
-    let events = match events(bytes) {
-        Ok(events) => events,
-        Err(first) => closed(bytes).and_then(|fixed| events(&fixed).ok()).ok_or_else(|| {
-            FormatError::new(NAME, format!("not a trace (an array of events, or `traceEvents`): {first}"))
-        })?,
-    };
-    read(&events, max_depth, budget)
+    let fixed = closed(bytes);
+    let input = fixed.as_deref().unwrap_or(bytes);
+    let mut reader = Reader::new(budget);
+    let mut deserializer = serde_json::Deserializer::from_slice(input);
+    let read = match input.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Traced(&mut reader).deserialize(&mut deserializer),
+        _ => Events(&mut reader).deserialize(&mut deserializer),
+    }
+    .and_then(|()| deserializer.end());
+    if let Some(failed) = reader.failed.take() {
+        return Err(failed);
+    }
+    read.map_err(|e| FormatError::new(NAME, format!("not a trace (an array of events, or `traceEvents`): {e}")))?;
+    reader.finish(max_depth)
 }
 
-/// A thread's key: `pid` and `tid` as written (numbers or strings).
-fn key(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+/// A trace as an object: its events are `traceEvents`, any other field is skipped unread.
+struct Traced<'r, 'a, 'b>(&'r mut Reader<'a, 'b>);
+
+impl<'de, 'r, 'b> DeserializeSeed<'de> for Traced<'r, 'de, 'b> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
+
+impl<'de, 'r, 'b> Visitor<'de> for Traced<'r, 'de, 'b> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with `traceEvents`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+            if field != "traceEvents" {
+                map.next_value::<IgnoredAny>()?;
+            } else if seen {
+                return Err(de::Error::duplicate_field("traceEvents"));
+            } else {
+                map.next_value_seed(Events(&mut *self.0))?;
+                seen = true;
+            }
+        }
+        if seen { Ok(()) } else { Err(de::Error::missing_field("traceEvents")) }
+    }
+}
+
+/// The array of events, each read as it is parsed.
+struct Events<'r, 'a, 'b>(&'r mut Reader<'a, 'b>);
+
+impl<'de, 'r, 'b> DeserializeSeed<'de> for Events<'r, 'de, 'b> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, 'r, 'b> Visitor<'de> for Events<'r, 'de, 'b> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of trace events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(event) = seq.next_element::<Event<'de>>()? {
+            if let Err(failed) = self.0.take(event) {
+                // Stops the parse; the reader's error is the one reported.
+                self.0.failed = Some(failed);
+                return Err(de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A thread's key: `pid` and `tid` as written.
+type ThreadKey<'a> = (Key<'a>, Key<'a>);
 
 /// `ts` in nanoseconds, checked.
 fn nanos(micros: f64, i: usize) -> Result<i64, FormatError> {
@@ -131,7 +303,7 @@ fn nanos(micros: f64, i: usize) -> Result<i64, FormatError> {
 struct Span<'a> {
     start: i64,
     end: i64,
-    name: &'a str,
+    name: Cow<'a, str>,
     order: usize,
 }
 
@@ -139,7 +311,7 @@ struct Span<'a> {
 struct Thread<'a> {
     spans: Vec<Span<'a>>,
     /// Open `B` events: start, name, order.
-    open: Vec<(i64, &'a str, usize)>,
+    open: Vec<(i64, Cow<'a, str>, usize)>,
     last: i64,
 }
 
@@ -153,38 +325,71 @@ struct Chunks {
     deltas: Vec<i64>,
 }
 
-fn read(events: &[Event], max_depth: usize, budget: &mut DecodeBudget) -> Result<ProfileSet, FormatError> {
-    let mut threads: BTreeMap<(String, String), Thread> = BTreeMap::new();
-    let mut thread_names: HashMap<(String, String), String> = HashMap::new();
-    let mut process_names: HashMap<String, String> = HashMap::new();
-    let mut profiles: Vec<(String, Chunks)> = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        budget.spend_frames(1).map_err(|e| FormatError::exhausted(NAME, e))?;
-        let pid = key(&event.pid);
-        let tid = key(&event.tid);
-        match event.ph.as_str() {
+/// What the events read so far make: each thread's spans, names, CPU profiles.
+struct Reader<'a, 'b> {
+    budget: &'b mut DecodeBudget,
+    /// Events read so far (the next one's index).
+    count: usize,
+    threads: HashMap<ThreadKey<'a>, Thread<'a>>,
+    thread_names: HashMap<(String, String), String>,
+    process_names: HashMap<String, String>,
+    /// Profiles of `Profile`/`ProfileChunk` events, by id, in file order.
+    profiles: Vec<(String, Chunks)>,
+    /// Whole profiles of `CpuProfile` events (Chrome's older performance-panel export): pid,
+    /// tid and the profile.
+    whole: Vec<(String, String, cpuprofile::File)>,
+    /// Why reading stopped, when an event was wrong rather than the JSON.
+    failed: Option<FormatError>,
+}
+
+impl<'a, 'b> Reader<'a, 'b> {
+    fn new(budget: &'b mut DecodeBudget) -> Self {
+        Reader {
+            budget,
+            count: 0,
+            threads: HashMap::new(),
+            thread_names: HashMap::new(),
+            process_names: HashMap::new(),
+            profiles: Vec::new(),
+            whole: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// Reads one event.
+    fn take(&mut self, event: Event<'a>) -> Result<(), FormatError> {
+        let i = self.count;
+        self.count += 1;
+        self.budget.spend_frames(1).map_err(|e| FormatError::exhausted(NAME, e))?;
+        let Event { ph, name, pid, tid, ts, dur, id, args } = event;
+        match &*ph {
+            // Whatever its phase: Chrome wrote it as an instant event.
+            _ if name == "CpuProfile" => {
+                let data = lenient::<Args>(args).and_then(|a| lenient::<ProfileData>(a.data));
+                if let Some(profile) = data.and_then(|d| d.cpu_profile) {
+                    let file: cpuprofile::File = serde_json::from_str(profile.get())
+                        .map_err(|e| FormatError::new(NAME, format!("event {i} (`CpuProfile`): `cpuProfile`: {e}")))?;
+                    self.whole.push((pid.0.into_owned(), tid.0.into_owned(), file));
+                }
+            }
             "M" => {
-                let name = event.args.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-                match event.name.as_str() {
+                let label = lenient::<Args>(args).and_then(|a| a.name).unwrap_or_default().into_owned();
+                match &*name {
                     "thread_name" => {
-                        thread_names.insert((pid, tid), name);
+                        self.thread_names.insert((pid.0.into_owned(), tid.0.into_owned()), label);
                     }
                     "process_name" => {
-                        process_names.insert(pid, name);
+                        self.process_names.insert(pid.0.into_owned(), label);
                     }
                     _ => {}
                 }
             }
             "B" | "E" | "X" => {
-                let at = nanos(
-                    event
-                        .ts
-                        .ok_or_else(|| FormatError::new(NAME, format!("event {i} (`{}`) has no `ts`", event.ph)))?,
-                    i,
-                )?;
-                let thread = threads.entry((pid, tid)).or_default();
-                match event.ph.as_str() {
-                    "B" => thread.open.push((at, &event.name, i)),
+                let at =
+                    nanos(ts.ok_or_else(|| FormatError::new(NAME, format!("event {i} (`{ph}`) has no `ts`")))?, i)?;
+                let thread = self.threads.entry((pid, tid)).or_default();
+                match &*ph {
+                    "B" => thread.open.push((at, name, i)),
                     "E" => {
                         // An end with nothing open began before the trace did.
                         if let Some((start, name, order)) = thread.open.pop() {
@@ -192,108 +397,123 @@ fn read(events: &[Event], max_depth: usize, budget: &mut DecodeBudget) -> Result
                         }
                     }
                     _ => {
-                        let dur = event.dur.unwrap_or(0.0);
+                        let dur = dur.unwrap_or(0.0);
                         if dur.is_nan() || dur < 0.0 {
                             return Err(FormatError::new(
                                 NAME,
                                 format!("event {i} (`X`) has a negative or invalid `dur` ({dur})"),
                             ));
                         }
-                        let end = nanos(event.ts.unwrap_or_default() + dur, i)?;
-                        thread.spans.push(Span { start: at, end: end.max(at), name: &event.name, order: i });
+                        let end = nanos(ts.unwrap_or_default() + dur, i)?;
+                        thread.spans.push(Span { start: at, end: end.max(at), name, order: i });
                         thread.last = thread.last.max(end);
                     }
                 }
                 thread.last = thread.last.max(at);
             }
-            "P" | "I" | "i" if event.name == "Profile" || event.name == "ProfileChunk" => {
-                let id = key(&event.id);
-                let data = event.args.get("data").cloned().unwrap_or(Value::Null);
-                let found = match profiles.iter().position(|(p, c)| *p == id && c.pid == pid) {
+            "P" | "I" | "i" if name == "Profile" || name == "ProfileChunk" => {
+                let pid = pid.0.into_owned();
+                let id = id.0.into_owned();
+                let found = match self.profiles.iter().position(|(p, c)| *p == id && c.pid == pid) {
                     Some(found) => found,
                     None => {
-                        profiles.push((
+                        self.profiles.push((
                             id,
                             Chunks {
-                                pid: pid.clone(),
-                                tid: tid.clone(),
+                                pid,
+                                tid: tid.0.to_string(),
                                 start_time: None,
                                 nodes: Vec::new(),
                                 samples: Vec::new(),
                                 deltas: Vec::new(),
                             },
                         ));
-                        profiles.len() - 1
+                        self.profiles.len() - 1
                     }
                 };
-                let chunks = &mut profiles[found].1;
-                let bad = |what: &str, e: serde_json::Error| {
-                    FormatError::new(NAME, format!("event {i} (`{}`): {what}: {e}", event.name))
-                };
-                if event.name == "Profile" {
-                    chunks.tid = tid;
-                    chunks.start_time = data.get("startTime").and_then(Value::as_i64);
-                    continue;
+                let chunks = &mut self.profiles[found].1;
+                let data = lenient::<Args>(args).and_then(|a| lenient::<ProfileData>(a.data));
+                if name == "Profile" {
+                    chunks.tid = tid.0.into_owned();
+                    chunks.start_time = data.and_then(|d| lenient::<i64>(d.start_time));
+                    return Ok(());
                 }
-                if let Some(profile) = data.get("cpuProfile") {
-                    if let Some(nodes) = profile.get("nodes") {
-                        let nodes: Vec<Node> = Vec::deserialize(nodes).map_err(|e| bad("`cpuProfile.nodes`", e))?;
+                let Some(data) = data else { return Ok(()) };
+                let bad = |what: &str, e: serde_json::Error| {
+                    FormatError::new(NAME, format!("event {i} (`{name}`): {what}: {e}"))
+                };
+                if let Some(profile) = lenient::<ChunkProfile>(data.cpu_profile) {
+                    if let Some(nodes) = profile.nodes {
+                        let nodes: Vec<Node> =
+                            serde_json::from_str(nodes.get()).map_err(|e| bad("`cpuProfile.nodes`", e))?;
                         chunks.nodes.extend(nodes);
                     }
-                    if let Some(samples) = profile.get("samples") {
+                    if let Some(samples) = profile.samples {
                         let samples: Vec<u64> =
-                            Vec::deserialize(samples).map_err(|e| bad("`cpuProfile.samples`", e))?;
+                            serde_json::from_str(samples.get()).map_err(|e| bad("`cpuProfile.samples`", e))?;
                         chunks.samples.extend(samples);
                     }
                 }
-                if let Some(deltas) = data.get("timeDeltas") {
-                    let deltas: Vec<i64> = Vec::deserialize(deltas).map_err(|e| bad("`timeDeltas`", e))?;
+                if let Some(deltas) = data.time_deltas {
+                    let deltas: Vec<i64> = serde_json::from_str(deltas.get()).map_err(|e| bad("`timeDeltas`", e))?;
                     chunks.deltas.extend(deltas);
                 }
             }
             _ => {}
         }
+        Ok(())
     }
-    let thread_label = |pid: &str, tid: &str| {
-        let process = process_names.get(pid).map_or_else(|| format!("pid {pid}"), |n| format!("{n} (pid {pid})"));
-        match thread_names.get(&(pid.to_string(), tid.to_string())) {
-            Some(name) => format!("{process} {name} (tid {tid})"),
-            None => format!("{process} tid {tid}"),
-        }
-    };
-    let mut parts = Vec::new();
-    for ((pid, tid), mut thread) in threads {
-        let (tree, order) = spans_tree(&mut thread, max_depth, budget)?;
-        if !tree.is_empty() {
-            parts.push(Part {
-                name: thread_label(&pid, &tid),
-                units: "nanoseconds".into(),
-                tree,
-                time_order: Some(order),
-            });
-        }
-    }
-    for (id, chunks) in profiles {
-        let file = cpuprofile::File {
-            nodes: chunks.nodes,
-            start_time: chunks.start_time,
-            end_time: None,
-            samples: Some(chunks.samples),
-            time_deltas: Some(chunks.deltas),
+
+    /// The profiles of the events read: one per thread with spans, one per CPU profile.
+    fn finish(self, max_depth: usize) -> Result<ProfileSet, FormatError> {
+        let Reader { budget, threads, thread_names, process_names, profiles, whole, .. } = self;
+        let thread_label = |pid: &str, tid: &str| {
+            let process = process_names.get(pid).map_or_else(|| format!("pid {pid}"), |n| format!("{n} (pid {pid})"));
+            match thread_names.get(&(pid.to_string(), tid.to_string())) {
+                Some(name) => format!("{process} {name} (tid {tid})"),
+                None => format!("{process} tid {tid}"),
+            }
         };
-        let (tree, units, time_order) = cpuprofile::read(&file, max_depth, budget)
-            .map_err(|f| f.named(NAME))
-            .map_err(|e| FormatError { reason: format!("CPU profile {id}: {}", e.reason), ..e })?;
-        if !tree.is_empty() {
-            parts.push(Part {
-                name: format!("CPU profile, {}", thread_label(&chunks.pid, &chunks.tid)),
-                units: units.into(),
-                tree,
-                time_order,
-            });
+        // Threads in the order of their ids as text.
+        let threads: BTreeMap<_, _> = threads.into_iter().collect();
+        let mut parts = Vec::new();
+        for ((pid, tid), mut thread) in threads {
+            let (tree, order) = spans_tree(&mut thread, max_depth, budget)?;
+            if !tree.is_empty() {
+                parts.push(Part {
+                    name: thread_label(&pid.0, &tid.0),
+                    units: "nanoseconds".into(),
+                    tree,
+                    time_order: Some(order),
+                });
+            }
         }
+        let chunked = profiles.into_iter().map(|(id, chunks)| {
+            let file = cpuprofile::File {
+                nodes: chunks.nodes,
+                start_time: chunks.start_time,
+                end_time: None,
+                samples: Some(chunks.samples),
+                time_deltas: Some(chunks.deltas),
+            };
+            (id, chunks.pid, chunks.tid, file)
+        });
+        let whole = whole.into_iter().enumerate().map(|(n, (pid, tid, file))| (format!("#{}", n + 1), pid, tid, file));
+        for (id, pid, tid, file) in chunked.chain(whole) {
+            let (tree, units, time_order) = cpuprofile::read(&file, max_depth, budget)
+                .map_err(|f| f.named(NAME))
+                .map_err(|e| FormatError { reason: format!("CPU profile {id}: {}", e.reason), ..e })?;
+            if !tree.is_empty() {
+                parts.push(Part {
+                    name: format!("CPU profile, {}", thread_label(&pid, &tid)),
+                    units: units.into(),
+                    tree,
+                    time_order,
+                });
+            }
+        }
+        Ok(ProfileSet { split: Split::Threads, parts })
     }
-    Ok(ProfileSet { split: Split::Threads, parts })
 }
 
 /// One thread's spans into a tree of self time, and the same self time in time order (from the
@@ -336,7 +556,7 @@ fn spans_tree(
         last = span.start;
         let (end, parent) = open.last().map_or((span.end, ROOT), |&(end, node)| (span.end.min(end), node));
         budget.spend_frames(1).map_err(exhausted)?;
-        let node = if open.len() < max_depth { tree.child(parent, span.name) } else { parent };
+        let node = if open.len() < max_depth { tree.child(parent, &span.name) } else { parent };
         budget.spend_growth(&tree, &mut mark).map_err(exhausted)?;
         open.push((end, node));
     }
@@ -424,6 +644,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_profile_event_is_a_whole_profile() {
+        // Chrome's older performance-panel export: the profile in one `CpuProfile` event.
+        let trace = r#"[{"ph": "M", "name": "thread_name", "pid": 3, "tid": 4, "args": {"name": "Main"}},
+            {"ph": "I", "name": "CpuProfile", "pid": 3, "tid": 4, "ts": 9, "args": {"data": {"cpuProfile": {
+                "nodes": [{"id": 1, "callFrame": {"functionName": "(root)"}, "children": [2]},
+                          {"id": 2, "callFrame": {"functionName": "main"}, "children": [3]},
+                          {"id": 3, "callFrame": {"functionName": "work"}}],
+                "startTime": 100, "endTime": 130, "samples": [2, 3, 3], "timeDeltas": [0, 10, 5]}}}}]"#;
+        let set = parse(trace.as_bytes(), 64).unwrap();
+        // main 100-110, work 110-115 and 115-130.
+        assert_eq!(
+            folded_of(&set),
+            [("CPU profile, pid 3 Main (tid 4)".to_string(), "main 10000\nmain;work 20000\n".to_string())]
+        );
+    }
+
+    #[test]
     fn broken_traces_name_the_format_and_what_is_wrong() {
         let cases = [
             (r#"[{"ph": "X", "name": "a", "pid": 1, "tid": 1, "ts": 0, "dur": -1}]"#, "negative or invalid `dur`"),
@@ -439,6 +676,11 @@ mod tests {
             (
                 r#"[{"ph": "P", "name": "ProfileChunk", "id": 1, "args": {"data": {"cpuProfile": {"nodes": [], "samples": [4]}, "timeDeltas": [1]}}}]"#,
                 "CPU profile 1: sample 0 is of node 4",
+            ),
+            (r#"[{"ph": "I", "name": "CpuProfile", "args": {"data": {"cpuProfile": {"nodes": 5}}}}]"#, "`cpuProfile`"),
+            (
+                r#"[{"ph": "I", "name": "CpuProfile", "args": {"data": {"cpuProfile": {"nodes": [], "samples": [4], "timeDeltas": [1]}}}}]"#,
+                "CPU profile #1: sample 0 is of node 4",
             ),
         ];
         for (trace, needle) in cases {
@@ -461,6 +703,18 @@ mod tests {
         assert_eq!(set.parts[0].tree.node_count(), 65);
         let err = parse_budgeted(trace.as_bytes(), 64, &mut DecodeBudget::new(1, 1, 1)).unwrap_err();
         assert!(err.exhausted.is_some(), "{err}");
+    }
+
+    #[test]
+    fn deep_args_and_ids_neither_recurse_nor_cost_a_tree() {
+        // `args` are skipped unread, however deep; an id nested past JSON readers' limit is
+        // refused, naming the format, never a stack overflow.
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let trace = format!(r#"[{{"ph": "X", "name": "a", "pid": 1, "tid": 1, "ts": 0, "dur": 1, "args": {deep}}}]"#);
+        assert_eq!(parse(trace.as_bytes(), 64).unwrap().parts[0].tree.total(), 1000);
+        let trace = format!(r#"[{{"ph": "X", "name": "a", "pid": {deep}, "tid": 1, "ts": 0, "dur": 1}}]"#);
+        let err = parse(trace.as_bytes(), 64).unwrap_err();
+        assert!(err.to_string().starts_with("chrome_trace: not a trace"), "{err}");
     }
 
     proptest! {

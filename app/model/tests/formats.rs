@@ -614,3 +614,57 @@ fn safari_timeline_recording_written_by_hand() {
     check("safari-recording.folded", &printed);
     assert!(!safari::looks_like(&data("gecko-fib.json")) && !safari::looks_like(&data("firefox-processed.json")));
 }
+
+#[test]
+fn chrome_performance_panel_export_of_old_written_by_hand() {
+    // No Chrome of that age here: written by hand in the shape Chrome DevTools' Performance
+    // panel saved before it split the CPU profile into `Profile`/`ProfileChunk` events (as
+    // speedscope's importer reads it): a JSON array of trace events, spans and metadata, and
+    // the whole profile as one `CpuProfile` event, `args.data.cpuProfile` with `nodes` (and
+    // their `children`), `samples`, `timeDeltas`, `startTime` and `endTime`.
+    let bytes = data("chrome-timeline-cpuprofile.json");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "chrome_trace");
+    let names: Vec<&str> = set.parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Renderer (pid 4242) CrRendererMain (tid 775)", "CPU profile, Renderer (pid 4242) CrRendererMain (tid 775)"]
+    );
+    // The profile spans from its first sample to its end: endTime - startTime - the first delta.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let profile = &json[6]["args"]["data"]["cpuProfile"];
+    let span = profile["endTime"].as_i64().unwrap() - profile["startTime"].as_i64().unwrap();
+    let first = profile["timeDeltas"][0].as_i64().unwrap();
+    assert_eq!(set.parts[1].tree.total(), ((span - first) * 1000) as u64);
+    // The spans: busy [0, 5000) µs holding a GC [1000, 1500), Layout [5200, 6000) after it.
+    assert_eq!(set.parts[0].tree.total(), 5_800_000);
+    check_time_order(&set.parts[1]);
+    let printed = printed(&set);
+    assert!(printed.contains("busy;fib;fib 2000000\n"), "{printed}");
+    check("chrome-timeline-cpuprofile.folded", &printed);
+}
+
+#[test]
+fn v8_profiler_head_tree_cpuprofile_written_by_hand() {
+    // No producer here (Chrome DevTools wrote this form before 2016, the `v8-profiler` modules
+    // for Node still do): written by hand in the shape speedscope's importer of it reads, V8's
+    // C++ API written out: one nested tree under `head` (each node its `functionName`, `url`,
+    // 1-based `lineNumber`, `callUID`, `id`, `hitCount` and `children` as nodes), `startTime`
+    // and `endTime` in seconds, each sample's absolute time in `timestamps` (µs).
+    let bytes = data("v8-profiler-head.cpuprofile");
+    let (name, set) = sniffed(&bytes);
+    assert_eq!(name, "cpuprofile_tree");
+    let part = &set.parts[0];
+    assert_eq!((part.name.as_str(), part.units.as_str()), ("main", "nanoseconds"));
+    // Samples at 100, 1100, … 5100 µs after startTime, the last weighing the time to endTime.
+    assert_eq!(part.tree.total(), 6_400_000);
+    check_time_order(part);
+    let printed = printed(&set);
+    assert!(printed.contains("(anonymous) /tmp/fib.js:1;busy;fib;fib 1000000\n"), "{printed}");
+    check("v8-profiler-head.folded", &printed);
+    // Told apart from the newer form and from a heap profile, which nests a tree under `head` too.
+    assert!(!cpuprofile::looks_like(&bytes));
+    assert!(!cpuprofile::looks_like_tree(&data("node-fib.cpuprofile")));
+    assert!(!cpuprofile::looks_like_tree(&data("node-alloc.heapprofile")));
+    assert!(!heapprofile::looks_like(&bytes));
+}

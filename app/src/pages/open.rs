@@ -12,12 +12,14 @@
 //!
 //! Only a file's first 64 KiB are read into the page to tell where it goes; a file for the
 //! server is posted as the browser holds it (a `Blob`, which it sends from disk), never copied
-//! into the page, so a 100 MB trace costs the page no more than a small one. One bigger than
-//! 32 MiB is gzipped on the way (`CompressionStream`, streamed), which keeps it under Kiln's
-//! default body limit. A gzipped file is posted as it is: the server's body decoding gunzips it
-//! (announced or not), so the browser needs no decompression code at all. Its time order is
-//! offered when the server's list of its profiles says they have times. Storing an opened
-//! profile uploads it gzipped too.
+//! into the page, so a 100 MB trace costs the page no more than a small one. It goes raw:
+//! `/api/collapse` takes files up to its own limit (`--max-collapse-body-bytes`, 256 MiB by
+//! default), and the server reads a big file sooner than the browser gzips it (3 s for 100 MB).
+//! Only when the server does not take it (413, from a lower limit or an older server) is it
+//! gzipped (`CompressionStream`, streamed) and posted again. A gzipped file is posted as it is:
+//! the server's body decoding gunzips it (announced or not), so the browser needs no
+//! decompression code at all. Its time order is offered when the server's list of its profiles
+//! says they have times. Storing an opened profile uploads it gzipped.
 //!
 //! A file of several profiles (a trace's threads, callgrind's event types, a JFR recording's CPU,
 //! allocation and lock profiles, speedscope's profiles, a Firefox profile's or a `perf script`
@@ -51,11 +53,6 @@ use crate::sync_hydrate::IntoAnySync;
 /// How much of a file the page reads itself to tell where it goes: enough for every format's
 /// start and many lines of folded text.
 const HEAD_BYTES: i32 = 64 << 10;
-
-/// Files bigger than this go to the server gzipped by the browser (`CompressionStream`,
-/// streamed): under Kiln's default body limit (64 MiB) whatever their size, and far fewer bytes
-/// on the wire.
-const GZIP_ABOVE_BYTES: f64 = 32.0 * 1024.0 * 1024.0;
 
 /// The bytes of `blob`.
 async fn read_bytes(blob: &web_sys::Blob) -> Result<Vec<u8>, String> {
@@ -96,7 +93,8 @@ struct Opened {
 
 /// Reads a file into a tree: folded text in the page, anything else by the server. Only the
 /// file's head is read into the page to tell which; a file for the server is posted as the
-/// browser holds it (sent from disk, never read into the page), gzipped first when big.
+/// browser holds it (sent from disk, never read into the page), gzipped only when the server
+/// does not take it raw.
 async fn load(file: web_sys::File) -> Result<Opened, String> {
     let size = file.size();
     let head = if size <= f64::from(HEAD_BYTES) {
@@ -118,9 +116,17 @@ async fn load(file: web_sys::File) -> Result<Opened, String> {
             return Ok(Opened { collapsed, body, head });
         }
     }
-    let gzipped = head.starts_with(&[0x1f, 0x8b]);
-    let body = if size > GZIP_ABOVE_BYTES && !gzipped { fetch::gzipped(&body).await? } else { body };
-    let collapsed = fetch::post_for_tree("/api/collapse?format=auto", &body).await?;
+    const COLLAPSE: &str = "/api/collapse?format=auto";
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let collapsed = fetch::post_for_tree(COLLAPSE, &body).await?;
+        return Ok(Opened { collapsed, body, head });
+    }
+    if let Some(collapsed) = fetch::post_for_tree_if_taken(COLLAPSE, &body).await? {
+        return Ok(Opened { collapsed, body, head });
+    }
+    // Too big for the server as it is: gzipped, a tenth of the size for a trace.
+    let body = fetch::gzipped(&body).await?;
+    let collapsed = fetch::post_for_tree(COLLAPSE, &body).await?;
     Ok(Opened { collapsed, body, head })
 }
 

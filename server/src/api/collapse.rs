@@ -74,7 +74,7 @@ pub async fn collapse(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = body.map_err(super::ingest::body_rejection)?;
+    let body = body.map_err(body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
     let choice = Choice::parse(params.part.as_deref())?;
     let limits = state.limits;
@@ -97,6 +97,18 @@ pub async fn collapse(
         }
     }
     Ok(response)
+}
+
+/// A body that could not be read: over the Open page's limit is 413, naming its setting.
+fn body_rejection(e: BytesRejection) -> AppError {
+    match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(format!(
+            "the file is larger than the limit ({}): {}",
+            super::lane::COLLAPSE_LIMIT_SETTING,
+            e.body_text()
+        )),
+        _ => AppError::bad_request(e.body_text()),
+    }
 }
 
 /// The tree `choice` names of `body`, read as `format`.
@@ -194,7 +206,7 @@ pub async fn time_order(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = body.map_err(super::ingest::body_rejection)?;
+    let body = body.map_err(body_rejection)?;
     let format = params.format.filter(|f| !f.is_empty()).unwrap_or_else(|| "auto".into());
     let part = match Choice::parse(params.part.as_deref())? {
         Some(Choice::Index(i)) => Some(i),

@@ -29,16 +29,42 @@ pub async fn heavy(request: Request, next: Next) -> Response {
     work::heavy().run_future(next.run(request)).await
 }
 
+/// The body limit an upload route reads within, and the setting that names it in a 413.
+#[derive(Clone, Copy)]
+struct BodyLimit {
+    bytes: usize,
+    setting: &'static str,
+}
+
+/// What `/ingest` and the other uploads may send (`--max-body-bytes`).
+pub const UPLOAD_LIMIT_SETTING: &str = "--max-body-bytes, KILN_MAX_BODY_BYTES";
+/// What `/api/collapse` may be sent (`--max-collapse-body-bytes`).
+pub const COLLAPSE_LIMIT_SETTING: &str =
+    "--max-collapse-body-bytes, KILN_MAX_COLLAPSE_BODY_BYTES, or --max-body-bytes when larger";
+
 /// Reads an upload's body, holds its bytes in the in-flight budget while the handler runs,
 /// and runs the handler inline or on the heavy lane by the body's size.
 pub async fn upload(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = BodyLimit { bytes: state.limits.max_body_bytes, setting: UPLOAD_LIMIT_SETTING };
+    read_upload(state, limit, request, next).await
+}
+
+/// [`upload`] for `/api/collapse`, within its own body limit: the Open page's files, parsed
+/// and never stored. Held in the same in-flight budget and run on the same heavy lane, so
+/// what a big file costs stays bounded as any upload's does.
+pub async fn collapse_upload(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = BodyLimit { bytes: state.limits.collapse_body_bytes(), setting: COLLAPSE_LIMIT_SETTING };
+    read_upload(state, limit, request, next).await
+}
+
+async fn read_upload(state: AppState, limit: BodyLimit, request: Request, next: Next) -> Response {
     let limits = state.limits;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+    if declared.is_some_and(|n| n > limit.bytes as u64) {
         // The handler refuses it without reading it, in its endpoint's own error shape.
         return next.run(request).await;
     }
@@ -46,13 +72,13 @@ pub async fn upload(State(state): State<AppState>, request: Request, next: Next)
     // arriving at once stay inside the budget too, not only their decoding.
     let Some(mut reservation) = state.inflight.try_reserve(declared.unwrap_or(0)) else {
         let refusal = over_budget(&state.inflight).into_response();
-        discard_body(request.into_body(), limits.max_body_bytes).await;
+        discard_body(request.into_body(), limit.bytes).await;
         return refusal;
     };
     let (mut parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
+    let bytes = match axum::body::to_bytes(body, limit.bytes).await {
         Ok(bytes) => bytes,
-        Err(e) => return unreadable_body(e, limits.max_body_bytes).into_response(),
+        Err(e) => return unreadable_body(e, limit).into_response(),
     };
     let decompressed = decompressed_estimate(&bytes, limits.max_decompressed_bytes) as u64;
     let held = (bytes.len() as u64).saturating_add(decompressed);
@@ -113,11 +139,12 @@ async fn discard_body(body: Body, max_bytes: usize) {
     let _ = tokio::time::timeout(DISCARD_BODY_TIME, drain).await;
 }
 
-fn unreadable_body(e: axum::Error, max_body_bytes: usize) -> AppError {
+fn unreadable_body(e: axum::Error, limit: BodyLimit) -> AppError {
     let e = e.into_inner();
     if e.is::<http_body_util::LengthLimitError>() {
         return AppError::TooLarge(format!(
-            "the request body is larger than {max_body_bytes} bytes (--max-body-bytes, KILN_MAX_BODY_BYTES)"
+            "the request body is larger than {} bytes ({})",
+            limit.bytes, limit.setting
         ));
     }
     AppError::bad_request(format!("the request body could not be read: {e}"))

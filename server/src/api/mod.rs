@@ -129,6 +129,9 @@ pub fn router(state: AppState) -> Router {
     // Uploads are read, counted in the in-flight budget and decoded inline when small; queries
     // and pages run on the heavy lane. The rest (health, labels, assets) stays on the workers.
     let upload = || middleware::from_fn_with_state(state.clone(), lane::upload);
+    // The Open page's files: read as uploads are, within their own (larger) body limit.
+    let collapse_upload = || middleware::from_fn_with_state(state.clone(), lane::collapse_upload);
+    let collapse_limit = || DefaultBodyLimit::max(state.limits.collapse_body_bytes());
     let heavy = || middleware::from_fn(lane::heavy);
     let mut router = Router::new()
         .route("/ingest", post(ingest::ingest).layer(upload()))
@@ -158,8 +161,8 @@ pub fn router(state: AppState) -> Router {
         .route("/render-diff", get(render::render_diff).layer(heavy()))
         .route("/pyroscope/render-diff", get(render::render_diff).layer(heavy()))
         .route("/api/apps", get(labels::apps))
-        .route("/api/collapse", post(collapse::collapse).layer(upload()))
-        .route("/api/collapse/time-order", post(collapse::time_order).layer(upload()))
+        .route("/api/collapse", post(collapse::collapse).layer(collapse_limit()).layer(collapse_upload()))
+        .route("/api/collapse/time-order", post(collapse::time_order).layer(collapse_limit()).layer(collapse_upload()))
         .route("/api/page-data/{name}", get(page_data::page_data).layer(heavy()))
         .route("/labels", get(labels::labels))
         .route("/label-values", get(labels::label_values))

@@ -53,6 +53,10 @@ pub use params::{IngestParams, series_from_name};
 pub struct IngestLimits {
     /// Request body, as sent (compressed or not).
     pub max_body_bytes: usize,
+    /// Request body of `/api/collapse` (the Open page's files), as sent: it parses and stores
+    /// nothing, so it may take a file larger than an upload, raw rather than gzipped by the
+    /// browser. Never below `max_body_bytes` ([`IngestLimits::collapse_body_bytes`]).
+    pub max_collapse_body_bytes: usize,
     /// Body after decompression: a gzip bomb gets a 413, not an OOM.
     pub max_decompressed_bytes: usize,
     /// Frames kept per stack (deeper stacks lose their leaf end).
@@ -79,6 +83,12 @@ pub struct IngestLimits {
 }
 
 impl IngestLimits {
+    /// What `/api/collapse` takes, as sent: its own limit, or the uploads' when that is larger
+    /// (raising `--max-body-bytes` never lowers what the Open page opens).
+    pub fn collapse_body_bytes(&self) -> usize {
+        self.max_collapse_body_bytes.max(self.max_body_bytes)
+    }
+
     /// A fresh budget for one request.
     pub fn budget(&self) -> RequestBudget {
         RequestBudget {
@@ -115,6 +125,9 @@ impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
             max_body_bytes: 64 << 20,
+            // A 100 MB Chrome trace, raw, with room to spare; the decompressed limit bounds
+            // what a gzipped one may inflate to alike.
+            max_collapse_body_bytes: 256 << 20,
             max_decompressed_bytes: 256 << 20,
             max_stack_depth: 1024,
             max_line_bytes: 4 << 20,

@@ -333,7 +333,10 @@ fn speedscope_expansion_is_linear_or_refused() {
 #[test]
 fn gzip_bombs_oversized_and_broken_bodies_get_413_or_400_on_every_path() {
     let dir = tempfile::tempdir().unwrap();
-    let kiln = start_with_baseline(dir.path(), &["--max-decompressed-bytes", "1048576", "--max-body-bytes", "2097152"]);
+    let kiln = start_with_baseline(
+        dir.path(),
+        &["--max-decompressed-bytes", "1048576", "--max-body-bytes", "2097152", "--max-collapse-body-bytes", "2097152"],
+    );
     let bomb = gzip(&vec![b'a'; 8 << 20]);
     assert!(bomb.len() < 64 << 10);
     for path in [
@@ -362,9 +365,13 @@ fn gzip_bombs_oversized_and_broken_bodies_get_413_or_400_on_every_path() {
     assert!(message.contains("--max-decompressed-bytes"), "{message}");
     // Over the raw limit: 413 in the JSON error shape too.
     let huge = vec![b'x'; 3 << 20];
-    for path in ["/ingest?name=big.cpu", "/api/collapse?format=auto"] {
+    for (path, setting) in [
+        ("/ingest?name=big.cpu", "--max-body-bytes"),
+        ("/api/collapse?format=auto", "--max-collapse-body-bytes"),
+        ("/api/collapse/time-order?format=auto", "--max-collapse-body-bytes"),
+    ] {
         let message = refusal(http(kiln.addr, "POST", path, &huge), 413, path);
-        assert!(message.contains("--max-body-bytes"), "{path}: {message}");
+        assert!(message.contains(setting), "{path}: {message}");
     }
     let message = assert_connect_refused(request(kiln.addr, "/push.v1.PusherService/Push", PROTO, &huge), 413, "push");
     assert!(message.contains("--max-body-bytes"), "{message}");
