@@ -6,7 +6,7 @@
 //! is the dialect people type into web tools. On the server (the first paint of a table, and
 //! native tests) the `regex` crate runs it; the two agree on everything but exotic syntax.
 
-use kiln_model::search::matches_in;
+use kiln_model::search::LowercaseNames;
 use leptos::prelude::*;
 
 use crate::paint::after_paint;
@@ -129,10 +129,10 @@ impl NameSearch {
 
     /// For each of `names`, whether it matches; `lowercase` holds the same names lowercased
     /// (precomputed per tree, so that a substring search only compares).
-    pub fn flags(&self, names: &[String], lowercase: &[String]) -> Vec<bool> {
+    pub fn flags(&self, names: &[String], lowercase: &LowercaseNames) -> Vec<bool> {
         match self {
             NameSearch::Off | NameSearch::Invalid(_) => vec![false; names.len()],
-            NameSearch::Text(needle) => matches_in(lowercase, needle),
+            NameSearch::Text(needle) => lowercase.matches(needle),
             NameSearch::Pattern(pattern) => regex_backend::flags(pattern, names.iter().map(String::as_str)),
         }
     }
@@ -250,9 +250,9 @@ mod regex_backend {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> (Vec<String>, Vec<String>) {
+    fn names(list: &[&str]) -> (Vec<String>, LowercaseNames) {
         let names: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-        let lower = names.iter().map(|s| s.to_lowercase()).collect();
+        let lower = LowercaseNames::new(list.iter().copied());
         (names, lower)
     }
 

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use kiln_model::layout::{FrameRect, diff_color, visible_frames};
+use kiln_model::layout::{FrameRect, diff_color};
 use kiln_model::navigate::frame_rect;
 use kiln_model::palette::{ColourMode, heat_color};
 use kiln_model::raster::{Pixmap, hsl_to_rgb};
@@ -212,7 +212,7 @@ pub fn draw(
         return (Vec::new(), 0);
     };
     let width = surface.width;
-    let rects = visible_frames(&data.tree, &data.geometry, focus, width);
+    let rects = data.visible_frames(focus, width);
     // What the picture shows, kept on the canvas: the same picture is not drawn twice (the
     // graph drawn before hydration, then by the hydrated component; a width first read from
     // the element, then reported by the observer). Trees and match flags are told apart by

@@ -1,10 +1,10 @@
 //! What the flamegraph's parts share: the tree as loaded, and the signals of one graph's view.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use kiln_model::layout::{Geometry, frame_color};
+use kiln_model::layout::{FrameRect, Geometry, frame_color, visible_frames};
 use kiln_model::navigate::in_view;
-use kiln_model::search::lowercase_names;
+use kiln_model::search::LowercaseNames;
 use kiln_model::time_order::{FlameChart, TimedProfile};
 use kiln_model::{FlatTree, NodeId};
 use leptos::prelude::*;
@@ -23,7 +23,7 @@ pub struct Loaded {
     /// Per-side values when this is a comparison.
     pub diff: Option<DiffSides>,
     /// Frame names lowercased once, at the first search: not on the way to the first paint.
-    lowercase_names: OnceLock<Vec<String>>,
+    lowercase_names: OnceLock<LowercaseNames>,
     /// The largest self value of any frame: the top of the heat scale.
     pub max_self: u64,
     /// Each name's colour, computed at its first draw and kept: hashing a name's package on
@@ -33,6 +33,10 @@ pub struct Loaded {
     /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), how
     /// many samples it was laid out from, and which profile of the file it is.
     pub chart: Option<(FlameChart, usize, String)>,
+    /// The frames of the last layout, with its focus and width: a search, a hover or a
+    /// selection changes colours only, and laying out a million-node tree again was a third
+    /// of such a redraw.
+    last_layout: Mutex<Option<(NodeId, u64, Vec<FrameRect>)>>,
 }
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
@@ -53,12 +57,38 @@ impl Loaded {
         let geometry = Geometry::new(&tree);
         let max_self = tree.self_value.iter().copied().max().unwrap_or(0);
         let colours = tree.names.iter().map(|_| OnceLock::new()).collect();
-        Loaded { tree, geometry, units, diff: None, lowercase_names: OnceLock::new(), max_self, colours, chart: None }
+        Loaded {
+            tree,
+            geometry,
+            units,
+            diff: None,
+            lowercase_names: OnceLock::new(),
+            max_self,
+            colours,
+            chart: None,
+            last_layout: Mutex::new(None),
+        }
+    }
+
+    /// The frames to draw when `focus` fills `width` CSS pixels
+    /// ([`visible_frames`]), laid out again only when the focus or the width changed.
+    pub fn visible_frames(&self, focus: NodeId, width: f64) -> Vec<FrameRect> {
+        let Ok(mut last) = self.last_layout.lock() else {
+            return visible_frames(&self.tree, &self.geometry, focus, width);
+        };
+        match &*last {
+            Some((at, bits, rects)) if *at == focus && *bits == width.to_bits() => rects.clone(),
+            _ => {
+                let rects = visible_frames(&self.tree, &self.geometry, focus, width);
+                *last = Some((focus, width.to_bits(), rects.clone()));
+                rects
+            }
+        }
     }
 
     /// The frame names lowercased, for searching.
-    pub fn lowercase_names(&self) -> &[String] {
-        self.lowercase_names.get_or_init(|| lowercase_names(&self.tree))
+    pub fn lowercase_names(&self) -> &LowercaseNames {
+        self.lowercase_names.get_or_init(|| LowercaseNames::new(self.tree.names.iter().map(String::as_str)))
     }
 
     /// The package colour of the name with id `name`.
