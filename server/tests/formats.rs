@@ -136,3 +136,30 @@ fn an_opened_file_may_be_larger_than_an_upload() {
     let (status, body) = http(kiln.addr, "POST", "/api/collapse?format=auto", &padded).unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn a_ghc_text_profile_is_recognised_by_its_content() {
+    // Written by GHC 9.0.2 (`ghc-fib.hs` built with `-prof -fprof-auto`, run with `+RTS -p`):
+    // recognised without a `format` by inferno's collapsers, with each cost centre's
+    // individual share of the time, as inferno reads GHC's text profiles.
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start(dir.path(), &[]);
+    let profile = data("ghc-fib.prof");
+    assert_eq!(http(kiln.addr, "POST", "/ingest?name=ghc.cpu", &profile).unwrap(), (200, String::new()));
+    let (status, render) = http(kiln.addr, "GET", "/render?query=ghc.cpu&format=folded&from=now-1h", b"").unwrap();
+    assert_eq!(status, 200, "{render}");
+    // The individual %time of each cost centre in tenths of a percent (fib 21.9, sortedChecksum
+    // 8.8, sumSquares 22.3 and its lambda 47.1 in the file), named as the JSON profile's
+    // frames are (`ghc_json_profile` in the model's tests).
+    assert_eq!(
+        folded_values(&render),
+        folded_values(
+            "MAIN.MAIN;Main.CAF;Main.main;Main.fib 219\n\
+             MAIN.MAIN;Main.CAF;Main.main;Main.sortedChecksum 88\n\
+             MAIN.MAIN;Main.CAF;Main.main;Main.sumSquares 223\n\
+             MAIN.MAIN;Main.CAF;Main.main;Main.sumSquares;Main.sumSquares.\\ 471\n"
+        )
+    );
+    let (status, _) = http(kiln.addr, "POST", "/api/collapse", &profile).unwrap();
+    assert_eq!(status, 200);
+}

@@ -668,3 +668,26 @@ fn v8_profiler_head_tree_cpuprofile_written_by_hand() {
     assert!(!cpuprofile::looks_like_tree(&data("node-alloc.heapprofile")));
     assert!(!heapprofile::looks_like(&bytes));
 }
+
+#[test]
+fn py_spy_speedscope_profile() {
+    // Written by py-spy 0.4.3 from PyPI (`py-spy record --format speedscope --rate 200 -o
+    // py-spy-work.speedscope.json -- python3 py-spy-work.py`): one sampled profile per thread,
+    // weights in seconds.
+    let bytes = data("py-spy-work.speedscope.json");
+    assert!(kiln_model::speedscope::looks_like_json(&bytes));
+    assert_eq!(formats::sniff(&bytes), None, "no format before speedscope takes it");
+    let read = kiln_model::speedscope::parse(&bytes, 1024).expect("a real file parses");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let profiles = json["profiles"].as_array().unwrap();
+    assert_eq!(read.profiles.len(), profiles.len());
+    assert_eq!(read.units, "nanoseconds");
+    let thread = &read.profiles[0];
+    assert_eq!(thread.name, profiles[0]["name"].as_str().unwrap());
+    // Every sample's weight, 5 ms at 200 Hz, in nanoseconds.
+    let seconds: f64 = profiles[0]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).sum();
+    assert_eq!(thread.tree.total(), (seconds * 1e9).round() as u64);
+    let printed = folded::print(&thread.tree.to_flat());
+    assert!(printed.contains("<module>;main;fib;fib;fib;"), "{printed}");
+    check("py-spy-work.folded", &printed);
+}
