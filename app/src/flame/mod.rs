@@ -162,6 +162,21 @@ pub fn FlameGraph(
         }
     });
 
+    // The names lowercased for searching, a while after a tree arrives rather than at the
+    // first keystroke (at a million stacks, 48k names: 18 ms, three times a search's own).
+    Effect::new(move |_| {
+        if let Some(tree) = data.get() {
+            let lowercase = move || {
+                // Only for the tree still shown (a first paint's part is soon replaced).
+                let shown = data.try_with_untracked(|d| d.as_ref().is_some_and(|d| Arc::ptr_eq(d, &tree)));
+                if shown == Some(true) {
+                    let _ = tree.lowercase_names();
+                }
+            };
+            leptos::prelude::set_timeout(lowercase, std::time::Duration::from_millis(250));
+        }
+    });
+
     // Per-name match flags, recomputed only when the tree or the search changes.
     let parsed_search = Memo::new(move |_| NameSearch::parse(&search.get()));
     let matches = Memo::new(move |_| {
