@@ -123,13 +123,24 @@ fn parse_query(
 }
 
 fn parse_max_nodes(value: Option<&str>) -> Result<Option<usize>, AppError> {
+    parse_whole(value, 1..=usize::MAX, "`maxNodes` must be a whole number of nodes ≥ 1")
+}
+
+/// An optional whole-number parameter (absent or empty: `None`) within `range`; `rule` says
+/// what it must be, for the 400.
+fn parse_whole<T: std::str::FromStr + PartialOrd>(
+    value: Option<&str>,
+    range: std::ops::RangeInclusive<T>,
+    rule: &str,
+) -> Result<Option<T>, AppError> {
     match value.filter(|n| !n.is_empty()) {
         None => Ok(None),
-        Some(n) => {
-            n.parse::<usize>().ok().filter(|&n| n > 0).map(Some).ok_or_else(|| {
-                AppError::bad_request(format!("`maxNodes` must be a whole number of nodes ≥ 1, not `{n}`"))
-            })
-        }
+        Some(n) => n
+            .parse::<T>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| AppError::bad_request(format!("{rule}, not `{n}`"))),
     }
 }
 
@@ -141,14 +152,8 @@ const SMALLEST_CUT_TREE: usize = 10_000;
 const MAX_VISIBLE_WIDTH: u64 = 65_536;
 
 fn parse_visible_width(value: Option<&str>) -> Result<Option<u64>, AppError> {
-    match value.filter(|n| !n.is_empty()) {
-        None => Ok(None),
-        Some(n) => n.parse::<u64>().ok().filter(|n| (1..=MAX_VISIBLE_WIDTH).contains(n)).map(Some).ok_or_else(|| {
-            AppError::bad_request(format!(
-                "`visibleWidth` must be a whole number of pixels from 1 to {MAX_VISIBLE_WIDTH}, not `{n}`"
-            ))
-        }),
-    }
+    let rule = format!("`visibleWidth` must be a whole number of pixels from 1 to {MAX_VISIBLE_WIDTH}");
+    parse_whole(value, 1..=MAX_VISIBLE_WIDTH, &rule)
 }
 
 fn text_response(content_type: &'static str, body: impl IntoResponse) -> Response {

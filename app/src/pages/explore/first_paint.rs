@@ -59,7 +59,8 @@ fn painted_before_hydration(state: &ExploreState) -> bool {
 /// Whether the frames visible at the root's zoom draw this view's first picture: not when
 /// zoomed in, nor with colours by self value (whose scale is the largest self value of all).
 fn drawn_from_visible_part(state: &ExploreState) -> bool {
-    state.zoom.is_empty() && kiln_model::palette::ColourMode::parse(&state.colour).as_str() == "package"
+    state.zoom.is_empty()
+        && kiln_model::palette::ColourMode::parse(&state.colour) == kiln_model::palette::ColourMode::Package
 }
 
 /// The global the head's script leaves the tree's fetch in: `{width, response}`, `width` 0
