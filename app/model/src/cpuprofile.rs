@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::budget::{DecodeBudget, TreeSize};
+use crate::json_events::Event;
+use crate::nested_tree::{self, NestedTree, Place, whole};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
 use crate::time_order::TimeOrder;
 use crate::tree::{CallTree, NodeId, ROOT};
@@ -136,127 +138,92 @@ struct TreeNode {
     hit_count: u64,
 }
 
-/// What each open container of the older form's document is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TreeContext {
-    Document,
-    /// A node's object (`head`, or an element of a node's `children`).
-    Node(usize),
-    /// A node's `children`.
-    Children(usize),
+/// The older form's own containers: the document's `samples` and `timestamps`.
+#[derive(Clone, Copy)]
+enum TreeList {
     Samples,
     Timestamps,
-    /// Anything else, read past.
-    Other,
 }
 
-/// A JSON number as a whole number within 64 bits (`1e3` is accepted), or why not.
-fn whole(text: &str, what: &str) -> Result<i64, String> {
-    if let Ok(n) = text.parse::<i64>() {
-        return Ok(n);
+impl NestedTree for TreeFile {
+    type Own = TreeList;
+    const WHAT: &'static str = "a V8 CPU profile";
+    const ROOT: &'static str = "head";
+
+    fn node(&mut self, parent: Option<usize>) {
+        self.nodes.push(TreeNode { parent, ..TreeNode::default() });
     }
-    match text.parse::<f64>() {
-        Ok(n) if n.fract() == 0.0 && n.abs() < 9.0e18 => Ok(n as i64),
-        _ => Err(format!("{what} is not a whole number within 64 bits: {text}")),
+
+    fn open(
+        &mut self,
+        within: Place<TreeList>,
+        key: Option<&str>,
+        is_object: bool,
+        _: &mut DecodeBudget,
+    ) -> Result<Option<TreeList>, Failure> {
+        Ok(match (within, key, is_object) {
+            (Place::Document, Some("samples"), false) => {
+                self.samples = Some(Vec::new());
+                Some(TreeList::Samples)
+            }
+            (Place::Document, Some("timestamps"), false) => {
+                self.timestamps = Some(Vec::new());
+                Some(TreeList::Timestamps)
+            }
+            (Place::Own(_), None, _) => {
+                return Err("the `samples` or `timestamps` hold a nested value".to_string().into());
+            }
+            _ => None,
+        })
+    }
+
+    fn value(&mut self, within: Place<TreeList>, key: Option<&str>, value: Event) -> Result<(), Failure> {
+        let number = |event: &Event, what: &str| match event {
+            Event::Number(n) => n.parse::<f64>().map_err(|_| format!("{what} is not a number: {n}")),
+            _ => Err(format!("{what} is not a number")),
+        };
+        match (within, key) {
+            (Place::Node(node), Some(field)) => {
+                let node = &mut self.nodes[node];
+                match (field, value) {
+                    ("functionName", Event::String(text)) => node.function_name = text.into_owned(),
+                    ("url", Event::String(text)) => node.url = text.into_owned(),
+                    ("lineNumber", Event::Number(n)) => node.line_number = whole(n, "a `lineNumber`")?,
+                    ("id", Event::Number(n)) => {
+                        node.id = Some(n.parse().map_err(|_| format!("a node's `id` is not a whole number: {n}"))?);
+                    }
+                    ("hitCount", Event::Number(n)) => {
+                        node.hit_count =
+                            n.parse().map_err(|_| format!("a node's `hitCount` is not a whole number: {n}"))?;
+                    }
+                    ("id" | "hitCount", _) => return Err(format!("a node's `{field}` is not a number").into()),
+                    _ => {}
+                }
+            }
+            (Place::Document, Some(field @ ("startTime" | "endTime"))) => {
+                let seconds = number(&value, &format!("`{field}`"))?;
+                if field == "startTime" { self.start_time = Some(seconds) } else { self.end_time = Some(seconds) }
+            }
+            (Place::Own(TreeList::Samples), None) => {
+                let Event::Number(n) = value else { return Err("a sample is not a node's id".to_string().into()) };
+                let id = n.parse().map_err(|_| format!("a sample is not a node's id: {n}"))?;
+                self.samples.get_or_insert_default().push(id);
+            }
+            (Place::Own(TreeList::Timestamps), None) => {
+                let at = number(&value, "a timestamp")?;
+                self.timestamps.get_or_insert_default().push(at);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
-/// The older form's document, read without recursion ([`crate::json_events`]): its tree nests
+/// The older form's document, read without recursion ([`crate::nested_tree`]): its tree nests
 /// as deep as the profiled stacks, past what a recursive reader takes.
 fn read_tree_file(bytes: &[u8], budget: &mut DecodeBudget) -> Result<TreeFile, Failure> {
-    use crate::json_events::{Event, Reader};
-    let mut reader = Reader::new(bytes);
     let mut file = TreeFile::default();
-    let mut open: Vec<TreeContext> = Vec::new();
-    let mut key: Option<String> = None;
-    let mut seen_head = false;
-    let number = |event: &Event, what: &str| match event {
-        Event::Number(n) => n.parse::<f64>().map_err(|_| format!("{what} is not a number: {n}")),
-        _ => Err(format!("{what} is not a number")),
-    };
-    while let Some(event) = reader.next_event().map_err(|e| format!("not a V8 CPU profile with a `head` node: {e}"))? {
-        let within = open.last().copied();
-        let key_here = key.take();
-        match event {
-            Event::Key(name) => key = Some(name.into_owned()),
-            Event::ObjectStart | Event::ArrayStart => {
-                let is_object = event == Event::ObjectStart;
-                let context = match (within, key_here.as_deref(), is_object) {
-                    (None, _, true) => TreeContext::Document,
-                    (None, _, false) => return Err("a CPU profile is a JSON object, not an array".to_string().into()),
-                    (Some(TreeContext::Document), Some("head"), true) if !seen_head => {
-                        seen_head = true;
-                        budget.spend_frames(1)?;
-                        file.nodes.push(TreeNode::default());
-                        TreeContext::Node(file.nodes.len() - 1)
-                    }
-                    (Some(TreeContext::Document), Some("samples"), false) => {
-                        file.samples = Some(Vec::new());
-                        TreeContext::Samples
-                    }
-                    (Some(TreeContext::Document), Some("timestamps"), false) => {
-                        file.timestamps = Some(Vec::new());
-                        TreeContext::Timestamps
-                    }
-                    (Some(TreeContext::Children(parent)), None, true) => {
-                        budget.spend_frames(1)?;
-                        file.nodes.push(TreeNode { parent: Some(parent), ..TreeNode::default() });
-                        TreeContext::Node(file.nodes.len() - 1)
-                    }
-                    (Some(TreeContext::Node(node)), Some("children"), false) => TreeContext::Children(node),
-                    (Some(TreeContext::Children(_) | TreeContext::Samples | TreeContext::Timestamps), None, _) => {
-                        return Err("a node's `children`, `samples` or `timestamps` holds a nested value"
-                            .to_string()
-                            .into());
-                    }
-                    _ => TreeContext::Other,
-                };
-                open.push(context);
-            }
-            Event::ObjectEnd | Event::ArrayEnd => {
-                open.pop();
-            }
-            scalar => match (within, key_here.as_deref()) {
-                (Some(TreeContext::Node(node)), Some(field)) => {
-                    let node = &mut file.nodes[node];
-                    match (field, scalar) {
-                        ("functionName", Event::String(text)) => node.function_name = text.into_owned(),
-                        ("url", Event::String(text)) => node.url = text.into_owned(),
-                        ("lineNumber", Event::Number(n)) => node.line_number = whole(n, "a `lineNumber`")?,
-                        ("id", Event::Number(n)) => {
-                            node.id = Some(n.parse().map_err(|_| format!("a node's `id` is not a whole number: {n}"))?);
-                        }
-                        ("hitCount", Event::Number(n)) => {
-                            node.hit_count =
-                                n.parse().map_err(|_| format!("a node's `hitCount` is not a whole number: {n}"))?;
-                        }
-                        ("id" | "hitCount", _) => return Err(format!("a node's `{field}` is not a number").into()),
-                        _ => {}
-                    }
-                }
-                (Some(TreeContext::Document), Some(field @ ("startTime" | "endTime"))) => {
-                    let seconds = number(&scalar, &format!("`{field}`"))?;
-                    if field == "startTime" { file.start_time = Some(seconds) } else { file.end_time = Some(seconds) }
-                }
-                (Some(TreeContext::Samples), None) => {
-                    let Event::Number(n) = scalar else { return Err("a sample is not a node's id".to_string().into()) };
-                    let id = n.parse().map_err(|_| format!("a sample is not a node's id: {n}"))?;
-                    file.samples.get_or_insert_default().push(id);
-                }
-                (Some(TreeContext::Timestamps), None) => {
-                    let at = number(&scalar, "a timestamp")?;
-                    file.timestamps.get_or_insert_default().push(at);
-                }
-                (Some(TreeContext::Children(_)), None) => {
-                    return Err("a node's `children` holds a value that is not a node".to_string().into());
-                }
-                _ => {}
-            },
-        }
-    }
-    if !seen_head {
-        return Err("there is no `head` node".to_string().into());
-    }
+    nested_tree::read(bytes, &mut file, budget)?;
     Ok(file)
 }
 
@@ -693,7 +660,7 @@ mod tests {
                 r#"{"head": {"functionName": "a", "id": 1, "children": [{"functionName": "b", "id": 1, "children": []}]}}"#.to_string(),
                 "two nodes share an id",
             ),
-            (r#"{"head": {"functionName": "a", "id": 1, "children": []"#.to_string(), "not a V8 CPU profile with a `head`"),
+            (r#"{"head": {"functionName": "a", "id": 1, "children": []"#.to_string(), "not a V8 CPU profile: the JSON ends early"),
         ];
         for (file, needle) in cases {
             let err = parse_tree(file.as_bytes(), 64).unwrap_err();

@@ -6,13 +6,14 @@
 //!
 //! Frames are named `Module.label` as inferno names the cost centres of GHC's text `.prof`
 //! files (the `ghcprof` format), so a program's text and JSON profiles read alike. The tree is
-//! read with [`crate::json_events`], without recursion, however deep the stacks nest.
+//! read with [`crate::nested_tree`], without recursion, however deep the stacks nest.
 
 use std::collections::HashMap;
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::cpuprofile::Failure;
-use crate::json_events::{Event, Reader};
+use crate::json_events::Event;
+use crate::nested_tree::{self, NestedTree, Place};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
 use crate::tree::{CallTree, NodeId, ROOT};
 
@@ -70,96 +71,89 @@ struct File {
     nodes: Vec<Node>,
 }
 
-/// What each open container of the document is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Context {
-    Document,
-    CostCentres,
-    CostCentre,
-    Node(usize),
-    Children(usize),
-    Other,
+/// The format's own containers: the `cost_centres` list and one cost centre in it.
+#[derive(Clone, Copy)]
+enum CostCentres {
+    List,
+    Centre,
+}
+
+/// The file as it is read: a cost centre's fields are held until its object ends (its `id`
+/// may come after its label).
+#[derive(Default)]
+struct Reading {
+    file: File,
+    centre: (Option<u64>, CostCentre),
+}
+
+impl NestedTree for Reading {
+    type Own = CostCentres;
+    const WHAT: &'static str = "a GHC profile";
+    const ROOT: &'static str = "profile";
+
+    fn node(&mut self, parent: Option<usize>) {
+        self.file.nodes.push(Node { parent, ..Node::default() });
+    }
+
+    fn open(
+        &mut self,
+        within: Place<CostCentres>,
+        key: Option<&str>,
+        is_object: bool,
+        budget: &mut DecodeBudget,
+    ) -> Result<Option<CostCentres>, Failure> {
+        Ok(match (within, key, is_object) {
+            (Place::Document, Some("cost_centres"), false) => Some(CostCentres::List),
+            (Place::Own(CostCentres::List), None, true) => {
+                budget.spend_frames(1)?;
+                self.centre = (None, CostCentre::default());
+                Some(CostCentres::Centre)
+            }
+            _ => None,
+        })
+    }
+
+    fn close(&mut self, own: CostCentres) -> Result<(), Failure> {
+        if let CostCentres::Centre = own {
+            let id = self.centre.0.ok_or_else(|| "a cost centre has no `id`".to_string())?;
+            self.file.cost_centres.insert(id, std::mem::take(&mut self.centre.1));
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, within: Place<CostCentres>, key: Option<&str>, value: Event) -> Result<(), Failure> {
+        let centre = &mut self.centre;
+        match (within, key, value) {
+            (Place::Document, Some("tick_interval"), Event::Number(n)) => {
+                self.file.tick_interval_us = Some(count(n, "`tick_interval`")?);
+            }
+            (Place::Own(CostCentres::Centre), Some("id"), Event::Number(n)) => centre.0 = Some(count(n, "an `id`")?),
+            (Place::Own(CostCentres::Centre), Some("label"), Event::String(text)) => centre.1.label = text.into_owned(),
+            (Place::Own(CostCentres::Centre), Some("module"), Event::String(text)) => {
+                centre.1.module = text.into_owned()
+            }
+            (Place::Node(node), Some(field @ ("id" | "ticks" | "alloc")), Event::Number(n)) => {
+                let value = count(n, &format!("a node's `{field}`"))?;
+                let node = &mut self.file.nodes[node];
+                match field {
+                    "id" => node.cost_centre = value,
+                    "ticks" => node.ticks = value,
+                    _ => node.alloc = value,
+                }
+            }
+            (Place::Node(_), Some(field @ ("id" | "ticks" | "alloc")), _) => {
+                return Err(format!("a node's `{field}` is not a number").into());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 fn read_file(bytes: &[u8], budget: &mut DecodeBudget) -> Result<File, Failure> {
-    let mut reader = Reader::new(bytes);
-    let mut file = File::default();
-    let mut open: Vec<Context> = Vec::new();
-    // A cost centre's fields until its object ends (its `id` may come after its label).
-    let mut centre = (None::<u64>, CostCentre::default());
-    let mut key: Option<String> = None;
-    let mut seen_profile = false;
-    while let Some(event) = reader.next_event()? {
-        let within = open.last().copied();
-        let key_here = key.take();
-        match event {
-            Event::Key(name) => key = Some(name.into_owned()),
-            Event::ObjectStart | Event::ArrayStart => {
-                let is_object = event == Event::ObjectStart;
-                let context = match (within, key_here.as_deref(), is_object) {
-                    (None, _, true) => Context::Document,
-                    (None, _, false) => return Err("a GHC profile is a JSON object, not an array".to_string().into()),
-                    (Some(Context::Document), Some("cost_centres"), false) => Context::CostCentres,
-                    (Some(Context::CostCentres), None, true) => {
-                        budget.spend_frames(1)?;
-                        centre = (None, CostCentre::default());
-                        Context::CostCentre
-                    }
-                    (Some(Context::Document), Some("profile"), true) if !seen_profile => {
-                        seen_profile = true;
-                        budget.spend_frames(1)?;
-                        file.nodes.push(Node::default());
-                        Context::Node(file.nodes.len() - 1)
-                    }
-                    (Some(Context::Node(node)), Some("children"), false) => Context::Children(node),
-                    (Some(Context::Children(parent)), None, true) => {
-                        budget.spend_frames(1)?;
-                        file.nodes.push(Node { parent: Some(parent), ..Node::default() });
-                        Context::Node(file.nodes.len() - 1)
-                    }
-                    (Some(Context::Children(_)), None, false) => {
-                        return Err("a node's `children` holds an array instead of a node".to_string().into());
-                    }
-                    _ => Context::Other,
-                };
-                open.push(context);
-            }
-            Event::ObjectEnd | Event::ArrayEnd => {
-                if let Some(Context::CostCentre) = open.pop() {
-                    let id = centre.0.ok_or_else(|| "a cost centre has no `id`".to_string())?;
-                    file.cost_centres.insert(id, std::mem::take(&mut centre.1));
-                }
-            }
-            scalar => match (within, key_here.as_deref(), scalar) {
-                (Some(Context::Document), Some("tick_interval"), Event::Number(n)) => {
-                    file.tick_interval_us = Some(count(n, "`tick_interval`")?);
-                }
-                (Some(Context::CostCentre), Some("id"), Event::Number(n)) => centre.0 = Some(count(n, "an `id`")?),
-                (Some(Context::CostCentre), Some("label"), Event::String(text)) => centre.1.label = text.into_owned(),
-                (Some(Context::CostCentre), Some("module"), Event::String(text)) => centre.1.module = text.into_owned(),
-                (Some(Context::Node(node)), Some(field @ ("id" | "ticks" | "alloc")), Event::Number(n)) => {
-                    let value = count(n, &format!("a node's `{field}`"))?;
-                    let node = &mut file.nodes[node];
-                    match field {
-                        "id" => node.cost_centre = value,
-                        "ticks" => node.ticks = value,
-                        _ => node.alloc = value,
-                    }
-                }
-                (Some(Context::Node(_)), Some(field @ ("id" | "ticks" | "alloc")), _) => {
-                    return Err(format!("a node's `{field}` is not a number").into());
-                }
-                (Some(Context::Children(_)), None, _) => {
-                    return Err("a node's `children` holds a value that is not a node".to_string().into());
-                }
-                _ => {}
-            },
-        }
-    }
-    if !seen_profile {
-        return Err("there is no `profile` tree".to_string().into());
-    }
-    Ok(file)
+    let mut reading = Reading::default();
+    nested_tree::read(bytes, &mut reading, budget)?;
+    Ok(reading.file)
 }
 
 /// A count as GHC writes them: a whole number from 0 to 2^64 - 1.

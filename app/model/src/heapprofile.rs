@@ -6,12 +6,13 @@
 //! A profile is one tree nested in JSON: `head` is V8's `(root)` node, each node a `callFrame`,
 //! its `selfSize` (bytes of the sampled allocations made there) and its `children`; `samples`
 //! list the sampled allocations themselves and are not needed for the tree. The nesting is as
-//! deep as the program's stacks, so the file is read with [`crate::json_events`] (no recursion)
+//! deep as the program's stacks, so the file is read with [`crate::nested_tree`] (no recursion)
 //! rather than serde. Frames are named as in CPU profiles ([`crate::cpuprofile`]).
 
 use crate::budget::{DecodeBudget, TreeSize};
 use crate::cpuprofile::{Failure, frame_name};
-use crate::json_events::{Event, Reader};
+use crate::json_events::Event;
+use crate::nested_tree::{self, NestedTree, Place, whole};
 use crate::profile_set::{FormatError, Part, ProfileSet, Split};
 use crate::tree::{CallTree, NodeId, ROOT};
 
@@ -53,105 +54,66 @@ struct Node {
     self_size: u64,
 }
 
-/// What each open container of the document is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Context {
-    /// The document's object.
-    Document,
-    /// A node's object (the `head`, or an element of a node's `children`).
-    Node(usize),
-    /// A node's `callFrame`.
-    CallFrame(usize),
-    /// A node's `children`.
-    Children(usize),
-    /// Anything else, read past.
-    Other,
+/// A node's `callFrame`: the only container of the format's own (its node's index).
+#[derive(Clone, Copy)]
+struct CallFrame(usize);
+
+impl NestedTree for Vec<Node> {
+    type Own = CallFrame;
+    const WHAT: &'static str = "a heap profile";
+    const ROOT: &'static str = "head";
+
+    fn node(&mut self, parent: Option<usize>) {
+        self.push(Node { parent, ..Node::default() });
+    }
+
+    fn open(
+        &mut self,
+        within: Place<CallFrame>,
+        key: Option<&str>,
+        is_object: bool,
+        _: &mut DecodeBudget,
+    ) -> Result<Option<CallFrame>, Failure> {
+        Ok(match (within, key, is_object) {
+            (Place::Node(node), Some("callFrame"), true) => Some(CallFrame(node)),
+            _ => None,
+        })
+    }
+
+    fn value(&mut self, within: Place<CallFrame>, key: Option<&str>, value: Event) -> Result<(), Failure> {
+        match (within, key) {
+            (Place::Own(CallFrame(node)), Some(field)) => {
+                let node = &mut self[node];
+                match (field, value) {
+                    ("functionName", Event::String(text)) => node.function_name = text.into_owned(),
+                    ("url", Event::String(text)) => node.url = text.into_owned(),
+                    ("lineNumber", Event::Number(n)) => node.line_number = whole(n, "a `lineNumber`")?,
+                    _ => {}
+                }
+            }
+            (Place::Node(node), Some("selfSize")) => {
+                let Event::Number(n) = value else {
+                    return Err("a node's `selfSize` is not a number".to_string().into());
+                };
+                self[node].self_size = match n.parse::<u64>() {
+                    Ok(size) => size,
+                    Err(_) => {
+                        let size = whole(n, "a `selfSize`")?;
+                        u64::try_from(size).map_err(|_| format!("a node's `selfSize` is negative ({size})"))?
+                    }
+                };
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// The nodes of the document's tree, in document order.
 fn read_nodes(bytes: &[u8], budget: &mut DecodeBudget) -> Result<Vec<Node>, Failure> {
-    let mut reader = Reader::new(bytes);
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut open: Vec<Context> = Vec::new();
-    let mut key: Option<String> = None;
-    let mut seen_head = false;
-    while let Some(event) = reader.next_event()? {
-        let within = open.last().copied();
-        let key_here = key.take();
-        match event {
-            Event::Key(name) => key = Some(name.into_owned()),
-            Event::ObjectStart | Event::ArrayStart => {
-                let is_object = event == Event::ObjectStart;
-                let context = match (within, key_here.as_deref(), is_object) {
-                    (None, _, true) => Context::Document,
-                    (None, _, false) => return Err("a heap profile is a JSON object, not an array".to_string().into()),
-                    (Some(Context::Document), Some("head"), true) if !seen_head => {
-                        seen_head = true;
-                        budget.spend_frames(1)?;
-                        nodes.push(Node::default());
-                        Context::Node(nodes.len() - 1)
-                    }
-                    (Some(Context::Children(parent)), None, true) => {
-                        budget.spend_frames(1)?;
-                        nodes.push(Node { parent: Some(parent), ..Node::default() });
-                        Context::Node(nodes.len() - 1)
-                    }
-                    (Some(Context::Node(node)), Some("callFrame"), true) => Context::CallFrame(node),
-                    (Some(Context::Node(node)), Some("children"), false) => Context::Children(node),
-                    (Some(Context::Children(_)), None, false) => {
-                        return Err("a node's `children` holds an array instead of a node".to_string().into());
-                    }
-                    _ => Context::Other,
-                };
-                open.push(context);
-            }
-            Event::ObjectEnd | Event::ArrayEnd => {
-                open.pop();
-            }
-            scalar => match (within, key_here.as_deref()) {
-                (Some(Context::CallFrame(node)), Some(field)) => {
-                    let node = &mut nodes[node];
-                    match (field, scalar) {
-                        ("functionName", Event::String(text)) => node.function_name = text.into_owned(),
-                        ("url", Event::String(text)) => node.url = text.into_owned(),
-                        ("lineNumber", Event::Number(n)) => node.line_number = integer(n, "a `lineNumber`")?,
-                        _ => {}
-                    }
-                }
-                (Some(Context::Node(node)), Some("selfSize")) => {
-                    let Event::Number(n) = scalar else {
-                        return Err("a node's `selfSize` is not a number".to_string().into());
-                    };
-                    nodes[node].self_size = match n.parse::<u64>() {
-                        Ok(size) => size,
-                        Err(_) => {
-                            let size = integer(n, "a `selfSize`")?;
-                            u64::try_from(size).map_err(|_| format!("a node's `selfSize` is negative ({size})"))?
-                        }
-                    };
-                }
-                (Some(Context::Children(_)), None) => {
-                    return Err("a node's `children` holds a value that is not a node".to_string().into());
-                }
-                _ => {}
-            },
-        }
-    }
-    if !seen_head {
-        return Err("there is no `head` node".to_string().into());
-    }
+    let mut nodes = Vec::new();
+    nested_tree::read(bytes, &mut nodes, budget)?;
     Ok(nodes)
-}
-
-/// A whole number as V8 writes them (sizes and lines are integers; `1e3` is accepted).
-fn integer(text: &str, what: &str) -> Result<i64, String> {
-    if let Ok(n) = text.parse::<i64>() {
-        return Ok(n);
-    }
-    match text.parse::<f64>() {
-        Ok(n) if n.fract() == 0.0 && n.abs() < 9.0e18 => Ok(n as i64),
-        _ => Err(format!("{what} is not a whole number within 64 bits: {text}")),
-    }
 }
 
 /// The call tree of the nodes: V8's `(root)` head is the tree's root.

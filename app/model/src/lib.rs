@@ -24,6 +24,7 @@ pub mod jfr;
 mod json_events;
 pub mod layout;
 pub mod navigate;
+mod nested_tree;
 pub mod page_data;
 pub mod palette;
 pub mod papyrus;
