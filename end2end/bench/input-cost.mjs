@@ -8,22 +8,11 @@
 //
 // Opens the explorer, waits until it has hydrated and the whole tree has arrived, then
 // alternates a click zoom on row 1 with "all", and a search ("decode"/"parse") with clearing it.
-import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { chromium, option } from "./probes.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "..", "package.json"));
-const { chromium } = require("playwright-core");
-
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const KILN = opt("kiln", "");
-const QUERY = opt("query", "");
-const REPS = Number(opt("reps", "10"));
+const KILN = option("kiln", "");
+const QUERY = option("query", "");
+const REPS = Number(option("reps", "10"));
 if (!KILN || !QUERY) {
   console.error("usage: input-cost.mjs --kiln URL --query app.cpu [--reps N]");
   process.exit(2);

@@ -11,22 +11,11 @@
 //            SystemInfo.getProcessInfo), next to its resident memory before the file was
 //            picked; and CDP Performance.getMetrics' JS heap, polled every 50 ms (its maximum).
 import fs from "node:fs";
-import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { chromium, option } from "./probes.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "..", "package.json"));
-const { chromium } = require("playwright-core");
-
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const kiln = opt("kiln");
-const file = opt("file");
-const runs = Number(opt("runs", 3));
+const kiln = option("kiln");
+const file = option("file");
+const runs = Number(option("runs", 3));
 if (!kiln || !file) {
   console.error("usage: node measure-open-big.mjs --kiln URL --file trace.json [--runs 3]");
   process.exit(2);

@@ -17,24 +17,13 @@
 // (devtools.timeline and the V8 sampling profiler) over the time-order inputs.
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import { armChange, changed, median, settle } from "./probes.mjs";
+import { armChange, changed, median, settle, args, chromium, option } from "./probes.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "..", "package.json"));
-const { chromium } = require("playwright-core");
-
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args.splice(i, 2)[1] : dflt;
-};
-const KILN = opt("kiln");
-const OUT = opt("out", "");
-const TRACE = opt("trace", "");
-const REPS = Number(opt("reps", "40"));
-const CAP_MS = Number(opt("cap-ms", "300000"));
+const KILN = option("kiln");
+const OUT = option("out", "");
+const TRACE = option("trace", "");
+const REPS = Number(option("reps", "40"));
+const CAP_MS = Number(option("cap-ms", "300000"));
 const FILE = args[0];
 if (!KILN || !FILE) {
   console.error("usage: measure-time-order.mjs --kiln URL [--reps N] [--out FILE] [--trace FILE] file.cpuprofile");

@@ -17,24 +17,13 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import { armChange, changed, median, settle } from "./probes.mjs";
+import { armChange, changed, median, settle, args, chromium, option } from "./probes.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "..", "package.json"));
-const { chromium } = require("playwright-core");
-
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args.splice(i, 2)[1] : dflt;
-};
-const KILN = opt("kiln");
-const SPEEDSCOPE = opt("speedscope", "");
-const OUT = opt("out", "");
-const CAP_MS = Number(opt("cap-ms", "60000"));
-const REPS = Number(opt("reps", "5"));
+const KILN = option("kiln");
+const SPEEDSCOPE = option("speedscope", "");
+const OUT = option("out", "");
+const CAP_MS = Number(option("cap-ms", "60000"));
+const REPS = Number(option("reps", "5"));
 const profiles = args.map((a) => {
   const [label, app, file] = a.split("=");
   return { label, app, file };

@@ -1,5 +1,23 @@
-// What the browser benchmarks share: the watcher that times an input to the first frame that
-// shows its effect, and small statistics.
+// What the browser benchmarks share: playwright-core and their options, the watcher that
+// times an input to the first frame that shows its effect, and small statistics.
+import path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+// This folder.
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** playwright-core's chromium, from end2end's node_modules (it launches Debian's /usr/bin/chromium). */
+export const { chromium } = createRequire(path.join(here, "..", "package.json"))("playwright-core");
+
+/** The command line's arguments, with `--name value` options taken out by `option`. */
+export const args = process.argv.slice(2);
+
+/** Takes `--name value` out of `args`: the value, or `dflt` when the option is not given. */
+export function option(name, dflt) {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args.splice(i, 2)[1] : dflt;
+}
 
 // Arms a watcher: the next `event` on `target` starts the clock; the first animation frame
 // whose canvas differs from now stops it. Resolves with the latency in ms (and from when the
