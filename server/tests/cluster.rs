@@ -319,6 +319,25 @@ fn servers_on_one_stream_answer_like_one() {
         wait_for_exactly(kiln, &acked, &maybe);
     }
     // Every server cuts some of the partitions.
+    wait_for_leases_spread(&cluster, &names);
+    let spread_after = cluster.stream_span().1;
+    let mut i = 0;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let stack = format!("main;spread_{i}");
+        assert_eq!(upload_in(&servers[i % 3], i as u64 % PARTITIONS, &stack), 200, "upload {i}");
+        acked.insert(stack);
+        i += 1;
+        if i % PARTITIONS as usize == 0 {
+            let writers: BTreeSet<String> =
+                cluster.blocks().into_iter().filter(|b| b.stream_seq > spread_after).map(|b| b.cut_by).collect();
+            if writers.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "blocks were not cut by every server: {writers:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let holders = wait_for_leases_spread(&cluster, &names);
 
     // A server holding partition leases killed, never restarted: nothing it acknowledged is

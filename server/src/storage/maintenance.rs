@@ -152,7 +152,7 @@ pub(super) async fn publish(
     let (bytes, index, footer) = tokio::task::spawn_blocking(move || contents.encode())
         .await
         .map_err(|e| StorageError::Config(format!("block encoder panicked: {e}")))?;
-    // A cluster block is named by its cut, so that a second cutter (after a lease change)
+    // A cluster block is named by its cut, so that a partition's next holder (after a lease change)
     // writes the same object instead of a second copy.
     let id = match cut {
         Some(cut) if level == 0 => format!("{:020}", cut.stream_seq),
