@@ -675,7 +675,11 @@ fn a_lease_has_one_holder_at_a_time() {
         let renewed = a.lease("cutter", "a", Some(held)).await.unwrap().expect("the holder renews");
         assert_eq!(a.lease("cutter", "a", Some(held)).await.unwrap(), None, "a stale revision is a lost lease");
         assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None);
+        assert!(a.lease("member.a", "a", None).await.unwrap().is_some());
+        assert_eq!(b.leases_held("cutter").await.unwrap(), vec![("cutter".to_string(), "a".to_string())]);
         a.release("cutter", renewed).await.unwrap();
+        assert_eq!(b.leases_held("cutter").await.unwrap(), vec![], "a released lease is not held");
+        assert_eq!(b.leases_held("member.").await.unwrap(), vec![("member.a".to_string(), "a".to_string())]);
         assert!(b.lease("cutter", "b", None).await.unwrap().is_some(), "a released lease is taken");
         // A key published twice within the window is stored once.
         let first = a.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();
