@@ -144,6 +144,9 @@ pub(super) struct Cluster {
     referenced: std::sync::Mutex<BTreeMap<u64, String>>,
     /// Names the objects of this server's references.
     next_reference: AtomicU64,
+    /// When the bucket was last searched for objects no reference names (at most once per
+    /// block duration: it is a listing).
+    orphans_checked: std::sync::Mutex<Option<Instant>>,
 }
 
 fn lease_name(partition: u64) -> String {
@@ -193,6 +196,7 @@ impl Cluster {
             leaving: std::sync::atomic::AtomicBool::new(false),
             referenced: std::sync::Mutex::new(BTreeMap::new()),
             next_reference: AtomicU64::new(0),
+            orphans_checked: std::sync::Mutex::new(None),
         }
     }
 
@@ -240,6 +244,16 @@ impl Cluster {
     /// Notes that every upload of `partition` up to `cut` is in blocks.
     fn note_cut(&self, partition: u64, cut: u64) {
         self.cuts.lock().expect("cuts lock")[partition as usize].note(cut);
+    }
+
+    /// Whether to search the bucket for unreferenced objects now (and note that it is done).
+    fn orphans_due(&self, every: Duration) -> bool {
+        let mut checked = self.orphans_checked.lock().expect("orphans lock");
+        let due = checked.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            *checked = Some(Instant::now());
+        }
+        due
     }
 
     /// Where the log may be trimmed: below the oldest, over partitions, of each partition's
@@ -745,7 +759,7 @@ pub(super) async fn trim(inner: &Inner, cluster: &Cluster) {
     for path in &trimmed {
         delete_object(inner, path).await;
     }
-    if cluster.maintains() {
+    if cluster.maintains() && cluster.orphans_due(inner.config.block_duration) {
         delete_orphans(inner, cluster).await;
     }
 }
