@@ -456,6 +456,11 @@ fn servers_on_one_stream_answer_like_one() {
     assert!(term.success());
     assert!(stopping.wait().success());
     assert!(cluster.log_of(stopped).contains("gave up its leases"), "{}", cluster.log_of(stopped));
+    let holders = cluster.lease_holders();
+    assert!(
+        !holders.contains_key(&cluster.server_id(stopped)),
+        "a stopped server's leases are free at once: {holders:?}"
+    );
     for i in 0..8 {
         let stack = format!("main;after_stop_{i}");
         assert_eq!(upload_in(&servers[i % 2], i as u64 * 2, &stack), 200, "upload {i} after a server stopped");
