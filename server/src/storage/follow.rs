@@ -524,7 +524,10 @@ fn freeze(inner: &Inner, cluster: &Cluster, partition: u64, seq: u64) {
                 cluster.note_cut(partition, seq);
             }
             Some(head)
-        } else if state.blocks.values().any(|b| cuts_covered(&b.meta).contains(&seq)) {
+        } else if state.blocks.values().any(|b| {
+            // Most blocks end below the marker: only those that do not are looked into.
+            b.meta.stream_seq.is_some_and(|newest| newest >= seq) && cuts_covered(&b.meta).contains(&seq)
+        }) {
             Some(head)
         } else {
             state.frozen.push_back(Arc::new(Frozen {
