@@ -39,7 +39,7 @@
 //!   A postings index pays off only with hundreds of thousands of series per block, which
 //!   per-series chunks would make costly first.
 //! - compaction: level-0 blocks of one writer starting in one finished `--compaction-window`
-//!   (an hour) are merged into one. The rule that keeps several writers safe on one bucket:
+//!   (an hour) are merged into one (in cluster mode, one per partition). The rule that keeps several writers safe on one bucket:
 //!   **a writer compacts and deletes only its own blocks** (they live under
 //!   `blocks/<writer id>/`; the id is made once per data directory and kept in `writer-id`),
 //!   so no two writers race on one object. A compacted meta lists the blocks it replaces and
