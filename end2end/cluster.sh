@@ -17,8 +17,9 @@
 # an Idempotency-Key; a failed attempt is retried through the proxy with the same key, up to
 # 10 times, as `kiln upload` retries. An upload is acknowledged when one attempt answered 200.
 #
-# Timeline (fractions of DURATION): 1/4 NATS node 2 killed, 1/2 the Kiln server holding the
-# cutter lease killed (KILL=N to kill server N instead), 3/4 NATS node 2 started again.
+# Timeline (fractions of DURATION): 1/4 NATS node 2 killed, 1/2 Kiln server 3 killed (it
+# holds some of the partition leases, as every server does; KILL=N to kill server N instead),
+# 3/4 NATS node 2 started again.
 #
 # Prints, per mode: uploads acknowledged, attempts that failed (and their statuses), ingest
 # latency p50/p99 (every attempt), query latency p50/p99 (a merge of everything uploaded,
@@ -34,7 +35,7 @@
 #   MODE      cluster, single or both (default both)
 #   PROFILE   debug or release (default debug); KILN to use a built binary instead
 #   BASE      first loopback port used (default 24000; the run takes BASE … BASE+400)
-#   KILL      the Kiln server killed: cutter (the one holding the cutter lease; default) or 1, 2, 3
+#   KILL      the Kiln server killed: 1, 2 or 3 (default 3)
 #   KEEP=1    keep the work directory (logs, latencies) instead of deleting it
 set -euo pipefail
 export LC_ALL=C
@@ -165,13 +166,7 @@ if [ "$MODE" = cluster ] || [ "$MODE" = both ]; then
   kill -9 "${nats_pid[2]}"
   wait "${nats_pid[2]}" 2>/dev/null || true
   sleep $(( duration / 4 ))
-  victim=${KILL:-cutter}
-  if [ "$victim" = cutter ]; then
-    victim=3
-    for i in 1 2 3; do
-      if grep -E 'now cuts|no longer cuts' "$work/c$i.log" | tail -n 1 | grep -q 'now cuts'; then victim=$i; fi
-    done
-  fi
+  victim=${KILL:-3}
   log "killing Kiln server $victim"
   kiln_killed_ticks=$(cpu_ticks "${kiln_pid[$victim]}")
   grep -v "${servers[$((victim - 1))]}" "$work/alive" >"$work/alive.new"; mv "$work/alive.new" "$work/alive"
@@ -196,9 +191,10 @@ if [ "$MODE" = cluster ] || [ "$MODE" = both ]; then
   verify cluster "${servers[$((survivors[0] - 1))]}" "${servers[$((survivors[1] - 1))]}"
   echo "blocks in the bucket: $(find "$work/s3/kiln/c/blocks" -name '*.meta.json' | wc -l)"
   for i in "${survivors[@]}"; do
-    took=$(grep 'now cuts' "$work/c$i.log" | cut -c12-19 | tr '\n' ' ' || true)
-    if [ -n "$took" ]; then echo "Kiln server $i took the cutter lease at (UTC): $took"; fi
+    took=$(grep "now cuts a partition" "$work/c$i.log" | cut -c12-19 | tr '\n' ' ' || true)
+    if [ -n "$took" ]; then echo "Kiln server $i took partition leases at (UTC): $took"; fi
   done
+  echo "blocks by the server that cut them: $(grep -ho '"cut_by": "[0-9a-f]*"' "$work"/s3/kiln/c/blocks/cluster/*.meta.json | sort | uniq -c | awk '{printf "%s ", $1}')"
   # Stop the cluster before the single-server run, so that it does not share the machine.
   kill "$proxy_pid" "${kiln_pid[${survivors[0]}]}" "${kiln_pid[${survivors[1]}]}" "${nats_pid[1]}" "${nats_pid[2]}" "${nats_pid[3]}" 2>/dev/null || true
   sleep 2

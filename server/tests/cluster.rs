@@ -13,8 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use kiln_server::storage::SeriesKey;
+use kiln_server::storage::block::series_id;
 use kiln_server::storage::cluster::nats::NatsLog;
-use kiln_server::storage::cluster::{Document, LogConfig, SharedLog};
+use kiln_server::storage::cluster::{Document, LogConfig, PARTITIONS, SharedLog, partition};
 use support::{Kiln, S3Server, folded_values, http, http_with, on_path};
 
 const QUERY: &str = "/render?query=clustered.cpu&format=folded";
@@ -153,8 +155,8 @@ impl Cluster {
         without_colours(&std::fs::read_to_string(self._dirs.path().join(name).join("kiln.log")).unwrap_or_default())
     }
 
-    /// Level-0 block metas in the bucket: (stream sequence cut at, uploads).
-    fn blocks(&self) -> Vec<(u64, u64)> {
+    /// Level-0 block metas in the bucket.
+    fn blocks(&self) -> Vec<Block> {
         let Ok(entries) = std::fs::read_dir(self.bucket_dir.join("blocks/cluster")) else { return Vec::new() };
         entries
             .filter_map(|e| e.ok())
@@ -162,8 +164,94 @@ impl Cluster {
             .filter_map(|e| std::fs::read(e.path()).ok())
             .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .filter(|meta| meta["level"] == 0)
-            .map(|meta| (meta["stream_seq"].as_u64().unwrap(), meta["uploads"].as_u64().unwrap()))
+            .map(|meta| Block {
+                stream_seq: meta["stream_seq"].as_u64().unwrap(),
+                uploads: meta["uploads"].as_u64().unwrap(),
+                partition: meta["partition"].as_u64().expect("a cluster block names its partition"),
+                cut_by: meta["cut_by"].as_str().expect("a cluster block names its writer").to_string(),
+            })
             .collect()
+    }
+
+    /// Uploads in level-0 blocks.
+    fn uploads_in_blocks(&self) -> u64 {
+        self.blocks().iter().map(|b| b.uploads).sum()
+    }
+
+    /// A server's id, as it names itself in leases and block metas.
+    fn server_id(&self, name: &str) -> String {
+        std::fs::read_to_string(self._dirs.path().join(name).join("writer-id")).unwrap().trim().to_string()
+    }
+
+    /// The partition leases held now: the partitions of each holder, by server id.
+    fn lease_holders(&self) -> BTreeMap<String, BTreeSet<u64>> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let log = NatsLog::connect(&log_config(&self.nats)).await.unwrap();
+            let mut holders: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+            for (lease, holder) in log.leases_held("cutter.").await.unwrap() {
+                holders.entry(holder).or_default().insert(lease["cutter.".len()..].parse().unwrap());
+            }
+            holders
+        })
+    }
+
+    /// The stream's first and last sequence.
+    fn stream_span(&self) -> (u64, u64) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(self.nats.url()).await.unwrap();
+            let mut stream = async_nats::jetstream::new(client).get_stream("KILN").await.unwrap();
+            let state = &stream.info().await.unwrap().state;
+            (state.first_sequence, state.last_sequence)
+        })
+    }
+}
+
+/// A level-0 block's meta.
+#[derive(Debug)]
+struct Block {
+    /// The freeze marker its partition's head was cut at.
+    stream_seq: u64,
+    uploads: u64,
+    partition: u64,
+    /// The server that wrote it.
+    cut_by: String,
+}
+
+/// A `host` label value whose series (`clustered.cpu{host=…}`) is in `partition`.
+fn host_in(wanted: u64) -> String {
+    (0..)
+        .map(|i| format!("h{i}"))
+        .find(|host| {
+            let labels = BTreeMap::from([("host".to_string(), host.clone())]);
+            partition(series_id(&SeriesKey::new("clustered", "cpu", labels))) == wanted
+        })
+        .unwrap()
+}
+
+/// Uploads `stack` to a series of `partition`.
+fn upload_in(kiln: &Kiln, partition: u64, stack: &str) -> u16 {
+    let path = format!("/ingest?name=clustered.cpu%7Bhost%3D{}%7D", host_in(partition));
+    match http(kiln.addr, "POST", &path, format!("{stack} 1\n").as_bytes()) {
+        Ok((status, _)) => status,
+        Err(_) => 0,
+    }
+}
+
+/// Polls until the partition leases are spread over exactly `servers` (each holds one or
+/// more, all are held); returns them.
+fn wait_for_leases_spread(cluster: &Cluster, servers: &[&str]) -> BTreeMap<String, BTreeSet<u64>> {
+    let ids: BTreeSet<String> = servers.iter().map(|name| cluster.server_id(name)).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let holders = cluster.lease_holders();
+        let held: usize = holders.values().map(BTreeSet::len).sum();
+        if held == PARTITIONS as usize && holders.keys().cloned().collect::<BTreeSet<_>>() == ids {
+            return holders;
+        }
+        assert!(Instant::now() < deadline, "the partition leases were never spread over {servers:?}: {holders:?}");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -205,12 +293,13 @@ fn wait_for_exactly(kiln: &Kiln, acked: &BTreeSet<String>, maybe: &BTreeSet<Stri
 fn servers_on_one_stream_answer_like_one() {
     let mut cluster = Cluster::start(tempfile::tempdir().unwrap());
     let servers = vec![cluster.kiln("a"), cluster.kiln("b"), cluster.kiln("c")];
+    let mut names = vec!["a", "b", "c"];
     let mut acked = BTreeSet::new();
     let mut maybe = BTreeSet::new();
-    // Round-robin, as behind a load balancer.
-    for i in 0..30 {
+    // Round-robin, as behind a load balancer, into every partition.
+    for i in 0..32 {
         let stack = format!("main;upload_{i}");
-        assert_eq!(upload(&servers[i % 3], &stack), 200, "upload {i}");
+        assert_eq!(upload_in(&servers[i % 3], i as u64 % PARTITIONS, &stack), 200, "upload {i}");
         acked.insert(stack);
     }
     // A keyed retry that lands on another server is counted once.
@@ -229,18 +318,40 @@ fn servers_on_one_stream_answer_like_one() {
     for kiln in &servers {
         wait_for_exactly(kiln, &acked, &maybe);
     }
+    // Every server cuts some of the partitions.
+    wait_for_leases_spread(&cluster, &names);
+    let spread_after = cluster.stream_span().1;
+    let mut i = 0;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let stack = format!("main;spread_{i}");
+        assert_eq!(upload_in(&servers[i % 3], i as u64 % PARTITIONS, &stack), 200, "upload {i}");
+        acked.insert(stack);
+        i += 1;
+        if i % PARTITIONS as usize == 0 {
+            let writers: BTreeSet<String> =
+                cluster.blocks().into_iter().filter(|b| b.stream_seq > spread_after).map(|b| b.cut_by).collect();
+            if writers.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "blocks were not cut by every server: {writers:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let holders = wait_for_leases_spread(&cluster, &names);
 
-    // The server that cuts blocks killed, never restarted: nothing it acknowledged is lost,
-    // and another takes its lease and cuts every block from then on.
+    // A server holding partition leases killed, never restarted: nothing it acknowledged is
+    // lost, and the other servers take its partitions and cut their blocks from then on.
     let mut servers = servers;
-    let mut names = vec!["a", "b", "c"];
-    let cutter =
-        names.iter().position(|name| is_cutter(&cluster.log_of(name))).expect("one server holds the cutter lease");
-    servers.remove(cutter).kill();
-    names.remove(cutter);
-    for i in 30..45 {
+    let killed = (0..names.len()).max_by_key(|&at| holders[&cluster.server_id(names[at])].len()).unwrap();
+    let killed_id = cluster.server_id(names[killed]);
+    let killed_partitions = holders[&killed_id].clone();
+    servers.remove(killed).kill();
+    names.remove(killed);
+    let (_, killed_after) = cluster.stream_span();
+    for i in 32..64 {
         let stack = format!("main;upload_{i}");
-        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i}");
+        assert_eq!(upload_in(&servers[i % 2], i as u64 % PARTITIONS, &stack), 200, "upload {i}");
         acked.insert(stack);
     }
     for kiln in &servers {
@@ -248,14 +359,38 @@ fn servers_on_one_stream_answer_like_one() {
     }
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let in_blocks: u64 = cluster.blocks().iter().map(|(_, uploads)| uploads).sum();
-        if in_blocks == acked.len() as u64 {
+        let blocks = cluster.blocks();
+        let in_blocks: u64 = blocks.iter().map(|b| b.uploads).sum();
+        let later: Vec<&Block> = blocks.iter().filter(|b| b.stream_seq > killed_after).collect();
+        let writers: BTreeSet<&str> = later.iter().map(|b| b.cut_by.as_str()).collect();
+        assert!(!writers.contains(killed_id.as_str()), "a killed server cut a block: {later:?}");
+        let taken_over = killed_partitions.iter().all(|p| later.iter().any(|b| b.partition == *p));
+        // Nothing counted twice in blocks either (uploads of one cut are in one block).
+        assert!(
+            in_blocks <= acked.len() as u64,
+            "blocks hold {in_blocks} uploads, more than the {} acknowledged",
+            acked.len()
+        );
+        if in_blocks == acked.len() as u64 && taken_over && writers.len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "blocks hold {in_blocks} uploads, not all {} acknowledged", acked.len());
+        assert!(
+            Instant::now() < deadline,
+            "blocks hold {in_blocks} of {} uploads; blocks cut since the kill: {later:?} (the killed server held {killed_partitions:?})",
+            acked.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A server started now resumes from the newest cut and sees everything.
+    wait_for_leases_spread(&cluster, &names);
+    // The stream is trimmed below what is in blocks (one to two cuts of each partition are
+    // kept, so not all of it).
+    let deadline = Instant::now() + DEADLINE;
+    while cluster.stream_span().0 <= 1 {
+        assert!(Instant::now() < deadline, "the stream was never trimmed: {:?}", cluster.stream_span());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A server started now, on a trimmed stream, resumes each partition at its own cut and
+    // sees everything.
     servers.push(cluster.kiln("d"));
     names.push("d");
     wait_for_exactly(&servers[2], &acked, &maybe);
@@ -313,30 +448,28 @@ fn servers_on_one_stream_answer_like_one() {
         assert_eq!(status, 200, "{body}");
     }
 
-    // The cutter stopped gracefully gives its lease up; another server cuts what follows.
-    let deadline = Instant::now() + DEADLINE;
-    let cutter = loop {
-        if let Some(at) = names.iter().position(|name| is_cutter(&cluster.log_of(name))) {
-            break at;
-        }
-        assert!(Instant::now() < deadline, "no server took the cutter lease after NATS came back");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stopping = servers.remove(cutter);
-    let stopped = names.remove(cutter);
+    // A server stopped gracefully gives its leases up at once; the others cut what follows.
+    wait_for_leases_spread(&cluster, &names);
+    let stopping = servers.remove(0);
+    let stopped = names.remove(0);
     let term = Command::new("kill").args(["-TERM", &stopping.pid().to_string()]).status().unwrap();
     assert!(term.success());
     assert!(stopping.wait().success());
-    assert!(cluster.log_of(stopped).contains("gave up the cutter lease"), "{}", cluster.log_of(stopped));
-    for i in 0..4 {
+    assert!(cluster.log_of(stopped).contains("gave up its leases"), "{}", cluster.log_of(stopped));
+    let holders = cluster.lease_holders();
+    assert!(
+        !holders.contains_key(&cluster.server_id(stopped)),
+        "a stopped server's leases are free at once: {holders:?}"
+    );
+    for i in 0..8 {
         let stack = format!("main;after_stop_{i}");
-        assert_eq!(upload(&servers[i % 2], &stack), 200, "upload {i} after the cutter stopped");
+        assert_eq!(upload_in(&servers[i % 2], i as u64 * 2, &stack), 200, "upload {i} after a server stopped");
         acked.insert(stack);
     }
     let in_blocks_expected = acked.len() as u64;
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let in_blocks: u64 = cluster.blocks().iter().map(|(_, uploads)| uploads).sum();
+        let in_blocks = cluster.uploads_in_blocks();
         // Uploads refused during the outage may have been stored: at least every one acknowledged.
         if in_blocks >= in_blocks_expected && in_blocks <= in_blocks_expected + maybe.len() as u64 {
             let answered =
@@ -354,12 +487,57 @@ fn servers_on_one_stream_answer_like_one() {
     for kiln in &servers {
         wait_for_exactly(kiln, &acked, &maybe);
     }
+    wait_for_leases_spread(&cluster, &names);
 }
 
-/// Whether a server's log says it holds the cutter lease now.
-fn is_cutter(log: &str) -> bool {
-    log.rfind("this server now cuts the cluster's blocks")
-        > log.rfind("this server no longer cuts the cluster's blocks")
+/// Partitions are cut at different points of the stream (each when its own head is due):
+/// a server started later, or restarted, resumes each partition at its own cut, so an upload
+/// above one partition's cut and below another's is counted once.
+#[test]
+fn a_server_started_later_resumes_each_partition_at_its_own_cut() {
+    let cluster = Cluster::start(tempfile::tempdir().unwrap());
+    let a = cluster.kiln("a");
+    let mut acked = BTreeSet::new();
+    // Uploads into a few partitions in turn, until the bucket holds blocks of several
+    // partitions with different newest cuts.
+    let deadline = Instant::now() + DEADLINE;
+    let mut i = 0;
+    loop {
+        let stack = format!("main;staggered_{i}");
+        assert_eq!(upload_in(&a, i % 5, &stack), 200, "upload {i}");
+        acked.insert(stack);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        let mut newest: BTreeMap<u64, u64> = BTreeMap::new();
+        for block in cluster.blocks() {
+            let cut = newest.entry(block.partition).or_default();
+            *cut = (*cut).max(block.stream_seq);
+        }
+        let distinct: BTreeSet<u64> = newest.values().copied().collect();
+        if i >= 20 && distinct.len() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "blocks were not cut per partition: {newest:?}");
+    }
+    // Some uploads still in heads, above some partitions' cuts.
+    for j in 0..5 {
+        let stack = format!("main;in_head_{j}");
+        assert_eq!(upload_in(&a, j, &stack), 200);
+        acked.insert(stack);
+    }
+    let b = cluster.kiln("b");
+    wait_for_exactly(&b, &acked, &BTreeSet::new());
+    a.kill();
+    let a = cluster.kiln("a");
+    wait_for_exactly(&a, &acked, &BTreeSet::new());
+    for j in 0..5 {
+        let stack = format!("main;after_restart_{j}");
+        assert_eq!(upload_in(if j % 2 == 0 { &a } else { &b }, j, &stack), 200);
+        acked.insert(stack);
+    }
+    for kiln in [&a, &b] {
+        wait_for_exactly(kiln, &acked, &BTreeSet::new());
+    }
 }
 
 #[test]
@@ -451,7 +629,7 @@ fn a_stream_that_ends_before_the_blocks_is_refused() {
     let kiln = cluster.kiln("a");
     assert_eq!(upload(&kiln, "main;in_a_block"), 200);
     let deadline = Instant::now() + DEADLINE;
-    while cluster.blocks().iter().map(|(_, uploads)| uploads).sum::<u64>() < 1 {
+    while cluster.uploads_in_blocks() < 1 {
         assert!(Instant::now() < deadline, "the upload never reached a block");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -502,7 +680,11 @@ fn a_lease_has_one_holder_at_a_time() {
         let renewed = a.lease("cutter", "a", Some(held)).await.unwrap().expect("the holder renews");
         assert_eq!(a.lease("cutter", "a", Some(held)).await.unwrap(), None, "a stale revision is a lost lease");
         assert_eq!(b.lease("cutter", "b", None).await.unwrap(), None);
+        assert!(a.lease("member.a", "a", None).await.unwrap().is_some());
+        assert_eq!(b.leases_held("cutter").await.unwrap(), vec![("cutter".to_string(), "a".to_string())]);
         a.release("cutter", renewed).await.unwrap();
+        assert_eq!(b.leases_held("cutter").await.unwrap(), vec![], "a released lease is not held");
+        assert_eq!(b.leases_held("member.").await.unwrap(), vec![("member.a".to_string(), "a".to_string())]);
         assert!(b.lease("cutter", "b", None).await.unwrap().is_some(), "a released lease is taken");
         // A key published twice within the window is stored once.
         let first = a.publish("kiln.uploads.1".into(), b"x".to_vec(), Some("key-1".into())).await.unwrap();

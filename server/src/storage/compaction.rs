@@ -2,8 +2,11 @@
 //! unpublished data objects, and retention.
 
 use super::block::ChunkBuilder;
-use super::maintenance::{BlockContents, delete_block, publish};
+use super::maintenance::{BlockContents, ClusterCut, delete_block, publish};
 use super::*;
+
+/// A block as listed: its meta's path and the block.
+type Listed = (String, Arc<LoadedBlock>);
 
 pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageError> {
     let _one_at_a_time = inner.maintenance.lock().await;
@@ -14,7 +17,9 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
         let visible: HashSet<&str> = state.visible().map(|b| b.meta.id.as_str()).collect();
         let own = state.blocks.iter().filter(|(_, b)| b.meta.writer == inner.writer);
         let mut replaced = Vec::new();
-        let mut groups: BTreeMap<i64, Vec<(String, Arc<LoadedBlock>)>> = BTreeMap::new();
+        // By window and (cluster mode) partition: a compacted block holds one partition, as
+        // the blocks it replaces do.
+        let mut groups: BTreeMap<(i64, Option<u64>), Vec<Listed>> = BTreeMap::new();
         for (path, block) in own {
             if !visible.contains(block.meta.id.as_str()) {
                 replaced.push((path.clone(), block.clone()));
@@ -22,7 +27,7 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
                 let start = block.meta.min_time.div_euclid(window);
                 // Only finished windows: no block of it can still be on its way.
                 if (start + 1) * window + settle <= now {
-                    groups.entry(start).or_default().push((path.clone(), block.clone()));
+                    groups.entry((start, block.meta.partition)).or_default().push((path.clone(), block.clone()));
                 }
             }
         }
@@ -34,7 +39,7 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
     }
     delete_orphans(inner).await?;
     let mut written = 0;
-    for (_, group) in groups.into_iter().filter(|(_, g)| g.len() >= 2) {
+    for ((_, partition), group) in groups.into_iter().filter(|(_, g)| g.len() >= 2) {
         // Chunks of one series from several blocks join one stack tree: no tree per upload.
         let mut series: BTreeMap<SeriesKey, ChunkBuilder> = BTreeMap::new();
         let mut inputs = Vec::new();
@@ -67,8 +72,12 @@ pub(super) async fn compact(inner: &Inner, now: i64) -> Result<usize, StorageErr
             .cloned()
             .collect();
         let series = series.into_iter().map(|(key, builder)| (key, builder.snapshot())).collect();
-        let stream_seq = inputs.iter().filter_map(|(_, b)| b.meta.stream_seq).max();
-        let (key, block) = publish(inner, BlockContents::Series(series), 1, wal_segment, ids, keys, stream_seq).await?;
+        let cut = inputs
+            .iter()
+            .filter_map(|(_, b)| b.meta.stream_seq)
+            .max()
+            .map(|stream_seq| ClusterCut { stream_seq, partition });
+        let (key, block) = publish(inner, BlockContents::Series(series), 1, wal_segment, ids, keys, cut).await?;
         inner.state.write().expect("state lock").blocks.insert(key, block);
         written += 1;
         for (path, block) in &inputs {
@@ -117,6 +126,8 @@ pub(super) async fn apply_retention(inner: &Inner, now: i64) -> Result<usize, St
     let cutoff = now.saturating_sub(inner.config.retention.as_secs() as i64);
     let expired: Vec<(String, Arc<LoadedBlock>)> = {
         let mut state = inner.state.write().expect("state lock");
+        // Cluster mode: the partitions' heads stay as they are, the same on every server
+        // (they are cut within a block duration, and their blocks expire then).
         for series in state.active.series.values_mut() {
             series.chunk.retain_uploads(|u| u.until >= cutoff);
         }

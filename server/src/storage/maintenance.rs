@@ -16,18 +16,18 @@ pub(super) async fn cut_when_due(inner: Arc<Inner>) {
             () = inner.head_full.notified() => {}
         }
         let now = (config.clock)();
+        if let Some(cluster) = &inner.cluster {
+            // Every server freezes a partition's head where its holder's marker lands in the log.
+            follow::cut_when_due(&inner, cluster, now).await;
+            continue;
+        }
         let due = {
             let state = inner.state.read().expect("state lock");
             let age = state.active.first_at.map_or(0, |t| now.saturating_sub(t));
             !state.active.is_empty()
                 && (state.active.bytes >= config.head_max_bytes || age >= config.block_duration.as_secs() as i64)
         };
-        if due && let Some(cluster) = &inner.cluster {
-            // Every server freezes its head where the cutter's marker lands in the log.
-            if let Err(e) = follow::request_cut(cluster).await {
-                tracing::warn!(error = %e, "cannot ask the cluster to cut its heads; retrying");
-            }
-        } else if due {
+        if due {
             match inner.wal.rotate().await {
                 Ok(_) => inner.frozen_ready.notify_one(),
                 Err(e) => tracing::error!(error = %e, "cutting the head failed; retrying"),
@@ -51,11 +51,8 @@ pub(super) async fn maintain(inner: Arc<Inner>) {
             () = inner.frozen_ready.notified() => {}
         }
         let now = (config.clock)();
-        let pending = !inner.state.read().expect("state lock").frozen.is_empty();
-        // In cluster mode only the cutter writes blocks (and compacts and expires them); the
-        // others swap their frozen heads for its blocks.
-        let cutter = inner.cluster.as_ref().is_none_or(|c| c.is_cutter());
-        if pending && cutter && Instant::now() >= retry_at {
+        let pending = next_to_publish(&inner).is_some();
+        if pending && Instant::now() >= retry_at {
             let published = {
                 let _one_at_a_time = inner.maintenance.lock().await;
                 publish_frozen(&inner).await
@@ -76,6 +73,9 @@ pub(super) async fn maintain(inner: Arc<Inner>) {
                 }
             }
         }
+        if let Some(cluster) = &inner.cluster {
+            follow::trim(&inner, cluster).await;
+        }
         if last_refresh.elapsed() >= config.refresh_interval {
             last_refresh = Instant::now();
             let dedupe_from = now - config.dedupe_window.as_secs() as i64;
@@ -83,7 +83,9 @@ pub(super) async fn maintain(inner: Arc<Inner>) {
             if let Err(e) = refresh_blocks(&inner.objects, &inner.state).await {
                 tracing::warn!(error = %e, "listing blocks failed");
             }
-            if !cutter {
+            // In cluster mode one server compacts and expires the blocks: the `maintenance`
+            // lease's holder.
+            if !inner.cluster.as_ref().is_none_or(|c| c.maintains()) {
                 continue;
             }
             if let Err(e) = compact(&inner, now).await {
@@ -129,6 +131,15 @@ impl BlockContents {
     }
 }
 
+/// Cluster mode: where a block's uploads were cut from the shared log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClusterCut {
+    /// The freeze marker (a compacted block: its newest input's).
+    pub stream_seq: u64,
+    /// The partition (`None` only for a compacted block of blocks cut before partitions).
+    pub partition: Option<u64>,
+}
+
 pub(super) async fn publish(
     inner: &Inner,
     contents: BlockContents,
@@ -136,15 +147,15 @@ pub(super) async fn publish(
     wal_segment: u64,
     compacted_from: Vec<String>,
     idempotency_keys: Vec<(String, i64)>,
-    stream_seq: Option<u64>,
+    cut: Option<ClusterCut>,
 ) -> Result<(String, Arc<LoadedBlock>), StorageError> {
     let (bytes, index, footer) = tokio::task::spawn_blocking(move || contents.encode())
         .await
         .map_err(|e| StorageError::Config(format!("block encoder panicked: {e}")))?;
-    // A cluster block is named by its cut, so that a second cutter (after a lease change)
+    // A cluster block is named by its cut, so that a partition's next holder (after a lease change)
     // writes the same object instead of a second copy.
-    let id = match stream_seq {
-        Some(seq) if level == 0 => format!("{seq:020}"),
+    let id = match cut {
+        Some(cut) if level == 0 => format!("{:020}", cut.stream_seq),
         _ => new_block_id(),
     };
     let meta = BlockMeta {
@@ -160,7 +171,9 @@ pub(super) async fn publish(
         wal_segment,
         compacted_from,
         idempotency_keys,
-        stream_seq,
+        stream_seq: cut.map(|c| c.stream_seq),
+        partition: cut.and_then(|c| c.partition),
+        cut_by: inner.cluster.as_ref().map(|c| c.server.clone()),
     };
     let (data, meta_path) = block_paths(&inner.writer, &id);
     inner.objects.put(&data, PutPayload::from(bytes)).await?;
@@ -172,19 +185,8 @@ pub(super) async fn publish(
 
 pub(super) async fn flush(inner: &Inner) -> Result<usize, StorageError> {
     if let Some(cluster) = &inner.cluster {
-        // Only the cutter cuts, through a marker every server reads.
-        if !cluster.is_cutter() {
-            return Ok(0);
-        }
-        if !inner.state.read().expect("state lock").active.is_empty() {
-            follow::request_cut(cluster).await?;
-            let pending = cluster.freeze_pending.load(Ordering::Relaxed);
-            let mut applied = cluster.applied.subscribe();
-            let read_back = applied.wait_for(|&seq| seq >= pending);
-            if tokio::time::timeout(Duration::from_secs(10), read_back).await.is_err() {
-                return Err(StorageError::Log(cluster::LogError("the freeze marker was not read back in time".into())));
-            }
-        }
+        // Only a partition's lease holder cuts it, through a marker every server reads.
+        follow::flush(inner, cluster).await?;
         let _one_at_a_time = inner.maintenance.lock().await;
         return publish_frozen(inner).await;
     }
@@ -201,7 +203,7 @@ pub(super) async fn flush(inner: &Inner) -> Result<usize, StorageError> {
 pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError> {
     let mut written = 0;
     loop {
-        let Some(frozen) = inner.state.read().expect("state lock").frozen.front().cloned() else {
+        let Some(frozen) = next_to_publish(inner) else {
             return Ok(written);
         };
         let (contents, keys) = match &frozen.data {
@@ -217,9 +219,10 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
         let published = if contents.is_empty() {
             None
         } else {
-            let stream_seq = inner.cluster.as_ref().map(|_| frozen.sealed);
+            let cut =
+                inner.cluster.as_ref().map(|_| ClusterCut { stream_seq: frozen.sealed, partition: frozen.partition });
             let wal_segment = if inner.cluster.is_some() { 0 } else { frozen.sealed };
-            Some(publish(inner, contents, 0, wal_segment, Vec::new(), keys, stream_seq).await?)
+            Some(publish(inner, contents, 0, wal_segment, Vec::new(), keys, cut).await?)
         };
         let meta_path = published.as_ref().map(|(key, _)| key.clone());
         {
@@ -229,15 +232,28 @@ pub(super) async fn publish_frozen(inner: &Inner) -> Result<usize, StorageError>
                 state.blocks.insert(key, block);
                 written += 1;
             }
-            state.frozen.pop_front();
+            state.frozen.retain(|f| f.sealed != frozen.sealed);
         }
         match &inner.cluster {
             Some(cluster) => {
-                if let Some(meta) = meta_path {
-                    follow::published(inner, cluster, frozen.sealed, &meta).await;
+                if let (Some(meta), Some(partition)) = (meta_path, frozen.partition) {
+                    follow::published(cluster, partition, frozen.sealed, &meta).await;
                 }
             }
             None => wal::delete_through(&inner.wal_dir, frozen.sealed)?,
+        }
+    }
+}
+
+/// The oldest frozen head this server writes: any (one server), or the oldest of a partition
+/// whose lease it holds (cluster mode; the others' holders write theirs).
+fn next_to_publish(inner: &Inner) -> Option<Arc<Frozen>> {
+    let state = inner.state.read().expect("state lock");
+    match &inner.cluster {
+        None => state.frozen.front().cloned(),
+        Some(cluster) => {
+            let held = cluster.partitions_held();
+            state.frozen.iter().find(|f| f.partition.is_some_and(|p| held.contains(&p))).cloned()
         }
     }
 }

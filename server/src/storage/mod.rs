@@ -39,7 +39,7 @@
 //!   A postings index pays off only with hundreds of thousands of series per block, which
 //!   per-series chunks would make costly first.
 //! - compaction: level-0 blocks of one writer starting in one finished `--compaction-window`
-//!   (an hour) are merged into one. The rule that keeps several writers safe on one bucket:
+//!   (an hour) are merged into one (in cluster mode, one per partition). The rule that keeps several writers safe on one bucket:
 //!   **a writer compacts and deletes only its own blocks** (they live under
 //!   `blocks/<writer id>/`; the id is made once per data directory and kept in `writer-id`),
 //!   so no two writers race on one object. A compacted meta lists the blocks it replaces and
@@ -63,7 +63,7 @@
 //!
 //! - cluster mode (`--cluster`): the log is a shared, replicated stream instead of local
 //!   segments; every server follows it into the same head, and one server at a time cuts
-//!   blocks (see `follow`, and [`cluster`] for the interface to the log).
+//!   each partition's blocks (see `follow`, and [`cluster`] for the interface to the log).
 //!
 //! Files: `types` (series, uploads, errors and what reads answer), `maintenance` (cutting the
 //! head, publishing, loading and deleting blocks), `compaction` (compaction, cleanup of
@@ -265,6 +265,8 @@ const FROZEN_IN_MEMORY: usize = 2;
 struct Frozen {
     first_segment: u64,
     sealed: u64,
+    /// Cluster mode: the partition whose head this is (`sealed` is its freeze marker).
+    partition: Option<u64>,
     data: FrozenData,
 }
 
@@ -299,6 +301,9 @@ struct State {
     active: Head,
     /// The first log segment holding uploads of the active head.
     active_first_segment: u64,
+    /// Cluster mode: the active head of each partition (the shared log's uploads are cut per
+    /// partition; `active` stays empty). Empty otherwise.
+    partitions: Vec<Head>,
     /// Oldest first; written to blocks in this order.
     frozen: VecDeque<Arc<Frozen>>,
     /// By meta object path.
@@ -328,7 +333,7 @@ impl State {
 
     /// The heads whose uploads are in memory.
     fn heads(&self) -> impl Iterator<Item = &Head> {
-        std::iter::once(&self.active).chain(self.frozen.iter().filter_map(|f| f.in_memory()))
+        std::iter::once(&self.active).chain(&self.partitions).chain(self.frozen.iter().filter_map(|f| f.in_memory()))
     }
 
     /// The frozen heads whose uploads are only on disk, with their series.
@@ -356,7 +361,7 @@ impl State {
             );
             (FrozenData::OnDisk(head.summary()), Some(head))
         };
-        self.frozen.push_back(Arc::new(Frozen { first_segment, sealed, data }));
+        self.frozen.push_back(Arc::new(Frozen { first_segment, sealed, partition: None, data }));
         dropped
     }
 
@@ -493,8 +498,8 @@ impl Store {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(WalError::Io)?;
         let server_id = writer_id(&dir)?;
-        // In cluster mode every server holds the same head and one cutter at a time writes
-        // it, so the blocks have one writer: the cluster.
+        // In cluster mode every server holds the same head and one lease holder at a time
+        // writes each partition's, so the blocks have one writer: the cluster.
         let writer = if config.cluster.is_some() { follow::CLUSTER_WRITER.to_string() } else { server_id.clone() };
         let objects = config.backend.open(&dir, &config.s3).map_err(StorageError::Config)?;
         let state = Arc::new(RwLock::new(State::default()));
@@ -524,10 +529,13 @@ impl Store {
             Some(log_config) => {
                 let log = cluster::nats::NatsLog::connect(log_config).await.map_err(StorageError::Log)?;
                 let mut state = state.write().expect("state lock");
-                let resume_after = follow::resume_point(&state);
+                let cuts = follow::cuts_in_blocks(&state);
+                state.partitions = (0..cluster::PARTITIONS).map(|_| Head::default()).collect();
+                let cluster = follow::Cluster::new(Arc::new(log), server_id.clone(), cuts);
+                let resume_after = *cluster.applied.borrow();
                 state.cluster_applied = Some(resume_after);
                 tracing::info!(resume_after, server = %server_id, "following the shared log");
-                Some(follow::Cluster::new(Arc::new(log), server_id, resume_after))
+                Some(cluster)
             }
             None => None,
         };
@@ -581,7 +589,7 @@ impl Store {
             // Following the log is what makes uploads visible: it runs even without the
             // other background work.
             background.push(tokio::spawn(follow::follow(inner.clone())).abort_handle());
-            background.push(tokio::spawn(follow::hold_lease(inner.clone(), log_config.lease_ttl)).abort_handle());
+            background.push(tokio::spawn(follow::hold_leases(inner.clone(), log_config.lease_ttl)).abort_handle());
         }
         Ok(Store { inner, background })
     }
@@ -687,8 +695,8 @@ impl Store {
         self.inner.cluster.as_ref().and_then(|c| c.unready())
     }
 
-    /// At shutdown, in cluster mode: gives up the cutter lease if this server holds it, so
-    /// that another server takes it at once instead of when it expires.
+    /// At shutdown, in cluster mode: gives up the leases this server holds, so that other
+    /// servers take them at once instead of when they expire.
     pub async fn leave(&self) {
         if let Some(cluster) = &self.inner.cluster {
             cluster.leave().await;

@@ -194,9 +194,17 @@ pub struct BlockMeta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub idempotency_keys: Vec<(String, i64)>,
     /// Cluster mode: the shared log's sequence this block covers up to (the freeze marker
-    /// its head was cut at); a compacted block has its newest input's.
+    /// its partition's head was cut at); a compacted block has its newest input's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_seq: Option<u64>,
+    /// Cluster mode: the partition whose uploads this block holds (every upload of it up to
+    /// `stream_seq` not in an older block). A cluster block without one (written before
+    /// blocks were cut per partition) holds every partition's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u64>,
+    /// Cluster mode: the server that wrote it (the partition's lease holder then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_by: Option<String>,
 }
 
 /// Encodes uploads (any order, any series) into a data object; returns it with its index.

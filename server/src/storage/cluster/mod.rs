@@ -5,7 +5,7 @@
 //! once the log has stored it, and every server reads the log in order into the same head.
 //! The store needs only what [`SharedLog`] offers: publish a record (deduplicated by an
 //! idempotency key), read from a sequence number on, trim what is safely in blocks, leases
-//! (create-if-absent and update-at-revision on a key-value bucket) and key-value documents
+//! (create-if-absent and update-at-revision on a key-value bucket, and which are held) and key-value documents
 //! (written compare-and-set, at the revision read). [`nats`] implements it on NATS JetStream; nothing outside that file knows
 //! about NATS, so another log (Kafka-compatible) could be added beside it.
 //!
@@ -27,9 +27,15 @@ pub const UPLOADS: &str = "kiln.uploads";
 /// The subject of cut markers.
 pub const CUTS: &str = "kiln.cuts";
 
+/// The partition of the series with this id (see `block::series_id`): a hash of tenant and
+/// series.
+pub fn partition(series_id: u64) -> u64 {
+    series_id % PARTITIONS
+}
+
 /// The subject of uploads of the series with this id (see `block::series_id`).
 pub fn upload_subject(series_id: u64) -> String {
-    format!("{UPLOADS}.{}", series_id % PARTITIONS)
+    format!("{UPLOADS}.{}", partition(series_id))
 }
 
 /// Log failures. Every one is transient from the store's point of view: the log is
@@ -114,6 +120,9 @@ pub trait SharedLog: Send + Sync {
 
     /// Gives the lease up (if still held at `revision`).
     fn release(&self, name: &str, revision: u64) -> BoxFuture<'_, Result<(), LogError>>;
+
+    /// The leases held now whose names start with `prefix`, with their holders.
+    fn leases_held(&self, prefix: &str) -> BoxFuture<'_, Result<Vec<(String, String)>, LogError>>;
 
     /// A small document by key, and its revision (to write it back only if unchanged).
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Document, LogError>>;

@@ -231,6 +231,32 @@ impl SharedLog for NatsLog {
         })
     }
 
+    fn leases_held(&self, prefix: &str) -> BoxFuture<'_, Result<Vec<(String, String)>, LogError>> {
+        let prefix = prefix.to_string();
+        Box::pin(async move {
+            let listed = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let keys = self.leases.keys().await.map_err(|e| failed("lease keys")(&e))?;
+                let keys: Vec<String> = keys
+                    .filter_map(|key| async move { key.ok() })
+                    .filter(|key| std::future::ready(key.starts_with(&prefix)))
+                    .collect()
+                    .await;
+                let mut held = Vec::new();
+                for key in keys {
+                    // Expired or released since the listing: not held.
+                    if let Some(entry) = self.leases.entry(&key).await.map_err(|e| failed("lease read")(&e))?
+                        && entry.operation == kv::Operation::Put
+                    {
+                        held.push((key, String::from_utf8_lossy(&entry.value).into_owned()));
+                    }
+                }
+                Ok(held)
+            })
+            .await;
+            listed.map_err(|_| LogError("NATS did not list the leases in time".into()))?
+        })
+    }
+
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Document, LogError>> {
         let key = key.to_string();
         Box::pin(async move {
