@@ -215,3 +215,51 @@ test("a large graph is first painted from the frames it shows, then the whole tr
   await page.getByLabel("Search functions").fill("bottom17");
   await expect(page.locator(".flame-matched")).toHaveText(/^Matched 1,111 samples of 1,020,000 samples/);
 });
+
+test("a graph taller than the window draws the rows in view first and the rest after the frame", async ({ page, request }) => {
+  // One stack 80 frames deep under main: 82 rows with the total's, a canvas twice the window's
+  // height, below the toolbar.
+  const app = `${APP}deep`;
+  const frames = Array.from({ length: 80 }, (_, i) => `f${i + 1}`);
+  await upload(request, `${app}.cpu`, `main;${frames.join(";")} 10\n`, "now-5m", "now-4m");
+  // Every picture handed to the canvas, as the rows (dirty rectangle) it covers.
+  await page.addInitScript(() => {
+    const seen = window as unknown as { puts: number[][] };
+    seen.puts = [];
+    const put = CanvasRenderingContext2D.prototype.putImageData;
+    CanvasRenderingContext2D.prototype.putImageData = function (...args: Parameters<typeof put>) {
+      const [image, , , , y, , height] = args as unknown as [ImageData, number, number, number, number, number, number];
+      seen.puts.push([y ?? 0, y === undefined ? image.height : y + height]);
+      return put.apply(this, args);
+    };
+  });
+  await page.goto(`/explore?query=${app}.cpu`);
+  await graphReady(page);
+  const canvas = page.locator("canvas.flame-canvas");
+  await expect(canvas).toHaveAttribute("data-picture", / rows 0\.\.82$/);
+  const puts = () => page.evaluate(() => (window as unknown as { puts: number[][] }).puts);
+  // The first picture stopped short of the canvas's end; a later one reached it.
+  const height = await canvas.evaluate((c: HTMLCanvasElement) => c.height);
+  const first = (await puts())[0];
+  expect(first[1]).toBeLessThan(height);
+  expect((await puts()).some(([, end]) => end === height)).toBe(true);
+
+  /** The pixel in the middle of row `row`, as [r, g, b]. */
+  const pixel = (row: number) =>
+    canvas.evaluate((c: HTMLCanvasElement, row: number) => {
+      const ratio = c.width / c.clientWidth;
+      const [r, g, b] = c.getContext("2d")!.getImageData(Math.floor(c.width / 2), Math.floor((row * 18 + 4) * ratio), 1, 1).data;
+      return [r, g, b];
+    }, row);
+  // The deepest frame, drawn after the frame, is a frame's colour: neither the white
+  // background nor the black of a canvas never drawn.
+  const [r, g, b] = await pixel(81);
+  expect(r === g && g === b).toBe(false);
+  // A search repaints the rows in view at once and the others after: the deepest frame
+  // matches and takes the search's purple.
+  await page.getByLabel("Search functions").fill("f80");
+  await expect.poll(async () => {
+    const [r, g, b] = await pixel(81);
+    return b > g && r > g;
+  }).toBe(true);
+});

@@ -26,15 +26,23 @@ impl Pixmap {
     /// Resizes to `width` × `height` and fills with `background`, keeping the allocation: a
     /// redraw reuses the previous one's buffer.
     pub fn reset(&mut self, width: u32, height: u32, background: [u8; 3]) {
+        self.resize(width, height);
+        repeat_pixel(&mut self.data, [background[0], background[1], background[2], 255]);
+    }
+
+    /// Resizes to `width` × `height` without filling: a redraw that repaints only some lines
+    /// ([`Pixmap::fill_line`], [`Pixmap::copy_line_down`]) and hands on only those saves
+    /// writing the whole image once. The pixels are the previous image's (or zero when the
+    /// size changed).
+    pub fn resize(&mut self, width: u32, height: u32) {
         self.width = width as usize;
         self.height = height as usize;
         let len = self.width * self.height * 4;
         if self.data.len() != len {
-            // A fresh zeroed allocation, not `resize`: that wrote the zeros one byte at a time
-            // in the size-optimised wasm build, a third of a redraw.
+            // A fresh zeroed allocation, not `Vec::resize`: that wrote the zeros one byte at a
+            // time in the size-optimised wasm build, a third of a redraw.
             self.data = vec![0; len];
         }
-        repeat_pixel(&mut self.data, [background[0], background[1], background[2], 255]);
     }
 
     /// Width in pixels.
@@ -215,6 +223,16 @@ mod tests {
         p.copy_line_down(4, 99);
         p.fill_line(7, 0.0, 6.0, [0, 0, 0]);
         assert!(p.data().chunks(4).filter(|px| px[0] == 0).count() == 0);
+    }
+
+    #[test]
+    fn resizing_keeps_the_pixels_of_the_same_size() {
+        let mut p = Pixmap::new(3, 2, WHITE);
+        p.fill_line(0, 0.0, 1.0, [1, 2, 3]);
+        p.resize(3, 2);
+        assert_eq!(p.pixel(0, 0), Some([1, 2, 3, 255]));
+        p.resize(2, 2);
+        assert_eq!((p.width(), p.height(), p.data().len()), (2, 2, 16));
     }
 
     proptest! {

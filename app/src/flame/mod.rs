@@ -30,7 +30,7 @@ use crate::paint::after_paint;
 use crate::search::NameSearch;
 use crate::theme::use_theme;
 use breadcrumb::Breadcrumb;
-use draw::Look;
+use draw::{Look, Scene, View};
 use keyboard::{on_canvas_key, on_escape};
 use menu::ContextMenu;
 pub use state::{DiffSides, Loaded, ROW_HEIGHT};
@@ -161,6 +161,17 @@ pub fn FlameGraph(
             on_cleanup(move || observer.with_value(|o| o.disconnect()));
         }
     });
+    // Where the canvas is in the window, measured when the page has just been laid out, for
+    // redraws to draw the rows in view first without asking for a layout.
+    let view = StoredValue::new(None::<View>);
+    for event in ["scroll", "resize"] {
+        let handle = leptos::leptos_dom::helpers::window_event_listener_untyped(event, move |_| {
+            if let Some(canvas) = canvas_ref.get_untracked() {
+                view.try_set_value(View::measure(&canvas));
+            }
+        });
+        on_cleanup(move || handle.remove());
+    }
 
     // The names lowercased for searching, a while after a tree arrives rather than at the
     // first keystroke (at a million stacks, 48k names: 18 ms, three times a search's own).
@@ -243,13 +254,27 @@ pub fn FlameGraph(
             .and_then(|l| l.get())
             .and_then(|name| d.tree.names.iter().position(|n| *n == name))
             .map(|i| i as u32);
-        let (drawn, count) = matches
-            .with(|m| draw::draw(&canvas, width, &d, focus.get(), selected.get(), linked_name, m.as_deref(), look));
-        rects.set_value(drawn);
-        let count = count.to_string();
+        let (focus, selected) = (focus.get(), selected.get());
+        let drawn = matches.with(|m| {
+            let scene = Scene { data: &d, focus, selected, linked: linked_name, matches: m.as_deref(), look };
+            draw::draw(&canvas, width, &scene, view.get_value())
+        });
+        rects.set_value(drawn.rects);
+        let count = drawn.linked.to_string();
         if outlined.with_untracked(|now| *now != count) {
             outlined.set(count);
         }
+        // Once the frame is on screen: the rows out of view (nothing if the picture has
+        // changed by then: its own redraw does the same), and where the canvas now is.
+        after_paint(move || {
+            if drawn.rest {
+                matches.try_with_untracked(|m| {
+                    let scene = Scene { data: &d, focus, selected, linked: linked_name, matches: m.as_deref(), look };
+                    draw::draw_rest(&canvas, width, &scene);
+                });
+            }
+            view.try_set_value(View::measure(&canvas));
+        });
     });
 
     let frame_at = move |x: f64, y: f64| -> Option<FrameRect> {
@@ -324,14 +349,18 @@ pub fn FlameGraph(
 /// for a picture before the component exists (the page's first paint, before hydration).
 pub fn draw_unattached(
     canvas: &web_sys::HtmlCanvasElement,
-    data: &Loaded,
+    data: Arc<Loaded>,
     zoom: &str,
     bottom_up: bool,
     colour: ColourMode,
     theme: crate::theme::Theme,
 ) {
-    let focus = find_path(data, zoom).unwrap_or(ROOT);
-    draw::draw(canvas, 0.0, data, focus, None, None, None, Look { bottom_up, colour, theme });
+    let focus = find_path(&data, zoom).unwrap_or(ROOT);
+    let look = Look { bottom_up, colour, theme };
+    if draw::draw(canvas, 0.0, &Scene::plain(&data, focus, look), None).rest {
+        let canvas = canvas.clone();
+        after_paint(move || draw::draw_rest(&canvas, 0.0, &Scene::plain(&data, focus, look)));
+    }
 }
 
 /// The node at a `;`-separated frame path from the root, if the tree has it.

@@ -33,11 +33,15 @@ pub struct Loaded {
     /// For a profile opened in time order, its flame chart (boxes of `tree`'s nodes), how
     /// many samples it was laid out from, and which profile of the file it is.
     pub chart: Option<(FlameChart, usize, String)>,
-    /// The frames of the last layout, with its focus and width: a search, a hover or a
-    /// selection changes colours only, and laying out a million-node tree again was a third
-    /// of such a redraw.
-    last_layout: Mutex<Option<(NodeId, u64, Vec<FrameRect>)>>,
+    /// The frames of the last few layouts, with their focus and width, the newest last: a
+    /// search, a hover or a selection changes colours only, and going back to a zoom just
+    /// left (the breadcrumb, Back) finds its frames here. Laying out a million-node tree again
+    /// was a third of such a redraw.
+    layouts: Mutex<Vec<(NodeId, u64, Vec<FrameRect>)>>,
 }
+
+/// How many layouts a tree keeps (a few hundred kilobytes each at a million stacks).
+const KEPT_LAYOUTS: usize = 4;
 
 /// The two sides of a comparison, node by node (same indices as [`Loaded::tree`]).
 pub struct DiffSides {
@@ -66,24 +70,30 @@ impl Loaded {
             max_self,
             colours,
             chart: None,
-            last_layout: Mutex::new(None),
+            layouts: Mutex::new(Vec::new()),
         }
     }
 
     /// The frames to draw when `focus` fills `width` CSS pixels
-    /// ([`visible_frames`]), laid out again only when the focus or the width changed.
+    /// ([`visible_frames`]), laid out again only when that focus and width are not among the
+    /// last few.
     pub fn visible_frames(&self, focus: NodeId, width: f64) -> Vec<FrameRect> {
-        let Ok(mut last) = self.last_layout.lock() else {
+        let Ok(mut layouts) = self.layouts.lock() else {
             return visible_frames(&self.tree, &self.geometry, focus, width);
         };
-        match &*last {
-            Some((at, bits, rects)) if *at == focus && *bits == width.to_bits() => rects.clone(),
-            _ => {
-                let rects = visible_frames(&self.tree, &self.geometry, focus, width);
-                *last = Some((focus, width.to_bits(), rects.clone()));
-                rects
-            }
+        let key = (focus, width.to_bits());
+        if let Some(at) = layouts.iter().position(|(f, w, _)| (*f, *w) == key) {
+            let layout = layouts.remove(at);
+            let rects = layout.2.clone();
+            layouts.push(layout);
+            return rects;
         }
+        let rects = visible_frames(&self.tree, &self.geometry, focus, width);
+        if layouts.len() == KEPT_LAYOUTS {
+            layouts.remove(0);
+        }
+        layouts.push((focus, width.to_bits(), rects.clone()));
+        rects
     }
 
     /// The frame names lowercased, for searching.

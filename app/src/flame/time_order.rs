@@ -74,9 +74,10 @@ impl Chart {
             None => AGGREGATE,
             Some(node) => colour_of(d, node, matches, false, ColourMode::Package),
         };
-        draw::raster(&surface, chart.height(), &rects, &top, &colour, self.theme);
-        draw::labels(&surface, &d.tree, &rects, &top, self.theme);
-        let outlined = outline_function(&surface, &d.tree, &rects, self.linked, &top, self.theme);
+        let rows = 0..chart.height();
+        draw::raster(&surface, chart.height(), rows.clone(), &rects, &top, &colour, self.theme);
+        draw::labels(&surface, &d.tree, &rects, &rows, &top, self.theme);
+        let outlined = outline_function(&surface, &d.tree, &rects, self.linked, &rows, &top, self.theme);
         let TimeView { start, end } = self.view;
         if let Some((row, b)) = self.selected {
             let scale = surface.width / (end - start);

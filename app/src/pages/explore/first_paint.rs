@@ -127,7 +127,7 @@ pub async fn paint_before_hydration() -> bool {
     let loaded = Arc::new(Loaded::new(fetched.tree, fetched.units));
     crate::flame::draw_unattached(
         &canvas,
-        &loaded,
+        loaded.clone(),
         &state.zoom,
         state.orient == "flame",
         ColourMode::parse(&state.colour),
