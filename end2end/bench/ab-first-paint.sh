@@ -25,6 +25,8 @@ for pair in "$@"; do
     > "$work/log$port" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+  # Not another server that happens to hold the port: ours must still be running.
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "server on port $port did not start (port taken?): $(tail -1 "$work/log$port")" >&2; exit 1; }
   curl -sf -o /dev/null --data-binary @"$folded.gz" "http://127.0.0.1:$port/ingest?name=bench$size.cpu&from=now-5m"
   ports+=($port)
 done
