@@ -214,6 +214,11 @@ pub fn labels(
     }
 }
 
+/// The frames among `rects` of the function named `name` (a name id of `tree`).
+fn frames_of<'a>(tree: &'a FlatTree, rects: &'a [FrameRect], name: u32) -> impl Iterator<Item = &'a FrameRect> {
+    rects.iter().filter(move |r| r.node.is_some_and(|n| tree.name[n as usize] == name))
+}
+
 /// Outlines, dashed, every frame on the rows `drawn` of the function named `name` (a name id
 /// of `tree`): the function selected in the other view. Returns how many frames of it there
 /// are on every row.
@@ -233,7 +238,7 @@ pub fn outline_function(
     let dash = js_sys::Array::of2(&4.0.into(), &2.0.into());
     let _ = ctx.set_line_dash(&dash);
     let mut linked = 0;
-    for rect in rects.iter().filter(|r| r.node.is_some_and(|n| tree.name[n as usize] == name)) {
+    for rect in frames_of(tree, rects, name) {
         if on_rows(drawn, top, rect) {
             ctx.stroke_rect(rect.x + 1.0, top(rect) + 1.0, (rect.width - 2.0).max(1.0), ROW_HEIGHT - 3.0);
         }
@@ -286,9 +291,7 @@ pub fn draw(canvas: &HtmlCanvasElement, css_width: f64, scene: &Scene, view: Opt
         return Drawn { rects: Vec::new(), linked: 0, rest: false };
     };
     let rects = scene.data.visible_frames(scene.focus, surface.width);
-    let linked = scene.linked.map_or(0, |name| {
-        rects.iter().filter(|r| r.node.is_some_and(|n| scene.data.tree.name[n as usize] == name)).count()
-    });
+    let linked = scene.linked.map_or(0, |name| frames_of(&scene.data.tree, &rects, name).count());
     let picture = picture(scene, &surface);
     let band = view.or_else(|| View::measure(canvas)).map_or(0..rows, |view| view.rows(rows));
     // The same picture is not drawn twice (the graph drawn before hydration, then by the
